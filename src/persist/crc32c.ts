@@ -32,3 +32,11 @@ export const crc32cImplementation: 'native' | 'js' = detectImplementation();
 export function crc32c(bytes: Uint8Array): number {
   return fast.calculate(bytes) >>> 0;
 }
+
+/**
+ * Continues a CRC-32C over more bytes: crc32cUpdate(crc32c(a), b) === crc32c(a ++ b). Lets
+ * recovery and verify check a large batch through a fixed-size read buffer.
+ */
+export function crc32cUpdate(crc: number, bytes: Uint8Array): number {
+  return fast.calculate(bytes, crc) >>> 0;
+}

@@ -1,0 +1,281 @@
+/**
+ * Engine benchmark: the disk's own limits first, then the engine against them, in one run.
+ *
+ *   node dist/bench/engine.bench.js [--smoke] [--runs N] [--gib G] [--memory-gib G] [--dir D]
+ *
+ * 1. Disk limits: buffered sequential write of 1 MiB blocks; the same with fdatasync
+ *    after every 1 MiB.
+ * 2. Engine produce, 100-byte records in batches of 1000, acks=1 and acks=all, across 1, 4
+ *    and 64 partitions; the producer keeps a window of batches in flight per partition and
+ *    honours THROTTLED back-off hints.
+ * 3. Sequential read of everything back (fetch of 1 MiB at a time, page cache).
+ * 4. Memory: the process's peak resident set while `--memory-gib` are produced.
+ * Figures are medians over `--runs`; ratios are to the limits measured in the same run.
+ */
+import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Engine } from '../src/engine/engine.js';
+import { crc32cImplementation } from '../src/persist/crc32c.js';
+import { encodeBatch } from '../src/persist/record-batch.js';
+import { SluiceError } from '../src/errors.js';
+
+const RECORD_BYTES = 100;
+const RECORDS_PER_BATCH = 1000;
+const WINDOW_PER_PARTITION = 4;
+const WINDOW_TOTAL_MAX = 64;
+
+export interface EngineBenchOptions {
+  smoke: boolean;
+  runs: number;
+  bytesPerRun: number;
+  memoryBytes: number;
+  dir?: string;
+}
+
+interface Row {
+  name: string;
+  recordsPerSec: number;
+  mbPerSec: number;
+  limitName: string;
+  ratio: number;
+}
+
+export interface EngineBenchResult {
+  env: Record<string, string | number>;
+  limits: { bufferedWriteMBps: number; fdatasync1MiBMBps: number };
+  rows: Row[];
+  memory: { producedBytes: number; rssPeakMB: number; rssStartMB: number };
+}
+
+const quiet = { info() {}, warn() {}, error(o: object, m?: string) { process.stderr.write(`${m} ${JSON.stringify(o)}\n`); } };
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+function diskWrite(dir: string, bytes: number, syncEvery: number): number {
+  const path = join(dir, `disk-${Date.now()}.bin`);
+  const block = Buffer.alloc(1024 * 1024, 0x5a);
+  const fd = openSync(path, 'w');
+  const t0 = process.hrtime.bigint();
+  let written = 0;
+  let sinceSync = 0;
+  while (written < bytes) {
+    written += writeSync(fd, block, 0, block.length, written);
+    sinceSync += block.length;
+    if (syncEvery > 0 && sinceSync >= syncEvery) {
+      fdatasyncSync(fd);
+      sinceSync = 0;
+    }
+  }
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  closeSync(fd);
+  rmSync(path);
+  return written / secs / 1e6;
+}
+
+function makeBatch(seed: number): Uint8Array {
+  const value = new Uint8Array(RECORD_BYTES - 20);
+  for (let i = 0; i < value.length; i++) value[i] = (seed + i) & 0xff;
+  const key = new Uint8Array(12);
+  const records = [];
+  for (let i = 0; i < RECORDS_PER_BATCH; i++) records.push({ key, value });
+  return encodeBatch(records);
+}
+
+async function produceFor(engine: Engine, topic: string, partitions: number, batch: Uint8Array, bytes: number, acks: 1 | 'all', onProgress?: () => void): Promise<{ secs: number; records: number; bytes: number }> {
+  const batchesTotal = Math.max(partitions, Math.ceil(bytes / batch.length));
+  const window = Math.min(WINDOW_TOTAL_MAX, WINDOW_PER_PARTITION * partitions);
+  let sent = 0;
+  let done = 0;
+  const t0 = process.hrtime.bigint();
+  await new Promise<void>((resolve, reject) => {
+    let inflight = 0;
+    const pump = () => {
+      while (inflight < window && sent < batchesTotal) {
+        const partition = sent % partitions;
+        let p: Promise<number>;
+        try {
+          p = engine.produce(topic, partition, batch, { acks });
+        } catch (err) {
+          return reject(err);
+        }
+        sent++;
+        inflight++;
+        p.then(
+          () => {
+            inflight--;
+            done++;
+            onProgress?.();
+            if (done === batchesTotal) resolve();
+            else pump();
+          },
+          (err: unknown) => {
+            inflight--;
+            if (err instanceof SluiceError && err.retriable) {
+              sent--; // send it again after the hint
+              setTimeout(pump, err.backoffMs ?? 1);
+            } else reject(err);
+          },
+        );
+      }
+    };
+    pump();
+  });
+  const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+  return { secs, records: batchesTotal * RECORDS_PER_BATCH, bytes: batchesTotal * batch.length };
+}
+
+async function readBack(engine: Engine, topic: string, partitions: number): Promise<{ secs: number; bytes: number }> {
+  const t0 = process.hrtime.bigint();
+  let bytes = 0;
+  for (let p = 0; p < partitions; p++) {
+    const d = engine.describeTopic(topic).partitions[p];
+    let offset = d.logStartOffset;
+    while (offset < d.highWatermark) {
+      const res = await engine.fetch(topic, p, offset, { maxBytes: 1024 * 1024 });
+      bytes += res.records.length;
+      // The last batch's base offset + its count: read the header of the last whole batch.
+      const view = new DataView(res.records.buffer, res.records.byteOffset, res.records.byteLength);
+      let pos = 0;
+      let next = offset;
+      while (pos + 61 <= res.records.length) {
+        const len = view.getInt32(pos + 8, false) + 12;
+        next = Number(view.getBigInt64(pos, false)) + view.getInt32(pos + 23, false) + 1;
+        pos += len;
+      }
+      offset = next;
+    }
+  }
+  return { secs: Number(process.hrtime.bigint() - t0) / 1e9, bytes };
+}
+
+export async function runEngineBench(opts: EngineBenchOptions): Promise<EngineBenchResult> {
+  const base = opts.dir ?? tmpdir();
+  const root = mkdtempSync(join(base, 'sluice-bench-'));
+  const env = {
+    node: process.version,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: cpus().length,
+    crc32c: crc32cImplementation,
+    dir: root,
+  };
+  try {
+    const limitBytes = opts.smoke ? 8 * 1024 * 1024 : Math.max(opts.bytesPerRun, 256 * 1024 * 1024);
+    const buffered: number[] = [];
+    const synced: number[] = [];
+    for (let r = 0; r < opts.runs; r++) {
+      buffered.push(diskWrite(root, limitBytes, 0));
+      synced.push(diskWrite(root, limitBytes, 1024 * 1024));
+    }
+    const limits = { bufferedWriteMBps: median(buffered), fdatasync1MiBMBps: median(synced) };
+    const rows: Row[] = [];
+    const batch = makeBatch(1);
+    const partitionCounts = opts.smoke ? [1, 4] : [1, 4, 64];
+    for (const acks of [1, 'all'] as const) {
+      for (const partitions of partitionCounts) {
+        const rates: number[] = [];
+        const mbs: number[] = [];
+        const reads: number[] = [];
+        for (let r = 0; r < opts.runs; r++) {
+          const dataDir = join(root, `e-${acks}-${partitions}-${r}`);
+          const engine = await Engine.open({ dataDir, workers: cpus().length, logger: quiet });
+          try {
+            await engine.createTopic('bench', { partitions });
+            const res = await produceFor(engine, 'bench', partitions, batch, opts.bytesPerRun, acks);
+            rates.push(res.records / res.secs);
+            mbs.push(res.bytes / res.secs / 1e6);
+            const rb = await readBack(engine, 'bench', partitions);
+            reads.push(rb.bytes / rb.secs / 1e6);
+          } finally {
+            await engine.close();
+            rmSync(dataDir, { recursive: true, force: true });
+          }
+        }
+        const limit = acks === 1 ? limits.bufferedWriteMBps : limits.fdatasync1MiBMBps;
+        rows.push({
+          name: `produce acks=${acks} ${partitions}p`,
+          recordsPerSec: median(rates),
+          mbPerSec: median(mbs),
+          limitName: acks === 1 ? 'buffered write' : 'fdatasync/1MiB',
+          ratio: median(mbs) / limit,
+        });
+        if (acks === 1) {
+          rows.push({
+            name: `read back ${partitions}p`,
+            recordsPerSec: (median(reads) * 1e6) / (batch.length / RECORDS_PER_BATCH),
+            mbPerSec: median(reads),
+            limitName: '1 GB/s target',
+            ratio: median(reads) / 1000,
+          });
+        }
+      }
+    }
+    const memory = await memoryRun(root, opts.memoryBytes, batch);
+    return { env, limits, rows, memory };
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+async function memoryRun(root: string, bytes: number, batch: Uint8Array) {
+  const dataDir = join(root, 'memory');
+  const rssStartMB = process.memoryUsage().rss / 1e6;
+  let rssPeakMB = rssStartMB;
+  const sample = setInterval(() => {
+    rssPeakMB = Math.max(rssPeakMB, process.memoryUsage().rss / 1e6);
+  }, 50);
+  const engine = await Engine.open({ dataDir, workers: cpus().length, logger: quiet });
+  let produced = 0;
+  try {
+    // Retention keeps the disk use bounded while several GB go through.
+    await engine.createTopic('memory', { partitions: 4, segmentBytes: 256 * 1024 * 1024, retentionBytes: 512 * 1024 * 1024 });
+    let n = 0;
+    const res = await produceFor(engine, 'memory', 4, batch, bytes, 1, () => {
+      if (++n % 2000 === 0) void engine.runHousekeeping();
+    });
+    produced = res.bytes;
+  } finally {
+    clearInterval(sample);
+    rssPeakMB = Math.max(rssPeakMB, process.memoryUsage().rss / 1e6);
+    await engine.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+  return { producedBytes: produced, rssPeakMB, rssStartMB };
+}
+
+export function formatEngineBench(r: EngineBenchResult): string {
+  const lines: string[] = [];
+  lines.push(`node ${r.env.node}, ${r.env.cores} cores (${r.env.cpu}), crc32c ${r.env.crc32c}`);
+  lines.push(`disk: buffered sequential write ${r.limits.bufferedWriteMBps.toFixed(0)} MB/s; fdatasync every 1 MiB ${r.limits.fdatasync1MiBMBps.toFixed(0)} MB/s`);
+  lines.push('');
+  lines.push('| run | records/s | MB/s | limit | ratio |');
+  lines.push('|---|---:|---:|---|---:|');
+  for (const row of r.rows) {
+    lines.push(`| ${row.name} | ${Math.round(row.recordsPerSec).toLocaleString('en-US')} | ${row.mbPerSec.toFixed(0)} | ${row.limitName} | ${(row.ratio * 100).toFixed(0)}% |`);
+  }
+  lines.push('');
+  lines.push(`memory: peak RSS ${r.memory.rssPeakMB.toFixed(0)} MB (start ${r.memory.rssStartMB.toFixed(0)} MB) while ${(r.memory.producedBytes / 1e9).toFixed(2)} GB were produced`);
+  return lines.join('\n');
+}
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const smoke = process.argv.includes('--smoke');
+  const dirIdx = process.argv.indexOf('--dir');
+  const result = await runEngineBench({
+    smoke,
+    runs: arg('--runs', smoke ? 1 : 3),
+    bytesPerRun: Math.round(arg('--gib', smoke ? 0.01 : 1) * 1024 ** 3),
+    memoryBytes: Math.round(arg('--memory-gib', smoke ? 0.02 : 5) * 1024 ** 3),
+    dir: dirIdx >= 0 ? process.argv[dirIdx + 1] : undefined,
+  });
+  process.stdout.write(formatEngineBench(result) + '\n');
+  process.stdout.write(JSON.stringify(result) + '\n');
+}

@@ -1,0 +1,141 @@
+#!/usr/bin/env node
+/**
+ * The `sluice` command. Exit codes: 0 ok, 1 error, 2 usage.
+ *
+ *   sluice start [--data-dir D] [--workers N] [--host H] [--port P] [--config FILE]
+ *   sluice verify [--data-dir D] [--threads N]
+ *
+ * Settings come, from strongest to weakest, from flags, environment variables
+ * (SLUICE_DATA_DIR, SLUICE_WORKERS, SLUICE_HOST, SLUICE_PORT), the config file (JSON) and
+ * the defaults. Owner: the main thread of the CLI process.
+ */
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { Engine } from '../engine/engine.js';
+import { SluiceError } from '../errors.js';
+import { verifyDataDir } from '../workers/verify-pool.js';
+
+const DEFAULT_DATA_DIR = './data';
+const DEFAULT_HOST = '127.0.0.1';
+const DEFAULT_PORT = 7070;
+
+interface StartSettings {
+  dataDir: string;
+  workers?: number;
+  host: string;
+  port: number;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+function readConfigFile(path: string | undefined): Record<string, unknown> {
+  if (!path) return {};
+  try {
+    const parsed = JSON.parse(readFileSync(path, 'utf8')) as unknown;
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a JSON object');
+    return parsed as Record<string, unknown>;
+  } catch (err) {
+    throw new SluiceError('INVALID_ARGUMENT', `config file ${path}: ${(err as Error).message}`);
+  }
+}
+
+function envInt(name: string): number | undefined {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 1) throw new SluiceError('INVALID_ARGUMENT', `${name}=${raw} is not a positive integer`);
+  return n;
+}
+
+function startSettings(flags: Record<string, unknown>): StartSettings {
+  const file = readConfigFile(flags.config as string | undefined);
+  const pick = <T>(flag: unknown, env: T | undefined, fromFile: unknown, fallback: T): T =>
+    (flag ?? env ?? fromFile ?? fallback) as T;
+  return {
+    dataDir: pick(flags.dataDir, process.env.SLUICE_DATA_DIR || undefined, file.dataDir, DEFAULT_DATA_DIR),
+    workers: pick<number | undefined>(flags.workers, envInt('SLUICE_WORKERS'), file.workers, undefined),
+    host: pick(flags.host, process.env.SLUICE_HOST || undefined, file.host, DEFAULT_HOST),
+    port: pick(flags.port, envInt('SLUICE_PORT'), file.port, DEFAULT_PORT),
+  };
+}
+
+async function start(flags: Record<string, unknown>): Promise<void> {
+  const settings = startSettings(flags);
+  const engine = await Engine.open({ dataDir: settings.dataDir, workers: settings.workers });
+  process.stderr.write(
+    `sluice: engine running on ${settings.dataDir} (the network gateway on ${settings.host}:${settings.port} is not built yet: ` +
+      `this process serves the engine alone); Ctrl-C stops it cleanly\n`,
+  );
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      process.stderr.write(`sluice: ${signal}: finishing appends in flight and closing cleanly\n`);
+      resolve();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  await engine.close();
+}
+
+async function verify(flags: Record<string, unknown>): Promise<void> {
+  const dataDir = (flags.dataDir as string | undefined) ?? process.env.SLUICE_DATA_DIR ?? DEFAULT_DATA_DIR;
+  const report = await verifyDataDir({ dataDir, threads: flags.threads as number | undefined });
+  let batches = 0;
+  let bytes = 0;
+  for (const { dir, report: r } of report.partitions) {
+    for (const seg of r.segments) {
+      batches += seg.batches;
+      bytes += seg.bytes;
+      for (const e of seg.errors) {
+        process.stdout.write(`CORRUPT ${dir}/${seg.file} position ${e.position} offset ${e.offset}: ${e.message}\n`);
+      }
+    }
+  }
+  process.stdout.write(
+    `${report.ok ? 'ok' : 'CORRUPT'}: ${report.partitions.length} partitions, ${batches} batches, ${bytes} bytes verified in ${dataDir}\n`,
+  );
+  if (!report.ok) process.exitCode = 1;
+}
+
+function program(): Command {
+  const cmd = new Command('sluice')
+    .description('Sluice: a single-machine event streaming engine with Apache Kafka\'s design')
+    .exitOverride()
+    .showHelpAfterError();
+  cmd
+    .command('start')
+    .description('start the broker over a data directory')
+    .option('--host <host>', `address to bind (default ${DEFAULT_HOST}, or SLUICE_HOST)`)
+    .option('--port <port>', `port to listen on (default ${DEFAULT_PORT}, or SLUICE_PORT)`, positiveInt)
+    .option('--data-dir <dir>', `data directory (default ${DEFAULT_DATA_DIR}, or SLUICE_DATA_DIR)`)
+    .option('--workers <n>', 'owner threads (default: one per core, or SLUICE_WORKERS)', positiveInt)
+    .option('--config <file>', 'JSON config file with dataDir, workers, host, port')
+    .action(start);
+  cmd
+    .command('verify')
+    .description('check every segment of every partition (framing, CRC32C, offsets, indexes)')
+    .option('--data-dir <dir>', `data directory (default ${DEFAULT_DATA_DIR}, or SLUICE_DATA_DIR)`)
+    .option('--threads <n>', 'partitions verified in parallel (default: one per core)', positiveInt)
+    .action(verify);
+  return cmd;
+}
+
+async function main(): Promise<void> {
+  try {
+    await program().parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    const message = err instanceof SluiceError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
+    process.stderr.write(`sluice: ${message}\n`);
+    process.exitCode = 1;
+  }
+}
+
+void main();

@@ -1,0 +1,519 @@
+/**
+ * Engine: the in-process, transport-agnostic API of Sluice. The WebSocket gateway and
+ * (later) the Kafka-protocol listener call it; so do tests and embedders.
+ *
+ *   const engine = await Engine.open({ dataDir: './data' });
+ *   await engine.createTopic('events', { partitions: 4 });
+ *   const base = await engine.produce('events', 0, batchBytes);            // acks=all
+ *   const { records, highWatermark } = await engine.fetch('events', 0, base);
+ *   await engine.close();
+ *
+ * It validates every argument, keeps the topic registry (persisted atomically in
+ * topics.json), routes each partition to its owner thread, serves fetches of recent data
+ * straight from the partition's log ring in shared memory and everything else through the
+ * owner, which reads from disk. Errors are SluiceError with stable codes.
+ *
+ * Owner: the gateway (main) thread. Invariants: topic-level changes (create, delete) run
+ * one at a time; topics.json always names exactly the topics that exist after a change
+ * completes; nothing is appended for a request that failed validation.
+ */
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { assert } from '../assert.js';
+import { SluiceError } from '../errors.js';
+import { crc32cImplementation } from '../persist/crc32c.js';
+import { nodeFileSystem, type FileSystem } from '../persist/fs.js';
+import { DEFAULT_LOG_CONFIG, type LogConfig } from '../persist/partition-log.js';
+import { loadTopics, saveTopics, type TopicsFile } from '../persist/metadata.js';
+import {
+  BATCH_HEADER_BYTES,
+  BATCH_LENGTH_OFFSET,
+  LOG_OVERHEAD_BYTES,
+  MAGIC_OFFSET,
+  MAGIC_V2,
+} from '../persist/record-batch.js';
+import type { RecoveryReportSummary } from '../workers/commands.js';
+import { OwnerHandle, type Logger, type OwnerLimits, type PartitionState } from '../workers/owner-handle.js';
+import { checkInteger, checkTopicName, ownerOf, partitionDirName, PARTITIONS_PER_TOPIC_MAX } from './names.js';
+import { DataDirLock } from './lock.js';
+
+// ---------------------------------------------------------------- limits
+
+/** Holds several maximal batches, so a burst queues while the owner syncs. */
+export const COMMAND_RING_BYTES = 8 * 1024 * 1024;
+/** A frame may be a quarter of the ring: a full fetch (1 MiB) plus a maximal batch fits. */
+export const COMPLETION_RING_BYTES = 8 * 1024 * 1024;
+/** Recent data per partition readable without a hop to the owner; 64 partitions = 64 MiB. */
+export const LOG_RING_BYTES = 1024 * 1024;
+/** Entries (batches) per log ring: 1 MiB of 1 KiB batches. */
+export const LOG_RING_ENTRIES = 1024;
+/** One fetch returns at most this (at least one whole batch even if larger), as Kafka's max.partition.fetch.bytes. */
+export const FETCH_BYTES_MAX = 1024 * 1024;
+/** Requests waiting for an answer per owner; past it, produce is THROTTLED. */
+export const IN_FLIGHT_MAX = 8192;
+/** Back-off hint sent with THROTTLED: a full command ring drains in a few milliseconds. */
+export const THROTTLE_BACKOFF_MS = 5;
+/** How often owners apply retention and time-based rolls (Kafka: 5 minutes). */
+export const HOUSEKEEPING_INTERVAL_MS = 5_000;
+/** acks=1 data is fsynced at least this often, so the durable offset keeps up. */
+export const FLUSH_INTERVAL_MS = 1_000;
+/** Owner threads: one per core by default, capped so a big box does not spawn hundreds. */
+export const OWNERS_MAX = 64;
+assert(COMPLETION_RING_BYTES / 4 >= FETCH_BYTES_MAX + DEFAULT_LOG_CONFIG.batchBytesMax + 1024, 'a fetch frame fits the completion ring');
+assert(COMMAND_RING_BYTES / 4 >= DEFAULT_LOG_CONFIG.batchBytesMax + 64, 'a maximal batch fits the command ring');
+
+const TOPICS_FILE = 'topics.json';
+
+export type Acks = 'all' | -1 | 0 | 1;
+
+export interface TopicConfig {
+  partitions: number;
+  retentionMs: number;
+  retentionBytes: number;
+  segmentBytes: number;
+  segmentMs: number;
+}
+
+export interface EngineOptions {
+  dataDir: string;
+  /** Owner threads (default: the number of cores). */
+  workers?: number;
+  logger?: Logger;
+  /** Defaults for topics created without a setting. */
+  topicDefaults?: Partial<TopicConfig>;
+  /** Overrides of the limits above, for tests and tuning. */
+  limits?: Partial<OwnerLimits>;
+  fs?: FileSystem;
+}
+
+export interface PartitionDescription extends PartitionState {
+  partition: number;
+  owner: number;
+}
+
+export interface TopicDescription {
+  name: string;
+  config: TopicConfig;
+  partitions: PartitionDescription[];
+}
+
+export interface FetchResult {
+  /** Whole RecordBatch v2 batches, concatenated; the first holds the requested offset. */
+  records: Uint8Array;
+  highWatermark: number;
+  logStartOffset: number;
+}
+
+interface TopicState {
+  name: string;
+  config: TopicConfig;
+  partitions: { owner: OwnerHandle; slot: number }[];
+}
+
+const DEFAULT_TOPIC_CONFIG: TopicConfig = {
+  partitions: 1,
+  retentionMs: DEFAULT_LOG_CONFIG.retentionMs,
+  retentionBytes: DEFAULT_LOG_CONFIG.retentionBytes,
+  segmentBytes: DEFAULT_LOG_CONFIG.segmentBytes,
+  segmentMs: DEFAULT_LOG_CONFIG.segmentMs,
+};
+
+/** Smallest segment: a segment must hold at least one maximal batch comfortably. */
+const SEGMENT_BYTES_MIN = 16 * 1024;
+const SEGMENT_BYTES_MAX = 2 ** 31 - 1; // positions in the offset index are u32; keep to int32 like Kafka
+const DURATION_MS_MAX = Number.MAX_SAFE_INTEGER;
+
+function defaultLogger(): Logger {
+  return pino({ level: process.env.SLUICE_LOG_LEVEL ?? 'info', base: undefined }, pino.destination(2));
+}
+
+function workerUrl(): URL {
+  return new URL('../workers/owner-main.js', import.meta.url);
+}
+
+export class Engine {
+  readonly dataDir: string;
+  readonly #owners: OwnerHandle[];
+  readonly #logger: Logger;
+  readonly #fs: FileSystem;
+  readonly #topics = new Map<string, TopicState>();
+  readonly #topicDefaults: TopicConfig;
+  readonly #lock: DataDirLock;
+  /** Free slots per owner, so closed partitions' slots are reused. */
+  readonly #slotsUsed: boolean[][];
+  #topicChain: Promise<unknown> = Promise.resolve();
+  #closed = false;
+  #inFlightProduces = 0;
+  #drained: (() => void) | null = null;
+
+  private constructor(dataDir: string, owners: OwnerHandle[], logger: Logger, fs: FileSystem, defaults: TopicConfig, lock: DataDirLock) {
+    this.dataDir = dataDir;
+    this.#owners = owners;
+    this.#logger = logger;
+    this.#fs = fs;
+    this.#topicDefaults = defaults;
+    this.#lock = lock;
+    this.#slotsUsed = owners.map(() => []);
+  }
+
+  /** Opens (or creates) a data directory, starts the owners and recovers every partition. */
+  static async open(options: EngineOptions): Promise<Engine> {
+    if (!options || typeof options.dataDir !== 'string' || options.dataDir.length === 0) {
+      throw new SluiceError('INVALID_ARGUMENT', 'Engine.open needs { dataDir }');
+    }
+    const workers = options.workers ?? Math.min(availableParallelism(), OWNERS_MAX);
+    checkInteger(workers, 'workers', 1, OWNERS_MAX);
+    const logger = options.logger ?? defaultLogger();
+    const fs = options.fs ?? nodeFileSystem;
+    const defaults = checkTopicConfig({ ...DEFAULT_TOPIC_CONFIG, ...options.topicDefaults });
+    fs.mkdirp(options.dataDir);
+    const lock = DataDirLock.acquire(fs, options.dataDir);
+    const limits: OwnerLimits = {
+      commandRingBytes: COMMAND_RING_BYTES,
+      completionRingBytes: COMPLETION_RING_BYTES,
+      logRingBytes: LOG_RING_BYTES,
+      logRingEntries: LOG_RING_ENTRIES,
+      fetchBytesMax: FETCH_BYTES_MAX,
+      inFlightMax: IN_FLIGHT_MAX,
+      throttleBackoffMs: THROTTLE_BACKOFF_MS,
+      housekeepingIntervalMs: HOUSEKEEPING_INTERVAL_MS,
+      flushIntervalMs: FLUSH_INTERVAL_MS,
+      ...options.limits,
+    };
+    const owners: OwnerHandle[] = [];
+    for (let i = 0; i < workers; i++) owners.push(new OwnerHandle(i, limits, logger, workerUrl()));
+    const engine = new Engine(options.dataDir, owners, logger, fs, defaults, lock);
+    try {
+      await Promise.all(owners.map((o) => o.start()));
+      await engine.#recover();
+    } catch (err) {
+      await engine.close().catch(() => {});
+      throw err;
+    }
+    logger.info(
+      { dataDir: options.dataDir, owners: workers, crc32c: crc32cImplementation, topics: engine.#topics.size },
+      'engine open',
+    );
+    if (crc32cImplementation !== 'native') {
+      logger.warn({ crc32c: crc32cImplementation }, 'CRC32C runs in JavaScript (about 20x slower): the sse4_crc32 addon did not load');
+    }
+    return engine;
+  }
+
+  async #recover(): Promise<void> {
+    const file = this.#loadTopicsFile();
+    for (const [name, entry] of Object.entries(file.topics)) {
+      const config = checkTopicConfig({ ...this.#topicDefaults, ...entry.config, partitions: entry.partitions });
+      const state = await this.#openTopic(name, config);
+      this.#topics.set(name, state);
+    }
+    this.#removeLeftovers();
+  }
+
+  #loadTopicsFile(): TopicsFile {
+    return loadTopics(this.#fs, join(this.dataDir, TOPICS_FILE));
+  }
+
+  #saveTopicsFile(): void {
+    const file: TopicsFile = { version: 1, topics: {} };
+    for (const [name, t] of this.#topics) {
+      const { partitions, ...config } = t.config;
+      file.topics[name] = { partitions, config, createdAt: 0 };
+    }
+    saveTopics(this.#fs, join(this.dataDir, TOPICS_FILE), file);
+  }
+
+  /** Removes folders left by a deletion that a crash interrupted. */
+  #removeLeftovers(): void {
+    for (const entry of this.#fs.readdir(this.dataDir)) {
+      if (entry.includes('.deleted')) {
+        this.#logger.info({ dir: entry }, 'removing leftover of a deleted topic');
+        this.#fs.rmrf(join(this.dataDir, entry));
+      }
+    }
+  }
+
+  #allocateSlot(owner: OwnerHandle): number {
+    const used = this.#slotsUsed[owner.index];
+    let slot = used.indexOf(false);
+    if (slot < 0) slot = used.length;
+    used[slot] = true;
+    return slot;
+  }
+
+  async #openTopic(name: string, config: TopicConfig): Promise<TopicState> {
+    const state: TopicState = { name, config, partitions: [] };
+    const logConfig: LogConfig = {
+      ...DEFAULT_LOG_CONFIG,
+      segmentBytes: config.segmentBytes,
+      segmentMs: config.segmentMs,
+      retentionMs: config.retentionMs,
+      retentionBytes: config.retentionBytes,
+    };
+    for (let p = 0; p < config.partitions; p++) {
+      const owner = this.#owners[ownerOf(name, p, this.#owners.length)];
+      const slot = this.#allocateSlot(owner);
+      const report: RecoveryReportSummary = await owner.openPartition(slot, join(this.dataDir, partitionDirName(name, p)), logConfig);
+      for (const t of report.truncations) {
+        this.#logger.warn({ topic: name, partition: p, ...t }, 'recovery truncated a torn or corrupt tail');
+      }
+      if (report.indexesRebuilt.length > 0) {
+        this.#logger.warn({ topic: name, partition: p, indexes: report.indexesRebuilt }, 'recovery rebuilt indexes');
+      }
+      state.partitions.push({ owner, slot });
+    }
+    return state;
+  }
+
+  // ------------------------------------------------------------ topics
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#topicChain.then(fn, fn);
+    this.#topicChain = run.catch(() => {});
+    return run;
+  }
+
+  #open(): void {
+    if (this.#closed) throw new SluiceError('ENGINE_CLOSED', 'the engine is closed');
+  }
+
+  createTopic(name: string, options: Partial<TopicConfig> = {}): Promise<TopicDescription> {
+    return this.#serial(async () => {
+      this.#open();
+      checkTopicName(name);
+      if (options === null || typeof options !== 'object') throw new SluiceError('INVALID_ARGUMENT', 'topic options must be an object');
+      const config = checkTopicConfig({ ...this.#topicDefaults, ...options });
+      if (this.#topics.has(name)) throw new SluiceError('TOPIC_ALREADY_EXISTS', `topic ${name} already exists`);
+      // Folders of a same-named topic whose deletion a crash interrupted are not ours.
+      for (let p = 0; p < config.partitions; p++) {
+        const dir = join(this.dataDir, partitionDirName(name, p));
+        if (this.#fs.exists(dir)) this.#fs.rmrf(dir);
+      }
+      const state = await this.#openTopic(name, config);
+      this.#topics.set(name, state);
+      try {
+        this.#saveTopicsFile();
+      } catch (err) {
+        this.#topics.delete(name);
+        await this.#closeTopic(state, true).catch(() => {});
+        throw err;
+      }
+      this.#logger.info({ topic: name, ...config }, 'topic created');
+      return this.#describe(state);
+    });
+  }
+
+  deleteTopic(name: string): Promise<void> {
+    return this.#serial(async () => {
+      this.#open();
+      const state = this.#topic(name);
+      this.#topics.delete(name);
+      this.#saveTopicsFile();
+      await this.#closeTopic(state, true);
+      this.#logger.info({ topic: name }, 'topic deleted');
+    });
+  }
+
+  async #closeTopic(state: TopicState, deleteFiles: boolean): Promise<void> {
+    for (const { owner, slot } of state.partitions) {
+      await owner.closePartition(slot, deleteFiles);
+      this.#slotsUsed[owner.index][slot] = false;
+    }
+  }
+
+  listTopics(): string[] {
+    this.#open();
+    return [...this.#topics.keys()].sort();
+  }
+
+  describeTopic(name: string): TopicDescription {
+    this.#open();
+    return this.#describe(this.#topic(name));
+  }
+
+  #describe(state: TopicState): TopicDescription {
+    return {
+      name: state.name,
+      config: { ...state.config },
+      partitions: state.partitions.map(({ owner, slot }, partition) => ({
+        partition,
+        owner: owner.index,
+        ...owner.partitionState(slot),
+      })),
+    };
+  }
+
+  #topic(name: string): TopicState {
+    const state = typeof name === 'string' ? this.#topics.get(name) : undefined;
+    if (!state) throw new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `unknown topic ${JSON.stringify(name)}`);
+    return state;
+  }
+
+  #partition(topic: string, partition: number): { owner: OwnerHandle; slot: number } {
+    const state = this.#topic(topic);
+    if (typeof partition !== 'number' || !Number.isInteger(partition) || partition < 0 || partition >= state.partitions.length) {
+      throw new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `topic ${topic} has no partition ${String(partition)} (it has ${state.partitions.length})`);
+    }
+    return state.partitions[partition];
+  }
+
+  // ------------------------------------------------------------ data
+
+  /**
+   * Appends one RecordBatch v2 to a partition. Resolves to the base offset assigned to it
+   * once the acks level holds: 'all' (default) after fdatasync covers it, 1 after it is in
+   * the segment file, 0 at once (resolving to -1, errors unreported).
+   */
+  produce(topic: string, partition: number, batch: Uint8Array, options: { acks?: Acks } = {}): Promise<number> {
+    try {
+      this.#open();
+      const { owner, slot } = this.#partition(topic, partition);
+      const acks = checkAcks(options?.acks ?? 'all');
+      checkBatchFrame(batch, DEFAULT_LOG_CONFIG.batchBytesMax);
+      const result = owner.produce(slot, batch, acks);
+      this.#inFlightProduces++;
+      return result.finally(() => this.#produceDone());
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  #produceDone(): void {
+    this.#inFlightProduces--;
+    if (this.#inFlightProduces === 0 && this.#drained) this.#drained();
+  }
+
+  /**
+   * Reads whole batches from `offset` (the first returned batch contains it), up to
+   * maxBytes but at least one batch. An offset equal to the high watermark gives no
+   * records; below the log start offset or above the high watermark, OFFSET_OUT_OF_RANGE.
+   */
+  async fetch(topic: string, partition: number, offset: number, options: { maxBytes?: number } = {}): Promise<FetchResult> {
+    this.#open();
+    const { owner, slot } = this.#partition(topic, partition);
+    if (typeof offset !== 'number' || !Number.isSafeInteger(offset)) {
+      throw new SluiceError('INVALID_ARGUMENT', `offset must be an integer, got ${String(offset)}`);
+    }
+    const maxBytes = Math.min(checkInteger(options?.maxBytes ?? FETCH_BYTES_MAX, 'maxBytes', 1, 2 ** 31 - 1), FETCH_BYTES_MAX);
+    const state = owner.partitionState(slot);
+    if (offset < state.logStartOffset || offset > state.highWatermark) {
+      throw new SluiceError(
+        'OFFSET_OUT_OF_RANGE',
+        `offset ${offset} is outside ${topic}-${partition}'s range [${state.logStartOffset}, ${state.highWatermark}]`,
+      );
+    }
+    if (offset === state.highWatermark) {
+      return { records: new Uint8Array(0), highWatermark: state.highWatermark, logStartOffset: state.logStartOffset };
+    }
+    const tail = owner.readTail(slot, offset, maxBytes);
+    if (tail !== null) {
+      const after = owner.partitionState(slot);
+      return { records: tail.bytes, highWatermark: Math.max(after.highWatermark, tail.nextKey), logStartOffset: after.logStartOffset };
+    }
+    const raw = await owner.fetch(slot, offset, maxBytes);
+    return { records: raw.records, highWatermark: raw.highWatermark, logStartOffset: raw.logStartOffset };
+  }
+
+  /** The first offset whose record timestamp is >= timestamp, or null when there is none. */
+  async offsetForTime(topic: string, partition: number, timestamp: number): Promise<number | null> {
+    this.#open();
+    const { owner, slot } = this.#partition(topic, partition);
+    if (typeof timestamp !== 'number' || !Number.isSafeInteger(timestamp)) {
+      throw new SluiceError('INVALID_ARGUMENT', `timestamp must be an integer (ms since the epoch), got ${String(timestamp)}`);
+    }
+    const found = await owner.offsetForTime(slot, timestamp);
+    return found < 0 ? null : found;
+  }
+
+  /** Applies retention and time-based rolls on every owner now, instead of on its timer. */
+  async runHousekeeping(): Promise<void> {
+    this.#open();
+    await Promise.all(this.#owners.map((o) => o.runHousekeeping()));
+  }
+
+  /** The owner index of a partition (for operators and tests). */
+  ownerIndexOf(topic: string, partition: number): number {
+    return this.#partition(topic, partition).owner.index;
+  }
+
+  /**
+   * Ends an owner thread abruptly, as a crash would; it restarts and recovers. A chaos
+   * drill for operators and tests. Resolves once the owner serves again.
+   */
+  async crashOwner(index: number): Promise<void> {
+    this.#open();
+    checkInteger(index, 'owner index', 0, this.#owners.length - 1);
+    const owner = this.#owners[index];
+    await owner.kill();
+    // The exit event schedules the restart; wait for it to finish.
+    await new Promise((r) => setImmediate(r));
+    await owner.ready();
+  }
+
+  ownerRestarts(): number[] {
+    return this.#owners.map((o) => o.restarts);
+  }
+
+  /**
+   * Stops taking requests, lets appends in flight finish, syncs and closes every log with a
+   * clean-shutdown marker, and stops the owner threads.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#inFlightProduces > 0) {
+      await new Promise<void>((resolve) => {
+        this.#drained = resolve;
+      });
+    }
+    await this.#topicChain;
+    await Promise.all(this.#owners.map((o) => o.shutdown().catch((err: unknown) => this.#logger.error({ err: String(err) }, 'owner shutdown failed'))));
+    this.#lock.release();
+    this.#logger.info({ dataDir: this.dataDir }, 'engine closed');
+  }
+}
+
+// ---------------------------------------------------------------- checks
+
+function checkTopicConfig(c: TopicConfig): TopicConfig {
+  checkInteger(c.partitions, 'partitions', 1, PARTITIONS_PER_TOPIC_MAX);
+  checkRetention(c.retentionMs, 'retentionMs');
+  checkRetention(c.retentionBytes, 'retentionBytes');
+  checkInteger(c.segmentBytes, 'segmentBytes', SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
+  checkInteger(c.segmentMs, 'segmentMs', 1, DURATION_MS_MAX);
+  return { partitions: c.partitions, retentionMs: c.retentionMs, retentionBytes: c.retentionBytes, segmentBytes: c.segmentBytes, segmentMs: c.segmentMs };
+}
+
+/** -1 means unlimited, as in Kafka; otherwise a positive integer. */
+function checkRetention(value: number, what: string): void {
+  if (value === -1) return;
+  checkInteger(value, `${what} (-1 for unlimited)`, 1, Number.MAX_SAFE_INTEGER);
+}
+
+function checkAcks(acks: unknown): 0 | 1 | -1 {
+  if (acks === 'all' || acks === -1) return -1;
+  if (acks === 1 || acks === 0) return acks;
+  throw new SluiceError('INVALID_REQUIRED_ACKS', `acks must be 'all', -1, 1 or 0, got ${String(acks)}`);
+}
+
+/** The framing checks the gateway can do without reading the records; the owner checks the CRC. */
+function checkBatchFrame(batch: unknown, batchBytesMax: number): asserts batch is Uint8Array {
+  if (!(batch instanceof Uint8Array)) throw new SluiceError('INVALID_ARGUMENT', 'the batch must be a Uint8Array holding one RecordBatch v2');
+  if (batch.length < BATCH_HEADER_BYTES) {
+    throw new SluiceError('CORRUPT_MESSAGE', `a batch needs at least ${BATCH_HEADER_BYTES} bytes, got ${batch.length}`);
+  }
+  if (batch.length > batchBytesMax) {
+    throw new SluiceError('MESSAGE_TOO_LARGE', `batch of ${batch.length} bytes exceeds the limit of ${batchBytesMax}`);
+  }
+  const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+  const batchLength = view.getInt32(BATCH_LENGTH_OFFSET, false);
+  if (batchLength + LOG_OVERHEAD_BYTES !== batch.length) {
+    throw new SluiceError('CORRUPT_MESSAGE', `batchLength says ${batchLength + LOG_OVERHEAD_BYTES} bytes but the batch has ${batch.length}`);
+  }
+  const magic = view.getInt8(MAGIC_OFFSET);
+  if (magic !== MAGIC_V2) {
+    throw new SluiceError('UNSUPPORTED_FOR_MESSAGE_FORMAT', `magic ${magic}: only RecordBatch v2 (magic 2) is accepted`);
+  }
+}
+

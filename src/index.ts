@@ -1,0 +1,26 @@
+/**
+ * The package's main entry: `import { Engine } from 'sluice'`.
+ */
+export { Engine } from './engine/engine.js';
+export type { Acks, EngineOptions, FetchResult, TopicConfig, TopicDescription, PartitionDescription } from './engine/engine.js';
+export {
+  COMMAND_RING_BYTES,
+  COMPLETION_RING_BYTES,
+  FETCH_BYTES_MAX,
+  LOG_RING_BYTES,
+  THROTTLE_BACKOFF_MS,
+} from './engine/engine.js';
+export { SluiceError, ERROR_CODES, errorMeaning, isRetriable } from './errors.js';
+export type { ErrorCode, WireError } from './errors.js';
+export {
+  encodeBatch,
+  decodeBatch,
+  decodeRecords,
+  validateBatch,
+  forEachBatch,
+  utf8,
+} from './persist/record-batch.js';
+export type { RecordInput, DecodedRecord, RecordHeader, BatchHeader } from './persist/record-batch.js';
+export { crc32cImplementation } from './persist/crc32c.js';
+export { verifyDataDir } from './workers/verify-pool.js';
+export type { DataDirVerifyReport } from './workers/verify-pool.js';

@@ -1,0 +1,41 @@
+/**
+ * The limits of the on-disk log, kept together with their reasons and relationships
+ * (house style 9). No state. Owner: any thread.
+ */
+import { assert } from '../assert.js';
+import { U32_MAX } from './offset-index.js';
+import { BATCH_HEADER_BYTES, LOG_OVERHEAD_BYTES, RECORD_BYTES_MIN } from './record-batch.js';
+
+/** Kafka's segment.bytes is an int32; positions in our u32 index entries then always fit. */
+export const SEGMENT_BYTES_MAX = 2 ** 31 - 1;
+/** Below this, segments only multiply files and syscalls; tests use a few KiB. */
+export const SEGMENT_BYTES_MIN = 256;
+/**
+ * The largest batchBytesMax a config may set. Recovery and verify treat a batchLength
+ * beyond it as garbage (not as a batch torn at the tail), and use this limit rather than
+ * the topic's current batchBytesMax, so that lowering a topic's limit never makes recovery
+ * cut batches that were stored under the old one.
+ */
+export const BATCH_BYTES_LIMIT = 64 * 1024 * 1024;
+/** The smallest batch: the header plus one minimal record. */
+export const BATCH_BYTES_MIN = BATCH_HEADER_BYTES + RECORD_BYTES_MIN;
+/** batchLength counts the bytes after itself. */
+export const BATCH_LENGTH_MIN = BATCH_BYTES_MIN - LOG_OVERHEAD_BYTES;
+export const BATCH_LENGTH_MAX = BATCH_BYTES_LIMIT - LOG_OVERHEAD_BYTES;
+/**
+ * Reads of recovery and verify go through one buffer of this size: large enough to hold
+ * most batches whole (Kafka's default message.max.bytes is about 1 MiB), so one read serves
+ * many small batches; larger batches are checked in pieces (the CRC is incremental).
+ */
+export const SCAN_CHUNK_BYTES = 1024 * 1024;
+/** Offsets inside a segment are stored as u32 relative offsets: a segment rolls before this. */
+export const RELATIVE_OFFSET_MAX = U32_MAX;
+/** One append call writes at most this much: it must fit a segment position. */
+export const APPEND_BYTES_MAX = SEGMENT_BYTES_MAX;
+/** Base offsets are 20-digit decimal file names, as Kafka's. */
+export const SEGMENT_NAME_DIGITS = 20;
+
+assert(SEGMENT_BYTES_MAX <= U32_MAX, 'segment positions fit the u32 index field');
+assert(BATCH_BYTES_LIMIT <= SEGMENT_BYTES_MAX, 'a batch fits a segment');
+assert(SEGMENT_BYTES_MIN >= BATCH_BYTES_MIN, 'a segment holds at least one batch');
+assert(SCAN_CHUNK_BYTES >= BATCH_HEADER_BYTES, 'a scan chunk holds a batch header');

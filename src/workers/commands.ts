@@ -1,0 +1,115 @@
+/**
+ * The frames that cross between the gateway thread and an owner thread, and the control
+ * messages that go by postMessage. No I/O.
+ *
+ * Data path (SharedArrayBuffer rings, no postMessage, no JSON): the gateway writes command
+ * frames into the owner's command ring; the owner writes completion frames into its
+ * completion ring. These are our own internal formats, so they are LITTLE-ENDIAN (the
+ * native order: no byte swapping on either side). The record batches inside them keep
+ * their own big-endian Kafka layout.
+ *
+ * Command frame (gateway -> owner):
+ *
+ * | offset | size | field        | meaning                                                    |
+ * |-------:|-----:|--------------|------------------------------------------------------------|
+ * |      0 |    1 | kind         | CommandKind                                                |
+ * |      1 |    1 | acks         | produce: 0, 1 or -1 (all) as i8                            |
+ * |      2 |    2 | reserved     | 0                                                          |
+ * |      4 |    4 | requestId    | u32, echoed in the completion                              |
+ * |      8 |    4 | slot         | u32, the owner-local partition slot                        |
+ * |     12 |    4 | length       | produce: batch bytes; fetch: maxBytes                      |
+ * |     16 |    8 | argument     | f64: fetch offset, or the timestamp for offsetForTime      |
+ * |     24 |    - | batch        | produce only: one RecordBatch v2, as the producer sent it  |
+ *
+ * Completion frame (owner -> gateway):
+ *
+ * | offset | size | field          | meaning                                                  |
+ * |-------:|-----:|----------------|----------------------------------------------------------|
+ * |      0 |    4 | requestId      | u32                                                      |
+ * |      4 |    2 | errorNumber    | u16, 0 = ok, else errors.ts errorNumber                   |
+ * |      6 |    2 | reserved       | 0                                                        |
+ * |      8 |    8 | value          | f64: base offset (produce), found offset (time), -1      |
+ * |     16 |    8 | highWatermark  | f64                                                      |
+ * |     24 |    8 | logStartOffset | f64                                                      |
+ * |     32 |    4 | payloadLength  | u32                                                      |
+ * |     36 |    4 | reserved       | 0                                                        |
+ * |     40 |    - | payload        | fetch: whole batches; error: UTF-8 message               |
+ */
+import { assert } from '../assert.js';
+import type { WireError } from '../errors.js';
+import type { LogConfig } from '../persist/partition-log.js';
+
+export const CommandKind = { produce: 1, fetch: 2, offsetForTime: 3 } as const;
+export type CommandKindValue = (typeof CommandKind)[keyof typeof CommandKind];
+
+export const CMD_KIND_OFFSET = 0;
+export const CMD_ACKS_OFFSET = CMD_KIND_OFFSET + 1;
+export const CMD_RESERVED_OFFSET = CMD_ACKS_OFFSET + 1;
+export const CMD_REQUEST_ID_OFFSET = CMD_RESERVED_OFFSET + 2;
+export const CMD_SLOT_OFFSET = CMD_REQUEST_ID_OFFSET + 4;
+export const CMD_LENGTH_OFFSET = CMD_SLOT_OFFSET + 4;
+export const CMD_ARGUMENT_OFFSET = CMD_LENGTH_OFFSET + 4;
+export const CMD_HEADER_BYTES = CMD_ARGUMENT_OFFSET + 8;
+assert(CMD_HEADER_BYTES === 24, 'command header is 24 bytes');
+assert(CMD_HEADER_BYTES % 8 === 0, 'batches start 8-byte aligned in the command ring');
+
+export const DONE_REQUEST_ID_OFFSET = 0;
+export const DONE_ERROR_OFFSET = DONE_REQUEST_ID_OFFSET + 4;
+export const DONE_RESERVED_OFFSET = DONE_ERROR_OFFSET + 2;
+export const DONE_VALUE_OFFSET = DONE_RESERVED_OFFSET + 2;
+export const DONE_HWM_OFFSET = DONE_VALUE_OFFSET + 8;
+export const DONE_LOG_START_OFFSET = DONE_HWM_OFFSET + 8;
+export const DONE_PAYLOAD_LENGTH_OFFSET = DONE_LOG_START_OFFSET + 8;
+export const DONE_RESERVED2_OFFSET = DONE_PAYLOAD_LENGTH_OFFSET + 4;
+export const DONE_HEADER_BYTES = DONE_RESERVED2_OFFSET + 4;
+assert(DONE_HEADER_BYTES === 40, 'completion header is 40 bytes');
+
+/** Partition state cells published by the owner (SeqlockCells indexes). */
+export const Cell = {
+  logStartOffset: 0,
+  logEndOffset: 1,
+  highWatermark: 2,
+  durableOffset: 3,
+  sizeBytes: 4,
+  segmentCount: 5,
+} as const;
+export const CELL_COUNT = 6;
+
+// ---------------------------------------------------------------- control (postMessage)
+
+/** What recovery did to one partition when it opened (plain data, crosses threads). */
+export interface RecoveryReportSummary {
+  scanned: boolean;
+  truncations: { segment: string; bytesTruncated: number; reason: string }[];
+  indexesRebuilt: string[];
+}
+
+export interface OwnerInit {
+  ownerIndex: number;
+  commandRing: SharedArrayBuffer;
+  completionRing: SharedArrayBuffer;
+  /** How often the owner checks retention and time-based rolls. */
+  housekeepingIntervalMs: number;
+  /** acks=1 data is fsynced at least this often, so the durable offset keeps moving. */
+  flushIntervalMs: number;
+  fetchBytesMax: number;
+}
+
+export type ControlRequest =
+  | {
+      kind: 'open';
+      id: number;
+      slot: number;
+      dir: string;
+      config: LogConfig;
+      logRing: SharedArrayBuffer;
+      cells: SharedArrayBuffer;
+    }
+  | { kind: 'close'; id: number; slot: number; deleteFiles: boolean }
+  | { kind: 'retention'; id: number }
+  | { kind: 'shutdown'; id: number };
+
+export type ControlReply =
+  | { kind: 'ok'; id: number; report?: RecoveryReportSummary }
+  | { kind: 'error'; id: number; error: WireError }
+  | { kind: 'log'; level: 'info' | 'warn' | 'error'; msg: string; fields: Record<string, unknown> };

@@ -1,0 +1,523 @@
+/**
+ * The owner thread: the single writer of the partitions assigned to it.
+ *
+ * Loop (one pass):
+ *   1. drain the command ring: for each produce, validate the batch (size, framing, CRC32C)
+ *      where it lies in shared memory, assign its offset by copying it into the partition's
+ *      log ring and rewriting baseOffset there (outside the CRC); serve fetches of older
+ *      offsets from disk straight into the completion ring;
+ *   2. flush: write every partition's pending log-ring entries to its active segment, one
+ *      write per contiguous run, then publish them (high watermark) and answer acks=1;
+ *   3. group commit: one fdatasync per dirty segment serves every acks=all batch appended
+ *      since the last one; then publish the durable offset and answer acks=all;
+ *   4. housekeeping on a timer: time-based rolls, retention, periodic sync of acks=1 data.
+ * While a pass runs, new commands pile up in the ring; the next pass takes them all, so
+ * under load one wake-up and one fsync serve many batches.
+ *
+ * The owner never blocks in Atomics.wait on its command ring: it waits with
+ * Atomics.waitAsync so that control messages (open, close, shutdown) get through. It may
+ * block briefly on a full completion ring, because the gateway always drains it.
+ *
+ * Owner: this file runs in an owner worker thread only. Invariants: a partition slot is
+ * owned by exactly one owner; offsets are assigned only here, contiguously; nothing is
+ * answered before the condition its acks level promises holds.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { assert, unreachable } from '../assert.js';
+import { SluiceError, asStorageError, errorNumber, type WireError } from '../errors.js';
+import { nodeFileSystem } from '../persist/fs.js';
+import { PartitionLog } from '../persist/partition-log.js';
+import { validateBatchAt, writeBaseOffset, readBatchHeader } from '../persist/record-batch.js';
+import { LogRing } from '../ring/log-ring.js';
+import { SeqlockCells } from '../ring/seqlock-cells.js';
+import { SpscRing } from '../ring/spsc-ring.js';
+import {
+  CMD_ACKS_OFFSET,
+  CMD_ARGUMENT_OFFSET,
+  CMD_HEADER_BYTES,
+  CMD_KIND_OFFSET,
+  CMD_LENGTH_OFFSET,
+  CMD_REQUEST_ID_OFFSET,
+  CMD_SLOT_OFFSET,
+  Cell,
+  CommandKind,
+  DONE_ERROR_OFFSET,
+  DONE_HEADER_BYTES,
+  DONE_HWM_OFFSET,
+  DONE_LOG_START_OFFSET,
+  DONE_PAYLOAD_LENGTH_OFFSET,
+  DONE_REQUEST_ID_OFFSET,
+  DONE_VALUE_OFFSET,
+  type ControlReply,
+  type ControlRequest,
+  type OwnerInit,
+} from './commands.js';
+
+/** Commands taken per pass before flushing, so that acks keep flowing under a flood. */
+const DRAIN_BYTES_MAX = 16 * 1024 * 1024;
+/** Longest idle sleep; the loop also wakes for housekeeping and flush deadlines. */
+const IDLE_WAIT_MS_MAX = 1000;
+/** Room reserved for an error message in a completion frame. */
+const ERROR_MESSAGE_BYTES_MAX = 512;
+/** How long the owner waits at a time for the gateway to drain a full completion ring. */
+const COMPLETION_SPACE_WAIT_MS = 100;
+
+const textEncoder = new TextEncoder();
+
+/** One partition as its owner sees it. Owner thread only. */
+class OwnedPartition {
+  readonly slot: number;
+  readonly log: PartitionLog;
+  readonly ring: LogRing;
+  readonly ringView: DataView;
+  readonly cells: SeqlockCells;
+  /** Next offset to assign: the log end offset plus what sits unflushed in the ring. */
+  nextOffset: number;
+  pendingMaxTimestamp = -1;
+  /** Flat triples (requestId, acks, baseOffset) of appended but unflushed batches. */
+  readonly unflushed: number[] = [];
+  /** Flat pairs (requestId, baseOffset) of acks=all batches written but not yet fsynced. */
+  readonly unsynced: number[] = [];
+
+  constructor(slot: number, log: PartitionLog, ring: LogRing, cells: SeqlockCells) {
+    this.slot = slot;
+    this.log = log;
+    this.ring = ring;
+    this.ringView = new DataView(ring.data.buffer, ring.data.byteOffset, ring.data.byteLength);
+    this.cells = cells;
+    this.nextOffset = log.logEndOffset;
+  }
+
+  publishCells(): void {
+    const log = this.log;
+    this.cells.begin();
+    this.cells.set(Cell.logStartOffset, log.logStartOffset);
+    this.cells.set(Cell.logEndOffset, log.logEndOffset);
+    this.cells.set(Cell.highWatermark, log.logEndOffset);
+    this.cells.set(Cell.durableOffset, log.durableOffset);
+    this.cells.set(Cell.sizeBytes, log.sizeBytes);
+    this.cells.set(Cell.segmentCount, log.segmentCount);
+    this.cells.end();
+  }
+}
+
+class Owner {
+  readonly #init: OwnerInit;
+  readonly #commands: SpscRing;
+  readonly #completions: SpscRing;
+  readonly #partitions: (OwnedPartition | undefined)[] = [];
+  readonly #dirty = new Set<OwnedPartition>();
+  readonly #needSync = new Set<OwnedPartition>();
+  #stopping = false;
+  #nextHousekeepingMs = 0;
+  #nextFlushMs = 0;
+
+  constructor(init: OwnerInit) {
+    this.#init = init;
+    this.#commands = new SpscRing(init.commandRing);
+    this.#completions = new SpscRing(init.completionRing);
+  }
+
+  // ------------------------------------------------------------ loop
+
+  async run(): Promise<void> {
+    const now = Date.now();
+    this.#nextHousekeepingMs = now + this.#init.housekeepingIntervalMs;
+    this.#nextFlushMs = now + this.#init.flushIntervalMs;
+    while (!this.#stopping) {
+      const worked = this.#pass();
+      this.#timers();
+      if (worked) await yieldToEventLoop();
+      else await this.#commands.waitAsync(this.#idleWaitMs());
+    }
+  }
+
+  /** One pass: drain, flush, group commit. Returns whether there was anything to do. */
+  #pass(): boolean {
+    const worked = this.#drain();
+    for (const p of this.#dirty) this.#flush(p);
+    this.#dirty.clear();
+    for (const p of this.#needSync) this.#sync(p);
+    this.#needSync.clear();
+    return worked;
+  }
+
+  #idleWaitMs(): number {
+    const now = Date.now();
+    const next = Math.min(this.#nextHousekeepingMs, this.#nextFlushMs);
+    return Math.max(1, Math.min(IDLE_WAIT_MS_MAX, next - now));
+  }
+
+  #timers(): void {
+    const now = Date.now();
+    if (now >= this.#nextFlushMs) {
+      this.#nextFlushMs = now + this.#init.flushIntervalMs;
+      for (const p of this.#partitions) {
+        if (p && p.log.durableOffset < p.log.logEndOffset) this.#sync(p);
+      }
+    }
+    if (now >= this.#nextHousekeepingMs) {
+      this.#nextHousekeepingMs = now + this.#init.housekeepingIntervalMs;
+      this.#housekeeping(now);
+    }
+  }
+
+  #housekeeping(now: number): void {
+    for (const p of this.#partitions) {
+      if (!p) continue;
+      try {
+        this.#flush(p);
+        p.log.maybeRoll(now);
+        const { segmentsDeleted, bytesDeleted } = p.log.applyRetention(now);
+        if (segmentsDeleted > 0) {
+          log('info', 'retention deleted segments', { slot: p.slot, segmentsDeleted, bytesDeleted, logStartOffset: p.log.logStartOffset });
+        }
+        p.publishCells();
+      } catch (err) {
+        log('error', 'housekeeping failed', { slot: p.slot, error: String(err) });
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ commands
+
+  #drain(): boolean {
+    const ring = this.#commands;
+    const view = ring.view;
+    let bytes = 0;
+    let worked = false;
+    while (bytes < DRAIN_BYTES_MAX) {
+      const off = ring.peek();
+      if (off < 0) break;
+      worked = true;
+      bytes += ring.frameLength;
+      const kind = view.getUint8(off + CMD_KIND_OFFSET);
+      switch (kind) {
+        case CommandKind.produce:
+          this.#produce(off);
+          break;
+        case CommandKind.fetch:
+          this.#fetch(off);
+          break;
+        case CommandKind.offsetForTime:
+          this.#offsetForTime(off);
+          break;
+        default:
+          assert(false, `unknown command kind ${kind}`);
+      }
+      ring.release();
+    }
+    return worked;
+  }
+
+  #partition(slot: number): OwnedPartition | undefined {
+    return this.#partitions[slot];
+  }
+
+  #produce(off: number): void {
+    const ring = this.#commands;
+    const view = ring.view;
+    const requestId = view.getUint32(off + CMD_REQUEST_ID_OFFSET, true);
+    const acks = view.getInt8(off + CMD_ACKS_OFFSET);
+    const slot = view.getUint32(off + CMD_SLOT_OFFSET, true);
+    const length = view.getUint32(off + CMD_LENGTH_OFFSET, true);
+    const p = this.#partition(slot);
+    if (!p) return this.#fail(requestId, acks, new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `partition slot ${slot} is not open on this owner`));
+    const batchOff = off + CMD_HEADER_BYTES;
+    let recordCount: number;
+    let maxTimestamp: number;
+    try {
+      const header = validateBatchAt(ring.data, view, batchOff, p.log.config.batchBytesMax);
+      if (header.sizeBytes !== length) {
+        throw new SluiceError('CORRUPT_MESSAGE', `batch claims ${header.sizeBytes} bytes but ${length} were sent`);
+      }
+      recordCount = header.recordCount;
+      maxTimestamp = header.maxTimestamp;
+    } catch (err) {
+      return this.#fail(requestId, acks, err);
+    }
+    const base = p.nextOffset;
+    const next = base + recordCount;
+    let at = p.ring.reserve(base, next, length);
+    if (at < 0) {
+      // The ring is full of entries not yet on disk: flush them, then retry once.
+      this.#flush(p);
+      at = p.ring.reserve(base, next, length);
+    }
+    if (at >= 0) {
+      p.ring.data.set(ring.data.subarray(batchOff, batchOff + length), at);
+      writeBaseOffset(p.ringView, at, base);
+      p.ring.commit();
+    } else {
+      // Too large for the ring: write it straight from the command ring.
+      writeBaseOffset(view, batchOff, base);
+      try {
+        p.log.append(ring.data.subarray(batchOff, batchOff + length), base, next, maxTimestamp);
+      } catch (err) {
+        return this.#fail(requestId, acks, asStorageError(err, 'append'));
+      }
+    }
+    p.nextOffset = next;
+    if (maxTimestamp > p.pendingMaxTimestamp) p.pendingMaxTimestamp = maxTimestamp;
+    p.unflushed.push(requestId, acks, base);
+    this.#dirty.add(p);
+  }
+
+  #fetch(off: number): void {
+    const view = this.#commands.view;
+    const requestId = view.getUint32(off + CMD_REQUEST_ID_OFFSET, true);
+    const slot = view.getUint32(off + CMD_SLOT_OFFSET, true);
+    const maxBytes = Math.min(view.getUint32(off + CMD_LENGTH_OFFSET, true), this.#init.fetchBytesMax);
+    const offset = view.getFloat64(off + CMD_ARGUMENT_OFFSET, true);
+    const p = this.#partition(slot);
+    if (!p) return this.#fail(requestId, 1, new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `partition slot ${slot} is not open on this owner`));
+    // Whatever sits unflushed must reach the file before a read could look for it.
+    this.#flush(p);
+    let plan;
+    try {
+      plan = p.log.locate(offset, maxBytes);
+    } catch (err) {
+      return this.#fail(requestId, 1, err);
+    }
+    if (plan === null) {
+      this.#complete(requestId, -1, p);
+      return;
+    }
+    const done = this.#completions;
+    const frameBytes = DONE_HEADER_BYTES + Math.max(plan.bytesMax, ERROR_MESSAGE_BYTES_MAX);
+    const at = this.#reserveCompletion(frameBytes);
+    let n: number;
+    try {
+      n = p.log.readInto(plan, done.data.subarray(at + DONE_HEADER_BYTES, at + DONE_HEADER_BYTES + plan.bytesMax));
+    } catch (err) {
+      this.#writeError(at, requestId, err);
+      return;
+    }
+    this.#writeHeader(at, requestId, 0, readBatchHeader(done.view, at + DONE_HEADER_BYTES).baseOffset, p, n);
+    done.commit(DONE_HEADER_BYTES + n);
+  }
+
+  #offsetForTime(off: number): void {
+    const view = this.#commands.view;
+    const requestId = view.getUint32(off + CMD_REQUEST_ID_OFFSET, true);
+    const slot = view.getUint32(off + CMD_SLOT_OFFSET, true);
+    const timestamp = view.getFloat64(off + CMD_ARGUMENT_OFFSET, true);
+    const p = this.#partition(slot);
+    if (!p) return this.#fail(requestId, 1, new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `partition slot ${slot} is not open on this owner`));
+    this.#flush(p);
+    try {
+      const found = p.log.offsetForTimestamp(timestamp);
+      this.#complete(requestId, found ?? -1, p);
+    } catch (err) {
+      this.#fail(requestId, 1, err);
+    }
+  }
+
+  // ------------------------------------------------------------ flush and sync
+
+  #flush(p: OwnedPartition): void {
+    const ring = p.ring;
+    const end = ring.appendedEnd;
+    let i = ring.pendingStart;
+    try {
+      while (i !== end) {
+        const runStart = ring.entryDataOffset(i);
+        let runEnd = runStart + ring.entryLength(i);
+        const first = ring.entryFirstKey(i);
+        let next = ring.entryNextKey(i);
+        i++;
+        while (i !== end && ring.entryDataOffset(i) === runEnd && ring.entryFirstKey(i) === next) {
+          runEnd += ring.entryLength(i);
+          next = ring.entryNextKey(i);
+          i++;
+        }
+        p.log.append(ring.data.subarray(runStart, runEnd), first, next, p.pendingMaxTimestamp);
+      }
+    } catch (err) {
+      this.#failUnflushed(p, asStorageError(err, 'append'));
+      return;
+    }
+    ring.publish();
+    p.publishCells();
+    const u = p.unflushed;
+    for (let k = 0; k < u.length; k += 3) {
+      const requestId = u[k];
+      const acks = u[k + 1];
+      const base = u[k + 2];
+      if (acks === -1) {
+        p.unsynced.push(requestId, base);
+        this.#needSync.add(p);
+      } else if (acks === 1) {
+        this.#complete(requestId, base, p);
+      }
+    }
+    u.length = 0;
+  }
+
+  #sync(p: OwnedPartition): void {
+    try {
+      p.log.sync();
+    } catch (err) {
+      const error = asStorageError(err, 'fdatasync');
+      log('error', 'fdatasync failed', { slot: p.slot, error: error.message });
+      const s = p.unsynced;
+      for (let k = 0; k < s.length; k += 2) this.#fail(s[k], -1, error);
+      s.length = 0;
+      return;
+    }
+    p.publishCells();
+    const s = p.unsynced;
+    for (let k = 0; k < s.length; k += 2) this.#complete(s[k], s[k + 1], p);
+    s.length = 0;
+  }
+
+  /** A write failed: the log truncated itself back; drop what the ring held and fail it. */
+  #failUnflushed(p: OwnedPartition, error: SluiceError): void {
+    log('error', 'append failed', { slot: p.slot, error: error.message });
+    p.ring.reset(p.log.logEndOffset);
+    p.nextOffset = p.log.logEndOffset;
+    const u = p.unflushed;
+    for (let k = 0; k < u.length; k += 3) this.#fail(u[k], u[k + 1], error);
+    u.length = 0;
+    p.publishCells();
+  }
+
+  // ------------------------------------------------------------ completions
+
+  #reserveCompletion(bytes: number): number {
+    const done = this.#completions;
+    let at = done.reserve(bytes);
+    while (at < 0) {
+      done.waitForSpace(bytes, COMPLETION_SPACE_WAIT_MS);
+      at = done.reserve(bytes);
+    }
+    return at;
+  }
+
+  #writeHeader(at: number, requestId: number, errorNum: number, value: number, p: OwnedPartition | undefined, payloadBytes: number): void {
+    const v = this.#completions.view;
+    v.setUint32(at + DONE_REQUEST_ID_OFFSET, requestId, true);
+    v.setUint16(at + DONE_ERROR_OFFSET, errorNum, true);
+    v.setUint16(at + DONE_ERROR_OFFSET + 2, 0, true);
+    v.setFloat64(at + DONE_VALUE_OFFSET, value, true);
+    v.setFloat64(at + DONE_HWM_OFFSET, p ? p.log.logEndOffset : -1, true);
+    v.setFloat64(at + DONE_LOG_START_OFFSET, p ? p.log.logStartOffset : -1, true);
+    v.setUint32(at + DONE_PAYLOAD_LENGTH_OFFSET, payloadBytes, true);
+    v.setUint32(at + DONE_PAYLOAD_LENGTH_OFFSET + 4, 0, true);
+  }
+
+  #complete(requestId: number, value: number, p: OwnedPartition | undefined): void {
+    const at = this.#reserveCompletion(DONE_HEADER_BYTES);
+    this.#writeHeader(at, requestId, 0, value, p, 0);
+    this.#completions.commit(DONE_HEADER_BYTES);
+  }
+
+  /** Writes an error completion into a frame already reserved with room for the message. */
+  #writeError(at: number, requestId: number, err: unknown): void {
+    const error = err instanceof SluiceError ? err : asStorageError(err, 'owner');
+    const message = textEncoder.encode(error.message).subarray(0, ERROR_MESSAGE_BYTES_MAX);
+    this.#writeHeader(at, requestId, errorNumber(error.code), -1, undefined, message.length);
+    this.#completions.data.set(message, at + DONE_HEADER_BYTES);
+    this.#completions.commit(DONE_HEADER_BYTES + message.length);
+  }
+
+  #fail(requestId: number, acks: number, err: unknown): void {
+    if (acks === 0) return; // acks=0: the producer asked for no answer, errors included
+    const at = this.#reserveCompletion(DONE_HEADER_BYTES + ERROR_MESSAGE_BYTES_MAX);
+    this.#writeError(at, requestId, err);
+  }
+
+  // ------------------------------------------------------------ control
+
+  async control(req: ControlRequest): Promise<ControlReply> {
+    try {
+      switch (req.kind) {
+        case 'open':
+          return { kind: 'ok', id: req.id, report: this.#open(req) };
+        case 'close':
+          this.#close(req.slot, req.deleteFiles);
+          return { kind: 'ok', id: req.id };
+        case 'retention':
+          this.#housekeeping(Date.now());
+          return { kind: 'ok', id: req.id };
+        case 'shutdown':
+          this.#shutdown();
+          return { kind: 'ok', id: req.id };
+        default:
+          return unreachable(req, 'control request');
+      }
+    } catch (err) {
+      const error: WireError = err instanceof SluiceError ? err.toWire() : asStorageError(err, req.kind).toWire();
+      return { kind: 'error', id: req.id, error };
+    }
+  }
+
+  #open(req: Extract<ControlRequest, { kind: 'open' }>) {
+    assert(this.#partitions[req.slot] === undefined, `slot ${req.slot} is already open`);
+    const partitionLog = PartitionLog.open({
+      dir: req.dir,
+      config: req.config,
+      fs: nodeFileSystem,
+      clock: { now: () => Date.now() },
+      logger: {
+        info: (o: object, msg?: string) => log('info', msg ?? 'log', { dir: req.dir, ...o }),
+        warn: (o: object, msg?: string) => log('warn', msg ?? 'log', { dir: req.dir, ...o }),
+      },
+    });
+    const ring = new LogRing(req.logRing);
+    ring.reset(partitionLog.logEndOffset);
+    const p = new OwnedPartition(req.slot, partitionLog, ring, new SeqlockCells(req.cells));
+    p.publishCells();
+    this.#partitions[req.slot] = p;
+    const r = partitionLog.recoveryReport;
+    return {
+      scanned: r.scanned,
+      truncations: r.truncations.map((t) => ({ segment: t.segment, bytesTruncated: t.bytesTruncated, reason: t.reason })),
+      indexesRebuilt: [...r.indexesRebuilt],
+    };
+  }
+
+  #close(slot: number, deleteFiles: boolean): void {
+    const p = this.#partitions[slot];
+    if (!p) return;
+    this.#flush(p);
+    this.#sync(p);
+    this.#partitions[slot] = undefined;
+    this.#dirty.delete(p);
+    this.#needSync.delete(p);
+    if (deleteFiles) p.log.deleteAll();
+    else p.log.close({ clean: true });
+  }
+
+  #shutdown(): void {
+    // Finish everything already queued, then close every log cleanly.
+    while (this.#pass());
+    for (const p of this.#partitions) if (p) this.#close(p.slot, false);
+    this.#stopping = true;
+  }
+}
+
+function log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown>): void {
+  const reply: ControlReply = { kind: 'log', level, msg, fields };
+  parentPort?.postMessage(reply);
+}
+
+function main(): void {
+  assert(parentPort !== null, 'owner-main runs in a worker thread');
+  const port = parentPort;
+  const owner = new Owner(workerData as OwnerInit);
+  port.on('message', (req: ControlRequest) => {
+    void owner.control(req).then((reply) => {
+      port.postMessage(reply);
+      if (req.kind === 'shutdown') port.close();
+    });
+  });
+  owner.run().catch((err: unknown) => {
+    // An owner that cannot go on dies; the gateway restarts it and recovery runs.
+    log('error', 'owner loop failed', { error: err instanceof Error ? err.stack : String(err) });
+    process.exit(1);
+  });
+}
+
+main();

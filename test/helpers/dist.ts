@@ -1,0 +1,27 @@
+/**
+ * Tests that run threads or processes use the built package (dist/), exactly what users
+ * run: `npm test` builds first.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export const DIST = new URL('../../dist/src/', import.meta.url);
+
+export async function loadSluice(): Promise<typeof import('../../src/index.js')> {
+  return (await import(new URL('index.js', DIST).href)) as typeof import('../../src/index.js');
+}
+
+export function tempDir(prefix: string): { path: string; remove(): void } {
+  const path = mkdtempSync(join(tmpdir(), `sluice-${prefix}-`));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** A logger that keeps lines for assertions instead of printing them. */
+export function memoryLogger(): { lines: { level: string; msg?: string; obj: object }[]; info: any; warn: any; error: any } {
+  const lines: { level: string; msg?: string; obj: object }[] = [];
+  const at = (level: string) => (obj: object, msg?: string) => {
+    lines.push({ level, msg, obj });
+  };
+  return { lines, info: at('info'), warn: at('warn'), error: at('error') };
+}
