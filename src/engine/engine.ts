@@ -42,7 +42,7 @@ import { DataDirLock } from './lock.js';
 
 /** Holds several maximal batches, so a burst queues while the owner syncs. */
 export const COMMAND_RING_BYTES = 8 * 1024 * 1024;
-/** A frame may be a quarter of the ring: a full fetch (1 MiB) plus a maximal batch fits. */
+/** A frame may be a quarter of the ring: a full fetch (1 MiB, or one maximal batch) fits. */
 export const COMPLETION_RING_BYTES = 8 * 1024 * 1024;
 /** Recent data per partition readable without a hop to the owner; 64 partitions = 64 MiB. */
 export const LOG_RING_BYTES = 1024 * 1024;
@@ -60,7 +60,7 @@ export const HOUSEKEEPING_INTERVAL_MS = 5_000;
 export const FLUSH_INTERVAL_MS = 1_000;
 /** Owner threads: one per core by default, capped so a big box does not spawn hundreds. */
 export const OWNERS_MAX = 64;
-assert(COMPLETION_RING_BYTES / 4 >= FETCH_BYTES_MAX + DEFAULT_LOG_CONFIG.batchBytesMax + 1024, 'a fetch frame fits the completion ring');
+assert(COMPLETION_RING_BYTES / 4 >= Math.max(FETCH_BYTES_MAX, DEFAULT_LOG_CONFIG.batchBytesMax) + 1024, 'a fetch frame fits the completion ring');
 assert(COMMAND_RING_BYTES / 4 >= DEFAULT_LOG_CONFIG.batchBytesMax + 64, 'a maximal batch fits the command ring');
 
 const TOPICS_FILE = 'topics.json';

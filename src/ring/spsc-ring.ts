@@ -357,20 +357,28 @@ export class SpscRing {
 
   /**
    * Blocks with Atomics.wait until a frame is there or `timeoutMs` passes (worker threads
-   * only: the gateway never blocks, it uses waitAsync). Returns whether a frame is there.
+   * only: the gateway never blocks, it uses waitAsync). Returns whether a frame is there:
+   * false only once the timeout has passed.
    * Advanced frames are released first, so a writer waiting for space cannot deadlock us.
    */
   wait(timeoutMs: number): boolean {
-    if (!this.#prepareToSleep()) return true;
-    Atomics.wait(this.#cells, WRITE_CELL, this.#read, timeoutMs);
-    Atomics.store(this.#cells, READER_WAITING_CELL, 0);
-    return !this.isEmpty();
+    const deadlineMs = Date.now() + timeoutMs;
+    while (this.#prepareToSleep()) {
+      const remainingMs = deadlineMs - Date.now();
+      // A wake can find the ring still empty: the notify of a commit this reader already
+      // consumed may land in its next sleep. So sleep again until the deadline.
+      if (remainingMs > 0) Atomics.wait(this.#cells, WRITE_CELL, this.#read, remainingMs);
+      Atomics.store(this.#cells, READER_WAITING_CELL, 0);
+      if (remainingMs <= 0) return !this.isEmpty();
+    }
+    return true;
   }
 
   /**
    * Resolves when a frame is there: at once when not empty, else on the writer's notify or
-   * after min(timeoutMs, WAIT_ASYNC_TIMEOUT_MS_MAX). The caller re-checks with peek either
-   * way. One outstanding waitAsync at a time.
+   * after min(timeoutMs, WAIT_ASYNC_TIMEOUT_MS_MAX). It may also resolve early with the ring
+   * still empty (a late notify meant for a frame already consumed), so the caller re-checks
+   * with peek either way. One outstanding waitAsync at a time.
    */
   waitAsync(timeoutMs: number): Promise<void> {
     if (!this.#prepareToSleep()) return Promise.resolve();

@@ -1,0 +1,764 @@
+/**
+ * The log of one partition, in one folder: an ordered list of segments (segment.ts), the
+ * last one active. Appends, rolls, reads, offset-for-timestamp, retention, sync, recovery
+ * on open and a clean-shutdown marker on close, as Kafka's UnifiedLog/LocalLog.
+ * Owner: the partition's owner thread, exclusively (single writer, no locks); synchronous
+ * file I/O only, through the injected FileSystem.
+ *
+ * Folder layout:
+ *   <20-digit base>.log / .index / .timeindex   one segment each (formats in their files)
+ *   .clean-shutdown                             empty; present only between a clean close and the next open
+ *   *.deleted, *.tmp                            ours, on their way out; open removes them
+ *
+ * Invariants:
+ * - segments are sorted and contiguous: segment i+1's base offset = segment i's next offset;
+ *   only the last (active) one is ever appended to or cut;
+ * - logStartOffset = the first segment's base offset <= durableOffset <= logEndOffset = the
+ *   active segment's next offset;
+ * - offsets below durableOffset are on stable storage (fdatasync returned);
+ * - the in-memory state never claims bytes that a failed write did not write: a failed
+ *   append is cut back from the files before its error is rethrown, so a retry appends
+ *   cleanly;
+ * - after a failed fdatasync the log refuses writes (STORAGE_ERROR) until it is reopened:
+ *   the kernel may have dropped the dirty pages and a second fdatasync would lie
+ *   ("fsyncgate"), so only the recovery scan of a reopen can say what is on disk.
+ *
+ * Errors: file system failures surface as STORAGE_ERROR (retriable); corrupt bytes as
+ * CORRUPT_MESSAGE; offsets outside [logStartOffset, logEndOffset] as OFFSET_OUT_OF_RANGE.
+ * Misuse by the caller (appending at the wrong offset, after close) is an assertion.
+ */
+import { AssertionError, assert } from '../assert.js';
+import { asStorageError, SluiceError } from '../errors.js';
+import { crc32c } from './crc32c.js';
+import type { FileSystem } from './fs.js';
+import { dirName, joinPath, nodeFileSystem } from './fs.js';
+import {
+  APPEND_BYTES_MAX,
+  BATCH_BYTES_LIMIT,
+  BATCH_BYTES_MIN,
+  BATCH_LENGTH_MAX,
+  BATCH_LENGTH_MIN,
+  RELATIVE_OFFSET_MAX,
+  SEGMENT_BYTES_MAX,
+  SEGMENT_BYTES_MIN,
+} from './limits.js';
+import {
+  ATTRIBUTES_OFFSET,
+  BASE_OFFSET_OFFSET,
+  BATCH_HEADER_BYTES,
+  BATCH_LENGTH_OFFSET,
+  COMPRESSION_MASK,
+  CRC_OFFSET,
+  decodeRecords,
+  LOG_OVERHEAD_BYTES,
+  MAGIC_OFFSET,
+  MAGIC_V2,
+  RECORDS_OFFSET,
+  TIMESTAMP_TYPE_BIT,
+  validateBatch,
+} from './record-batch.js';
+import type { TruncationReport } from './recovery.js';
+import {
+  DELETED_SUFFIX,
+  INDEX_SUFFIX,
+  LOG_SUFFIX,
+  parseSegmentLogName,
+  readInt64,
+  Segment,
+  segmentFileName,
+  type SegmentContext,
+  type SegmentLoadMode,
+  TIME_INDEX_SUFFIX,
+} from './segment.js';
+import { verifyPartitionDir, type VerifyReport } from './verify.js';
+
+export { verifyPartitionDir } from './verify.js';
+export type { SegmentVerifyReport, VerifyError, VerifyReport } from './verify.js';
+export type { TruncationReport } from './recovery.js';
+
+/** Per-partition log settings; -1 means unlimited for the retention limits, as Kafka. */
+export interface LogConfig {
+  /** Roll to a new segment before one grows past this (Kafka's segment.bytes). */
+  segmentBytes: number;
+  /** Roll a non-empty segment this long after it was created (segment.ms). */
+  segmentMs: number;
+  /** Delete closed segments whose newest record is older than this (retention.ms), -1 = never. */
+  retentionMs: number;
+  /** Delete the oldest closed segments while the log stays at least this big (retention.bytes), -1 = never. */
+  retentionBytes: number;
+  /** Bytes of log between two offset index entries (index.interval.bytes). */
+  indexIntervalBytes: number;
+  /** The largest batch the owner accepts (message.max.bytes). */
+  batchBytesMax: number;
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+export const DEFAULT_LOG_CONFIG: Readonly<LogConfig> = Object.freeze({
+  segmentBytes: 1024 * 1024 * 1024, // Kafka's default: few files, each big enough for sequential I/O
+  segmentMs: 7 * DAY_MS, // Kafka's default: a quiet topic still rolls, so retention can delete old data
+  retentionMs: 7 * DAY_MS, // Kafka's default
+  retentionBytes: -1, // Kafka's default: no size limit
+  indexIntervalBytes: 4096, // Kafka's default: a lookup reads at most about one page of headers
+  batchBytesMax: 1024 * 1024 + 12, // Kafka's message.max.bytes (1048588)
+});
+
+/** Name of the clean-shutdown marker in the partition folder. */
+export const CLEAN_SHUTDOWN_MARKER = '.clean-shutdown';
+/** Suffix of temporary files in the partition folder (see metadata.writeFileAtomic). */
+export const TMP_SUFFIX = '.tmp';
+/** Infix of a deleted partition folder: `<dir>.deleted-<n>`, removed by rm -rf. */
+export const DELETED_DIR_INFIX = '.deleted-';
+
+export interface Clock {
+  now(): number;
+}
+
+export interface Logger {
+  info(o: object, msg?: string): void;
+  warn(o: object, msg?: string): void;
+}
+
+const SYSTEM_CLOCK: Clock = { now: () => Date.now() };
+const SILENT_LOGGER: Logger = { info() {}, warn() {} };
+
+/** What open() did to the folder. */
+export interface RecoveryReport {
+  /** Whether the active segment was scanned batch by batch (no clean-shutdown marker, or its cheap check failed). */
+  scanned: boolean;
+  truncations: TruncationReport[];
+  /** Index file names that were rewritten because they did not match the log. */
+  indexesRebuilt: string[];
+  /** Why a cheap check failed, corruption kept in closed segments, gaps between segments, leftovers removed. */
+  problems: string[];
+}
+
+/**
+ * Where a read will come from, so that the caller can reserve exactly `bytesMax` bytes of
+ * shared memory before readInto() fills them. Valid until the next applyRetention().
+ */
+export interface ReadPlan {
+  readonly segment: Segment;
+  /** Position of the first batch in the segment. */
+  readonly position: number;
+  /** Size of the first batch (the one that contains the offset asked for). */
+  readonly firstBatchBytes: number;
+  /** Bytes readInto() may read: at least the first batch, at most to the end of the segment. */
+  readonly bytesMax: number;
+}
+
+export interface RetentionResult {
+  segmentsDeleted: number;
+  bytesDeleted: number;
+}
+
+export interface PartitionLogOptions {
+  dir: string;
+  config: LogConfig;
+  fs?: FileSystem;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+/** Rethrows anything but assertions and typed errors as STORAGE_ERROR with context. */
+function storageError(err: unknown, what: string): Error {
+  if (err instanceof AssertionError) return err;
+  return asStorageError(err, what);
+}
+
+function invalid(message: string): SluiceError {
+  return new SluiceError('INVALID_ARGUMENT', message);
+}
+
+/** Checks a LogConfig; throws INVALID_ARGUMENT naming the bad field. */
+export function validateLogConfig(config: LogConfig): void {
+  const int = (name: keyof LogConfig, min: number, max: number): void => {
+    const v = config[name];
+    if (!Number.isSafeInteger(v) || v < min || v > max) throw invalid(`log config ${name} = ${v}, must be an integer in [${min}, ${max}]`);
+  };
+  int('segmentBytes', SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
+  int('segmentMs', 1, Number.MAX_SAFE_INTEGER);
+  int('retentionMs', -1, Number.MAX_SAFE_INTEGER);
+  int('retentionBytes', -1, Number.MAX_SAFE_INTEGER);
+  int('indexIntervalBytes', 0, SEGMENT_BYTES_MAX);
+  int('batchBytesMax', BATCH_BYTES_MIN, BATCH_BYTES_LIMIT);
+}
+
+export class PartitionLog {
+  readonly dir: string;
+  readonly config: Readonly<LogConfig>;
+  readonly #fs: FileSystem;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #ctx: SegmentContext;
+  readonly #segments: Segment[];
+  /** Sum of the sizes of all segments but the active one. */
+  #closedBytes: number;
+  #durableOffset: number;
+  readonly #recoveryReport: RecoveryReport;
+  /** Set when an fdatasync failed: writes refuse until a reopen (see the invariants above). */
+  #failure: string | null = null;
+  #closed = false;
+  /** One header buffer for every lookup: reads allocate no header buffer of their own. */
+  readonly #headerScratch = new Uint8Array(BATCH_HEADER_BYTES);
+  readonly #headerView = new DataView(this.#headerScratch.buffer);
+
+  private constructor(opts: {
+    dir: string;
+    config: LogConfig;
+    fs: FileSystem;
+    clock: Clock;
+    logger: Logger;
+    segments: Segment[];
+    report: RecoveryReport;
+  }) {
+    this.dir = opts.dir;
+    this.config = Object.freeze({ ...opts.config });
+    this.#fs = opts.fs;
+    this.#clock = opts.clock;
+    this.#logger = opts.logger;
+    this.#ctx = { fs: opts.fs, dir: opts.dir, indexIntervalBytes: opts.config.indexIntervalBytes };
+    this.#segments = opts.segments;
+    this.#recoveryReport = opts.report;
+    let closed = 0;
+    for (let i = 0; i < opts.segments.length - 1; i++) closed += opts.segments[i].sizeBytes;
+    this.#closedBytes = closed;
+    this.#durableOffset = this.#active.nextOffset;
+  }
+
+  // -------------------------------------------------------------- open and recovery
+
+  /**
+   * Opens (creating if missing) the log in `dir`. With the clean-shutdown marker, segments
+   * are trusted and only their indexes checked cheaply; without it, the active segment is
+   * scanned with the recovery decision table and a torn or corrupt tail cut. Closed
+   * segments are never scanned unless their indexes fail the check. The marker is removed
+   * durably before this returns, so a crash after it always scans.
+   */
+  static open(opts: PartitionLogOptions): PartitionLog {
+    validateLogConfig(opts.config);
+    const fs = opts.fs ?? nodeFileSystem;
+    const clock = opts.clock ?? SYSTEM_CLOCK;
+    const logger = opts.logger ?? SILENT_LOGGER;
+    const dir = opts.dir;
+    const segments: Segment[] = [];
+    try {
+      if (!fs.exists(dir)) {
+        fs.mkdirp(dir);
+        // The new folder's own entry must survive a power cut too, or its segments vanish with it.
+        fs.fsyncDir(dirName(dir));
+      }
+      const report: RecoveryReport = { scanned: false, truncations: [], indexesRebuilt: [], problems: [] };
+      const bases = removeLeftovers(fs, dir, report);
+      const markerPath = joinPath(dir, CLEAN_SHUTDOWN_MARKER);
+      const clean = fs.exists(markerPath);
+      const ctx: SegmentContext = { fs, dir, indexIntervalBytes: opts.config.indexIntervalBytes };
+      const now = clock.now();
+      if (bases.length === 0) {
+        segments.push(Segment.create(ctx, 0, now));
+        fs.fsyncDir(dir);
+      }
+      for (let i = 0; i < bases.length; i++) {
+        const last = i === bases.length - 1;
+        const mode: SegmentLoadMode = !last ? 'closed' : clean ? 'active-trusted' : 'active-scan';
+        const loaded = Segment.load(ctx, bases[i], mode, now);
+        segments.push(loaded.segment);
+        if (loaded.scanned && last) report.scanned = true;
+        if (loaded.truncation !== null) report.truncations.push(loaded.truncation);
+        report.indexesRebuilt.push(...loaded.indexesRebuilt);
+        report.problems.push(...loaded.problems);
+        if (i > 0 && segments[i - 1].nextOffset !== bases[i]) {
+          report.problems.push(`${loaded.segment.name}: starts at ${bases[i]}, the segment before ends at ${segments[i - 1].nextOffset}`);
+        }
+      }
+      // Bytes a killed process left in the page cache are readable but not yet durable.
+      segments[segments.length - 1].sync(true);
+      if (clean) {
+        fs.unlink(markerPath);
+        fs.fsyncDir(dir);
+      }
+      const log = new PartitionLog({ dir, config: opts.config, fs, clock, logger, segments, report });
+      log.#logOpen(clean);
+      return log;
+    } catch (err) {
+      for (const s of segments) {
+        try {
+          s.close();
+        } catch {
+          // Already failing: the first error is the one to report.
+        }
+      }
+      throw storageError(err, `open partition log ${dir}`);
+    }
+  }
+
+  #logOpen(clean: boolean): void {
+    const r = this.#recoveryReport;
+    const fields = {
+      dir: this.dir, clean, scanned: r.scanned, logStartOffset: this.logStartOffset, logEndOffset: this.logEndOffset,
+      segments: this.#segments.length,
+    };
+    if (r.truncations.length > 0 || r.indexesRebuilt.length > 0 || r.problems.length > 0) {
+      this.#logger.warn({ ...fields, truncations: r.truncations, indexesRebuilt: r.indexesRebuilt, problems: r.problems }, 'partition log recovered');
+    } else this.#logger.info(fields, 'partition log opened');
+  }
+
+  get recoveryReport(): RecoveryReport {
+    return this.#recoveryReport;
+  }
+
+  // -------------------------------------------------------------- state
+
+  get #active(): Segment {
+    return this.#segments[this.#segments.length - 1];
+  }
+
+  get logStartOffset(): number {
+    return this.#segments[0].baseOffset;
+  }
+
+  get logEndOffset(): number {
+    return this.#active.nextOffset;
+  }
+
+  get durableOffset(): number {
+    return this.#durableOffset;
+  }
+
+  get sizeBytes(): number {
+    return this.#closedBytes + this.#active.sizeBytes;
+  }
+
+  get segmentCount(): number {
+    return this.#segments.length;
+  }
+
+  get activeSegmentBaseOffset(): number {
+    return this.#active.baseOffset;
+  }
+
+  /** Base offsets of all segments, oldest first (for tools and tests). */
+  segmentBaseOffsets(): number[] {
+    return this.#segments.map((s) => s.baseOffset);
+  }
+
+  /** True after an fdatasync failed: reopen the log to write again. */
+  get failed(): boolean {
+    return this.#failure !== null;
+  }
+
+  #checkWritable(): void {
+    assert(!this.#closed, `partition log ${this.dir} is closed`);
+    if (this.#failure !== null) {
+      throw new SluiceError('STORAGE_ERROR', `partition log ${this.dir} refuses writes after a failed fdatasync (${this.#failure}); reopen it`);
+    }
+  }
+
+  // -------------------------------------------------------------- append, roll, sync
+
+  /**
+   * Appends `bytes`: one or more whole batches, validated by the caller, baseOffsets
+   * assigned and contiguous from logEndOffset (= firstOffset) to nextOffset. May be a view
+   * over a SharedArrayBuffer. Rolls first when needed. One write for the bytes (plus one per
+   * index file when entries are due). On STORAGE_ERROR nothing was appended and the call
+   * may be retried.
+   *
+   * `maxTimestamp` is the caller's largest batch timestamp (an upper bound is fine). The log
+   * does not rely on it: it walks the batch headers for the index entries anyway and takes
+   * each batch's own maxTimestamp from there, so a caller that coalesces several runs and
+   * passes one bound for all of them still gets exact time indexes.
+   */
+  append(bytes: Uint8Array, firstOffset: number, nextOffset: number, maxTimestamp: number): void {
+    this.#checkWritable();
+    assert(firstOffset === this.logEndOffset, `append at ${firstOffset}, log end offset is ${this.logEndOffset}`);
+    assert(bytes.length > 0 && bytes.length <= APPEND_BYTES_MAX, `append of ${bytes.length} bytes`);
+    try {
+      if (this.#shouldRoll(bytes.length, nextOffset, this.#clock.now())) this.#roll();
+      this.#active.append(bytes, firstOffset, nextOffset);
+    } catch (err) {
+      throw storageError(err, `append to ${this.dir} at offset ${firstOffset}`);
+    }
+  }
+
+  #shouldRoll(appendBytes: number, appendNextOffset: number, now: number): boolean {
+    const active = this.#active;
+    if (active.isSealed) return true; // a roll failed half way: finish it
+    if (active.isEmpty) return false; // never roll an empty segment, however big the append
+    return (
+      active.sizeBytes + appendBytes > this.config.segmentBytes ||
+      now - active.createdMs >= this.config.segmentMs ||
+      appendNextOffset - 1 - active.baseOffset > RELATIVE_OFFSET_MAX
+    );
+  }
+
+  /** Rolls by segmentMs without an append; only a non-empty active segment. Returns whether it rolled. */
+  maybeRoll(now: number): boolean {
+    this.#checkWritable();
+    const active = this.#active;
+    if (active.isEmpty || (!active.isSealed && now - active.createdMs < this.config.segmentMs)) return false;
+    try {
+      this.#roll();
+    } catch (err) {
+      throw storageError(err, `roll ${this.dir}`);
+    }
+    return true;
+  }
+
+  /**
+   * Closes the active segment (final time index entry, fdatasync of the .log and both
+   * indexes) and starts a new one at logEndOffset (files created, folder fsynced). A
+   * failure leaves the old segment sealed and the next append retries the roll.
+   */
+  #roll(): void {
+    const old = this.#active;
+    if (!old.isSealed) old.finishIndexes();
+    try {
+      old.seal();
+    } catch (err) {
+      this.#failure = `fdatasync while rolling ${old.name}`;
+      throw err;
+    }
+    this.#durableOffset = old.nextOffset;
+    const next = Segment.create(this.#ctx, old.nextOffset, this.#clock.now());
+    try {
+      this.#fs.fsyncDir(this.dir);
+    } catch (err) {
+      next.close();
+      throw err;
+    }
+    this.#closedBytes += old.sizeBytes;
+    this.#segments.push(next);
+  }
+
+  /**
+   * fdatasync of the active segment; then durableOffset = logEndOffset. A no-op when
+   * nothing was written since the last sync. A failure is STORAGE_ERROR and the log then
+   * refuses writes until reopened.
+   */
+  sync(): void {
+    this.#checkWritable();
+    if (this.#durableOffset === this.logEndOffset && !this.#active.hasUnsyncedBytes) return;
+    try {
+      this.#active.sync();
+    } catch (err) {
+      this.#failure = `fdatasync of ${this.#active.name}`;
+      throw storageError(err, `sync ${this.dir}`);
+    }
+    this.#durableOffset = this.logEndOffset;
+  }
+
+  // -------------------------------------------------------------- reads
+
+  #outOfRange(offset: number): SluiceError {
+    return new SluiceError('OFFSET_OUT_OF_RANGE', `offset ${offset} is outside [${this.logStartOffset}, ${this.logEndOffset}] of ${this.dir}`);
+  }
+
+  /** Index of the segment whose range holds `offset` (the last with baseOffset <= offset). */
+  #segmentIndexFor(offset: number): number {
+    let lo = 0;
+    let hi = this.#segments.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1;
+      if (this.#segments[mid].baseOffset <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  /**
+   * Plans a read at `offset` of up to `maxBytes`: finds the batch that contains the offset
+   * (index entry, then batch headers). Null at logEndOffset. Throws OFFSET_OUT_OF_RANGE
+   * outside [logStartOffset, logEndOffset]. Reads never cross a segment boundary (as
+   * Kafka's), and always cover the whole first batch, even past maxBytes (KIP-74).
+   */
+  locate(offset: number, maxBytes: number): ReadPlan | null {
+    assert(!this.#closed, `partition log ${this.dir} is closed`);
+    assert(Number.isSafeInteger(offset), `offset ${offset} is an integer`);
+    if (offset < this.logStartOffset || offset > this.logEndOffset) throw this.#outOfRange(offset);
+    if (offset === this.logEndOffset) return null;
+    try {
+      for (let i = this.#segmentIndexFor(offset); i < this.#segments.length; i++) {
+        const segment = this.#segments[i];
+        // Not found in a segment means a gap skipped the offset: the next segment's first batch follows it.
+        const found = segment.findBatch(offset, this.#headerScratch, this.#headerView);
+        if (found === null) continue;
+        const toEnd = segment.sizeBytes - found.position;
+        const bytesMax = Math.max(found.sizeBytes, Math.min(maxBytes, toEnd));
+        return { segment, position: found.position, firstBatchBytes: found.sizeBytes, bytesMax };
+      }
+    } catch (err) {
+      throw storageError(err, `read ${this.dir} at offset ${offset}`);
+    }
+    throw new SluiceError('CORRUPT_MESSAGE', `${this.dir}: no batch holds offset ${offset} below the log end offset ${this.logEndOffset}`);
+  }
+
+  /**
+   * Reads the planned bytes into `target` (at least plan.bytesMax long; may be a view over
+   * a SharedArrayBuffer), cut at the last whole batch, and checks the CRC-32C of every batch
+   * it returns. A bad first batch throws CORRUPT_MESSAGE naming the segment, position and
+   * offset; a bad later batch ends the read before it (the good batches are returned, and
+   * the next read, which starts at the bad one, throws). Returns the byte count.
+   */
+  readInto(plan: ReadPlan, target: Uint8Array): number {
+    assert(!this.#closed, `partition log ${this.dir} is closed`);
+    assert(target.length >= plan.bytesMax, `read target of ${target.length} bytes, plan needs ${plan.bytesMax}`);
+    const segment = plan.segment;
+    if (segment.isClosed) {
+      throw new SluiceError('OFFSET_OUT_OF_RANGE', `segment ${segment.name} of ${this.dir} was deleted by retention after the read was planned`);
+    }
+    let n: number;
+    try {
+      n = segment.read(target.subarray(0, plan.bytesMax), plan.position);
+    } catch (err) {
+      throw storageError(err, `read ${segment.name} of ${this.dir}`);
+    }
+    const view = new DataView(target.buffer, target.byteOffset, n);
+    let pos = 0;
+    while (pos + BATCH_HEADER_BYTES <= n) {
+      const problem = checkBatch(target, view, pos, n);
+      if (problem === 'incomplete') break;
+      if (problem !== null) {
+        if (pos > 0) break;
+        const offset = readInt64(view, BASE_OFFSET_OFFSET);
+        throw new SluiceError('CORRUPT_MESSAGE', `${this.dir}/${segment.name}: batch at position ${plan.position} (offset ${offset}): ${problem}`);
+      }
+      pos += LOG_OVERHEAD_BYTES + view.getInt32(pos + BATCH_LENGTH_OFFSET, false);
+    }
+    if (pos === 0) {
+      throw new SluiceError('CORRUPT_MESSAGE', `${this.dir}/${segment.name}: the batch at position ${plan.position} is shorter on disk than in the log`);
+    }
+    return pos;
+  }
+
+  /** Convenience: locate + allocate + readInto. Null at logEndOffset. */
+  read(offset: number, maxBytes: number): Uint8Array | null {
+    const plan = this.locate(offset, maxBytes);
+    if (plan === null) return null;
+    const target = new Uint8Array(plan.bytesMax);
+    const n = this.readInto(plan, target);
+    return target.subarray(0, n);
+  }
+
+  /**
+   * The first offset whose record timestamp is >= `timestamp`, or null when no record has
+   * one (Kafka's ListOffsets by time). Skips segments whose largest timestamp is older,
+   * starts in the right one at the time index entry just below the target, walks batch
+   * headers to the first batch whose maxTimestamp reaches it, and decodes that batch's
+   * records for the exact record. A compressed batch is not decompressed here (the owner
+   * never inflates batches): its base offset is returned, which is at or before the exact
+   * record, so a consumer starting there sees every record at or after the time. Same for
+   * a LogAppendTime batch, whose records all carry the batch's time.
+   */
+  offsetForTimestamp(timestamp: number): number | null {
+    assert(!this.#closed, `partition log ${this.dir} is closed`);
+    if (!Number.isSafeInteger(timestamp)) throw invalid(`timestamp ${timestamp} is not an integer`);
+    try {
+      for (const segment of this.#segments) {
+        if (segment.largestTimestamp < timestamp) continue;
+        const found = this.#offsetForTimestampIn(segment, timestamp);
+        if (found !== null) return found;
+      }
+      return null;
+    } catch (err) {
+      throw storageError(err, `offsetForTimestamp ${timestamp} in ${this.dir}`);
+    }
+  }
+
+  #offsetForTimestampIn(segment: Segment, timestamp: number): number | null {
+    // The entry with the largest timestamp strictly below the target: nothing before it qualifies.
+    const entry = segment.timeIndex.lookup(timestamp - 1);
+    let position = entry < 0 ? 0 : segment.offsetIndex.positionFor(segment.timeIndex.relativeOffsetAt(entry));
+    for (;;) {
+      const found = segment.findBatchByTimestamp(position, timestamp, this.#headerScratch, this.#headerView);
+      if (found === null) return null;
+      if ((found.attributes & (COMPRESSION_MASK | TIMESTAMP_TYPE_BIT)) !== 0) return found.baseOffset;
+      const batch = new Uint8Array(found.sizeBytes);
+      if (segment.read(batch, found.position) !== found.sizeBytes) {
+        throw new SluiceError('CORRUPT_MESSAGE', `${this.dir}/${segment.name}: batch at position ${found.position} is cut short`);
+      }
+      let header;
+      try {
+        header = validateBatch(batch);
+      } catch (err) {
+        throw new SluiceError('CORRUPT_MESSAGE', `${this.dir}/${segment.name}: batch at position ${found.position} (offset ${found.baseOffset}): ${(err as Error).message}`);
+      }
+      const records = decodeRecords(batch.subarray(RECORDS_OFFSET), header);
+      for (const r of records) if (r.timestamp >= timestamp) return r.offset;
+      position = found.position + found.sizeBytes; // maxTimestamp lied; keep walking
+    }
+  }
+
+  // -------------------------------------------------------------- retention
+
+  /**
+   * Deletes whole closed segments, oldest first, never the active one: by time, those
+   * whose largest timestamp is more than retentionMs before `now` (Kafka's rule; a segment
+   * without timestamps counts as old); then by size, while the log without its oldest
+   * segment still holds at least retentionBytes. logStartOffset moves to the next
+   * segment's base offset. Files go in a crash-safe order (see Segment.deleteFiles).
+   */
+  applyRetention(now: number): RetentionResult {
+    assert(!this.#closed, `partition log ${this.dir} is closed`);
+    const { retentionMs, retentionBytes } = this.config;
+    let segmentsDeleted = 0;
+    let bytesDeleted = 0;
+    try {
+      while (this.#segments.length > 1) {
+        const oldest = this.#segments[0];
+        const expired = retentionMs >= 0 && now - oldest.largestTimestamp > retentionMs;
+        const oversize = retentionBytes >= 0 && this.sizeBytes - oldest.sizeBytes >= retentionBytes;
+        if (!expired && !oversize) break;
+        // Out of memory first: once its .log is renamed, the segment no longer exists.
+        this.#segments.shift();
+        this.#closedBytes -= oldest.sizeBytes;
+        segmentsDeleted++;
+        bytesDeleted += oldest.sizeBytes;
+        oldest.deleteFiles();
+      }
+      if (segmentsDeleted > 0) this.#fs.fsyncDir(this.dir);
+    } catch (err) {
+      throw storageError(err, `retention in ${this.dir}`);
+    }
+    if (segmentsDeleted > 0) {
+      this.#logger.info({ dir: this.dir, segmentsDeleted, bytesDeleted, logStartOffset: this.logStartOffset }, 'retention deleted segments');
+    }
+    return { segmentsDeleted, bytesDeleted };
+  }
+
+  // -------------------------------------------------------------- verify, close, delete
+
+  /** Reads every segment fully and checks every batch and index (see verify.ts). */
+  verify(): VerifyReport {
+    assert(!this.#closed, `partition log ${this.dir} is closed`);
+    return verifyPartitionDir(this.dir, this.#fs);
+  }
+
+  /**
+   * Syncs everything and closes the files. With `clean`, then writes the clean-shutdown
+   * marker (fsynced, and the folder too), so the next open trusts the segments. A log whose
+   * fdatasync failed never gets the marker. Idempotent.
+   */
+  close({ clean }: { clean: boolean }): void {
+    if (this.#closed) return;
+    try {
+      if (this.#failure === null) {
+        const active = this.#active;
+        if (!active.isSealed) {
+          active.repairTail();
+          active.sync();
+          active.syncIndexes();
+        }
+        this.#durableOffset = this.logEndOffset;
+        if (clean) {
+          const markerPath = joinPath(this.dir, CLEAN_SHUTDOWN_MARKER);
+          const fd = this.#fs.open(markerPath, 'create');
+          try {
+            this.#fs.fdatasync(fd);
+          } finally {
+            this.#fs.close(fd);
+          }
+          this.#fs.fsyncDir(this.dir);
+        }
+      }
+    } catch (err) {
+      throw storageError(err, `close ${this.dir}`);
+    } finally {
+      this.#closed = true;
+      for (const s of this.#segments) {
+        try {
+          s.close();
+        } catch {
+          // Closing a descriptor cannot lose data that sync already made durable.
+        }
+      }
+    }
+  }
+
+  /**
+   * Deletes the whole log (topic deletion): closes it, renames the folder to
+   * `<dir>.deleted-<n>` (one atomic step: the partition is gone), fsyncs the parent, then
+   * removes the renamed folder. A crash in between leaves a `.deleted-<n>` folder that
+   * `removeDeletedPartitionDirs` clears.
+   */
+  deleteAll(): void {
+    try {
+      this.close({ clean: false });
+    } catch (err) {
+      this.#logger.warn({ dir: this.dir, err: (err as Error).message }, 'close before delete failed; deleting anyway');
+    }
+    try {
+      const parent = dirName(this.dir);
+      let n = 0;
+      while (this.#fs.exists(`${this.dir}${DELETED_DIR_INFIX}${n}`)) n++;
+      const doomed = `${this.dir}${DELETED_DIR_INFIX}${n}`;
+      this.#fs.rename(this.dir, doomed);
+      this.#fs.fsyncDir(parent);
+      this.#fs.rmrf(doomed);
+    } catch (err) {
+      throw storageError(err, `delete ${this.dir}`);
+    }
+  }
+}
+
+/**
+ * Why a batch at `pos` of a read may not be returned: null when it is whole and its CRC
+ * matches, 'incomplete' when the read ends inside it, else the problem.
+ */
+function checkBatch(bytes: Uint8Array, view: DataView, pos: number, end: number): string | null {
+  const batchLength = view.getInt32(pos + BATCH_LENGTH_OFFSET, false);
+  if (batchLength < BATCH_LENGTH_MIN || batchLength > BATCH_LENGTH_MAX) return `batchLength ${batchLength} is out of range`;
+  if (view.getInt8(pos + MAGIC_OFFSET) !== MAGIC_V2) return `magic ${view.getInt8(pos + MAGIC_OFFSET)}`;
+  const sizeBytes = LOG_OVERHEAD_BYTES + batchLength;
+  if (pos + sizeBytes > end) return 'incomplete';
+  const stored = view.getUint32(pos + CRC_OFFSET, false);
+  const computed = crc32c(bytes.subarray(pos + ATTRIBUTES_OFFSET, pos + sizeBytes));
+  if (stored !== computed) return `CRC32C mismatch: stored ${stored.toString(16)}, computed ${computed.toString(16)}`;
+  return null;
+}
+
+/**
+ * Removes what an earlier run of ours left in the folder: `.deleted` and `.tmp` files, and
+ * index files whose .log is gone (a crash in the middle of a segment deletion). Returns
+ * the base offsets of the segments, sorted.
+ */
+function removeLeftovers(fs: FileSystem, dir: string, report: RecoveryReport): number[] {
+  const names = fs.readdir(dir);
+  const bases: number[] = [];
+  for (const name of names) {
+    const base = parseSegmentLogName(name);
+    if (base !== null) bases.push(base);
+  }
+  const logNames = new Set(bases.map((b) => segmentFileName(b, '')));
+  let removed = false;
+  for (const name of names) {
+    const leftover = name.endsWith(DELETED_SUFFIX) || name.endsWith(TMP_SUFFIX);
+    const indexSuffix = name.endsWith(INDEX_SUFFIX) ? INDEX_SUFFIX : name.endsWith(TIME_INDEX_SUFFIX) ? TIME_INDEX_SUFFIX : null;
+    const orphan = indexSuffix !== null && /^\d{20}\./.test(name) && !logNames.has(name.slice(0, -indexSuffix.length));
+    if (!leftover && !orphan) continue;
+    fs.unlink(joinPath(dir, name));
+    report.problems.push(`removed leftover ${name}`);
+    removed = true;
+  }
+  if (removed) fs.fsyncDir(dir);
+  return bases.sort((a, b) => a - b);
+}
+
+/**
+ * Removes `<name>.deleted-<n>` partition folders that a crash during deleteAll() left in
+ * `dataDir` (call once at start, before opening logs). Returns the names removed.
+ */
+export function removeDeletedPartitionDirs(dataDir: string, fs: FileSystem = nodeFileSystem): string[] {
+  try {
+    if (!fs.exists(dataDir)) return [];
+    const removed = fs.readdir(dataDir).filter((name) => /\.deleted-\d+$/.test(name));
+    for (const name of removed) fs.rmrf(joinPath(dataDir, name));
+    return removed;
+  } catch (err) {
+    throw storageError(err, `clean ${dataDir}`);
+  }
+}
+
+/** The segment .log file name of a base offset (for tools and tests). */
+export function segmentLogName(baseOffset: number): string {
+  return segmentFileName(baseOffset, LOG_SUFFIX);
+}

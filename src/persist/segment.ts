@@ -1,0 +1,701 @@
+/**
+ * One segment of a partition's log: `<20-digit baseOffset>.log` (whole RecordBatch v2
+ * batches, byte for byte as the producers sent them, baseOffset stamped by the owner) and
+ * its two sparse indexes `.index` (offset-index.ts) and `.timeindex` (time-index.ts), in the
+ * partition folder. Owner: the owner thread of the partition. Synchronous I/O.
+ *
+ * .log layout: batches back to back, nothing else (no file header, no padding), so a
+ * segment is exactly what a fetch returns. Each batch is laid out as record-batch.ts says
+ * (BIG-ENDIAN; CRC-32C over [21, end) written by the producer; baseOffset at [0, 8) written
+ * by the owner, outside the CRC):
+ *
+ * | offset | size               | field   | written by       | in CRC          |
+ * |-------:|--------------------|---------|------------------|-----------------|
+ * |      0 | 12 + batchLength   | batch 0 | producer + owner | its own [21, .) |
+ * |    ... | ...                | batch i |                  |                 |
+ *
+ * Invariants: batch i+1 starts where batch i ends; baseOffset(0) = the base offset in the
+ * file name; baseOffset(i+1) = baseOffset(i) + lastOffsetDelta(i) + 1; `sizeBytes` (in
+ * memory) never exceeds the bytes on disk that were written completely; the in-memory
+ * indexes always describe exactly the batches below `sizeBytes`, and the index files hold
+ * their first `entriesWritten` entries. A failed append leaves all three as they were.
+ */
+import { assert } from '../assert.js';
+import { SluiceError } from '../errors.js';
+import type { FileSystem } from './fs.js';
+import { joinPath } from './fs.js';
+import { BATCH_LENGTH_MAX, BATCH_LENGTH_MIN, SEGMENT_NAME_DIGITS } from './limits.js';
+import { decodeOffsetIndex, OFFSET_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
+import {
+  ATTRIBUTES_OFFSET,
+  BASE_OFFSET_OFFSET,
+  BATCH_HEADER_BYTES,
+  BATCH_LENGTH_OFFSET,
+  LAST_OFFSET_DELTA_OFFSET,
+  LOG_OVERHEAD_BYTES,
+  MAGIC_OFFSET,
+  MAGIC_V2,
+  MAX_TIMESTAMP_OFFSET,
+} from './record-batch.js';
+import { ChunkReader, scanSegment, type TruncationReport } from './recovery.js';
+import { SegmentIndexes } from './segment-indexes.js';
+import { decodeTimeIndex, NO_TIMESTAMP, TIME_ENTRY_BYTES, TimeIndex } from './time-index.js';
+
+export const LOG_SUFFIX = '.log';
+export const INDEX_SUFFIX = '.index';
+export const TIME_INDEX_SUFFIX = '.timeindex';
+/** Suffix of files on their way out (retention): renamed first, unlinked after; open() removes leftovers. */
+export const DELETED_SUFFIX = '.deleted';
+
+const SEGMENT_LOG_NAME = /^(\d{20})\.log$/;
+
+export function segmentFileName(baseOffset: number, suffix: string): string {
+  assert(Number.isSafeInteger(baseOffset) && baseOffset >= 0, `base offset ${baseOffset}`);
+  return String(baseOffset).padStart(SEGMENT_NAME_DIGITS, '0') + suffix;
+}
+
+/** Base offset of a `<20 digits>.log` name, or null for any other name. */
+export function parseSegmentLogName(name: string): number | null {
+  const m = SEGMENT_LOG_NAME.exec(name);
+  if (m === null) return null;
+  const base = Number(m[1]);
+  return Number.isSafeInteger(base) ? base : null;
+}
+
+/** Big-endian int64 without a BigInt (no allocation per batch); exact for safe integers. */
+export function readInt64(view: DataView, pos: number): number {
+  return view.getInt32(pos, false) * 4294967296 + view.getUint32(pos + 4, false);
+}
+
+export interface SegmentContext {
+  fs: FileSystem;
+  dir: string;
+  indexIntervalBytes: number;
+}
+
+/** How to open an existing segment. */
+export type SegmentLoadMode =
+  /** A closed segment: trust the log (it was fsynced at roll), check the indexes cheaply, never cut it. */
+  | 'closed'
+  /** The active segment after a clean shutdown: check the indexes cheaply, fall back to a scan. */
+  | 'active-trusted'
+  /** The active segment after a crash: scan it fully with the decision table, cut a bad tail. */
+  | 'active-scan';
+
+export interface SegmentLoadResult {
+  segment: Segment;
+  scanned: boolean;
+  truncation: TruncationReport | null;
+  indexesRebuilt: string[];
+  /** Why a cheap check failed, or corruption found in a closed segment (kept, not cut). */
+  problems: string[];
+}
+
+/** Position and size of the batch a lookup found. */
+export interface BatchLocation {
+  position: number;
+  sizeBytes: number;
+  baseOffset: number;
+}
+
+export class Segment {
+  readonly baseOffset: number;
+  /** File name of the .log, used in reports and errors. */
+  readonly name: string;
+  readonly logPath: string;
+  readonly indexPath: string;
+  readonly timeIndexPath: string;
+  /** When this segment was created or, for a reopened one, opened (for the segmentMs roll, as Kafka's `created`). */
+  readonly createdMs: number;
+  readonly #fs: FileSystem;
+  #fd: number;
+  #indexFd: number;
+  #timeIndexFd: number;
+  #sizeBytes: number;
+  #nextOffset: number;
+  readonly #indexes: SegmentIndexes;
+  #offsetEntriesWritten: number;
+  #timeEntriesWritten: number;
+  /** Reused to encode new index entries; grows when an append adds many. */
+  #encodeBuffer = new Uint8Array(64 * TIME_ENTRY_BYTES);
+  /** Bytes written since the last fdatasync of the .log. */
+  #unsynced = false;
+  /** A rollback could not cut the files back: cut them before the next write. */
+  #tailDirty = false;
+  /** Sealed: rolled, indexes final, no more appends. */
+  #sealed = false;
+  #closed = false;
+
+  private constructor(opts: {
+    fs: FileSystem;
+    dir: string;
+    baseOffset: number;
+    createdMs: number;
+    fd: number;
+    indexFd: number;
+    timeIndexFd: number;
+    sizeBytes: number;
+    nextOffset: number;
+    indexes: SegmentIndexes;
+    sealed: boolean;
+  }) {
+    this.#fs = opts.fs;
+    this.baseOffset = opts.baseOffset;
+    this.name = segmentFileName(opts.baseOffset, LOG_SUFFIX);
+    this.logPath = joinPath(opts.dir, this.name);
+    this.indexPath = joinPath(opts.dir, segmentFileName(opts.baseOffset, INDEX_SUFFIX));
+    this.timeIndexPath = joinPath(opts.dir, segmentFileName(opts.baseOffset, TIME_INDEX_SUFFIX));
+    this.createdMs = opts.createdMs;
+    this.#fd = opts.fd;
+    this.#indexFd = opts.indexFd;
+    this.#timeIndexFd = opts.timeIndexFd;
+    this.#sizeBytes = opts.sizeBytes;
+    this.#nextOffset = opts.nextOffset;
+    this.#indexes = opts.indexes;
+    this.#offsetEntriesWritten = opts.indexes.offsetIndex.count;
+    this.#timeEntriesWritten = opts.indexes.timeIndex.count;
+    this.#sealed = opts.sealed;
+  }
+
+  // -------------------------------------------------------------- create and load
+
+  /** Creates the three empty files of a new active segment. The caller fsyncs the folder. */
+  static create(ctx: SegmentContext, baseOffset: number, nowMs: number): Segment {
+    const paths = segmentPaths(ctx.dir, baseOffset);
+    const fd = ctx.fs.open(paths.log, 'create');
+    let indexFd = -1;
+    try {
+      indexFd = ctx.fs.open(paths.index, 'create');
+      const timeIndexFd = ctx.fs.open(paths.timeIndex, 'create');
+      return new Segment({
+        fs: ctx.fs, dir: ctx.dir, baseOffset, createdMs: nowMs, fd, indexFd, timeIndexFd, sizeBytes: 0,
+        nextOffset: baseOffset, indexes: new SegmentIndexes({ baseOffset, indexIntervalBytes: ctx.indexIntervalBytes }), sealed: false,
+      });
+    } catch (err) {
+      closeQuietly(ctx.fs, fd);
+      closeQuietly(ctx.fs, indexFd);
+      throw err;
+    }
+  }
+
+  /**
+   * Opens an existing segment. 'closed' and 'active-trusted' validate the index files
+   * against the log cheaply (see `#loadTrusted`) and rebuild them by a scan when anything
+   * does not match; 'active-scan' always scans. Only an active segment is ever cut.
+   */
+  static load(ctx: SegmentContext, baseOffset: number, mode: SegmentLoadMode, nowMs: number): SegmentLoadResult {
+    const fs = ctx.fs;
+    const paths = segmentPaths(ctx.dir, baseOffset);
+    const name = segmentFileName(baseOffset, LOG_SUFFIX);
+    const active = mode !== 'closed';
+    const fd = fs.open(paths.log, active ? 'write' : 'read');
+    const opened: number[] = [fd];
+    try {
+      let size = fs.size(fd);
+      const problems: string[] = [];
+      let trusted: TrustedState | string = 'the log was not shut down cleanly';
+      if (mode !== 'active-scan') {
+        trusted = loadTrusted(fs, fd, paths, baseOffset, size, ctx.indexIntervalBytes);
+        if (typeof trusted === 'string') problems.push(`${name}: ${trusted}`);
+      }
+      let indexes: SegmentIndexes;
+      let nextOffset: number;
+      let truncation: TruncationReport | null = null;
+      const indexesRebuilt: string[] = [];
+      let scanned = false;
+      if (typeof trusted !== 'string') {
+        indexes = trusted.indexes;
+        nextOffset = trusted.nextOffset;
+      } else {
+        scanned = true;
+        const scan = scanSegment({ fs, fd, segment: name, baseOffset, sizeBytes: size, indexIntervalBytes: ctx.indexIntervalBytes });
+        indexes = scan.indexes;
+        nextOffset = scan.nextOffset;
+        if (scan.report !== null) {
+          if (active) {
+            // Cut the bad tail and make the cut durable before anything is appended after it.
+            fs.ftruncate(fd, scan.validBytes);
+            fs.fdatasync(fd);
+            size = scan.validBytes;
+            truncation = scan.report;
+          } else {
+            // A closed segment was fsynced when it rolled, and later segments continue its
+            // offsets: cutting it would lose good data after it. Keep it; reads of the bad
+            // part fail with CORRUPT_MESSAGE and verify reports it.
+            problems.push(`${name}: corrupt at position ${scan.report.position}, kept: ${scan.report.detail}`);
+          }
+        }
+        if (!active) indexes.onClose();
+        rewriteIndexFilesIfDifferent(fs, paths, indexes, indexesRebuilt);
+      }
+      let indexFd = -1;
+      let timeIndexFd = -1;
+      if (active) {
+        indexFd = fs.open(paths.index, 'write');
+        opened.push(indexFd);
+        timeIndexFd = fs.open(paths.timeIndex, 'write');
+        opened.push(timeIndexFd);
+      }
+      const segment = new Segment({
+        fs, dir: ctx.dir, baseOffset, createdMs: nowMs, fd, indexFd, timeIndexFd, sizeBytes: size, nextOffset, indexes, sealed: !active,
+      });
+      return { segment, scanned, truncation, indexesRebuilt, problems };
+    } catch (err) {
+      for (const f of opened) closeQuietly(fs, f);
+      throw err;
+    }
+  }
+
+  // -------------------------------------------------------------- state
+
+  get sizeBytes(): number {
+    return this.#sizeBytes;
+  }
+
+  get nextOffset(): number {
+    return this.#nextOffset;
+  }
+
+  get isEmpty(): boolean {
+    return this.#sizeBytes === 0;
+  }
+
+  get isSealed(): boolean {
+    return this.#sealed;
+  }
+
+  get isClosed(): boolean {
+    return this.#closed;
+  }
+
+  /** Largest batch maxTimestamp in the segment, -1 when none. */
+  get largestTimestamp(): number {
+    return this.#indexes.largestTimestamp;
+  }
+
+  get offsetIndex(): OffsetIndex {
+    return this.#indexes.offsetIndex;
+  }
+
+  get timeIndex(): TimeIndex {
+    return this.#indexes.timeIndex;
+  }
+
+  get hasUnsyncedBytes(): boolean {
+    return this.#unsynced;
+  }
+
+  // -------------------------------------------------------------- append
+
+  /**
+   * Appends whole, contiguous batches that start at this segment's next offset: one write
+   * for the bytes, and at most one write per index file when the batches earned entries.
+   * Walks only the batch headers (offsets, lengths, timestamps), no CRC: the caller
+   * validated the batches. On failure everything is as before the call (files cut back),
+   * and the error is rethrown as it came (the caller wraps it).
+   */
+  append(bytes: Uint8Array, firstOffset: number, nextOffset: number): void {
+    assert(!this.#sealed && !this.#closed, `append to sealed or closed segment ${this.name}`);
+    assert(firstOffset === this.#nextOffset, `append at ${firstOffset}, segment ${this.name} continues at ${this.#nextOffset}`);
+    assert(bytes.length > 0 && nextOffset > firstOffset, 'an append holds at least one batch');
+    this.repairTail();
+    const position = this.#sizeBytes;
+    this.#indexes.mark();
+    this.#indexBatches(bytes, position, firstOffset, nextOffset);
+    try {
+      this.#fs.write(this.#fd, bytes, position);
+      this.#writeIndexEntries();
+    } catch (err) {
+      this.#indexes.rollback();
+      this.#cutFilesBack(position);
+      throw err;
+    }
+    this.#sizeBytes = position + bytes.length;
+    this.#nextOffset = nextOffset;
+    this.#unsynced = true;
+  }
+
+  /** The header walk of an append: index entries per the policy, and the caller's contract asserted. */
+  #indexBatches(bytes: Uint8Array, position: number, firstOffset: number, nextOffset: number): void {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let p = 0;
+    let expected = firstOffset;
+    while (p < bytes.length) {
+      assert(p + BATCH_HEADER_BYTES <= bytes.length, `append holds whole batches (header at ${p} of ${bytes.length})`);
+      const batchLength = view.getInt32(p + BATCH_LENGTH_OFFSET, false);
+      assert(batchLength >= BATCH_LENGTH_MIN && batchLength <= BATCH_LENGTH_MAX, `batchLength ${batchLength} at ${p}`);
+      const baseOffset = readInt64(view, p + BASE_OFFSET_OFFSET);
+      assert(baseOffset === expected, `batch at ${p} has baseOffset ${baseOffset}, expected ${expected}`);
+      const lastOffsetDelta = view.getInt32(p + LAST_OFFSET_DELTA_OFFSET, false);
+      assert(lastOffsetDelta >= 0, `lastOffsetDelta ${lastOffsetDelta} at ${p}`);
+      this.#indexes.onBatch(position + p, baseOffset, readInt64(view, p + MAX_TIMESTAMP_OFFSET));
+      expected = baseOffset + lastOffsetDelta + 1;
+      p += LOG_OVERHEAD_BYTES + batchLength;
+    }
+    assert(p === bytes.length, `append ends inside a batch (${p} of ${bytes.length})`);
+    assert(expected === nextOffset, `append ends at offset ${expected}, caller said ${nextOffset}`);
+  }
+
+  /** Appends the index entries not yet in the files: one write per file, only when there are new ones. */
+  #writeIndexEntries(): void {
+    const offsetIndex = this.#indexes.offsetIndex;
+    const timeIndex = this.#indexes.timeIndex;
+    if (offsetIndex.count > this.#offsetEntriesWritten) {
+      const buf = this.#encodeScratch((offsetIndex.count - this.#offsetEntriesWritten) * OFFSET_ENTRY_BYTES);
+      const n = offsetIndex.encodeRange(this.#offsetEntriesWritten, offsetIndex.count, buf);
+      this.#fs.write(this.#indexFd, buf.subarray(0, n), this.#offsetEntriesWritten * OFFSET_ENTRY_BYTES);
+      this.#offsetEntriesWritten = offsetIndex.count;
+    }
+    if (timeIndex.count > this.#timeEntriesWritten) {
+      const buf = this.#encodeScratch((timeIndex.count - this.#timeEntriesWritten) * TIME_ENTRY_BYTES);
+      const n = timeIndex.encodeRange(this.#timeEntriesWritten, timeIndex.count, buf);
+      this.#fs.write(this.#timeIndexFd, buf.subarray(0, n), this.#timeEntriesWritten * TIME_ENTRY_BYTES);
+      this.#timeEntriesWritten = timeIndex.count;
+    }
+  }
+
+  #encodeScratch(bytes: number): Uint8Array {
+    if (this.#encodeBuffer.length < bytes) {
+      let size = this.#encodeBuffer.length;
+      while (size < bytes) size *= 2;
+      this.#encodeBuffer = new Uint8Array(size);
+    }
+    return this.#encodeBuffer;
+  }
+
+  /**
+   * After a failed append: cut the .log back to `position` and the index files back to the
+   * entries that are still in memory. If a cut fails too, remember it and cut before the
+   * next write (repairTail), so bytes of a failed append are never followed by good ones.
+   */
+  #cutFilesBack(position: number): void {
+    const fs = this.#fs;
+    this.#offsetEntriesWritten = Math.min(this.#offsetEntriesWritten, this.#indexes.offsetIndex.count);
+    this.#timeEntriesWritten = Math.min(this.#timeEntriesWritten, this.#indexes.timeIndex.count);
+    try {
+      fs.ftruncate(this.#fd, position);
+      fs.ftruncate(this.#indexFd, this.#offsetEntriesWritten * OFFSET_ENTRY_BYTES);
+      fs.ftruncate(this.#timeIndexFd, this.#timeEntriesWritten * TIME_ENTRY_BYTES);
+    } catch {
+      this.#tailDirty = true;
+    }
+  }
+
+  /** Cuts the files to what memory says they hold, if a previous rollback could not. Throws the fs error. */
+  repairTail(): void {
+    if (!this.#tailDirty) return;
+    this.#fs.ftruncate(this.#fd, this.#sizeBytes);
+    this.#fs.ftruncate(this.#indexFd, this.#offsetEntriesWritten * OFFSET_ENTRY_BYTES);
+    this.#fs.ftruncate(this.#timeIndexFd, this.#timeEntriesWritten * TIME_ENTRY_BYTES);
+    this.#tailDirty = false;
+  }
+
+  // -------------------------------------------------------------- read
+
+  /** Reads up to target.length bytes at `position` (never past sizeBytes); returns the count. */
+  read(target: Uint8Array, position: number): number {
+    assert(!this.#closed, `read from closed segment ${this.name}`);
+    const n = Math.min(target.length, this.#sizeBytes - position);
+    if (n <= 0) return 0;
+    return this.#fs.read(this.#fd, n === target.length ? target : target.subarray(0, n), position);
+  }
+
+  /**
+   * Finds the batch that contains `offset`, or the first batch after it when a gap skips it
+   * (as Kafka returns the next batch). Starts at the offset index entry and walks batch
+   * headers (one pread of the 61-byte header each). Returns null when the segment has no
+   * batch at or after `offset`. `scratch` is a caller-owned 61-byte buffer with its view.
+   * Throws CORRUPT_MESSAGE when a header on the way is not a batch.
+   */
+  findBatch(offset: number, scratch: Uint8Array, view: DataView): BatchLocation | null {
+    let position = this.#indexes.offsetIndex.positionFor(offset - this.baseOffset);
+    while (position < this.#sizeBytes) {
+      const header = this.#readHeaderAt(position, scratch, view);
+      if (header.lastOffset >= offset) return { position, sizeBytes: header.sizeBytes, baseOffset: header.baseOffset };
+      position += header.sizeBytes;
+    }
+    return null;
+  }
+
+  /** Walks headers from `position` and returns the first batch whose maxTimestamp >= ts, or null. */
+  findBatchByTimestamp(position: number, timestamp: number, scratch: Uint8Array, view: DataView): (BatchLocation & { attributes: number }) | null {
+    while (position < this.#sizeBytes) {
+      const header = this.#readHeaderAt(position, scratch, view);
+      if (header.maxTimestamp >= timestamp) {
+        return { position, sizeBytes: header.sizeBytes, baseOffset: header.baseOffset, attributes: view.getInt16(ATTRIBUTES_OFFSET, false) };
+      }
+      position += header.sizeBytes;
+    }
+    return null;
+  }
+
+  /** Reads and frames the header at `position` into `scratch`. Per batch: one small object. */
+  #readHeaderAt(position: number, scratch: Uint8Array, view: DataView): { baseOffset: number; lastOffset: number; sizeBytes: number; maxTimestamp: number } {
+    assert(scratch.length >= BATCH_HEADER_BYTES, 'header scratch holds a header');
+    const n = this.read(scratch.subarray(0, BATCH_HEADER_BYTES), position);
+    const batchLength = n === BATCH_HEADER_BYTES ? view.getInt32(BATCH_LENGTH_OFFSET, false) : -1;
+    const sizeBytes = LOG_OVERHEAD_BYTES + batchLength;
+    if (n !== BATCH_HEADER_BYTES || batchLength < BATCH_LENGTH_MIN || batchLength > BATCH_LENGTH_MAX ||
+      view.getInt8(MAGIC_OFFSET) !== MAGIC_V2 || position + sizeBytes > this.#sizeBytes) {
+      throw new SluiceError('CORRUPT_MESSAGE', `segment ${this.name}: no valid batch header at position ${position}`);
+    }
+    const baseOffset = readInt64(view, BASE_OFFSET_OFFSET);
+    return {
+      baseOffset,
+      lastOffset: baseOffset + view.getInt32(LAST_OFFSET_DELTA_OFFSET, false),
+      sizeBytes,
+      maxTimestamp: readInt64(view, MAX_TIMESTAMP_OFFSET),
+    };
+  }
+
+  // -------------------------------------------------------------- durability and lifecycle
+
+  /**
+   * fdatasync of the .log when bytes were written since the last one, or always with
+   * `force` (at open: bytes a killed process left in the page cache are not yet durable).
+   */
+  sync(force = false): void {
+    if (!this.#unsynced && !force) return;
+    this.#fs.fdatasync(this.#fd);
+    this.#unsynced = false;
+  }
+
+  /**
+   * fdatasync of the index files. Not part of sync(): after a crash the active segment is
+   * scanned and its indexes rebuilt anyway, so only a roll and a clean close need them.
+   */
+  syncIndexes(): void {
+    if (this.#indexFd >= 0) this.#fs.fdatasync(this.#indexFd);
+    if (this.#timeIndexFd >= 0) this.#fs.fdatasync(this.#timeIndexFd);
+  }
+
+  /**
+   * First step of closing this segment when it rolls: cut a dirty tail, add the final time
+   * index entry, write pending index entries. Retrying after a failure is safe.
+   */
+  finishIndexes(): void {
+    assert(!this.#sealed && !this.#closed, `finish indexes of sealed or closed segment ${this.name}`);
+    this.repairTail();
+    this.#indexes.onClose();
+    this.#writeIndexEntries();
+  }
+
+  /**
+   * Second step: fdatasync of the .log and both indexes, then the index files are closed
+   * (their entries stay in memory) and the segment takes no more appends. A failure here is
+   * a failed fdatasync, which the caller must treat as such.
+   */
+  seal(): void {
+    if (this.#sealed) return;
+    this.sync();
+    this.syncIndexes();
+    closeQuietly(this.#fs, this.#indexFd);
+    closeQuietly(this.#fs, this.#timeIndexFd);
+    this.#indexFd = -1;
+    this.#timeIndexFd = -1;
+    this.#sealed = true;
+  }
+
+  /** Closes the files (no sync: the caller syncs first when it must). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const fds = [this.#fd, this.#indexFd, this.#timeIndexFd];
+    this.#fd = this.#indexFd = this.#timeIndexFd = -1;
+    let failure: unknown = null;
+    for (const fd of fds) {
+      if (fd < 0) continue;
+      try {
+        this.#fs.close(fd);
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+    if (failure !== null) throw failure;
+  }
+
+  /**
+   * Deletes the segment's files in a crash-safe order: close, rename each to `.deleted`
+   * (the .log first: a segment exists while its .log does), then unlink. A crash between
+   * the two steps leaves `.deleted` files that the next open removes; a crash in the middle
+   * of the renames leaves index files without a .log, which open removes too.
+   */
+  deleteFiles(): void {
+    this.close();
+    const paths = [this.logPath, this.indexPath, this.timeIndexPath];
+    for (const p of paths) if (this.#fs.exists(p)) this.#fs.rename(p, p + DELETED_SUFFIX);
+    for (const p of paths) if (this.#fs.exists(p + DELETED_SUFFIX)) this.#fs.unlink(p + DELETED_SUFFIX);
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+interface SegmentPaths {
+  log: string;
+  index: string;
+  timeIndex: string;
+}
+
+function segmentPaths(dir: string, baseOffset: number): SegmentPaths {
+  return {
+    log: joinPath(dir, segmentFileName(baseOffset, LOG_SUFFIX)),
+    index: joinPath(dir, segmentFileName(baseOffset, INDEX_SUFFIX)),
+    timeIndex: joinPath(dir, segmentFileName(baseOffset, TIME_INDEX_SUFFIX)),
+  };
+}
+
+function closeQuietly(fs: FileSystem, fd: number): void {
+  if (fd < 0) return;
+  try {
+    fs.close(fd);
+  } catch {
+    // Closing after another failure: the first failure is the one to report.
+  }
+}
+
+interface TrustedState {
+  indexes: SegmentIndexes;
+  nextOffset: number;
+}
+
+/**
+ * The cheap check of a segment whose log is trusted: both index files decode and validate
+ * (sizes, monotonic, inside the segment), the last entry of each points at a batch with that
+ * offset, and the batch headers from the last offset index entry to the end of the file
+ * frame correctly (which also gives the next offset and the largest timestamp without
+ * reading the whole log). Returns the state, or why it cannot be trusted.
+ */
+function loadTrusted(
+  fs: FileSystem,
+  fd: number,
+  paths: SegmentPaths,
+  baseOffset: number,
+  size: number,
+  indexIntervalBytes: number,
+): TrustedState | string {
+  if (!fs.exists(paths.index)) return 'the offset index is missing';
+  if (!fs.exists(paths.timeIndex)) return 'the time index is missing';
+  const decodedOffsets = decodeOffsetIndex(fs.readFile(paths.index), size);
+  if (!decodedOffsets.ok) return `offset index: ${decodedOffsets.reason}`;
+  const offsetIndex = decodedOffsets.index;
+  const reader = new ChunkReader(fs, fd, size, Math.max(4 * indexIntervalBytes, 64 * 1024));
+  let position = 0;
+  let expected = baseOffset;
+  if (offsetIndex.count > 0) {
+    position = offsetIndex.positionAt(offsetIndex.count - 1);
+    expected = baseOffset + offsetIndex.relativeOffsetAt(offsetIndex.count - 1);
+  }
+  // Walk the tail: from the last indexed batch (which must carry the indexed offset) to the end.
+  let tailLargestTimestamp = NO_TIMESTAMP;
+  let tailOffsetOfLargest = baseOffset;
+  const batchStarts: number[] = [];
+  const batchMaxTimestamps: number[] = [];
+  while (position < size) {
+    const h = reader.window(position, BATCH_HEADER_BYTES);
+    if (h < 0) return `torn batch header at position ${position}`;
+    const v = reader.view;
+    const batchLength = v.getInt32(h + BATCH_LENGTH_OFFSET, false);
+    if (batchLength < BATCH_LENGTH_MIN || batchLength > BATCH_LENGTH_MAX) return `batchLength ${batchLength} at position ${position}`;
+    if (v.getInt8(h + MAGIC_OFFSET) !== MAGIC_V2) return `bad magic at position ${position}`;
+    const batchBase = readInt64(v, h + BASE_OFFSET_OFFSET);
+    if (batchBase !== expected) return `baseOffset ${batchBase} at position ${position}, expected ${expected}`;
+    const sizeBytes = LOG_OVERHEAD_BYTES + batchLength;
+    if (position + sizeBytes > size) return `torn batch at position ${position}`;
+    const maxTimestamp = readInt64(v, h + MAX_TIMESTAMP_OFFSET);
+    if (maxTimestamp > tailLargestTimestamp) {
+      tailLargestTimestamp = maxTimestamp;
+      tailOffsetOfLargest = batchBase;
+    }
+    batchStarts.push(batchBase);
+    batchMaxTimestamps.push(maxTimestamp);
+    expected = batchBase + v.getInt32(h + LAST_OFFSET_DELTA_OFFSET, false) + 1;
+    position += sizeBytes;
+  }
+  const nextOffset = expected;
+  const decodedTimes = decodeTimeIndex(fs.readFile(paths.timeIndex), nextOffset - baseOffset);
+  if (!decodedTimes.ok) return `time index: ${decodedTimes.reason}`;
+  const timeIndex = decodedTimes.index;
+  let largestTimestamp = tailLargestTimestamp;
+  let offsetOfLargest = tailOffsetOfLargest;
+  if (timeIndex.count > 0) {
+    const last = timeIndex.count - 1;
+    const lastTimestamp = timeIndex.timestampAt(last);
+    const lastOffset = baseOffset + timeIndex.relativeOffsetAt(last);
+    const problem = checkTimeEntry(fs, fd, size, offsetIndex, baseOffset, lastOffset, lastTimestamp, batchStarts, batchMaxTimestamps);
+    if (problem !== null) return `time index: ${problem}`;
+    if (lastTimestamp >= tailLargestTimestamp) {
+      largestTimestamp = lastTimestamp;
+      offsetOfLargest = lastOffset;
+    }
+  }
+  const indexes = new SegmentIndexes({
+    baseOffset, indexIntervalBytes, offsetIndex, timeIndex, largestTimestamp, offsetOfLargestTimestamp: offsetOfLargest,
+  });
+  return { indexes, nextOffset };
+}
+
+/** Whether a batch starts at `offset` and has maxTimestamp `timestamp`; null when so, else why not. */
+function checkTimeEntry(
+  fs: FileSystem,
+  fd: number,
+  size: number,
+  offsetIndex: OffsetIndex,
+  baseOffset: number,
+  offset: number,
+  timestamp: number,
+  tailStarts: number[],
+  tailMaxTimestamps: number[],
+): string | null {
+  // Usually the entry points into the tail already walked.
+  const i = tailStarts.indexOf(offset);
+  if (i >= 0) return tailMaxTimestamps[i] === timestamp ? null : `last entry's timestamp ${timestamp} is not its batch's`;
+  // Otherwise walk from the offset index entry at or before it.
+  const reader = new ChunkReader(fs, fd, size, 64 * 1024);
+  let position = offsetIndex.positionFor(offset - baseOffset);
+  while (position < size) {
+    const h = reader.window(position, BATCH_HEADER_BYTES);
+    if (h < 0) break;
+    const v = reader.view;
+    const batchLength = v.getInt32(h + BATCH_LENGTH_OFFSET, false);
+    if (batchLength < BATCH_LENGTH_MIN || batchLength > BATCH_LENGTH_MAX || v.getInt8(h + MAGIC_OFFSET) !== MAGIC_V2) break;
+    const batchBase = readInt64(v, h + BASE_OFFSET_OFFSET);
+    if (batchBase === offset) {
+      return readInt64(v, h + MAX_TIMESTAMP_OFFSET) === timestamp ? null : `last entry's timestamp ${timestamp} is not its batch's`;
+    }
+    if (batchBase > offset) break;
+    position += LOG_OVERHEAD_BYTES + batchLength;
+  }
+  return `last entry's offset ${offset} is not the start of a batch`;
+}
+
+/** Rewrites an index file whose content differs from the rebuilt index, fdatasynced; notes which. */
+function rewriteIndexFilesIfDifferent(fs: FileSystem, paths: SegmentPaths, indexes: SegmentIndexes, rebuilt: string[]): void {
+  const offsetImage = indexes.offsetIndex.encode();
+  if (!sameFileContent(fs, paths.index, offsetImage)) {
+    writeWhole(fs, paths.index, offsetImage);
+    rebuilt.push(segmentFileName(indexes.baseOffset, INDEX_SUFFIX));
+  }
+  const timeImage = indexes.timeIndex.encode();
+  if (!sameFileContent(fs, paths.timeIndex, timeImage)) {
+    writeWhole(fs, paths.timeIndex, timeImage);
+    rebuilt.push(segmentFileName(indexes.baseOffset, TIME_INDEX_SUFFIX));
+  }
+}
+
+function sameFileContent(fs: FileSystem, path: string, image: Uint8Array): boolean {
+  if (!fs.exists(path)) return false;
+  const current = fs.readFile(path);
+  if (current.length !== image.length) return false;
+  for (let i = 0; i < image.length; i++) if (current[i] !== image[i]) return false;
+  return true;
+}
+
+function writeWhole(fs: FileSystem, path: string, image: Uint8Array): void {
+  const fd = fs.open(path, 'create');
+  try {
+    if (image.length > 0) fs.write(fd, image, 0);
+    fs.fdatasync(fd);
+  } finally {
+    fs.close(fd);
+  }
+}

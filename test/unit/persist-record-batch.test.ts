@@ -1,0 +1,153 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  ATTRIBUTES_OFFSET,
+  decodeBatch,
+  encodeBatch,
+  forEachBatch,
+  validateBatch,
+  type RecordInput,
+} from '../../src/persist/record-batch.js';
+
+const YEAR_MS = 365 * 24 * 3600 * 1000;
+
+const bytesArb = (maxLength: number) => fc.uint8Array({ maxLength });
+const nullableBytes = (maxLength: number) => fc.option(bytesArb(maxLength), { nil: null, freq: 4 });
+
+const headerArb = fc.record({
+  key: fc.string({ unit: 'grapheme', maxLength: 12 }),
+  value: nullableBytes(16),
+});
+
+const recordArb = (timestampBase: number): fc.Arbitrary<RecordInput> =>
+  fc.record({
+    key: nullableBytes(40),
+    value: nullableBytes(120),
+    // Spread over ten years either side of the base: deltas need multi-byte varlongs.
+    timestamp: fc.integer({ min: timestampBase - 10 * YEAR_MS, max: timestampBase + 10 * YEAR_MS }),
+    headers: fc.array(headerArb, { maxLength: 4 }),
+  });
+
+const batchArb = fc
+  .record({
+    baseOffset: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER - 1_000 }),
+    timestampBase: fc.integer({ min: 11 * YEAR_MS, max: 60 * YEAR_MS }),
+    count: fc.integer({ min: 1, max: 12 }),
+  })
+  .chain(({ baseOffset, timestampBase, count }) =>
+    fc.record({
+      baseOffset: fc.constant(baseOffset),
+      records: fc.array(recordArb(timestampBase), { minLength: count, maxLength: count }),
+    }),
+  );
+
+/** Byte equality without building arrays (values reach 1 MiB). */
+function same(a: Uint8Array | null, b: Uint8Array | null | undefined): boolean {
+  if (a === null || b == null) return a === null && b == null;
+  return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
+}
+
+function throws(fn: () => unknown): boolean {
+  try {
+    fn();
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+function expectRoundTrip(records: RecordInput[], baseOffset: number): Uint8Array {
+  const bytes = encodeBatch(records, { baseOffset });
+  const { header, records: decoded } = decodeBatch(bytes);
+  expect(header.baseOffset).toBe(baseOffset);
+  expect(header.recordCount).toBe(records.length);
+  expect(header.maxTimestamp).toBe(Math.max(...records.map((r) => r.timestamp!)));
+  expect(decoded).toHaveLength(records.length);
+  decoded.forEach((d, i) => {
+    const r = records[i];
+    expect(d.offset).toBe(baseOffset + i);
+    expect(d.timestamp).toBe(r.timestamp);
+    expect(same(d.key, r.key)).toBe(true);
+    expect(same(d.value, r.value)).toBe(true);
+    const headers = r.headers ?? [];
+    expect(d.headers.map((h) => h.key)).toEqual(headers.map((h) => h.key));
+    d.headers.forEach((h, k) => expect(same(h.value, headers[k].value)).toBe(true));
+  });
+  return bytes;
+}
+
+describe('RecordBatch v2 codec (properties)', () => {
+  it('decode(encode(records)) gives the records back: null and empty keys and values, headers, timestamps over years', () => {
+    fc.assert(
+      fc.property(batchArb, ({ baseOffset, records }) => {
+        expectRoundTrip(records, baseOffset);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('round-trips values up to 1 MiB', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 100_000, max: 1 << 20 }), fc.integer({ min: 0, max: 255 }), (size, fill) => {
+        const value = new Uint8Array(size);
+        for (let i = 0; i < size; i += 4096) value[i] = (fill + i) & 0xff;
+        expectRoundTrip([{ key: null, value, timestamp: 1_700_000_000_000 }, { value: new Uint8Array(0), timestamp: 1 }], 42);
+      }),
+      { numRuns: 4 },
+    );
+  });
+
+  it('validateBatch detects any single byte changed in the CRC-covered part (offset >= 21)', () => {
+    fc.assert(
+      fc.property(
+        batchArb,
+        fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+        fc.integer({ min: 1, max: 255 }),
+        ({ baseOffset, records }, where, mask) => {
+          const bytes = encodeBatch(records, { baseOffset });
+          const pos = ATTRIBUTES_OFFSET + Math.floor(where * (bytes.length - ATTRIBUTES_OFFSET));
+          bytes[pos] ^= mask;
+          if (!throws(() => validateBatch(bytes))) throw new Error(`byte ${pos} ^ ${mask} went unnoticed`);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
+  it('every byte of a small batch, flipped in turn, is detected', () => {
+    const bytes = encodeBatch([{ key: new Uint8Array([1, 2]), value: new Uint8Array([3]), timestamp: 5, headers: [{ key: 'h', value: null }] }]);
+    for (let pos = ATTRIBUTES_OFFSET; pos < bytes.length; pos++) {
+      for (const mask of [0x01, 0x80, 0xff]) {
+        const copy = bytes.slice();
+        copy[pos] ^= mask;
+        expect(() => validateBatch(copy), `byte ${pos} mask ${mask}`).toThrow();
+      }
+    }
+  });
+
+  it('rejects a batch cut at every split point', () => {
+    fc.assert(
+      fc.property(batchArb, ({ baseOffset, records }) => {
+        const bytes = encodeBatch(records, { baseOffset });
+        for (let k = 0; k < bytes.length; k++) {
+          if (!throws(() => validateBatch(bytes.subarray(0, k)))) throw new Error(`validateBatch accepted ${k} of ${bytes.length} bytes`);
+          if (!throws(() => decodeBatch(bytes.subarray(0, k)))) throw new Error(`decodeBatch accepted ${k} of ${bytes.length} bytes`);
+        }
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it('forEachBatch yields only the whole batches of a buffer cut anywhere', () => {
+    const a = encodeBatch([{ value: new Uint8Array(10), timestamp: 1 }], { baseOffset: 0 });
+    const b = encodeBatch([{ value: new Uint8Array(20), timestamp: 2 }, { value: null, timestamp: 3 }], { baseOffset: 1 });
+    const all = new Uint8Array(a.length + b.length);
+    all.set(a);
+    all.set(b, a.length);
+    for (let k = 0; k <= all.length; k++) {
+      const seen: number[] = [];
+      forEachBatch(all.subarray(0, k), (_batch, h) => seen.push(h.baseOffset));
+      expect(seen).toEqual(k < a.length ? [] : k < all.length ? [0] : [0, 1]);
+    }
+  });
+});

@@ -1,0 +1,356 @@
+// LogRing in one thread: a writer instance and a reader instance over the same
+// SharedArrayBuffer. Races are staged deterministically by running writer steps in the
+// middle of a reader's copy (see 'read returns null after overwrite'); free-running races
+// are in test/integration/ring-log-threads.test.ts.
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  LOG_RING_DATA_BYTES_MIN,
+  LogRing,
+  type LogRingRead,
+} from '../../src/ring/log-ring.js';
+// @ts-expect-error plain ESM helper shared with the worker fixtures
+import { prng, testSeed } from '../fixtures/ring-random.mjs';
+
+const DATA_BYTES = LOG_RING_DATA_BYTES_MIN; // 64 KiB
+const ENTRIES_MAX = 16;
+
+function pair(dataBytes = DATA_BYTES, entriesMax = ENTRIES_MAX): { writer: LogRing; reader: LogRing } {
+  const writer = LogRing.create({ dataBytes, entriesMax });
+  return { writer, reader: new LogRing(writer.sab) };
+}
+
+/** Content of entry [firstKey, nextKey) of `length` bytes: a function of the keys only. */
+function entryBytes(firstKey: number, nextKey: number, length: number): Uint8Array {
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) bytes[i] = (firstKey * 7 + nextKey * 3 + i) & 0xff;
+  return bytes;
+}
+
+/** Appends one entry (reserve, copy, commit); returns the data offset or -1. */
+function append(ring: LogRing, firstKey: number, nextKey: number, length: number): number {
+  const offset = ring.reserve(firstKey, nextKey, length);
+  if (offset === -1) return -1;
+  ring.data.set(entryBytes(firstKey, nextKey, length), offset);
+  ring.commit();
+  return offset;
+}
+
+function concat(...parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) { out.set(part, at); at += part.length; }
+  return out;
+}
+
+function expectRead(result: LogRingRead | null, firstKey: number, nextKey: number, bytes: Uint8Array): void {
+  expect(result).not.toBeNull();
+  expect(result!.firstKey).toBe(firstKey);
+  expect(result!.nextKey).toBe(nextKey);
+  expect(Buffer.from(result!.bytes).equals(Buffer.from(bytes))).toBe(true);
+}
+
+describe('LogRing construction', () => {
+  it.each([
+    [0, 16], [1000, 16], [32 * 1024, 16], [96 * 1024, 16], [2 ** 31, 16],
+    [DATA_BYTES, 0], [DATA_BYTES, 1], [DATA_BYTES, 3], [DATA_BYTES, 2 ** 21], [DATA_BYTES, 2.5],
+  ])('rejects dataBytes %s with entriesMax %s as a RangeError', (dataBytes, entriesMax) => {
+    expect(() => LogRing.create({ dataBytes, entriesMax })).toThrow(RangeError);
+  });
+
+  it('attaches to an existing ring and refuses a buffer that is not one', () => {
+    const ring = LogRing.create({ dataBytes: 128 * 1024, entriesMax: 8 });
+    const attached = new LogRing(ring.sab);
+    expect(attached.dataBytes).toBe(128 * 1024);
+    expect(attached.entriesMax).toBe(8);
+    expect(attached.entryBytesMax).toBe(64 * 1024);
+    expect(attached.data.length).toBe(128 * 1024);
+    expect(() => new LogRing(new SharedArrayBuffer(ring.sab.byteLength))).toThrow(/not a LogRing/);
+  });
+});
+
+describe('LogRing append, publish and read', () => {
+  it('keeps committed entries invisible until publish', () => {
+    const { writer, reader } = pair();
+    expect(reader.read(0, 1000)).toBeNull();
+    expect(reader.oldestKey()).toBe(-1);
+    expect(reader.visibleNextKey()).toBe(-1);
+    append(writer, 0, 5, 100);
+    expect(reader.read(0, 1000)).toBeNull();
+    expect(reader.visibleNextKey()).toBe(-1);
+    writer.publish();
+    expectRead(reader.read(0, 1000), 0, 5, entryBytes(0, 5, 100));
+    expect(reader.oldestKey()).toBe(0);
+    expect(reader.visibleNextKey()).toBe(5);
+  });
+
+  it('answers a key inside an entry with the whole entry, from its firstKey', () => {
+    const { writer, reader } = pair();
+    append(writer, 10, 20, 50);
+    append(writer, 20, 21, 30);
+    writer.publish();
+    expectRead(reader.read(15, 50), 10, 20, entryBytes(10, 20, 50));
+    expectRead(reader.read(19, 50), 10, 20, entryBytes(10, 20, 50));
+    expectRead(reader.read(20, 1000), 20, 21, entryBytes(20, 21, 30));
+  });
+
+  it('adds following entries while the total stays within maxBytes, and always returns the first', () => {
+    const { writer, reader } = pair();
+    append(writer, 0, 3, 100);
+    append(writer, 3, 4, 200);
+    append(writer, 4, 9, 300);
+    writer.publish();
+    const [a, b, c] = [entryBytes(0, 3, 100), entryBytes(3, 4, 200), entryBytes(4, 9, 300)];
+    expectRead(reader.read(1, 10), 0, 3, a); // larger than maxBytes, still returned
+    expectRead(reader.read(1, 299), 0, 3, a);
+    expectRead(reader.read(1, 300), 0, 4, concat(a, b));
+    expectRead(reader.read(1, 599), 0, 4, concat(a, b));
+    expectRead(reader.read(0, 600), 0, 9, concat(a, b, c));
+    expectRead(reader.read(3, 1 << 20), 3, 9, concat(b, c));
+  });
+
+  it('returns null below the oldest entry, in a gap between entries and at or past visibleNextKey', () => {
+    const { writer, reader } = pair();
+    append(writer, 100, 110, 10);
+    append(writer, 120, 130, 10); // keys 110..119 are in no entry
+    append(writer, 130, 140, 10);
+    writer.publish(writer.appendedEnd - 1); // 130..139 stays pending
+    expect(reader.read(99, 1000)).toBeNull();
+    expect(reader.read(0, 1000)).toBeNull();
+    expect(reader.read(110, 1000)).toBeNull();
+    expect(reader.read(119, 1000)).toBeNull();
+    expect(reader.read(130, 1000)).toBeNull();
+    expect(reader.read(1e12, 1000)).toBeNull();
+    expect(reader.visibleNextKey()).toBe(130);
+    expectRead(reader.read(100, 1000), 100, 130, concat(entryBytes(100, 110, 10), entryBytes(120, 130, 10)));
+  });
+
+  it('accepts entries of zero bytes and of exactly entryBytesMax, and answers -1 above it', () => {
+    const { writer, reader } = pair();
+    expect(append(writer, 0, 1, 0)).toBe(0);
+    expect(writer.reserve(1, 2, writer.entryBytesMax + 1)).toBe(-1);
+    expect(append(writer, 1, 2, writer.entryBytesMax)).toBe(0);
+    writer.publish();
+    expectRead(reader.read(0, 0), 0, 1, new Uint8Array(0));
+    expectRead(reader.read(1, 0), 1, 2, entryBytes(1, 2, writer.entryBytesMax));
+  });
+
+  it('refuses keys that go back or entries that hold no key', () => {
+    const { writer } = pair();
+    append(writer, 10, 20, 1);
+    expect(() => writer.reserve(19, 25, 1)).toThrow(/must not go back/);
+    expect(() => writer.reserve(20, 20, 1)).toThrow(/firstKey < nextKey/);
+    expect(() => writer.reserve(-1, 2, 1)).toThrow();
+    expect(() => writer.reserve(2 ** 53, 2 ** 53 + 2, 1)).toThrow();
+    expect(() => writer.commit()).toThrow(/without a successful reserve/);
+    expect(writer.reserve(20, 21, 1)).toBeGreaterThanOrEqual(0);
+  });
+
+  it('iterates pending entries by absolute index without allocating, and publishes a prefix', () => {
+    const { writer, reader } = pair();
+    const offsets = [append(writer, 0, 2, 10), append(writer, 2, 3, 20), append(writer, 3, 7, 30)];
+    expect(writer.pendingStart).toBe(0);
+    expect(writer.appendedEnd).toBe(3);
+    for (let i = writer.pendingStart; i < writer.appendedEnd; i++) {
+      expect(writer.entryDataOffset(i)).toBe(offsets[i]);
+      expect(writer.entryLength(i)).toBe([10, 20, 30][i]);
+      expect(writer.entryFirstKey(i)).toBe([0, 2, 3][i]);
+      expect(writer.entryNextKey(i)).toBe([2, 3, 7][i]);
+    }
+    expect(offsets).toEqual([0, 10, 30]); // contiguous
+    writer.publish(2);
+    expect(writer.pendingStart).toBe(2);
+    expect(reader.visibleNextKey()).toBe(3);
+    writer.publish();
+    expect(writer.pendingStart).toBe(3);
+    expect(reader.visibleNextKey()).toBe(7);
+    expect(() => writer.publish(2)).toThrow();
+    expect(() => writer.entryLength(3)).toThrow(/live/);
+  });
+});
+
+describe('LogRing wrap and eviction', () => {
+  it('starts an entry that does not fit before the end at 0 and reads across the wrap in one copy', () => {
+    const { writer, reader } = pair();
+    const big = 30 * 1024;
+    expect(append(writer, 0, 1, big)).toBe(0);
+    expect(append(writer, 1, 2, big)).toBe(big);
+    writer.publish();
+    // 4 KiB left before the end: a 5 KiB entry goes to 0 and evicts entry 0 first.
+    expect(append(writer, 2, 3, 5 * 1024)).toBe(0);
+    writer.publish();
+    expect(reader.oldestKey()).toBe(1);
+    expect(reader.read(0, 1 << 20)).toBeNull();
+    expectRead(reader.read(1, 1 << 20), 1, 3, concat(entryBytes(1, 2, big), entryBytes(2, 3, 5 * 1024)));
+  });
+
+  it('evicts the oldest published entries, only as many as the new entry needs', () => {
+    const { writer, reader } = pair();
+    for (let key = 0; key < 8; key++) append(writer, key, key + 1, 8 * 1024); // fills 64 KiB
+    writer.publish();
+    expect(reader.oldestKey()).toBe(0);
+    append(writer, 8, 9, 8 * 1024 + 1); // needs two old entries' room
+    writer.publish();
+    expect(reader.oldestKey()).toBe(2);
+    expect(reader.read(1, 1 << 20)).toBeNull();
+    expectRead(reader.read(2, 8 * 1024), 2, 3, entryBytes(2, 3, 8 * 1024));
+    expect(reader.visibleNextKey()).toBe(9);
+  });
+
+  it('never evicts an unpublished entry: reserve answers -1 until publish', () => {
+    const { writer, reader } = pair();
+    for (let key = 0; key < 8; key++) append(writer, key, key + 1, 8 * 1024);
+    expect(writer.reserve(8, 9, 1)).toBe(-1);
+    writer.publish(3);
+    expect(append(writer, 8, 9, 8 * 1024)).toBe(0); // evicts entry 0 only
+    expect(writer.reserve(9, 10, 16 * 1024 + 1)).toBe(-1); // needs entries 1, 2 and 3 (pending)
+    expect(reader.oldestKey()).toBe(1); // and -1 evicted nothing
+    writer.publish();
+    expect(append(writer, 9, 10, 16 * 1024 + 1)).toBe(8 * 1024);
+    expect(reader.oldestKey()).toBe(4);
+  });
+
+  it('answers -1 when every entry slot is pending, and evicts for a slot once published', () => {
+    const { writer, reader } = pair(DATA_BYTES, 4);
+    for (let key = 0; key < 4; key++) append(writer, key, key + 1, 10);
+    expect(writer.reserve(4, 5, 10)).toBe(-1);
+    writer.publish();
+    expect(append(writer, 4, 5, 10)).toBe(40);
+    writer.publish();
+    expect(reader.oldestKey()).toBe(1);
+    expectRead(reader.read(1, 1000), 1, 5, concat(...[1, 2, 3, 4].map((k) => entryBytes(k, k + 1, 10))));
+  });
+
+  it('drops everything at reset, pending entries included, and accepts lower keys afterwards', () => {
+    const { writer, reader } = pair();
+    append(writer, 100, 110, 10);
+    writer.publish();
+    append(writer, 110, 120, 10);
+    writer.reset(105);
+    expect(reader.read(100, 1000)).toBeNull();
+    expect(reader.oldestKey()).toBe(-1);
+    expect(reader.visibleNextKey()).toBe(-1);
+    expect(writer.pendingStart).toBe(writer.appendedEnd);
+    expect(() => writer.reserve(104, 106, 1)).toThrow(/must not go back/);
+    append(writer, 105, 106, 10);
+    writer.publish();
+    expectRead(reader.read(105, 1000), 105, 106, entryBytes(105, 106, 10));
+  });
+
+  it('serves every published key a random workload leaves in the ring, with the right bytes (seeded)', () => {
+    const seed = testSeed(0x109_0001);
+    const next = prng(seed);
+    const { writer, reader } = pair(DATA_BYTES, 32);
+    const model = new Map<number, { nextKey: number; length: number }>(); // firstKey -> entry
+    let key = 0;
+    for (let step = 0; step < 5_000; step++) {
+      const action = next() % 10;
+      if (action < 6) {
+        const firstKey = key + (next() % 4 === 0 ? next() % 3 : 0);
+        const nextKey = firstKey + 1 + (next() % 5);
+        const length = next() % 4 === 0 ? next() % (writer.entryBytesMax + 1) : next() % 2000;
+        const offset = writer.reserve(firstKey, nextKey, length);
+        if (offset === -1) {
+          expect(length <= writer.entryBytesMax, `seed ${seed} step ${step}`).toBe(true);
+          writer.publish(); // what the owner does: flush, publish, retry
+          expect(append(writer, firstKey, nextKey, length), `seed ${seed} step ${step}`).toBeGreaterThanOrEqual(0);
+        } else {
+          writer.data.set(entryBytes(firstKey, nextKey, length), offset);
+          writer.commit();
+        }
+        model.set(firstKey, { nextKey, length });
+        key = nextKey;
+      } else if (action < 8) {
+        writer.publish();
+      } else {
+        const oldest = reader.oldestKey();
+        const newest = reader.visibleNextKey();
+        if (oldest < 0) continue;
+        const probe = oldest + (next() % (newest - oldest));
+        const maxBytes = next() % 40_000;
+        const result = reader.read(probe, maxBytes);
+        // Find the model entry holding the probe key, if any.
+        let first = probe;
+        while (first >= oldest && !model.has(first)) first -= 1;
+        const entry = model.get(first);
+        if (entry === undefined || probe >= entry.nextKey) {
+          expect(result, `seed ${seed} step ${step}: key ${probe} is in a gap`).toBeNull();
+          continue;
+        }
+        // One thread: nothing can race, so a key in the visible range must be served.
+        expect(result, `seed ${seed} step ${step}: key ${probe}`).not.toBeNull();
+        const parts: Uint8Array[] = [];
+        let total = 0;
+        let at = first;
+        let lastNext = first;
+        while (at < newest) {
+          const e = model.get(at);
+          if (e === undefined) { at += 1; continue; }
+          if (parts.length > 0 && total + e.length > maxBytes) break;
+          parts.push(entryBytes(at, e.nextKey, e.length));
+          total += e.length;
+          lastNext = e.nextKey;
+          at = e.nextKey;
+        }
+        expect(result!.firstKey, `seed ${seed} step ${step}`).toBe(first);
+        expect(result!.nextKey, `seed ${seed} step ${step}`).toBe(lastNext);
+        expect(Buffer.from(result!.bytes).equals(Buffer.from(concat(...parts))), `seed ${seed} step ${step}`).toBe(true);
+      }
+    }
+  });
+});
+
+describe('LogRing read returns null after overwrite', () => {
+  // Runs `during` inside the reader's copy: the first TypedArray.set on a target of
+  // `targetLength` bytes (the reader's result array) calls it before (or after) copying.
+  const originalSet = Uint8Array.prototype.set;
+  afterEach(() => { Uint8Array.prototype.set = originalSet; });
+
+  function interleave(targetLength: number, when: 'before' | 'after', during: () => void): void {
+    let fired = false;
+    Uint8Array.prototype.set = function patchedSet(this: Uint8Array, source: ArrayLike<number>, offset?: number) {
+      const trigger = !fired && this.length === targetLength;
+      if (trigger && when === 'before') { fired = true; during(); }
+      originalSet.call(this, source, offset);
+      if (trigger && when === 'after') { fired = true; during(); }
+    } as typeof Uint8Array.prototype.set;
+  }
+
+  /** A ring holding entries 0..7 of 8 KiB each, full and published. */
+  function fullRing(): { writer: LogRing; reader: LogRing } {
+    const rings = pair();
+    for (let key = 0; key < 8; key++) append(rings.writer, key, key + 1, 8 * 1024);
+    rings.writer.publish();
+    return rings;
+  }
+
+  it('returns null when the writer overwrites the entry while the reader copies it', () => {
+    const { writer, reader } = fullRing();
+    interleave(8 * 1024, 'before', () => {
+      // Evicts entry 0 and writes new bytes over it before the reader's copy runs.
+      expect(append(writer, 8, 9, 8 * 1024)).toBe(0);
+    });
+    expect(reader.read(0, 8 * 1024)).toBeNull();
+  });
+
+  it('returns null when the entry is evicted after the copy, even though the copy happened to be intact', () => {
+    const { writer, reader } = fullRing();
+    interleave(8 * 1024, 'after', () => {
+      expect(writer.reserve(8, 9, 8 * 1024)).toBe(0); // tails move; no byte written yet
+    });
+    expect(reader.read(0, 8 * 1024)).toBeNull();
+  });
+
+  it('returns the copy when only entries older than it were evicted meanwhile', () => {
+    const { writer, reader } = fullRing();
+    interleave(8 * 1024, 'before', () => {
+      expect(append(writer, 8, 9, 8 * 1024)).toBe(0); // evicts entry 0 only
+    });
+    expectRead(reader.read(1, 8 * 1024), 1, 2, entryBytes(1, 2, 8 * 1024));
+  });
+
+  it('returns null when a reset happens during the copy', () => {
+    const { writer, reader } = fullRing();
+    interleave(16 * 1024, 'after', () => writer.reset(8));
+    expect(reader.read(6, 16 * 1024)).toBeNull();
+  });
+});
