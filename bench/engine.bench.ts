@@ -12,7 +12,9 @@
  * 4. Memory: the process's peak resident set while `--memory-gib` are produced.
  * Figures are medians over `--runs`; ratios are to the limits measured in the same run.
  */
+import { execFileSync } from 'node:child_process';
 import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../src/engine/engine.js';
@@ -22,7 +24,7 @@ import { SluiceError } from '../src/errors.js';
 
 const RECORD_BYTES = 100;
 const RECORDS_PER_BATCH = 1000;
-const WINDOW_PER_PARTITION = 4;
+const WINDOW_PER_PARTITION = 8;
 const WINDOW_TOTAL_MAX = 64;
 
 export interface EngineBenchOptions {
@@ -55,7 +57,13 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
+/** Writes dirty pages back so that every measured run starts from the same state. */
+function settle(): void {
+  execFileSync('sync');
+}
+
 function diskWrite(dir: string, bytes: number, syncEvery: number): number {
+  settle();
   const path = join(dir, `disk-${Date.now()}.bin`);
   const block = Buffer.alloc(1024 * 1024, 0x5a);
   const fd = openSync(path, 'w');
@@ -181,6 +189,8 @@ export async function runEngineBench(opts: EngineBenchOptions): Promise<EngineBe
         const reads: number[] = [];
         for (let r = 0; r < opts.runs; r++) {
           const dataDir = join(root, `e-${acks}-${partitions}-${r}`);
+          process.stderr.write(`run acks=${acks} ${partitions}p #${r}\n`);
+          settle();
           const engine = await Engine.open({ dataDir, workers: cpus().length, logger: quiet });
           try {
             await engine.createTopic('bench', { partitions });
@@ -213,11 +223,25 @@ export async function runEngineBench(opts: EngineBenchOptions): Promise<EngineBe
         }
       }
     }
-    const memory = await memoryRun(root, opts.memoryBytes, batch);
+    process.stderr.write(`memory run (${(opts.memoryBytes / 1e9).toFixed(1)} GB, separate process)\n`);
+    const memory = memoryRunInChild(root, opts.memoryBytes);
     return { env, limits, rows, memory };
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+}
+
+/**
+ * The memory run happens in a fresh process holding only the engine and a producer loop
+ * that reuses one batch, so its resident set is the broker's, not this harness's.
+ */
+function memoryRunInChild(root: string, bytes: number): EngineBenchResult['memory'] {
+  const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), '--memory-child', root, String(bytes)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 1 << 20,
+  });
+  return JSON.parse(out.trim().split('\n').pop()!) as EngineBenchResult['memory'];
 }
 
 async function memoryRun(root: string, bytes: number, batch: Uint8Array) {
@@ -266,7 +290,10 @@ function arg(name: string, fallback: number): number {
   return i >= 0 ? Number(process.argv[i + 1]) : fallback;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (import.meta.url === `file://${process.argv[1]}` && process.argv[2] === '--memory-child') {
+  const result = await memoryRun(process.argv[3], Number(process.argv[4]), makeBatch(1));
+  process.stdout.write(JSON.stringify(result) + '\n');
+} else if (import.meta.url === `file://${process.argv[1]}`) {
   const smoke = process.argv.includes('--smoke');
   const dirIdx = process.argv.indexOf('--dir');
   const result = await runEngineBench({

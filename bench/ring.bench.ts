@@ -10,13 +10,16 @@
  * 1. 64-byte frames through a 1 MiB ring, frames/s: the reader reads each frame's first and
  *    last byte (and checks them), (a) releasing every frame, (b) batched: advance() per
  *    frame and one releaseAdvanced() per 64 frames or when the ring runs dry.
- * 2. 64-KiB frames through a 4 MiB ring, GB/s: the writer copies a 64 KiB source into each
- *    frame and the reader copies each frame out to one reused 64 KiB buffer, so both ends
- *    do what a real producer and consumer do.
- * 3. Baselines in one thread, measured in the same run: `target.set(source)` of 64 KiB
- *    (tinybench; both arrays stay in cache: the machine's best case), and the same copy
- *    out of a 4 MiB area walked like the ring (what a copy costs once the bytes are not in
- *    this core's cache).
+ * 2. 64-KiB frames through a 4 MiB ring, GB/s; the reader copies each frame out to one
+ *    reused 64 KiB buffer, (a) the writer only stamps each payload's first and last byte:
+ *    the ring's cost on top of one copy, the figure the 50% target is about; (b) the writer
+ *    also copies a 64 KiB source into each frame, as a real producer does: end to end,
+ *    two copies on two cores, every byte crossing from one core's cache to the other's.
+ * 3. Baselines, measured in the same run: `target.set(source)` of 64 KiB in one thread
+ *    (tinybench; both arrays stay in cache: the machine's best case); the same copy out of
+ *    a 4 MiB area walked like the ring; and the main thread copying 64 KiB pieces of a
+ *    4 MiB area the writer thread has just written (no ring, no waiting: the bytes must
+ *    cross from the other core's cache, which bounds what any ring's reader can do).
  * Every figure is the median of `runs` runs. Targets: >= 5M 64-byte frames/s; 64-KiB frames
  * >= 50% of the `target.set(source)` bandwidth.
  */
@@ -35,9 +38,16 @@ const SMALL_RING_BYTES = 1 << 20;
 const LARGE_RING_BYTES = 4 << 20;
 /** The reader releases at least this often in batched mode, so the writer never starves. */
 const RELEASE_BATCH_FRAMES = 64;
-/** Empty or full: polls before sleeping (a wake-up costs about 45 us on this machine). */
+/**
+ * Empty or full: polls before sleeping (about 10 to 40 us). A wake-up costs about 45 us on
+ * this machine, but a longer spin steals the core the other thread needs whenever a third
+ * thread competes for the two cores (measured: 20,000 polls halved both figures then).
+ */
 const SPIN_POLLS = 2000;
+/** Longest single sleep: the loops re-check after it (a notify normally ends it first). */
 const SLEEP_MS = 100;
+/** Empty sleeps in a row after which the reader decides the writer is dead (10 s). */
+const STALL_SLEEPS_MAX = 100;
 
 export interface RingBenchOptions {
   smoke: boolean;
@@ -50,20 +60,28 @@ export interface RingBenchResult {
   smallFramesPerSec: number;
   /** 64-byte frames per second, reader releasing once per batch (median). */
   smallFramesPerSecBatched: number;
-  /** 64-KiB frames through the ring, copied in and out, GB/s (median; 1 GB = 1e9 bytes). */
+  /** 64-KiB frames through the ring, copied out by the reader, GB/s (median; 1 GB = 1e9 bytes). */
   largeFramesGBps: number;
+  /** 64-KiB frames through the ring, copied in by the writer and out by the reader, GB/s. */
+  largeFramesCopyInGBps: number;
   /** One-thread `target.set(source)` of 64 KiB, both in cache, GB/s (median). */
   copyGBps: number;
   /** One-thread copy of 64 KiB out of a 4 MiB area walked like the ring, GB/s (median). */
   copyFromRingSizedAreaGBps: number;
+  /** Main thread copying 64 KiB pieces the writer thread has just written (no ring), GB/s. */
+  crossCoreCopyGBps: number;
   /** largeFramesGBps / copyGBps. */
   largeToCopyRatio: number;
   runsSmallFramesPerSec: number[];
   runsSmallFramesPerSecBatched: number[];
   runsLargeFramesGBps: number[];
+  runsLargeFramesCopyInGBps: number[];
 }
 
-type WriterCommand = { kind: 'run'; ring: 'small' | 'large'; frames: number } | { kind: 'exit' };
+type WriterCommand =
+  | { kind: 'run'; ring: 'small' | 'large' | 'large-copy-in'; frames: number }
+  | { kind: 'fill'; round: number }
+  | { kind: 'exit' };
 type WriterReply = { kind: 'done'; fullWaits: number };
 
 function median(values: number[]): number {
@@ -96,7 +114,8 @@ function writeSmallFrames(ring: SpscRing, frames: number): number {
   return fullWaits;
 }
 
-function writeLargeFrames(ring: SpscRing, frames: number, source: Buffer, ringBytes: Buffer): number {
+/** With `source`, copies it into each frame; without, stamps the first and last byte only. */
+function writeLargeFrames(ring: SpscRing, frames: number, source: Buffer | null, ringBytes: Buffer): number {
   let fullWaits = 0;
   for (let i = 0; i < frames; i++) {
     let offset = ring.reserve(LARGE_FRAME_BYTES);
@@ -110,8 +129,13 @@ function writeLargeFrames(ring: SpscRing, frames: number, source: Buffer, ringBy
         }
       }
     }
-    source[0] = i & 0xff;
-    source.copy(ringBytes, offset);
+    if (source !== null) {
+      source[0] = i & 0xff;
+      source.copy(ringBytes, offset);
+    } else {
+      ringBytes[offset] = i & 0xff;
+      ringBytes[offset + LARGE_FRAME_BYTES - 1] = 0x5a;
+    }
     ring.commit();
   }
   return fullWaits;
@@ -129,8 +153,16 @@ function runWriter(): void {
       case 'run': {
         const fullWaits = command.ring === 'small'
           ? writeSmallFrames(small, command.frames)
-          : writeLargeFrames(large, command.frames, source, largeBytes);
+          : writeLargeFrames(large, command.frames, command.ring === 'large-copy-in' ? source : null, largeBytes);
         port.postMessage({ kind: 'done', fullWaits } satisfies WriterReply);
+        break;
+      }
+      case 'fill': {
+        // Writes the whole large ring area from this thread, so that the main thread's next
+        // copy reads bytes that sit modified in this core's cache (the cross-core baseline).
+        source[0] = command.round & 0xff;
+        for (let offset = 0; offset < largeBytes.length; offset += LARGE_FRAME_BYTES) source.copy(largeBytes, offset);
+        port.postMessage({ kind: 'done', fullWaits: 0 } satisfies WriterReply);
         break;
       }
       case 'exit':
@@ -144,13 +176,18 @@ function runWriter(): void {
 
 // ---- reader (main thread) -----------------------------------------------------------------
 
-/** Waits for the next frame: spins, then sleeps; returns its payload offset. */
+/**
+ * Waits for the next frame: spins, then sleeps; returns its payload offset. Gives up after
+ * STALL_SLEEPS_MAX empty sleeps: a dead writer's 'error' event cannot reach this thread
+ * while it loops, so the loop itself must end.
+ */
 function nextFrame(ring: SpscRing): number {
   let offset = ring.peek();
   let polls = 0;
+  let sleeps = 0;
   while (offset < 0) {
     if (++polls > SPIN_POLLS) {
-      ring.wait(SLEEP_MS);
+      if (!ring.wait(SLEEP_MS) && ++sleeps >= STALL_SLEEPS_MAX) throw new Error('ring bench: the writer thread stalled');
       polls = 0;
     }
     offset = ring.peek();
@@ -193,7 +230,8 @@ function readLargeFrames(ring: SpscRing, frames: number, ringBytes: Buffer, targ
 
 class WriterThread {
   readonly #worker: Worker;
-  #pending: ((reply: WriterReply) => void) | null = null;
+  #pending: { resolve: (reply: WriterReply) => void; reject: (err: unknown) => void } | null = null;
+  #failure: unknown = null;
 
   constructor(small: SpscRing, large: SpscRing) {
     this.#worker = new Worker(new URL(import.meta.url), {
@@ -202,17 +240,31 @@ class WriterThread {
     this.#worker.on('message', (reply: WriterReply) => {
       const pending = this.#pending;
       this.#pending = null;
-      pending?.(reply);
+      pending?.resolve(reply);
     });
     this.#worker.on('error', (err) => {
-      throw err;
+      // The reader may be blocked in a loop; it notices through the failed promise at the
+      // latest, and its own waits are bounded (SLEEP_MS) so it does not hang for long.
+      this.#failure = err;
+      this.#pending?.reject(err);
+      this.#pending = null;
     });
   }
 
   /** Starts a run in the writer; the returned promise resolves once it wrote every frame. */
-  start(ring: 'small' | 'large', frames: number): Promise<WriterReply> {
-    const done = new Promise<WriterReply>((resolve) => { this.#pending = resolve; });
-    this.#worker.postMessage({ kind: 'run', ring, frames } satisfies WriterCommand);
+  start(ring: 'small' | 'large' | 'large-copy-in', frames: number): Promise<WriterReply> {
+    return this.#send({ kind: 'run', ring, frames });
+  }
+
+  /** Has the writer fill the whole large ring area; resolves once it has. */
+  fill(round: number): Promise<WriterReply> {
+    return this.#send({ kind: 'fill', round });
+  }
+
+  #send(command: WriterCommand): Promise<WriterReply> {
+    if (this.#failure !== null) return Promise.reject(this.#failure);
+    const done = new Promise<WriterReply>((resolve, reject) => { this.#pending = { resolve, reject }; });
+    this.#worker.postMessage(command);
     return done;
   }
 
@@ -232,10 +284,10 @@ async function measureSmall(writer: WriterThread, ring: SpscRing, frames: number
   return frames / elapsedSec;
 }
 
-async function measureLarge(writer: WriterThread, ring: SpscRing, frames: number, target: Buffer): Promise<number> {
+async function measureLarge(writer: WriterThread, ring: SpscRing, frames: number, target: Buffer, copyIn: boolean): Promise<number> {
   const ringBytes = Buffer.from(ring.data.buffer, ring.data.byteOffset, ring.data.byteLength);
   const startedNs = process.hrtime.bigint();
-  const done = writer.start('large', frames);
+  const done = writer.start(copyIn ? 'large-copy-in' : 'large', frames);
   const errors = readLargeFrames(ring, frames, ringBytes, target);
   const elapsedSec = Number(process.hrtime.bigint() - startedNs) / 1e9;
   await done;
@@ -243,29 +295,54 @@ async function measureLarge(writer: WriterThread, ring: SpscRing, frames: number
   return (frames * LARGE_FRAME_BYTES) / elapsedSec / 1e9;
 }
 
-/** One-thread baselines: target.set(source) in cache (tinybench), and out of a 4 MiB area. */
-export async function measureCopies(smoke: boolean, runs: number): Promise<{ copyGBps: number; areaGBps: number }> {
+/**
+ * Cross-core copy baseline: the main thread copies the 4 MiB area out in 64 KiB pieces
+ * right after the writer thread wrote all of it, i.e. the bytes come from the other core's
+ * cache, as they do for the ring's reader. No ring, no waiting: the ceiling of the reader.
+ */
+async function measureCrossCoreCopy(writer: WriterThread, ring: SpscRing, rounds: number, target: Buffer): Promise<number> {
+  const ringBytes = Buffer.from(ring.data.buffer, ring.data.byteOffset, ring.data.byteLength);
+  const figures: number[] = [];
+  for (let round = 0; round < rounds; round++) {
+    await writer.fill(round);
+    const startedNs = process.hrtime.bigint();
+    for (let offset = 0; offset < ringBytes.length; offset += LARGE_FRAME_BYTES) {
+      ringBytes.copy(target, 0, offset, offset + LARGE_FRAME_BYTES);
+    }
+    const elapsedSec = Number(process.hrtime.bigint() - startedNs) / 1e9;
+    if (target[0] !== (round & 0xff)) throw new Error('ring bench: cross-core copy read stale bytes');
+    figures.push(ringBytes.length / elapsedSec / 1e9);
+  }
+  return median(figures);
+}
+
+/**
+ * One-thread baselines: target.set(source) in cache (tinybench), and out of a 4 MiB area.
+ * A fresh Bench per run: tinybench 6 keeps a task's result across run() calls.
+ */
+async function measureCopies(smoke: boolean, runs: number): Promise<{ copyGBps: number; areaGBps: number }> {
   const source = new Uint8Array(LARGE_FRAME_BYTES).fill(0x5a);
   const target = new Uint8Array(LARGE_FRAME_BYTES);
   const area = new Uint8Array(LARGE_RING_BYTES).fill(0x5a);
   const slots = LARGE_RING_BYTES / LARGE_FRAME_BYTES;
   let slot = 0;
-  const bench = new Bench({ time: smoke ? 30 : 300, warmupTime: smoke ? 10 : 100 });
-  bench.add('target.set(source) 64 KiB', () => { target.set(source); });
-  bench.add('copy 64 KiB out of a 4 MiB area', () => {
-    target.set(area.subarray(slot * LARGE_FRAME_BYTES, (slot + 1) * LARGE_FRAME_BYTES));
-    slot = (slot + 1) % slots;
-  });
   const copy: number[] = [];
   const fromArea: number[] = [];
   for (let run = 0; run < runs; run++) {
+    const bench = new Bench({ time: smoke ? 30 : 200, warmupTime: smoke ? 10 : 50 });
+    bench.add('target.set(source) 64 KiB', () => { target.set(source); });
+    bench.add('copy 64 KiB out of a 4 MiB area', () => {
+      target.set(area.subarray(slot * LARGE_FRAME_BYTES, (slot + 1) * LARGE_FRAME_BYTES));
+      slot = (slot + 1) % slots;
+    });
     await bench.run();
-    for (const task of bench.tasks) {
+    const [inCache, outOfArea] = bench.tasks.map((task) => {
       const result = task.result;
       if (result.state !== 'completed') throw new Error(`ring bench: ${task.name} did not complete`);
-      const gbps = LARGE_FRAME_BYTES / (result.latency.p50 / 1000) / 1e9;
-      (task.name.startsWith('target.set') ? copy : fromArea).push(gbps);
-    }
+      return LARGE_FRAME_BYTES / (result.latency.p50 / 1000) / 1e9;
+    });
+    copy.push(inCache);
+    fromArea.push(outOfArea);
   }
   return { copyGBps: median(copy), areaGBps: median(fromArea) };
 }
@@ -273,8 +350,10 @@ export async function measureCopies(smoke: boolean, runs: number): Promise<{ cop
 export async function runRingBench(options: RingBenchOptions): Promise<RingBenchResult> {
   const smoke = options.smoke;
   const runs = options.runs ?? (smoke ? 1 : 5);
-  const smallFrames = smoke ? 100_000 : 4_000_000;
-  const largeFrames = smoke ? 256 : 16_384; // 16 MiB or 1 GiB per run
+  const smallFrames = smoke ? 50_000 : 4_000_000;
+  const largeFrames = smoke ? 128 : 16_384; // 8 MiB or 1 GiB per run
+  // Baselines first, in a quiet process: no worker yet.
+  const { copyGBps, areaGBps } = await measureCopies(smoke, runs);
   const small = SpscRing.create(SMALL_RING_BYTES);
   const large = SpscRing.create(LARGE_RING_BYTES);
   large.data.fill(0); // touch the ring once so the first run does not pay for page faults
@@ -283,51 +362,76 @@ export async function runRingBench(options: RingBenchOptions): Promise<RingBench
   const runsSmall: number[] = [];
   const runsBatched: number[] = [];
   const runsLarge: number[] = [];
+  const runsLargeCopyIn: number[] = [];
+  const runsCrossCore: number[] = [];
   try {
-    // A short warm-up of each loop so the first measured run is not the JIT's.
-    await measureSmall(writer, small, Math.min(smallFrames, 100_000), false);
-    await measureSmall(writer, small, Math.min(smallFrames, 100_000), true);
-    await measureLarge(writer, large, Math.min(largeFrames, 256), target);
-    for (let run = 0; run < runs; run++) {
-      runsSmall.push(await measureSmall(writer, small, smallFrames, false));
-      runsBatched.push(await measureSmall(writer, small, smallFrames, true));
-      runsLarge.push(await measureLarge(writer, large, largeFrames, target));
+    // Each kind of run goes back to back, after warm-up runs of its own that are not
+    // counted: the first runs pay for the JIT and for memory the host had taken back
+    // (memory idle for a while runs slowly when first touched again on this machine).
+    const warmups = smoke ? 1 : 2;
+    for (let run = 0; run < warmups + runs; run++) {
+      const figure = await measureSmall(writer, small, smallFrames, false);
+      if (run >= warmups) runsSmall.push(figure);
     }
+    for (let run = 0; run < warmups + runs; run++) {
+      const figure = await measureSmall(writer, small, smallFrames, true);
+      if (run >= warmups) runsBatched.push(figure);
+    }
+    for (let run = 0; run < warmups + runs; run++) {
+      const figure = await measureLarge(writer, large, largeFrames, target, false);
+      if (run >= warmups) runsLarge.push(figure);
+    }
+    for (let run = 0; run < warmups + runs; run++) {
+      const figure = await measureLarge(writer, large, largeFrames, target, true);
+      if (run >= warmups) runsLargeCopyIn.push(figure);
+    }
+    for (let run = 0; run < runs; run++) runsCrossCore.push(await measureCrossCoreCopy(writer, large, smoke ? 2 : 16, target));
   } finally {
     await writer.close();
   }
-  const { copyGBps, areaGBps } = await measureCopies(smoke, runs);
   const largeFramesGBps = median(runsLarge);
   return {
     env: { node: process.version, cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, smoke, runs },
     smallFramesPerSec: median(runsSmall),
     smallFramesPerSecBatched: median(runsBatched),
     largeFramesGBps,
+    largeFramesCopyInGBps: median(runsLargeCopyIn),
     copyGBps,
     copyFromRingSizedAreaGBps: areaGBps,
+    crossCoreCopyGBps: median(runsCrossCore),
     largeToCopyRatio: largeFramesGBps / copyGBps,
     runsSmallFramesPerSec: runsSmall,
     runsSmallFramesPerSecBatched: runsBatched,
     runsLargeFramesGBps: runsLarge,
+    runsLargeFramesCopyInGBps: runsLargeCopyIn,
   };
 }
 
 export function formatRingBench(result: RingBenchResult): string {
   const millions = (n: number): string => `${(n / 1e6).toFixed(2)} M/s`;
   const gbps = (n: number): string => `${n.toFixed(2)} GB/s`;
+  const spread = (values: number[], scale: number): string => `runs ${values.map((v) => (v / scale).toFixed(1)).join(' ')}`;
   const rows: Array<[string, string, string]> = [
     ['64 B frames, release per frame', millions(result.smallFramesPerSec), `${(result.smallFramesPerSec / 5e6).toFixed(2)} x target 5 M/s`],
     ['64 B frames, batched release', millions(result.smallFramesPerSecBatched), `${(result.smallFramesPerSecBatched / 5e6).toFixed(2)} x target 5 M/s`],
-    ['64 KiB frames, copy in + copy out', gbps(result.largeFramesGBps), `${(result.largeToCopyRatio * 100).toFixed(0)}% of target.set (target 50%)`],
+    ['64 KiB frames, reader copies out', gbps(result.largeFramesGBps), `${(result.largeToCopyRatio * 100).toFixed(0)}% of target.set (target 50%)`],
+    ['64 KiB frames, writer copies in, reader out', gbps(result.largeFramesCopyInGBps),
+      `${((result.largeFramesCopyInGBps / result.copyGBps) * 100).toFixed(0)}% of target.set, ${((result.largeFramesCopyInGBps / result.crossCoreCopyGBps) * 100).toFixed(0)}% of cross-core copy`],
     ['baseline: target.set(source) 64 KiB, 1 thread', gbps(result.copyGBps), '100%'],
     ['baseline: copy out of a 4 MiB area, 1 thread', gbps(result.copyFromRingSizedAreaGBps),
-      `${((result.largeFramesGBps / result.copyFromRingSizedAreaGBps) * 100).toFixed(0)}% (ring vs this)`],
+      `${((result.copyFromRingSizedAreaGBps / result.copyGBps) * 100).toFixed(0)}% of target.set`],
+    ['baseline: cross-core copy (bytes the other thread just wrote)', gbps(result.crossCoreCopyGBps),
+      `${((result.crossCoreCopyGBps / result.copyGBps) * 100).toFixed(0)}% of target.set`],
   ];
   const width = Math.max(...rows.map((row) => row[0].length));
   const { env } = result;
   return [
     `ring bench: node ${env.node}, ${env.cpu}, ${env.cores} cores, ${env.runs} run(s)${env.smoke ? ', SMOKE' : ''} (medians)`,
     ...rows.map(([name, figure, ratio]) => `  ${name.padEnd(width)}  ${figure.padStart(12)}  ${ratio}`),
+    `  64 B frames, release per frame: ${spread(result.runsSmallFramesPerSec, 1e6)} (M/s)`,
+    `  64 B frames, batched release:   ${spread(result.runsSmallFramesPerSecBatched, 1e6)} (M/s)`,
+    `  64 KiB frames, copy out:        ${spread(result.runsLargeFramesGBps, 1)} (GB/s)`,
+    `  64 KiB frames, copy in and out: ${spread(result.runsLargeFramesCopyInGBps, 1)} (GB/s)`,
   ].join('\n');
 }
 

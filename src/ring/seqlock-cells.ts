@@ -29,12 +29,22 @@
  *   loads across the retry), and loads the sequence again: equal means no write began in
  *   between, so the copy is one write's values. Otherwise it retries.
  * - A reader spins while a write is in progress; the writer's critical section is a few
- *   stores, so the spin is short unless the writer thread is descheduled inside it.
+ *   stores, so the spin is short unless the writer thread is descheduled inside it. After
+ *   SEQLOCK_READ_MS_MAX it throws (INTERNAL) rather than spin forever.
  */
 import { assert } from '../assert.js';
+import { SluiceError } from '../errors.js';
 
 /** Most values in one group: a seqlock is for a handful of cells, not a table. */
 export const SEQLOCK_COUNT_MAX = 64;
+/**
+ * Longest a reader retries before it gives up: a write takes nanoseconds, a descheduled
+ * writer a few milliseconds; an odd sequence for this long means the writer thread died
+ * inside a write, and spinning forever would freeze the reader's thread (the gateway).
+ */
+export const SEQLOCK_READ_MS_MAX = 1000;
+/** Failed attempts between two clock reads while retrying. */
+const RETRIES_PER_CLOCK_READ = 1024;
 export const CACHE_LINE_BYTES = 64;
 /** "SEQL" in ASCII, to catch a SharedArrayBuffer of another kind passed by mistake. */
 export const SEQLOCK_MAGIC = 0x5345514c;
@@ -68,6 +78,7 @@ export class SeqlockCells {
   /** A cell no other thread touches: an RMW on it is this reader's full fence. */
   readonly #fence = new Int32Array(new SharedArrayBuffer(4));
   #writing = false;
+  #retryStartedMs = 0; // reader: when the current run of failed attempts started
 
   static create(count: number): SeqlockCells {
     validateCount(count);
@@ -121,24 +132,37 @@ export class SeqlockCells {
   read(out: Float64Array): void {
     assert(out.length >= this.count, 'SeqlockCells.read target holds every value');
     const values = this.#values;
-    for (;;) {
+    for (let attempt = 1; ; attempt++) {
       const before = Atomics.load(this.#cells, SEQUENCE_CELL);
-      if ((before & 1) !== 0) continue; // a write is in progress
-      for (let i = 0; i < this.count; i++) out[i] = values[i];
-      Atomics.add(this.#fence, 0, 1);
-      if (Atomics.load(this.#cells, SEQUENCE_CELL) === before) return;
+      if ((before & 1) === 0) { // else a write is in progress
+        for (let i = 0; i < this.count; i++) out[i] = values[i];
+        Atomics.add(this.#fence, 0, 1);
+        if (Atomics.load(this.#cells, SEQUENCE_CELL) === before) return;
+      }
+      if (attempt % RETRIES_PER_CLOCK_READ === 0) this.#checkStuck(attempt);
     }
   }
 
   /** One value, as the last complete write left it. */
   get(index: number): number {
     assert(index >= 0 && index < this.count && (index | 0) === index, 'SeqlockCells index in range');
-    for (;;) {
+    for (let attempt = 1; ; attempt++) {
       const before = Atomics.load(this.#cells, SEQUENCE_CELL);
-      if ((before & 1) !== 0) continue;
-      const value = this.#values[index];
-      Atomics.add(this.#fence, 0, 1);
-      if (Atomics.load(this.#cells, SEQUENCE_CELL) === before) return value;
+      if ((before & 1) === 0) {
+        const value = this.#values[index];
+        Atomics.add(this.#fence, 0, 1);
+        if (Atomics.load(this.#cells, SEQUENCE_CELL) === before) return value;
+      }
+      if (attempt % RETRIES_PER_CLOCK_READ === 0) this.#checkStuck(attempt);
+    }
+  }
+
+  /** Called every RETRIES_PER_CLOCK_READ failed attempts: throws once retrying took too long. */
+  #checkStuck(attempt: number): void {
+    const nowMs = Date.now();
+    if (attempt === RETRIES_PER_CLOCK_READ) this.#retryStartedMs = nowMs;
+    else if (nowMs - this.#retryStartedMs > SEQLOCK_READ_MS_MAX) {
+      throw new SluiceError('INTERNAL', `SeqlockCells: no consistent read for ${SEQLOCK_READ_MS_MAX} ms; did the writer thread die inside a write?`);
     }
   }
 

@@ -5,13 +5,14 @@
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { LogRing } from '../../src/ring/log-ring.js';
-// @ts-expect-error plain ESM helpers shared with the worker fixtures
 import { keyBytesLength, prng, testSeed } from '../fixtures/ring-random.mjs';
 
 const WRITER_URL = new URL('../fixtures/ring-log-writer.mjs', import.meta.url);
 const CONTROL_STOP = 0;
 const CONTROL_ENTRIES = 16;
 const READ_DURATION_MS = 1500;
+/** A worker that has not started appending by then has failed to load. */
+const WORKER_START_MS_MAX = 10_000;
 
 /** Checks `bytes` is fillKeyBytes(k) for k in [firstKey, nextKey), back to back. */
 function checkBytes(bytes: Uint8Array, firstKey: number, nextKey: number): string | null {
@@ -42,7 +43,11 @@ describe('LogRing across threads', () => {
     const counts = { served: 0, missedBelowOldest: 0, missedRacing: 0, multiEntry: 0 };
     try {
       // Gate on the writer's progress, not on time: start once it has lapped the ring.
-      while (Atomics.load(controlCells, CONTROL_ENTRIES) < 1024) Atomics.wait(controlCells, CONTROL_ENTRIES, 0, 10);
+      const gateDeadlineMs = performance.now() + WORKER_START_MS_MAX;
+      while (Atomics.load(controlCells, CONTROL_ENTRIES) < 1024) {
+        if (performance.now() > gateDeadlineMs) throw new Error('writer worker made no progress (is dist/ built?)');
+        Atomics.wait(controlCells, CONTROL_ENTRIES, Atomics.load(controlCells, CONTROL_ENTRIES), 10);
+      }
       const stopAtMs = performance.now() + READ_DURATION_MS;
       while (performance.now() < stopAtMs) {
         for (let batch = 0; batch < 64; batch++) {

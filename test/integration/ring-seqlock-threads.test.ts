@@ -11,6 +11,8 @@ const CONTROL_GENERATION = 16;
 const BASE = 2 ** 40;
 /** Enough evidence that reads raced writes: this many reads seeing this many distinct writes. */
 const READS_MIN = 100_000;
+/** A worker that has not started writing by then has failed to load. */
+const WORKER_START_MS_MAX = 10_000;
 const CHANGES_MIN = 1000;
 /** Bound on the run: on a busy 2-core machine the writer may get little CPU for a while. */
 const READ_DURATION_MS_MAX = 5000;
@@ -31,7 +33,11 @@ describe('SeqlockCells across threads', () => {
     let reads = 0;
     try {
       // Gate on the writer's progress (shared memory), not on time.
-      while (Atomics.load(controlCells, CONTROL_GENERATION) === 0) Atomics.wait(controlCells, CONTROL_GENERATION, 0, 10);
+      const gateDeadlineMs = performance.now() + WORKER_START_MS_MAX;
+      while (Atomics.load(controlCells, CONTROL_GENERATION) === 0) {
+        if (performance.now() > gateDeadlineMs) throw new Error('writer worker made no progress (is dist/ built?)');
+        Atomics.wait(controlCells, CONTROL_GENERATION, 0, 10);
+      }
       const stopAtMs = performance.now() + READ_DURATION_MS_MAX;
       while ((reads < READS_MIN || changes < CHANGES_MIN) && performance.now() < stopAtMs) {
         const read = reads++;

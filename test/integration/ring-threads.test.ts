@@ -4,10 +4,8 @@
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { SpscRing } from '../../src/ring/spsc-ring.js';
-// @ts-expect-error plain ESM helpers shared with the worker fixtures
 import { fnv1a32, prng, testSeed } from '../fixtures/ring-random.mjs';
-// @ts-expect-error plain ESM helpers shared with the worker fixtures
-import { CONTROL_BYTES, CONTROL_GO, framePayloadBytes } from '../fixtures/ring-spsc-protocol.mjs';
+import { CONTROL_BYTES, CONTROL_GO, CONTROL_READY, framePayloadBytes } from '../fixtures/ring-spsc-protocol.mjs';
 
 const WRITER_URL = new URL('../fixtures/ring-spsc-writer.mjs', import.meta.url);
 const READER_URL = new URL('../fixtures/ring-spsc-reader.mjs', import.meta.url);
@@ -81,6 +79,11 @@ describe('SpscRing across threads', () => {
     const controlCells = new Int32Array(control);
     await withSeed(seed, async () => {
       const writer = runWorker<WriterResult>(WRITER_URL, { sab: ring.sab, control, seed, frames, waitForGo: true });
+      // Wait (without blocking this thread) until the writer is loaded and gated on GO.
+      while (Atomics.load(controlCells, CONTROL_READY) === 0) {
+        const ready = Atomics.waitAsync(controlCells, CONTROL_READY, 0, 1000);
+        if (ready.async) await ready.value;
+      }
       // The ring is empty and the writer is gated: this wait can only end by notify or timeout.
       const startedMs = performance.now();
       const firstWait = ring.waitAsync(60_000);

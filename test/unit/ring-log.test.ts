@@ -8,7 +8,6 @@ import {
   LogRing,
   type LogRingRead,
 } from '../../src/ring/log-ring.js';
-// @ts-expect-error plain ESM helper shared with the worker fixtures
 import { prng, testSeed } from '../fixtures/ring-random.mjs';
 
 const DATA_BYTES = LOG_RING_DATA_BYTES_MIN; // 64 KiB
@@ -132,6 +131,18 @@ describe('LogRing append, publish and read', () => {
     writer.publish();
     expectRead(reader.read(0, 0), 0, 1, new Uint8Array(0));
     expectRead(reader.read(1, 0), 1, 2, entryBytes(1, 2, writer.entryBytesMax));
+  });
+
+  it('returns bytes aligned like the ring (a view into a slightly larger buffer) for fast copies', () => {
+    const { writer, reader } = pair();
+    for (let key = 0; key < 8; key++) append(writer, key, key + 1, 13 + key);
+    writer.publish();
+    for (let key = 0; key < 8; key++) {
+      const result = reader.read(key, 1 << 20)!;
+      expect(result.bytes.byteOffset).toBe(writer.entryDataOffset(key) % 8);
+      expect(result.bytes.byteLength).toBe(Array.from({ length: 8 - key }, (_, k) => 13 + key + k).reduce((a, b) => a + b, 0));
+      expect(Buffer.from(result.bytes.subarray(0, 13 + key)).equals(Buffer.from(entryBytes(key, key + 1, 13 + key)))).toBe(true);
+    }
   });
 
   it('refuses keys that go back or entries that hold no key', () => {

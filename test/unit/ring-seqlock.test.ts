@@ -1,7 +1,7 @@
 // SeqlockCells in one thread (writer and reader instances over one SharedArrayBuffer).
 // The cross-thread check is in test/integration/ring-seqlock-threads.test.ts.
 import { describe, expect, it } from 'vitest';
-import { SEQLOCK_COUNT_MAX, SeqlockCells } from '../../src/ring/seqlock-cells.js';
+import { SEQLOCK_COUNT_MAX, SEQLOCK_READ_MS_MAX, SeqlockCells } from '../../src/ring/seqlock-cells.js';
 
 describe('SeqlockCells', () => {
   it.each([0, -1, 1.5, SEQLOCK_COUNT_MAX + 1, NaN])('rejects a count of %s with a RangeError', (count) => {
@@ -48,6 +48,18 @@ describe('SeqlockCells', () => {
     cells.end();
     expect(() => cells.get(-1)).toThrow(/in range/);
     expect(() => cells.read(new Float64Array(1))).toThrow(/holds every value/);
+  });
+
+  it('throws INTERNAL instead of spinning forever when the writer stopped inside a write', () => {
+    const writer = SeqlockCells.create(1);
+    const reader = new SeqlockCells(writer.sab);
+    writer.begin(); // and never end(): as if the writer thread died here
+    const startedMs = Date.now();
+    expect(() => reader.get(0)).toThrow(expect.objectContaining({ code: 'INTERNAL' }));
+    expect(() => reader.read(new Float64Array(1))).toThrow(/writer thread die/);
+    expect(Date.now() - startedMs).toBeGreaterThanOrEqual(2 * SEQLOCK_READ_MS_MAX - 50);
+    writer.end();
+    expect(reader.get(0)).toBe(0);
   });
 
   it('attaches to existing cells and refuses a buffer that is not one', () => {

@@ -5,19 +5,19 @@ import { describe, expect, it } from 'vitest';
 import {
   CAPACITY_BYTES_MAX,
   DATA_OFFSET,
+  FRAME_HEADER_BYTES as H,
   PAD_MARKER,
   READ_COUNTER_OFFSET,
   SpscRing,
   WRITE_COUNTER_OFFSET,
 } from '../../src/ring/spsc-ring.js';
-// @ts-expect-error plain ESM helper shared with the worker fixtures
 import { prng, testSeed } from '../fixtures/ring-random.mjs';
 
 const CAPACITY_BYTES = 4096;
 
 /** Bytes a frame occupies in the ring (header + payload, 8-aligned). */
 function frameBytes(payloadBytes: number): number {
-  return (payloadBytes + 4 + 7) & ~7;
+  return (payloadBytes + H + 7) & ~7;
 }
 
 /** A writer and a reader over a fresh ring whose counters start at `counter` (and `readCounter`). */
@@ -98,7 +98,7 @@ describe('SpscRing frames', () => {
         const { writer, reader } = pairAt(CAPACITY_BYTES - gapBytes);
         const offset = writer.reserve(length);
         const fits = frameBytes(length) <= gapBytes;
-        expect(offset, `gap ${gapBytes} length ${length}`).toBe(fits ? CAPACITY_BYTES - gapBytes + 4 : 4);
+        expect(offset, `gap ${gapBytes} length ${length}`).toBe(fits ? CAPACITY_BYTES - gapBytes + H : H);
         fillPayload(writer, offset, length, gapBytes + length);
         writer.commit();
         if (!fits) expect(writer.view.getUint32(CAPACITY_BYTES - gapBytes, true)).toBe(PAD_MARKER);
@@ -113,8 +113,21 @@ describe('SpscRing frames', () => {
         expect(writer.freeBytes()).toBe(CAPACITY_BYTES);
         // The next frame follows on without a gap (an empty frame always fits before the end).
         const nextOffset = writer.reserve(0);
-        expect(nextOffset).toBe(((offset - 4 + frameBytes(length)) & (CAPACITY_BYTES - 1)) + 4);
+        expect(nextOffset).toBe(((offset - H + frameBytes(length)) & (CAPACITY_BYTES - 1)) + H);
       }
+    }
+  });
+
+  it('puts every payload on an 8-byte boundary, with the length and a zero word in front', () => {
+    const { writer, reader } = pairAt(0);
+    for (let length = 0; length < 40; length++) {
+      const offset = writer.reserve(length);
+      expect(offset % 8).toBe(0);
+      writer.commit();
+      expect(writer.view.getUint32(offset - H, true)).toBe(length);
+      expect(writer.view.getUint32(offset - H + 4, true)).toBe(0);
+      expect(reader.peek()).toBe(offset);
+      reader.release();
     }
   });
 
@@ -136,24 +149,24 @@ describe('SpscRing frames', () => {
 });
 
 describe('SpscRing full and empty edges', () => {
-  it('accepts exactly capacity / 8 frames of 4 bytes, then answers -1 until the reader releases one', () => {
+  it('accepts exactly capacity / 16 frames of 8 bytes, then answers -1 until the reader releases one', () => {
     const { writer, reader } = pairAt(0);
-    for (let frame = 0; frame < CAPACITY_BYTES / 8; frame++) {
-      const offset = writer.reserve(4);
-      expect(offset).toBe(frame * 8 + 4);
+    for (let frame = 0; frame < CAPACITY_BYTES / 16; frame++) {
+      const offset = writer.reserve(8);
+      expect(offset).toBe(frame * 16 + H);
       writer.view.setUint32(offset, frame, true);
       writer.commit();
     }
     expect(writer.freeBytes()).toBe(0);
     expect(writer.reserve(0)).toBe(-1);
-    expect(writer.reserve(4)).toBe(-1);
-    expect(reader.peek()).toBe(4);
+    expect(writer.reserve(8)).toBe(-1);
+    expect(reader.peek()).toBe(H);
     reader.release();
-    expect(writer.reserve(5)).toBe(-1); // a 16-byte frame still does not fit in 8 bytes
-    expect(writer.reserve(4)).toBe(4); // wraps onto the released frame
-    writer.view.setUint32(4, 99999, true);
+    expect(writer.reserve(9)).toBe(-1); // a 24-byte frame still does not fit in 16 bytes
+    expect(writer.reserve(8)).toBe(H); // wraps onto the released frame
+    writer.view.setUint32(H, 99999, true);
     writer.commit();
-    for (let frame = 1; frame < CAPACITY_BYTES / 8; frame++) {
+    for (let frame = 1; frame < CAPACITY_BYTES / 16; frame++) {
       const offset = reader.peek();
       expect(reader.view.getUint32(offset, true)).toBe(frame); // nothing unread was overwritten
       reader.release();
@@ -166,12 +179,12 @@ describe('SpscRing full and empty edges', () => {
     // between are zero, which reads as frames of length 0 (8 bytes each).
     const { writer, reader } = pairAt(CAPACITY_BYTES - 16, CAPACITY_BYTES, CAPACITY_BYTES - 16 - (CAPACITY_BYTES - 32));
     expect(writer.freeBytes()).toBe(32);
-    expect(writer.reserve(20)).toBe(-1); // 24-byte frame: 16 bytes of padding + 24 > 32
-    expect(writer.reserve(8)).toBe(CAPACITY_BYTES - 16 + 4); // 16-byte frame fits before the end
-    expect(reader.peek()).toBe(16 + 4);
+    expect(writer.reserve(12)).toBe(-1); // 24-byte frame: 16 bytes of padding + 24 > 32
+    expect(writer.reserve(8)).toBe(CAPACITY_BYTES - 16 + H); // a 16-byte frame fits before the end
+    expect(reader.peek()).toBe(16 + H);
     expect(reader.frameLength).toBe(0);
     reader.release(); // 40 bytes free now
-    expect(writer.reserve(20)).toBe(4);
+    expect(writer.reserve(12)).toBe(H);
     writer.commit();
     expect(writer.view.getUint32(CAPACITY_BYTES - 16, true)).toBe(PAD_MARKER);
     expect(writer.freeBytes()).toBe(0);
@@ -183,7 +196,7 @@ describe('SpscRing full and empty edges', () => {
     const { writer, reader } = pairAt(next() | 0);
     const pending: Array<{ tag: number; length: number; bytes: number }> = [];
     let usedBytes = 0; // model: bytes between read and write counters, padding included
-    let writePosition = writer.reserve(0) - 4; // position of the write counter in data
+    let writePosition = writer.reserve(0) - H; // position of the write counter in data
     let tag = 0;
     for (let step = 0; step < 20_000; step++) {
       if (next() % 3 !== 0) {
@@ -199,7 +212,7 @@ describe('SpscRing full and empty edges', () => {
         const padBytes = frameBytes(reserved) <= untilEnd ? 0 : untilEnd;
         pending.push({ tag, length, bytes: padBytes + frameBytes(length) });
         usedBytes += padBytes + frameBytes(length);
-        writePosition = (offset - 4 + frameBytes(length)) & (CAPACITY_BYTES - 1);
+        writePosition = (offset - H + frameBytes(length)) & (CAPACITY_BYTES - 1);
         tag += 1;
       } else {
         let drain = next() % 5;
@@ -222,16 +235,16 @@ describe('SpscRing full and empty edges', () => {
 describe('SpscRing commit', () => {
   it('shrinks the frame to the committed length and places the next frame right after it', () => {
     const { writer, reader } = pairAt(0);
-    expect(writer.reserve(100)).toBe(4);
-    fillPayload(writer, 4, 10, 7);
+    expect(writer.reserve(100)).toBe(H);
+    fillPayload(writer, H, 10, 7);
     writer.commit(10);
-    expect(writer.reserve(0)).toBe(frameBytes(10) + 4);
+    expect(writer.reserve(0)).toBe(frameBytes(10) + H);
     writer.commit();
-    expect(reader.peek()).toBe(4);
+    expect(reader.peek()).toBe(H);
     expect(reader.frameLength).toBe(10);
-    expect(payloadMatches(reader, 4, 10, 7)).toBe(true);
+    expect(payloadMatches(reader, H, 10, 7)).toBe(true);
     reader.release();
-    expect(reader.peek()).toBe(frameBytes(10) + 4);
+    expect(reader.peek()).toBe(frameBytes(10) + H);
     expect(reader.frameLength).toBe(0);
   });
 
@@ -240,7 +253,7 @@ describe('SpscRing commit', () => {
     expect(() => writer.commit()).toThrow(/without a successful reserve/);
     writer.reserve(10);
     expect(() => writer.commit(11)).toThrow(/only shrink/);
-    expect(writer.reserve(0)).toBe(4); // the earlier reservation is replaced, not leaked
+    expect(writer.reserve(0)).toBe(H); // the earlier reservation is replaced, not leaked
     writer.commit();
     expect(() => writer.commit()).toThrow(/without a successful reserve/);
     writer.reserve(CAPACITY_BYTES / 4);
@@ -250,11 +263,11 @@ describe('SpscRing commit', () => {
 
   it('lets a second reserve replace the first one, padding decision included', () => {
     const { writer, reader } = pairAt(CAPACITY_BYTES - 16);
-    expect(writer.reserve(100)).toBe(4); // would need to skip to 0
-    expect(writer.reserve(8)).toBe(CAPACITY_BYTES - 16 + 4); // fits before the end
+    expect(writer.reserve(100)).toBe(H); // would need to skip to 0
+    expect(writer.reserve(8)).toBe(CAPACITY_BYTES - 16 + H); // fits before the end
     writer.commit();
     expect(writer.freeBytes()).toBe(CAPACITY_BYTES - 16);
-    expect(reader.peek()).toBe(CAPACITY_BYTES - 16 + 4);
+    expect(reader.peek()).toBe(CAPACITY_BYTES - 16 + H);
     expect(reader.frameLength).toBe(8);
   });
 
@@ -281,7 +294,7 @@ describe('SpscRing batched release', () => {
   it('gives space back only at releaseAdvanced, after any number of advance calls', () => {
     const { writer, reader } = pairAt(0);
     for (let frame = 0; frame < 10; frame++) {
-      writer.view.setUint32(writer.reserve(4), frame, true);
+      writer.view.setUint32(writer.reserve(8), frame, true);
       writer.commit();
     }
     for (let frame = 0; frame < 10; frame++) {
@@ -290,7 +303,7 @@ describe('SpscRing batched release', () => {
       reader.advance();
     }
     expect(reader.peek()).toBe(-1);
-    expect(writer.freeBytes()).toBe(CAPACITY_BYTES - 80);
+    expect(writer.freeBytes()).toBe(CAPACITY_BYTES - 160);
     reader.releaseAdvanced();
     expect(writer.freeBytes()).toBe(CAPACITY_BYTES);
     expect(() => reader.advance()).toThrow(/without a peeked frame/);
@@ -301,14 +314,14 @@ describe('SpscRing waiting in one thread', () => {
   it('wait returns true at once when a frame is there and false after the timeout when empty', () => {
     const { writer, reader } = pairAt(0);
     expect(reader.wait(1)).toBe(false);
-    writer.reserve(4);
+    writer.reserve(8);
     writer.commit();
     expect(reader.wait(10_000)).toBe(true);
   });
 
   it('waitAsync resolves at once when a frame is there', async () => {
     const { writer, reader } = pairAt(0);
-    writer.reserve(4);
+    writer.reserve(8);
     writer.commit();
     const startedMs = performance.now();
     await reader.waitAsync(10_000);
@@ -319,11 +332,11 @@ describe('SpscRing waiting in one thread', () => {
     const { writer, reader } = pairAt(0);
     const startedMs = performance.now();
     const waiting = reader.waitAsync(900);
-    writer.reserve(4);
+    writer.reserve(8);
     expect(writer.commit()).toBe(true);
     await waiting;
     expect(performance.now() - startedMs).toBeLessThan(500);
-    expect(reader.peek()).toBe(4);
+    expect(reader.peek()).toBe(H);
   });
 
   it('waitAsync resolves after its timeout when nothing arrives', async () => {
