@@ -29,6 +29,11 @@ export interface FileSystem {
   /** Reads into `target` from `position` until it is full or the file ends; returns the bytes read. */
   read(fd: number, target: Uint8Array, position: number): number;
   fdatasync(fd: number): void;
+  /**
+   * fdatasync on another thread (libuv's pool), so an owner keeps appending while the disk
+   * syncs; `callback` runs on the calling thread's event loop. The fd must stay open until then.
+   */
+  fdatasyncAsync(fd: number, callback: (err: Error | null) => void): void;
   ftruncate(fd: number, length: number): void;
   /** Size of the open file in bytes (fstat). */
   size(fd: number): number;
@@ -77,6 +82,9 @@ export const nodeFileSystem: FileSystem = {
   },
   fdatasync(fd) {
     nodeFs.fdatasyncSync(fd);
+  },
+  fdatasyncAsync(fd, callback) {
+    nodeFs.fdatasync(fd, (err) => callback(err ?? null));
   },
   ftruncate(fd, length) {
     nodeFs.ftruncateSync(fd, length);
@@ -299,6 +307,19 @@ export class FaultyFileSystem implements FileSystem {
   fdatasync(fd: number): void {
     this.#check('fdatasync', this.#pathByFd.get(fd));
     this.#inner.fdatasync(fd);
+  }
+
+  /** Faults apply as to fdatasync; the callback comes on a later turn, as the real one's does. */
+  fdatasyncAsync(fd: number, callback: (err: Error | null) => void): void {
+    setImmediate(() => {
+      try {
+        this.fdatasync(fd);
+      } catch (err) {
+        callback(err as Error);
+        return;
+      }
+      callback(null);
+    });
   }
 
   ftruncate(fd: number, length: number): void {

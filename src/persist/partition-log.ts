@@ -196,6 +196,7 @@ export class PartitionLog {
   #closedBytes: number;
   #durableOffset: number;
   readonly #recoveryReport: RecoveryReport;
+  #syncsInFlight = 0;
   /** Set when an fdatasync failed: writes refuse until a reopen (see the invariants above). */
   #failure: string | null = null;
   #closed = false;
@@ -445,6 +446,43 @@ export class PartitionLog {
       throw storageError(err, `sync ${this.dir}`);
     }
     this.#durableOffset = this.logEndOffset;
+  }
+
+  /**
+   * Starts an fdatasync of the active segment on libuv's thread pool and returns the offset
+   * it will make durable, or -1 when everything is durable already (no callback then). The
+   * owner keeps appending meanwhile: that is what lets one fsync serve every batch that
+   * arrived while the previous one ran. `callback` runs on this thread; on failure the log
+   * refuses writes, as after a failed sync(). While a sync is in flight the caller must not
+   * apply retention, close or delete the log (`syncInFlight` says so): the fd must stay open.
+   */
+  syncAsync(callback: (err: SluiceError | null) => void): number {
+    this.#checkWritable();
+    const target = this.logEndOffset;
+    const active = this.#active;
+    if (this.#durableOffset === target && !active.hasUnsyncedBytes) return -1;
+    if (!active.hasUnsyncedBytes) {
+      // Written bytes were made durable by a roll; only the offset lags.
+      this.#durableOffset = target;
+      return -1;
+    }
+    this.#syncsInFlight++;
+    active.syncAsync((err) => {
+      this.#syncsInFlight--;
+      if (err !== null) {
+        this.#failure = `fdatasync of ${active.name}`;
+        callback(asStorageError(err, `sync ${this.dir}`));
+        return;
+      }
+      if (target > this.#durableOffset) this.#durableOffset = target;
+      callback(null);
+    });
+    return target;
+  }
+
+  /** True while an fdatasync started by syncAsync has not called back. */
+  get syncInFlight(): boolean {
+    return this.#syncsInFlight > 0;
   }
 
   // -------------------------------------------------------------- reads

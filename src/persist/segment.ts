@@ -118,8 +118,13 @@ export class Segment {
   #timeEntriesWritten: number;
   /** Reused to encode new index entries; grows when an append adds many. */
   #encodeBuffer = new Uint8Array(64 * TIME_ENTRY_BYTES);
-  /** Bytes written since the last fdatasync of the .log. */
-  #unsynced = false;
+  /**
+   * Appends so far, and the count an fdatasync has covered: bytes are unsynced while they
+   * differ. Counts rather than a flag, because an asynchronous fdatasync may finish after
+   * more appends, which it does not cover.
+   */
+  #writes = 0;
+  #syncedWrites = 0;
   /** A rollback could not cut the files back: cut them before the next write. */
   #tailDirty = false;
   /** Sealed: rolled, indexes final, no more appends. */
@@ -282,7 +287,7 @@ export class Segment {
   }
 
   get hasUnsyncedBytes(): boolean {
-    return this.#unsynced;
+    return this.#writes !== this.#syncedWrites;
   }
 
   // -------------------------------------------------------------- append
@@ -312,7 +317,7 @@ export class Segment {
     }
     this.#sizeBytes = position + bytes.length;
     this.#nextOffset = nextOffset;
-    this.#unsynced = true;
+    this.#writes++;
   }
 
   /** The header walk of an append: index entries per the policy, and the caller's contract asserted. */
@@ -455,9 +460,25 @@ export class Segment {
    * `force` (at open: bytes a killed process left in the page cache are not yet durable).
    */
   sync(force = false): void {
-    if (!this.#unsynced && !force) return;
+    if (!this.hasUnsyncedBytes && !force) return;
+    const covered = this.#writes;
     this.#fs.fdatasync(this.#fd);
-    this.#unsynced = false;
+    this.#syncedWrites = covered;
+  }
+
+  /**
+   * fdatasync of the .log on libuv's thread pool; covers the appends made before the call.
+   * Returns false (and never calls back) when nothing is unsynced. The caller keeps the
+   * segment open until the callback.
+   */
+  syncAsync(callback: (err: Error | null) => void): boolean {
+    if (!this.hasUnsyncedBytes) return false;
+    const covered = this.#writes;
+    this.#fs.fdatasyncAsync(this.#fd, (err) => {
+      if (err === null && covered > this.#syncedWrites) this.#syncedWrites = covered;
+      callback(err);
+    });
+    return true;
   }
 
   /**

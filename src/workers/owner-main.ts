@@ -8,8 +8,11 @@
  *      offsets from disk straight into the completion ring;
  *   2. flush: write every partition's pending log-ring entries to its active segment, one
  *      write per contiguous run, then publish them (high watermark) and answer acks=1;
- *   3. group commit: one fdatasync per dirty segment serves every acks=all batch appended
- *      since the last one; then publish the durable offset and answer acks=all;
+ *   3. group commit: start an fdatasync of each dirty segment on libuv's thread pool; while
+ *      it runs the owner goes on taking and writing batches; when it calls back, publish the
+ *      durable offset, answer every acks=all batch it covers, and start the next one if
+ *      more are waiting. So one fsync serves every batch that arrived while the previous
+ *      one ran, and the owner never stalls on the disk;
  *   4. housekeeping on a timer: time-based rolls, retention, periodic sync of acks=1 data.
  * While a pass runs, new commands pile up in the ring; the next pass takes them all, so
  * under load one wake-up and one fsync serve many batches.
@@ -77,8 +80,14 @@ class OwnedPartition {
   pendingMaxTimestamp = -1;
   /** Flat triples (requestId, acks, baseOffset) of appended but unflushed batches. */
   readonly unflushed: number[] = [];
-  /** Flat pairs (requestId, baseOffset) of acks=all batches written but not yet fsynced. */
-  readonly unsynced: number[] = [];
+  /** Flat pairs (requestId, baseOffset) of acks=all batches written, waiting for an fsync to start. */
+  unsynced: number[] = [];
+  /** The same pairs for the batches the fsync in flight covers. */
+  inSync: number[] = [];
+  /** True while an fdatasync runs on the thread pool for this partition. */
+  syncing = false;
+  /** Called when the fsync in flight finishes (close and shutdown wait for it). */
+  readonly syncWaiters: (() => void)[] = [];
 
   constructor(slot: number, log: PartitionLog, ring: LogRing, cells: SeqlockCells) {
     this.slot = slot;
@@ -138,7 +147,7 @@ class Owner {
     const worked = this.#drain();
     for (const p of this.#dirty) this.#flush(p);
     this.#dirty.clear();
-    for (const p of this.#needSync) this.#sync(p);
+    for (const p of this.#needSync) this.#startSync(p);
     this.#needSync.clear();
     return worked;
   }
@@ -154,7 +163,7 @@ class Owner {
     if (now >= this.#nextFlushMs) {
       this.#nextFlushMs = now + this.#init.flushIntervalMs;
       for (const p of this.#partitions) {
-        if (p && p.log.durableOffset < p.log.logEndOffset) this.#sync(p);
+        if (p && p.log.durableOffset < p.log.logEndOffset) this.#startSync(p);
       }
     }
     if (now >= this.#nextHousekeepingMs) {
@@ -165,7 +174,8 @@ class Owner {
 
   #housekeeping(now: number): void {
     for (const p of this.#partitions) {
-      if (!p) continue;
+      // Retention may close a segment's file: not while an fsync of it is in flight.
+      if (!p || p.syncing) continue;
       try {
         this.#flush(p);
         p.log.maybeRoll(now);
@@ -355,21 +365,69 @@ class Owner {
     u.length = 0;
   }
 
-  #sync(p: OwnedPartition): void {
+  /** Starts the group-commit fsync of a partition unless one is in flight (its callback starts the next). */
+  #startSync(p: OwnedPartition): void {
+    if (p.syncing) return;
+    let target: number;
     try {
-      p.log.sync();
+      target = p.log.syncAsync((err) => this.#syncDone(p, err));
     } catch (err) {
-      const error = asStorageError(err, 'fdatasync');
-      log('error', 'fdatasync failed', { slot: p.slot, error: error.message });
-      const s = p.unsynced;
-      for (let k = 0; k < s.length; k += 2) this.#fail(s[k], -1, error);
-      s.length = 0;
+      this.#failSynced(p, p.unsynced, asStorageError(err, 'fdatasync'));
       return;
     }
-    p.publishCells();
-    const s = p.unsynced;
-    for (let k = 0; k < s.length; k += 2) this.#complete(s[k], s[k + 1], p);
-    s.length = 0;
+    if (target < 0) {
+      // Already durable (a roll synced it): answer at once.
+      p.publishCells();
+      this.#completeSynced(p, p.unsynced);
+      return;
+    }
+    p.syncing = true;
+    const covered = p.unsynced;
+    p.unsynced = p.inSync;
+    p.inSync = covered;
+  }
+
+  #syncDone(p: OwnedPartition, err: SluiceError | null): void {
+    p.syncing = false;
+    if (err !== null) {
+      log('error', 'fdatasync failed', { slot: p.slot, error: err.message });
+      this.#failSynced(p, p.inSync, err);
+      this.#failSynced(p, p.unsynced, err);
+    } else {
+      p.publishCells();
+      this.#completeSynced(p, p.inSync);
+      if (p.unsynced.length > 0 || p.log.durableOffset < p.log.logEndOffset) this.#startSync(p);
+    }
+    if (!p.syncing) for (const wake of p.syncWaiters.splice(0)) wake();
+  }
+
+  #completeSynced(p: OwnedPartition, pairs: number[]): void {
+    for (let k = 0; k < pairs.length; k += 2) this.#complete(pairs[k], pairs[k + 1], p);
+    pairs.length = 0;
+  }
+
+  #failSynced(p: OwnedPartition, pairs: number[], error: SluiceError): void {
+    for (let k = 0; k < pairs.length; k += 2) this.#fail(pairs[k], -1, error);
+    pairs.length = 0;
+  }
+
+  /** Resolves once no fsync of the partition is in flight. */
+  #syncIdle(p: OwnedPartition): Promise<void> {
+    if (!p.syncing) return Promise.resolve();
+    return new Promise((resolve) => p.syncWaiters.push(resolve));
+  }
+
+  /** Flushes and syncs a partition synchronously, answering everything it holds (close, shutdown). */
+  async #drainPartition(p: OwnedPartition): Promise<void> {
+    this.#flush(p);
+    await this.#syncIdle(p);
+    try {
+      p.log.sync();
+      p.publishCells();
+      this.#completeSynced(p, p.unsynced);
+    } catch (err) {
+      this.#failSynced(p, p.unsynced, asStorageError(err, 'fdatasync'));
+    }
   }
 
   /** A write failed: the log truncated itself back; drop what the ring held and fail it. */
@@ -436,13 +494,15 @@ class Owner {
         case 'open':
           return { kind: 'ok', id: req.id, report: this.#open(req) };
         case 'close':
-          this.#close(req.slot, req.deleteFiles);
+          await this.#close(req.slot, req.deleteFiles);
           return { kind: 'ok', id: req.id };
         case 'retention':
+          // Asked for explicitly: wait for fsyncs in flight rather than skip their partitions.
+          for (const p of this.#partitions) if (p) await this.#syncIdle(p);
           this.#housekeeping(Date.now());
           return { kind: 'ok', id: req.id };
         case 'shutdown':
-          this.#shutdown();
+          await this.#shutdown();
           return { kind: 'ok', id: req.id };
         default:
           return unreachable(req, 'control request');
@@ -478,11 +538,11 @@ class Owner {
     };
   }
 
-  #close(slot: number, deleteFiles: boolean): void {
+  async #close(slot: number, deleteFiles: boolean): Promise<void> {
     const p = this.#partitions[slot];
     if (!p) return;
-    this.#flush(p);
-    this.#sync(p);
+    await this.#drainPartition(p);
+    if (this.#partitions[slot] !== p) return; // closed meanwhile
     this.#partitions[slot] = undefined;
     this.#dirty.delete(p);
     this.#needSync.delete(p);
@@ -490,10 +550,10 @@ class Owner {
     else p.log.close({ clean: true });
   }
 
-  #shutdown(): void {
+  async #shutdown(): Promise<void> {
     // Finish everything already queued, then close every log cleanly.
     while (this.#pass());
-    for (const p of this.#partitions) if (p) this.#close(p.slot, false);
+    for (const p of this.#partitions) if (p) await this.#close(p.slot, false);
     this.#stopping = true;
   }
 }

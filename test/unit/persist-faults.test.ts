@@ -187,6 +187,44 @@ describe('PartitionLog under faults', () => {
     again.close({ clean: true });
   });
 
+  it('syncAsync makes the offsets durable only when its fdatasync calls back, covering appends made before it started', async () => {
+    const dir = tempDir();
+    const fs = new FaultyFileSystem();
+    const log = PartitionLog.open({ dir, config: CONFIG, fs });
+    appendBatch(log);
+    const covered = log.logEndOffset;
+    const done = new Promise<unknown>((resolve) => {
+      expect(log.syncAsync(resolve)).toBe(covered);
+    });
+    expect(log.syncInFlight).toBe(true);
+    expect(log.durableOffset).toBe(0);
+    appendBatch(log); // arrives while the fsync runs: not covered by it
+    expect(await done).toBe(null);
+    expect(log.syncInFlight).toBe(false);
+    expect(log.durableOffset).toBe(covered);
+    const next = new Promise<unknown>((resolve) => {
+      expect(log.syncAsync(resolve)).toBe(log.logEndOffset);
+    });
+    expect(await next).toBe(null);
+    expect(log.durableOffset).toBe(log.logEndOffset);
+    expect(log.syncAsync(() => {})).toBe(-1); // nothing left to sync: no callback
+    log.close({ clean: true });
+  });
+
+  it('a failing asynchronous fdatasync reports STORAGE_ERROR, keeps durableOffset and fences writes', async () => {
+    const dir = tempDir();
+    const fs = new FaultyFileSystem();
+    const log = PartitionLog.open({ dir, config: CONFIG, fs });
+    appendBatch(log);
+    fs.failNextFdatasync('.log');
+    const err = await new Promise<any>((resolve) => log.syncAsync(resolve));
+    expect(err.code).toBe('STORAGE_ERROR');
+    expect(log.durableOffset).toBe(0);
+    expect(log.failed).toBe(true);
+    expect(caught(() => appendBatch(log)).code).toBe('STORAGE_ERROR');
+    log.close({ clean: true });
+  });
+
   it('a failing fdatasync while rolling is STORAGE_ERROR and fences the log', () => {
     const dir = tempDir();
     const fs = new FaultyFileSystem();
