@@ -230,22 +230,30 @@ export class LogRing {
 
   /**
    * Reserves room for an entry holding keys [firstKey, nextKey) in `length` bytes and
-   * returns the offset in `data` where the caller copies them, or -1 when room could only
+   * returns the offset in `data` where the caller copies them (an offset = alignTo mod 8
+   * when alignTo is given: up to 7 bytes are skipped for it, which readers never see), or -1 when room could only
    * be made by evicting pending entries (flush, publish, retry) or when length exceeds
    * entryBytesMax (the caller bypasses the ring). Evicts the oldest published entries as
    * needed, moving the tails before any byte is overwritten. A second reserve without
    * commit replaces the first.
    */
-  reserve(firstKey: number, nextKey: number, length: number): number {
+  reserve(firstKey: number, nextKey: number, length: number, alignTo = -1): number {
     assert(isKey(firstKey) && isKey(nextKey) && firstKey < nextKey, 'LogRing entry keys: 0 <= firstKey < nextKey, safe integers');
     assert(firstKey >= this.#nextKeyMin, 'LogRing entry keys must not go back');
     assert(Number.isInteger(length) && length >= 0, 'LogRing entry length is a non-negative integer');
+    assert(alignTo >= -1 && alignTo < COPY_ALIGN_BYTES && Number.isInteger(alignTo), 'LogRing alignTo is -1 or 0..7');
     this.#reservedLength = -1;
     if (length > this.entryBytesMax) return -1;
     const appended = this.#entryAppended;
     const head = this.#dataHead;
     const headOffset = head & this.#dataMask;
-    const skipBytes = headOffset + length > this.dataBytes ? this.dataBytes - headOffset : 0;
+    // With alignTo, the entry starts at an offset = alignTo mod 8, so that a copy from a
+    // source at that alignment runs word by word (see the class comment on alignment).
+    const alignPad = alignTo < 0 ? 0 : (alignTo - headOffset) & (COPY_ALIGN_BYTES - 1);
+    const skipBytes =
+      headOffset + alignPad + length > this.dataBytes
+        ? this.dataBytes - headOffset + (alignTo < 0 ? 0 : alignTo)
+        : alignPad;
     const start = (head + skipBytes) | 0;
     const end = (start + length) | 0;
     // Find how far the tail must move: enough bytes for [start, end) and a free slot.

@@ -22,6 +22,8 @@ import {
   CELL_COUNT,
   CMD_ACKS_OFFSET,
   CMD_ARGUMENT_OFFSET,
+  CMD_BATCH_PAD_OFFSET,
+  COPY_ALIGN_BYTES,
   CMD_HEADER_BYTES,
   CMD_KIND_OFFSET,
   CMD_LENGTH_OFFSET,
@@ -83,13 +85,22 @@ const RESTART_DELAY_MS_MAX = 2000;
 /** An owner that lived this long is healthy again: its restart back-off resets. */
 const HEALTHY_LIFETIME_MS = 10_000;
 
-type Settle = { kind: 'produce' | 'fetch' | 'time'; resolve: (v: any) => void; reject: (e: SluiceError) => void };
+type Settle = {
+  kind: 'produce' | 'fetch' | 'time';
+  resolve: (v: any) => void;
+  reject: (e: SluiceError) => void;
+  /** produce: the partition slot and the batch length, to undo the alignment hint on rejection. */
+  slot: number;
+  length: number;
+};
 
 interface Slot {
   dir: string;
   config: LogConfig;
   logRing: LogRing;
   cells: SeqlockCells;
+  /** Where (mod 8) the next batch will land in the log ring, predicted from the lengths sent. */
+  alignHint: number;
 }
 
 const textDecoder = new TextDecoder();
@@ -197,6 +208,7 @@ export class OwnerHandle {
       // Fresh shared memory: the dead thread's rings may hold a half-written entry.
       s.logRing = LogRing.create({ dataBytes: this.#limits.logRingBytes, entriesMax: this.#limits.logRingEntries });
       s.cells = SeqlockCells.create(CELL_COUNT);
+      s.alignHint = 0;
       await this.#request({ kind: 'open', id: 0, slot, dir: s.dir, config: s.config, logRing: s.logRing.sab, cells: s.cells.sab });
     }
   }
@@ -270,7 +282,7 @@ export class OwnerHandle {
     const logRing = LogRing.create({ dataBytes: this.#limits.logRingBytes, entriesMax: this.#limits.logRingEntries });
     const cells = SeqlockCells.create(CELL_COUNT);
     const reply = await this.#request({ kind: 'open', id: 0, slot, dir, config, logRing: logRing.sab, cells: cells.sab });
-    this.#slots[slot] = { dir, config, logRing, cells };
+    this.#slots[slot] = { dir, config, logRing, cells, alignHint: 0 };
     return reply.kind === 'ok' && reply.report ? reply.report : { scanned: false, truncations: [], indexesRebuilt: [] };
   }
 
@@ -311,11 +323,11 @@ export class OwnerHandle {
 
   // ------------------------------------------------------------ data path
 
-  #settle(kind: Settle['kind']): { requestId: number; promise: Promise<any> } {
+  #settle(kind: Settle['kind'], slot = -1, length = 0): { requestId: number; promise: Promise<any> } {
     const requestId = this.#nextRequestId;
     this.#nextRequestId = this.#nextRequestId >= 0xffff_fffe ? 1 : this.#nextRequestId + 1;
     const promise = new Promise<any>((resolve, reject) => {
-      this.#pending.set(requestId, { kind, resolve, reject });
+      this.#pending.set(requestId, { kind, resolve, reject, slot, length });
     });
     return { requestId, promise };
   }
@@ -333,27 +345,39 @@ export class OwnerHandle {
    */
   produce(slot: number, batch: Uint8Array, acks: 0 | 1 | -1): Promise<number> {
     this.#available();
+    const s = this.#slots[slot];
+    if (!s) throw new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `slot ${slot} is not open`);
     if (this.#pending.size >= this.#limits.inFlightMax) throw this.#throttled('too many requests in flight');
     const ring = this.#commands;
-    const at = ring.reserve(CMD_HEADER_BYTES + batch.length);
+    const pad = s.alignHint;
+    const at = ring.reserve(CMD_HEADER_BYTES + pad + batch.length);
     if (at < 0) throw this.#throttled('command ring full');
     const v = ring.view;
     v.setUint8(at + CMD_KIND_OFFSET, CommandKind.produce);
     v.setInt8(at + CMD_ACKS_OFFSET, acks);
-    v.setUint16(at + CMD_ACKS_OFFSET + 1, 0, true);
+    v.setUint8(at + CMD_BATCH_PAD_OFFSET, pad);
+    v.setUint8(at + CMD_BATCH_PAD_OFFSET + 1, 0);
     v.setUint32(at + CMD_SLOT_OFFSET, slot, true);
     v.setUint32(at + CMD_LENGTH_OFFSET, batch.length, true);
     v.setFloat64(at + CMD_ARGUMENT_OFFSET, 0, true);
-    ring.data.set(batch, at + CMD_HEADER_BYTES);
+    ring.data.set(batch, at + CMD_HEADER_BYTES + pad);
+    // Batches too large for the log ring bypass it and do not move its head.
+    if (batch.length <= s.logRing.entryBytesMax) s.alignHint = (pad + batch.length) & (COPY_ALIGN_BYTES - 1);
     if (acks === 0) {
       v.setUint32(at + CMD_REQUEST_ID_OFFSET, 0, true);
       ring.commit();
       return Promise.resolve(-1);
     }
-    const { requestId, promise } = this.#settle('produce');
+    const { requestId, promise } = this.#settle('produce', slot, batch.length);
     v.setUint32(at + CMD_REQUEST_ID_OFFSET, requestId, true);
     ring.commit();
     return promise;
+  }
+
+  /** A rejected batch never reached the log ring: take its length back out of the hint. */
+  #undoAlignHint(settle: Settle): void {
+    const s = this.#slots[settle.slot];
+    if (s && settle.length <= s.logRing.entryBytesMax) s.alignHint = (s.alignHint - settle.length) & (COPY_ALIGN_BYTES - 1);
   }
 
   fetch(slot: number, offset: number, maxBytes: number): Promise<RawFetch> {
@@ -374,7 +398,7 @@ export class OwnerHandle {
     const v = ring.view;
     v.setUint8(at + CMD_KIND_OFFSET, kind);
     v.setInt8(at + CMD_ACKS_OFFSET, 1);
-    v.setUint16(at + CMD_ACKS_OFFSET + 1, 0, true);
+    v.setUint16(at + CMD_BATCH_PAD_OFFSET, 0, true);
     v.setUint32(at + CMD_REQUEST_ID_OFFSET, requestId, true);
     v.setUint32(at + CMD_SLOT_OFFSET, slot, true);
     v.setUint32(at + CMD_LENGTH_OFFSET, length, true);
@@ -407,6 +431,7 @@ export class OwnerHandle {
         this.#pending.delete(requestId);
         const payload = ring.data.subarray(at + DONE_HEADER_BYTES, at + DONE_HEADER_BYTES + payloadBytes);
         if (errorNum !== 0) {
+          if (settle.kind === 'produce') this.#undoAlignHint(settle);
           const wire: WireError = { code: errorCodeOf(errorNum), message: textDecoder.decode(payload), retriable: false };
           settle.reject(SluiceError.fromWire(wire));
         } else if (settle.kind === 'fetch') {

@@ -38,7 +38,9 @@ import { SpscRing } from '../ring/spsc-ring.js';
 import {
   CMD_ACKS_OFFSET,
   CMD_ARGUMENT_OFFSET,
+  CMD_BATCH_PAD_OFFSET,
   CMD_HEADER_BYTES,
+  COPY_ALIGN_BYTES,
   CMD_KIND_OFFSET,
   CMD_LENGTH_OFFSET,
   CMD_REQUEST_ID_OFFSET,
@@ -234,7 +236,7 @@ class Owner {
     const length = view.getUint32(off + CMD_LENGTH_OFFSET, true);
     const p = this.#partition(slot);
     if (!p) return this.#fail(requestId, acks, new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `partition slot ${slot} is not open on this owner`));
-    const batchOff = off + CMD_HEADER_BYTES;
+    const batchOff = off + CMD_HEADER_BYTES + view.getUint8(off + CMD_BATCH_PAD_OFFSET);
     let recordCount: number;
     let maxTimestamp: number;
     try {
@@ -249,11 +251,13 @@ class Owner {
     }
     const base = p.nextOffset;
     const next = base + recordCount;
-    let at = p.ring.reserve(base, next, length);
+    // Same alignment as the batch has here, so the copy runs word by word.
+    const alignTo = batchOff & (COPY_ALIGN_BYTES - 1);
+    let at = p.ring.reserve(base, next, length, alignTo);
     if (at < 0) {
       // The ring is full of entries not yet on disk: flush them, then retry once.
       this.#flush(p);
-      at = p.ring.reserve(base, next, length);
+      at = p.ring.reserve(base, next, length, alignTo);
     }
     if (at >= 0) {
       p.ring.data.set(ring.data.subarray(batchOff, batchOff + length), at);

@@ -1,0 +1,98 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const CLI = join(ROOT, 'dist/src/cli/main.js');
+
+function waitForLine(child: ReturnType<typeof spawn>, pattern: RegExp, timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms: ${seen}`)), timeoutMs);
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString();
+      const line = seen.split('\n').find((l) => pattern.test(l));
+      if (line !== undefined) {
+        clearTimeout(timer);
+        resolve(line);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onData);
+  });
+}
+
+describe('the sluice command', () => {
+  it('starts the engine over a data dir, logs the owners and CRC implementation, and stops cleanly on SIGTERM', async () => {
+    const dir = tempDir('cli');
+    try {
+      // A topic with data, so that the clean shutdown has a partition to mark.
+      const S = await loadSluice();
+      const e = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
+      await e.createTopic('t', { partitions: 1 });
+      await e.produce('t', 0, S.encodeBatch([{ value: S.utf8('x') }]));
+      await e.close();
+      const child = spawn(process.execPath, [CLI, 'start', '--data-dir', dir.path, '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const line = await waitForLine(child, /"msg":"engine open"/, 20_000);
+      const fields = JSON.parse(line);
+      expect(fields).toMatchObject({ dataDir: dir.path, owners: 2, topics: 1 });
+      expect(['native', 'js']).toContain(fields.crc32c);
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(existsSync(join(dir.path, 't-0', '.clean-shutdown'))).toBe(true);
+      expect(existsSync(join(dir.path, '.lock'))).toBe(false);
+      const verify = spawnSync(process.execPath, [CLI, 'verify', '--data-dir', dir.path], { encoding: 'utf8' });
+      expect(verify.status).toBe(0);
+      expect(verify.stdout).toMatch(/^ok: 1 partitions, 1 batches/m);
+    } finally {
+      dir.remove();
+    }
+  });
+
+  it('takes settings from the environment when no flag is given', async () => {
+    const dir = tempDir('cli-env');
+    try {
+      const child = spawn(process.execPath, [CLI, 'start'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, SLUICE_DATA_DIR: dir.path, SLUICE_WORKERS: '1' },
+      });
+      const fields = JSON.parse(await waitForLine(child, /"msg":"engine open"/, 20_000));
+      expect(fields).toMatchObject({ dataDir: dir.path, owners: 1 });
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      child.kill('SIGINT');
+      expect(await exited).toBe(0);
+      // The engine ran on the directory from the environment and released its lock on exit.
+      expect(readdirSync(dir.path)).not.toContain('.lock');
+    } finally {
+      dir.remove();
+    }
+  });
+
+  it('exits 2 on usage errors and 1 on operating errors, with one clear line', () => {
+    const usage = spawnSync(process.execPath, [CLI, 'start', '--workers', 'many'], { encoding: 'utf8' });
+    expect(usage.status).toBe(2);
+    expect(usage.stderr).toMatch(/workers/);
+    const unknown = spawnSync(process.execPath, [CLI, 'nope'], { encoding: 'utf8' });
+    expect(unknown.status).toBe(2);
+    const help = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8' });
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/start/);
+    const bad = spawnSync(process.execPath, [CLI, 'start', '--config', '/nonexistent/sluice.json'], { encoding: 'utf8' });
+    expect(bad.status).toBe(1);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    expect(bad.stderr).toMatch(/^sluice: INVALID_ARGUMENT: config file/);
+  });
+
+  it("is importable by the package's own name, with its types built", () => {
+    const out = spawnSync(process.execPath, ['--input-type=module', '-e', "const m = await import('sluice'); console.log(typeof m.Engine.open, typeof m.encodeBatch)"], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
+    expect(out.stdout.trim()).toBe('function function');
+    expect(existsSync(join(ROOT, 'dist/src/index.d.ts'))).toBe(true);
+  });
+});
