@@ -65,19 +65,20 @@ function startSettings(flags: Record<string, unknown>): StartSettings {
 
 async function start(flags: Record<string, unknown>): Promise<void> {
   const settings = startSettings(flags);
+  // Handlers first: a signal that comes while the engine recovers still ends in a clean close.
+  let stopRequested: (signal: string) => void = () => {};
+  const stopped = new Promise<string>((resolve) => {
+    stopRequested = resolve;
+  });
+  process.once('SIGINT', () => stopRequested('SIGINT'));
+  process.once('SIGTERM', () => stopRequested('SIGTERM'));
   const engine = await Engine.open({ dataDir: settings.dataDir, workers: settings.workers });
   process.stderr.write(
     `sluice: engine running on ${settings.dataDir} (the network gateway on ${settings.host}:${settings.port} is not built yet: ` +
       `this process serves the engine alone); Ctrl-C stops it cleanly\n`,
   );
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      process.stderr.write(`sluice: ${signal}: finishing appends in flight and closing cleanly\n`);
-      resolve();
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  const signal = await stopped;
+  process.stderr.write(`sluice: ${signal}: finishing appends in flight and closing cleanly\n`);
   await engine.close();
 }
 
