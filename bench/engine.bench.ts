@@ -136,8 +136,12 @@ async function produceFor(engine: Engine, topic: string, partitions: number, bat
   return { secs, records: batchesTotal * RECORDS_PER_BATCH, bytes: batchesTotal * batch.length };
 }
 
-/** Reads partitions concurrently, one fetch in flight each, as a consumer of them all would. */
-const READ_CONCURRENCY = 4;
+/**
+ * Partitions read at once. The issue asks for a sequential read; with more than one, reads
+ * got slower here (1000 MB/s at 1, 777 at 2, 530 at 4 over 4 partitions), noted in
+ * docs/benchmarks.md as open.
+ */
+const READ_CONCURRENCY = 1;
 
 async function readPartition(engine: Engine, topic: string, partition: number): Promise<number> {
   const d = engine.describeTopic(topic).partitions[partition];

@@ -52,6 +52,49 @@ function runUntilKilled(dataDir: string, run: number, killAfterMs: number): Prom
   });
 }
 
+/** Reads every partition of `crash` and checks acks: exactly once, contiguous, at the acknowledged offsets. */
+async function checkAll(S: Awaited<ReturnType<typeof loadSluice>>, dataDir: string, acks: Ack[], seed: number, round: number): Promise<number> {
+  const engine = await S.Engine.open({ dataDir, workers: 2, logger: memoryLogger() });
+  const byOffset: Map<number, string>[] = [];
+  let records = 0;
+  try {
+    for (let p = 0; p < 4; p++) {
+      const seen = new Map<number, string>();
+      const ids = new Set<string>();
+      const d = engine.describeTopic('crash').partitions[p];
+      let offset = d.logStartOffset;
+      expect(offset).toBe(0);
+      while (offset < d.highWatermark) {
+        const res = await engine.fetch('crash', p, offset);
+        S.forEachBatch(res.records, (batch) => {
+          for (const r of S.decodeBatch(batch).records) {
+            if (r.offset < offset) continue;
+            expect(r.offset, `seed ${seed} round ${round}: offsets must be contiguous`).toBe(offset);
+            const id = Buffer.from(r.value!).toString().split(':').slice(0, 2).join(':');
+            expect(ids.has(id), `seed ${seed} round ${round}: record ${id} stored twice`).toBe(false);
+            ids.add(id);
+            seen.set(r.offset, id);
+            offset++;
+          }
+        });
+      }
+      records += seen.size;
+      byOffset.push(seen);
+    }
+  } finally {
+    await engine.close();
+  }
+  for (const a of acks) {
+    const [run, first] = a.firstSeq.split(':').map(Number);
+    for (let k = 0; k < a.count; k++) {
+      expect(byOffset[a.partition].get(a.base + k), `seed ${seed} round ${round}: acknowledged record lost`).toBe(`${run}:${first + k}`);
+    }
+  }
+  const report = await S.verifyDataDir({ dataDir, threads: 2 });
+  expect(report.ok, `seed ${seed} round ${round}: ${JSON.stringify(report.partitions.filter((p: any) => !p.report.ok))}`).toBe(true);
+  return records;
+}
+
 describe('kill -9 durability', () => {
   it('after each SIGKILL every acknowledged record is there exactly once, offsets are contiguous and every CRC verifies', async () => {
     const S = await loadSluice();
@@ -65,45 +108,12 @@ describe('kill -9 durability', () => {
         const result = await runUntilKilled(dir.path, run, killAfterMs);
         acks.push(...result.acks);
         expect(result.acks.length, `seed ${seed} run ${run}: the producer acknowledged nothing`).toBeGreaterThan(0);
+        // Reopen after this kill: recovery runs, then every acknowledgement so far must hold.
+        const records = await checkAll(S, dir.path, acks, seed, run);
+        expect(records).toBeGreaterThanOrEqual(acks.reduce((n, a) => n + a.count, 0));
       }
-      const engine = await S.Engine.open({ dataDir: dir.path, workers: 2, logger: memoryLogger() });
-      const byOffset: Map<number, string>[] = [];
-      try {
-        for (let p = 0; p < 4; p++) {
-          const seen = new Map<number, string>();
-          const values = new Set<string>();
-          const d = engine.describeTopic('crash').partitions[p];
-          let offset = d.logStartOffset;
-          expect(offset).toBe(0);
-          while (offset < d.highWatermark) {
-            const res = await engine.fetch('crash', p, offset);
-            S.forEachBatch(res.records, (batch) => {
-              for (const r of S.decodeBatch(batch).records) {
-                if (r.offset < offset) continue;
-                expect(r.offset, `seed ${seed}: offsets must be contiguous`).toBe(offset);
-                const id = Buffer.from(r.value!).toString().split(':').slice(0, 2).join(':');
-                expect(values.has(id), `seed ${seed}: record ${id} stored twice`).toBe(false);
-                values.add(id);
-                seen.set(r.offset, id);
-                offset++;
-              }
-            });
-          }
-          byOffset.push(seen);
-        }
-      } finally {
-        await engine.close();
-      }
-      for (const a of acks) {
-        const [run, first] = a.firstSeq.split(':').map(Number);
-        for (let k = 0; k < a.count; k++) {
-          expect(byOffset[a.partition].get(a.base + k), `seed ${seed}: acknowledged record lost`).toBe(`${run}:${first + k}`);
-        }
-      }
-      const report = await S.verifyDataDir({ dataDir: dir.path, threads: 2 });
-      expect(report.ok, `seed ${seed}: ${JSON.stringify(report.partitions.filter((p: any) => !p.report.ok))}`).toBe(true);
     } finally {
       dir.remove();
     }
-  }, 120_000);
+  }, 180_000);
 });
