@@ -25,7 +25,7 @@ import { SluiceError } from '../errors.js';
 import { crc32cImplementation } from '../persist/crc32c.js';
 import { nodeFileSystem, type FileSystem } from '../persist/fs.js';
 import { DEFAULT_LOG_CONFIG, type LogConfig } from '../persist/partition-log.js';
-import { loadTopics, saveTopics, type TopicsFile } from '../persist/metadata.js';
+import { loadTopics, readJsonFile, saveTopics, writeJsonFile, type TopicsFile } from '../persist/metadata.js';
 import {
   BATCH_HEADER_BYTES,
   BATCH_LENGTH_OFFSET,
@@ -64,6 +64,10 @@ assert(COMPLETION_RING_BYTES / 4 >= Math.max(FETCH_BYTES_MAX, DEFAULT_LOG_CONFIG
 assert(COMMAND_RING_BYTES / 4 >= DEFAULT_LOG_CONFIG.batchBytesMax + 64, 'a maximal batch fits the command ring');
 
 const TOPICS_FILE = 'topics.json';
+/** The highest producer id handed out may be below this; ids are reserved in blocks. */
+const PRODUCER_IDS_FILE = 'producer-ids.json';
+/** Producer ids reserved per write of producer-ids.json: one fsync per 1000 producers. */
+const PRODUCER_ID_BLOCK = 1000;
 
 export type Acks = 'all' | -1 | 0 | 1;
 
@@ -143,6 +147,8 @@ export class Engine {
   /** Free slots per owner, so closed partitions' slots are reused. */
   readonly #slotsUsed: boolean[][];
   #topicChain: Promise<unknown> = Promise.resolve();
+  #nextProducerId = -1;
+  #producerIdsReservedEnd = -1;
   #closed = false;
   #inFlightProduces = 0;
   #drained: (() => void) | null = null;
@@ -424,6 +430,32 @@ export class Engine {
     }
     const found = await owner.offsetForTime(slot, timestamp);
     return found < 0 ? null : found;
+  }
+
+  /**
+   * A new idempotent producer identity, unique in this data directory across restarts.
+   * The producer writes the id, the epoch and per-partition sequence numbers into its
+   * batches' headers (as Kafka's); a batch re-sent after a lost acknowledgement is then
+   * answered with its original offset instead of being stored twice.
+   */
+  initProducerId(): Promise<{ producerId: number; producerEpoch: number }> {
+    return this.#serial(async () => {
+      this.#open();
+      if (this.#nextProducerId < 0 || this.#nextProducerId >= this.#producerIdsReservedEnd) {
+        const path = join(this.dataDir, PRODUCER_IDS_FILE);
+        if (this.#nextProducerId < 0) {
+          const stored = readJsonFile(this.#fs, path) as { next?: unknown } | undefined;
+          const next = stored?.next;
+          if (stored !== undefined && (typeof next !== 'number' || !Number.isSafeInteger(next) || next < 0)) {
+            throw new SluiceError('STORAGE_ERROR', `${path} is corrupt: "next" must be a non-negative integer`);
+          }
+          this.#nextProducerId = (next as number | undefined) ?? 0;
+        }
+        this.#producerIdsReservedEnd = this.#nextProducerId + PRODUCER_ID_BLOCK;
+        writeJsonFile(this.#fs, path, { next: this.#producerIdsReservedEnd });
+      }
+      return { producerId: this.#nextProducerId++, producerEpoch: 0 };
+    });
   }
 
   /** Applies retention and time-based rolls on every owner now, instead of on its timer. */

@@ -33,6 +33,7 @@ import { nodeFileSystem } from '../persist/fs.js';
 import { PartitionLog } from '../persist/partition-log.js';
 import { validateBatchAt, writeBaseOffset, readBatchHeader } from '../persist/record-batch.js';
 import { LogRing } from '../ring/log-ring.js';
+import { ProducerStates } from './producer-state.js';
 import { SeqlockCells } from '../ring/seqlock-cells.js';
 import { SpscRing } from '../ring/spsc-ring.js';
 import {
@@ -90,6 +91,8 @@ class OwnedPartition {
   syncing = false;
   /** Called when the fsync in flight finishes (close and shutdown wait for it). */
   readonly syncWaiters: (() => void)[] = [];
+  /** Idempotent producers' sequences, so a re-sent batch is stored once. */
+  readonly producers = new ProducerStates();
 
   constructor(slot: number, log: PartitionLog, ring: LogRing, cells: SeqlockCells) {
     this.slot = slot;
@@ -239,6 +242,9 @@ class Owner {
     const batchOff = off + CMD_HEADER_BYTES + view.getUint8(off + CMD_BATCH_PAD_OFFSET);
     let recordCount: number;
     let maxTimestamp: number;
+    let producerId: number;
+    let producerEpoch: number;
+    let baseSequence: number;
     try {
       const header = validateBatchAt(ring.data, view, batchOff, p.log.config.batchBytesMax);
       if (header.sizeBytes !== length) {
@@ -246,11 +252,33 @@ class Owner {
       }
       recordCount = header.recordCount;
       maxTimestamp = header.maxTimestamp;
+      producerId = header.producerId;
+      producerEpoch = header.producerEpoch;
+      baseSequence = header.baseSequence;
+      if (producerId >= 0 && baseSequence < 0) {
+        throw new SluiceError('INVALID_REQUEST', `idempotent batch of producer ${producerId} has sequence ${baseSequence}`);
+      }
     } catch (err) {
       return this.#fail(requestId, acks, err);
     }
+    if (producerId >= 0) {
+      let verdict;
+      try {
+        verdict = p.producers.check(producerId, producerEpoch, baseSequence, recordCount);
+      } catch (err) {
+        return this.#fail(requestId, acks, err);
+      }
+      if (verdict.kind === 'duplicate') {
+        // Stored already: answer with its offset once the acks level holds for it, which
+        // the next flush (and sync) guarantees, since it was appended before.
+        p.unflushed.push(requestId, acks, verdict.baseOffset);
+        this.#dirty.add(p);
+        return;
+      }
+    }
     const base = p.nextOffset;
     const next = base + recordCount;
+    if (producerId >= 0) p.producers.record(producerId, producerEpoch, baseSequence, recordCount, base);
     // Same alignment as the batch has here, so the copy runs word by word.
     const alignTo = batchOff & (COPY_ALIGN_BYTES - 1);
     let at = p.ring.reserve(base, next, length, alignTo);
@@ -439,6 +467,8 @@ class Owner {
     log('error', 'append failed', { slot: p.slot, error: error.message });
     p.ring.reset(p.log.logEndOffset);
     p.nextOffset = p.log.logEndOffset;
+    // The failed batches were recorded as stored: forget, so that their resends append.
+    p.producers.clear();
     const u = p.unflushed;
     for (let k = 0; k < u.length; k += 3) this.#fail(u[k], u[k + 1], error);
     u.length = 0;
@@ -532,6 +562,9 @@ class Owner {
     const ring = new LogRing(req.logRing);
     ring.reset(partitionLog.logEndOffset);
     const p = new OwnedPartition(req.slot, partitionLog, ring, new SeqlockCells(req.cells));
+    partitionLog.forEachActiveBatchHeader((h) => {
+      if (h.producerId >= 0 && h.baseSequence >= 0) p.producers.record(h.producerId, h.producerEpoch, h.baseSequence, h.recordCount, h.baseOffset);
+    });
     p.publishCells();
     this.#partitions[req.slot] = p;
     const r = partitionLog.recoveryReport;

@@ -1,0 +1,98 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+
+type Sluice = Awaited<ReturnType<typeof loadSluice>>;
+let S: Sluice;
+beforeAll(async () => {
+  S = await loadSluice();
+});
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+function batch(producerId: number, producerEpoch: number, baseSequence: number, n: number, tag: string): Uint8Array {
+  const records = Array.from({ length: n }, (_, i) => ({ value: S.utf8(`${tag}-${baseSequence + i}`) }));
+  return S.encodeBatch(records, { producerId, producerEpoch, baseSequence });
+}
+
+async function values(engine: any, topic: string): Promise<string[]> {
+  const out: string[] = [];
+  let offset = 0;
+  for (;;) {
+    const res = await engine.fetch(topic, 0, offset);
+    if (res.records.length === 0) return out;
+    S.forEachBatch(res.records, (b: Uint8Array) => {
+      for (const r of S.decodeBatch(b).records) if (r.offset >= offset) out.push(Buffer.from(r.value!).toString());
+    });
+    offset = out.length;
+  }
+}
+
+describe('idempotent produce', () => {
+  it('stores a batch re-sent after a lost acknowledgement once, answering with its original offset', async () => {
+    const dir = tempDir('idem');
+    cleanups.push(() => dir.remove());
+    const engine = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
+    cleanups.unshift(() => engine.close());
+    await engine.createTopic('t', { partitions: 1 });
+    const { producerId, producerEpoch } = await engine.initProducerId();
+    expect(await engine.produce('t', 0, batch(producerId, producerEpoch, 0, 3, 'a'))).toBe(0);
+    expect(await engine.produce('t', 0, batch(producerId, producerEpoch, 3, 2, 'a'))).toBe(3);
+    // The acknowledgement of the second batch was "lost": the producer sends it again.
+    expect(await engine.produce('t', 0, batch(producerId, producerEpoch, 3, 2, 'a'), { acks: 1 })).toBe(3);
+    await expect(engine.produce('t', 0, batch(producerId, producerEpoch, 9, 1, 'a'))).rejects.toMatchObject({ code: 'OUT_OF_ORDER_SEQUENCE' });
+    await expect(engine.produce('t', 0, batch(producerId, producerEpoch, 5, 1, 'a'))).resolves.toBe(5);
+    expect(await values(engine, 't')).toEqual(['a-0', 'a-1', 'a-2', 'a-3', 'a-4', 'a-5']);
+  });
+
+  it('keeps every batch once with many sends in flight and re-sends mixed in', async () => {
+    const dir = tempDir('idem-many');
+    cleanups.push(() => dir.remove());
+    const engine = await S.Engine.open({ dataDir: dir.path, workers: 2, logger: memoryLogger() });
+    cleanups.unshift(() => engine.close());
+    await engine.createTopic('m', { partitions: 1 });
+    const { producerId } = await engine.initProducerId();
+    const sends: Promise<number>[] = [];
+    for (let i = 0; i < 100; i++) {
+      sends.push(engine.produce('m', 0, batch(producerId, 0, i * 2, 2, 'm')));
+      // Every tenth batch is also re-sent right behind itself, while earlier ones are in flight.
+      if (i % 10 === 0) sends.push(engine.produce('m', 0, batch(producerId, 0, i * 2, 2, 'm')));
+    }
+    const offsets = await Promise.all(sends);
+    expect(new Set(offsets).size).toBe(100);
+    const stored = await values(engine, 'm');
+    expect(stored).toHaveLength(200);
+    expect(stored).toEqual(Array.from({ length: 200 }, (_, i) => `m-${i}`));
+  });
+
+  it('recognises a re-sent batch after a broker restart, and never reuses a producer id', async () => {
+    const dir = tempDir('idem-restart');
+    cleanups.push(() => dir.remove());
+    const e1 = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
+    await e1.createTopic('r', { partitions: 1 });
+    const first = await e1.initProducerId();
+    await e1.produce('r', 0, batch(first.producerId, 0, 0, 4, 'r'));
+    await e1.close();
+    const e2 = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
+    cleanups.unshift(() => e2.close());
+    expect(await e2.produce('r', 0, batch(first.producerId, 0, 0, 4, 'r'))).toBe(0);
+    expect(await e2.produce('r', 0, batch(first.producerId, 0, 4, 1, 'r'))).toBe(4);
+    expect(await values(e2, 'r')).toHaveLength(5);
+    const second = await e2.initProducerId();
+    expect(second.producerId).not.toBe(first.producerId);
+    expect(second.producerId).toBeGreaterThan(first.producerId);
+  });
+
+  it('fences a zombie producer with an older epoch', async () => {
+    const dir = tempDir('idem-epoch');
+    cleanups.push(() => dir.remove());
+    const engine = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
+    cleanups.unshift(() => engine.close());
+    await engine.createTopic('z', { partitions: 1 });
+    const { producerId } = await engine.initProducerId();
+    await engine.produce('z', 0, batch(producerId, 1, 0, 1, 'z'));
+    await expect(engine.produce('z', 0, batch(producerId, 0, 1, 1, 'z'))).rejects.toMatchObject({ code: 'INVALID_PRODUCER_EPOCH' });
+    expect(await values(engine, 'z')).toEqual(['z-0']);
+  });
+});

@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { ProducerStates, RECENT_BATCHES, lastSequence } from '../../src/workers/producer-state.js';
+
+describe('idempotent producer state (the decision table, row by row)', () => {
+  it('appends the first batch of a producer it does not know, whatever its sequence', () => {
+    const s = new ProducerStates();
+    expect(s.check(7, 0, 0, 10)).toEqual({ kind: 'append' });
+    expect(s.check(8, 3, 500, 10)).toEqual({ kind: 'append' });
+  });
+
+  it('appends the next sequence and answers a re-sent batch with its original offset', () => {
+    const s = new ProducerStates();
+    s.record(7, 0, 0, 10, 100);
+    expect(s.check(7, 0, 10, 5)).toEqual({ kind: 'append' });
+    s.record(7, 0, 10, 5, 110);
+    expect(s.check(7, 0, 0, 10)).toEqual({ kind: 'duplicate', baseOffset: 100 });
+    expect(s.check(7, 0, 10, 5)).toEqual({ kind: 'duplicate', baseOffset: 110 });
+  });
+
+  it('refuses a gap or an overlap with OUT_OF_ORDER_SEQUENCE (retriable)', () => {
+    const s = new ProducerStates();
+    s.record(7, 0, 0, 10, 100);
+    expect(() => s.check(7, 0, 11, 1)).toThrow(expect.objectContaining({ code: 'OUT_OF_ORDER_SEQUENCE', retriable: true }));
+    expect(() => s.check(7, 0, 5, 10)).toThrow(expect.objectContaining({ code: 'OUT_OF_ORDER_SEQUENCE' }));
+  });
+
+  it('fences an older epoch and lets a newer one start again at 0 only', () => {
+    const s = new ProducerStates();
+    s.record(7, 2, 0, 1, 100);
+    expect(() => s.check(7, 1, 1, 1)).toThrow(expect.objectContaining({ code: 'INVALID_PRODUCER_EPOCH' }));
+    expect(() => s.check(7, 3, 1, 1)).toThrow(expect.objectContaining({ code: 'OUT_OF_ORDER_SEQUENCE' }));
+    expect(s.check(7, 3, 0, 1)).toEqual({ kind: 'append' });
+    s.record(7, 3, 0, 1, 101);
+    expect(() => s.check(7, 2, 1, 1)).toThrow(expect.objectContaining({ code: 'INVALID_PRODUCER_EPOCH' }));
+  });
+
+  it(`remembers the last ${RECENT_BATCHES} batches only`, () => {
+    const s = new ProducerStates();
+    for (let i = 0; i < RECENT_BATCHES + 1; i++) s.record(1, 0, i, 1, 1000 + i);
+    expect(() => s.check(1, 0, 0, 1)).toThrow(expect.objectContaining({ code: 'OUT_OF_ORDER_SEQUENCE' }));
+    expect(s.check(1, 0, 1, 1)).toEqual({ kind: 'duplicate', baseOffset: 1001 });
+  });
+
+  it('wraps sequences past 2^31 - 1 to 0, as Kafka', () => {
+    expect(lastSequence(0x7fff_fffe, 3)).toBe(0);
+    const s = new ProducerStates();
+    s.record(1, 0, 0x7fff_fffe, 2, 10);
+    expect(s.check(1, 0, 0, 1)).toEqual({ kind: 'append' });
+  });
+});
