@@ -58,6 +58,8 @@ export const THROTTLE_BACKOFF_MS = 5;
 export const HOUSEKEEPING_INTERVAL_MS = 5_000;
 /** acks=1 data is fsynced at least this often, so the durable offset keeps up. */
 export const FLUSH_INTERVAL_MS = 1_000;
+/** Longest long poll of a fetch, as Kafka's fetch.max.wait.ms is bounded by the request timeout. */
+export const FETCH_WAIT_MS_MAX = 30_000;
 /** Owner threads: one per core by default, capped so a big box does not spawn hundreds. */
 export const OWNERS_MAX = 64;
 assert(COMPLETION_RING_BYTES / 4 >= Math.max(FETCH_BYTES_MAX, DEFAULT_LOG_CONFIG.batchBytesMax) + 1024, 'a fetch frame fits the completion ring');
@@ -148,6 +150,10 @@ export class Engine {
   readonly #slotsUsed: boolean[][];
   #topicChain: Promise<unknown> = Promise.resolve();
   #nextProducerId = -1;
+  /** Listeners per partition (key `owner:slot`), told when its high watermark moves. */
+  readonly #watchers = new Map<string, Set<(highWatermark: number) => void>>();
+  /** Long polls in progress, ended at close. */
+  readonly #pollers = new Set<() => void>();
   #producerIdsReservedEnd = -1;
   #closed = false;
   #inFlightProduces = 0;
@@ -190,6 +196,7 @@ export class Engine {
     const owners: OwnerHandle[] = [];
     for (let i = 0; i < workers; i++) owners.push(new OwnerHandle(i, limits, logger, workerUrl()));
     const engine = new Engine(options.dataDir, owners, logger, fs, defaults, lock);
+    for (const o of owners) o.onAdvance = (slot, hwm) => engine.#advanced(o, slot, hwm);
     try {
       await Promise.all(owners.map((o) => o.start()));
       await engine.#recover();
@@ -395,13 +402,32 @@ export class Engine {
    * maxBytes but at least one batch. An offset equal to the high watermark gives no
    * records; below the log start offset or above the high watermark, OFFSET_OUT_OF_RANGE.
    */
-  async fetch(topic: string, partition: number, offset: number, options: { maxBytes?: number } = {}): Promise<FetchResult> {
+  async fetch(
+    topic: string,
+    partition: number,
+    offset: number,
+    options: { maxBytes?: number; minBytes?: number; maxWaitMs?: number } = {},
+  ): Promise<FetchResult> {
     this.#open();
-    const { owner, slot } = this.#partition(topic, partition);
+    const ref = this.#partition(topic, partition);
     if (typeof offset !== 'number' || !Number.isSafeInteger(offset)) {
       throw new SluiceError('INVALID_ARGUMENT', `offset must be an integer, got ${String(offset)}`);
     }
     const maxBytes = Math.min(checkInteger(options?.maxBytes ?? FETCH_BYTES_MAX, 'maxBytes', 1, 2 ** 31 - 1), FETCH_BYTES_MAX);
+    const minBytes = checkInteger(options?.minBytes ?? 1, 'minBytes', 0, 2 ** 31 - 1);
+    const maxWaitMs = checkInteger(options?.maxWaitMs ?? 0, 'maxWaitMs', 0, FETCH_WAIT_MS_MAX);
+    const deadline = Date.now() + maxWaitMs;
+    for (;;) {
+      const result = await this.#fetchOnce(topic, partition, ref, offset, maxBytes);
+      const remainingMs = deadline - Date.now();
+      if (result.records.length >= minBytes || remainingMs <= 0 || this.#closed) return result;
+      // Long poll: wait until the partition's high watermark moves or the time is up.
+      await this.#waitForAdvance(ref, result.highWatermark, remainingMs);
+    }
+  }
+
+  async #fetchOnce(topic: string, partition: number, ref: { owner: OwnerHandle; slot: number }, offset: number, maxBytes: number): Promise<FetchResult> {
+    const { owner, slot } = ref;
     const state = owner.partitionState(slot);
     if (offset < state.logStartOffset || offset > state.highWatermark) {
       throw new SluiceError(
@@ -419,6 +445,74 @@ export class Engine {
     }
     const raw = await owner.fetch(slot, offset, maxBytes);
     return { records: raw.records, highWatermark: raw.highWatermark, logStartOffset: raw.logStartOffset };
+  }
+
+  #waitForAdvance(ref: { owner: OwnerHandle; slot: number }, highWatermark: number, timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const key = `${ref.owner.index}:${ref.slot}`;
+      const done = () => {
+        clearTimeout(timer);
+        this.#watchers.get(key)?.delete(listener);
+        this.#pollers.delete(done);
+        resolve();
+      };
+      this.#pollers.add(done);
+      const listener = (hwm: number) => {
+        if (hwm !== highWatermark) done();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      this.#addWatcher(key, listener);
+      // It may have moved between the read and the registration.
+      if (ref.owner.partitionState(ref.slot).highWatermark !== highWatermark) done();
+    });
+  }
+
+  #addWatcher(key: string, listener: (highWatermark: number) => void): void {
+    let set = this.#watchers.get(key);
+    if (!set) {
+      set = new Set();
+      this.#watchers.set(key, set);
+    }
+    set.add(listener);
+  }
+
+  #advanced(owner: OwnerHandle, slot: number, highWatermark: number): void {
+    const set = this.#watchers.get(`${owner.index}:${slot}`);
+    if (!set) return;
+    for (const listener of [...set]) listener(highWatermark);
+  }
+
+  /**
+   * Calls `listener` with the new high watermark each time a partition's moves (after the
+   * owner wrote new batches to the segment file). Returns the function that stops it. The
+   * gateway's subscriptions push from it.
+   */
+  watch(topic: string, partition: number, listener: (highWatermark: number) => void): () => void {
+    this.#open();
+    if (typeof listener !== 'function') throw new SluiceError('INVALID_ARGUMENT', 'watch needs a listener function');
+    const ref = this.#partition(topic, partition);
+    const key = `${ref.owner.index}:${ref.slot}`;
+    this.#addWatcher(key, listener);
+    return () => {
+      this.#watchers.get(key)?.delete(listener);
+    };
+  }
+
+  /**
+   * Kafka's ListOffsets: -2 (earliest) gives the log start offset, -1 (latest) the high
+   * watermark, any other timestamp the first offset at or after it (or null).
+   */
+  async listOffset(topic: string, partition: number, timestamp: number): Promise<number | null> {
+    this.#open();
+    const { owner, slot } = this.#partition(topic, partition);
+    if (timestamp === -2) return owner.partitionState(slot).logStartOffset;
+    if (timestamp === -1) return owner.partitionState(slot).highWatermark;
+    return this.offsetForTime(topic, partition, timestamp);
+  }
+
+  /** Number of owner threads. */
+  get ownerCount(): number {
+    return this.#owners.length;
   }
 
   /** The first offset whose record timestamp is >= timestamp, or null when there is none. */
@@ -494,6 +588,9 @@ export class Engine {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // Long polls end now (they see #closed and return what they have); watchers stop.
+    for (const done of [...this.#pollers]) done();
+    this.#watchers.clear();
     if (this.#inFlightProduces > 0) {
       await new Promise<void>((resolve) => {
         this.#drained = resolve;

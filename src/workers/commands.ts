@@ -39,7 +39,7 @@
  * |     16 |    8 | highWatermark  | f64                                                      |
  * |     24 |    8 | logStartOffset | f64                                                      |
  * |     32 |    4 | payloadLength  | u32                                                      |
- * |     36 |    4 | reserved       | 0                                                        |
+ * |     36 |    4 | slot           | u32: the partition slot (read for notifications)          |
  * |     40 |    - | payload        | fetch: whole batches; error: UTF-8 message               |
  */
 import { assert } from '../assert.js';
@@ -70,8 +70,15 @@ export const DONE_VALUE_OFFSET = DONE_RESERVED_OFFSET + 2;
 export const DONE_HWM_OFFSET = DONE_VALUE_OFFSET + 8;
 export const DONE_LOG_START_OFFSET = DONE_HWM_OFFSET + 8;
 export const DONE_PAYLOAD_LENGTH_OFFSET = DONE_LOG_START_OFFSET + 8;
-export const DONE_RESERVED2_OFFSET = DONE_PAYLOAD_LENGTH_OFFSET + 4;
-export const DONE_HEADER_BYTES = DONE_RESERVED2_OFFSET + 4;
+export const DONE_SLOT_OFFSET = DONE_PAYLOAD_LENGTH_OFFSET + 4;
+export const DONE_HEADER_BYTES = DONE_SLOT_OFFSET + 4;
+/**
+ * requestId 0 is never a request's: a completion frame with it is a notification that the
+ * partition in `slot` published a new high watermark (`highWatermark`). The owner sends one
+ * per partition per flush; the gateway wakes fetches that long-poll and pushes to
+ * subscribers from it.
+ */
+export const NOTIFY_REQUEST_ID = 0;
 assert(DONE_HEADER_BYTES === 40, 'completion header is 40 bytes');
 
 /** Partition state cells published by the owner (SeqlockCells indexes). */

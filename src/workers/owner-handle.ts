@@ -37,7 +37,9 @@ import {
   DONE_LOG_START_OFFSET,
   DONE_PAYLOAD_LENGTH_OFFSET,
   DONE_REQUEST_ID_OFFSET,
+  DONE_SLOT_OFFSET,
   DONE_VALUE_OFFSET,
+  NOTIFY_REQUEST_ID,
   type ControlReply,
   type ControlRequest,
   type OwnerInit,
@@ -126,6 +128,8 @@ export class OwnerHandle {
   readonly #cellScratch = new Float64Array(CELL_COUNT);
   /** Restarts so far, for metrics and tests. */
   restarts = 0;
+  /** Called when a partition's high watermark moved (the engine wakes long polls and subscribers). */
+  onAdvance: ((slot: number, highWatermark: number) => void) | null = null;
 
   constructor(index: number, limits: OwnerLimits, logger: Logger, workerUrl: URL) {
     this.index = index;
@@ -423,6 +427,13 @@ export class OwnerHandle {
       const at = ring.peek();
       if (at < 0) return;
       const requestId = v.getUint32(at + DONE_REQUEST_ID_OFFSET, true);
+      if (requestId === NOTIFY_REQUEST_ID) {
+        const slot = v.getUint32(at + DONE_SLOT_OFFSET, true);
+        const hwm = v.getFloat64(at + DONE_VALUE_OFFSET, true);
+        ring.release();
+        this.onAdvance?.(slot, hwm);
+        continue;
+      }
       const errorNum = v.getUint16(at + DONE_ERROR_OFFSET, true);
       const value = v.getFloat64(at + DONE_VALUE_OFFSET, true);
       const payloadBytes = v.getUint32(at + DONE_PAYLOAD_LENGTH_OFFSET, true);

@@ -54,7 +54,9 @@ import {
   DONE_LOG_START_OFFSET,
   DONE_PAYLOAD_LENGTH_OFFSET,
   DONE_REQUEST_ID_OFFSET,
+  DONE_SLOT_OFFSET,
   DONE_VALUE_OFFSET,
+  NOTIFY_REQUEST_ID,
   type ControlReply,
   type ControlRequest,
   type OwnerInit,
@@ -93,6 +95,8 @@ class OwnedPartition {
   readonly syncWaiters: (() => void)[] = [];
   /** Idempotent producers' sequences, so a re-sent batch is stored once. */
   readonly producers = new ProducerStates();
+  /** The high watermark last announced to the gateway. */
+  notifiedHighWatermark = -1;
 
   constructor(slot: number, log: PartitionLog, ring: LogRing, cells: SeqlockCells) {
     this.slot = slot;
@@ -380,8 +384,13 @@ class Owner {
       this.#failUnflushed(p, asStorageError(err, 'append'));
       return;
     }
+    const advanced = ring.appendedEnd !== ring.pendingStart || p.log.logEndOffset !== p.notifiedHighWatermark;
     ring.publish();
     p.publishCells();
+    if (advanced && p.log.logEndOffset !== p.notifiedHighWatermark) {
+      p.notifiedHighWatermark = p.log.logEndOffset;
+      this.#complete(NOTIFY_REQUEST_ID, p.log.logEndOffset, p);
+    }
     const u = p.unflushed;
     for (let k = 0; k < u.length; k += 3) {
       const requestId = u[k];
@@ -496,7 +505,7 @@ class Owner {
     v.setFloat64(at + DONE_HWM_OFFSET, p ? p.log.logEndOffset : -1, true);
     v.setFloat64(at + DONE_LOG_START_OFFSET, p ? p.log.logStartOffset : -1, true);
     v.setUint32(at + DONE_PAYLOAD_LENGTH_OFFSET, payloadBytes, true);
-    v.setUint32(at + DONE_PAYLOAD_LENGTH_OFFSET + 4, 0, true);
+    v.setUint32(at + DONE_SLOT_OFFSET, p ? p.slot : 0, true);
   }
 
   #complete(requestId: number, value: number, p: OwnedPartition | undefined): void {

@@ -354,3 +354,58 @@ function flipByte(path: string, position: number): void {
   writeSync(fd, b, 0, 1, position);
   closeSync(fd);
 }
+
+describe('Engine long polls and watches', () => {
+  it('a fetch at the high watermark long-polls until data arrives, and returns at once when it is there', async () => {
+    const { engine } = await openEngine();
+    await engine.createTopic('lp', { partitions: 2 });
+    const t0 = Date.now();
+    const waiting = engine.fetch('lp', 1, 0, { maxWaitMs: 5_000 });
+    await new Promise((r) => setTimeout(r, 100));
+    await engine.produce('lp', 1, batchOf(3, 'late'), { acks: 1 });
+    const res = await waiting;
+    expect(res.records.length).toBeGreaterThan(0);
+    expect(Date.now() - t0).toBeLessThan(4_000);
+    // Data on another partition does not wake it; the time limit ends it with no records.
+    const t1 = Date.now();
+    const other = engine.fetch('lp', 0, 0, { maxWaitMs: 300 });
+    await engine.produce('lp', 1, batchOf(1, 'x'));
+    const none = await other;
+    expect(none.records.length).toBe(0);
+    expect(Date.now() - t1).toBeGreaterThanOrEqual(250);
+    await expect(engine.fetch('lp', 0, 0, { maxWaitMs: 60_000 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+
+  it('minBytes waits for enough data; close ends a long poll', async () => {
+    const { engine } = await openEngine();
+    await engine.createTopic('mb', { partitions: 1 });
+    await engine.produce('mb', 0, batchOf(1, 'a'));
+    const one = batchOf(1, 'a').length;
+    const waiting = engine.fetch('mb', 0, 0, { minBytes: one * 3, maxWaitMs: 5_000 });
+    await engine.produce('mb', 0, batchOf(1, 'b'));
+    await engine.produce('mb', 0, batchOf(1, 'c'));
+    const res = await waiting;
+    expect(res.records.length).toBeGreaterThanOrEqual(one * 3);
+    const polling = engine.fetch('mb', 0, 3, { maxWaitMs: 20_000 });
+    const t0 = Date.now();
+    await engine.close();
+    expect((await polling).records.length).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+  });
+
+  it('watch reports each new high watermark of its partition until stopped; listOffset answers earliest and latest', async () => {
+    const { engine } = await openEngine();
+    await engine.createTopic('w', { partitions: 1 });
+    const seen: number[] = [];
+    const stop = engine.watch('w', 0, (hwm) => seen.push(hwm));
+    await engine.produce('w', 0, batchOf(2, 'a'));
+    await engine.produce('w', 0, batchOf(3, 'b'));
+    expect(seen).toEqual([2, 5]);
+    stop();
+    await engine.produce('w', 0, batchOf(1, 'c'));
+    expect(seen).toEqual([2, 5]);
+    expect(await engine.listOffset('w', 0, -2)).toBe(0);
+    expect(await engine.listOffset('w', 0, -1)).toBe(6);
+    expect(engine.ownerCount).toBe(2);
+  });
+});
