@@ -1,21 +1,10 @@
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+import { seededRandom as rng } from '../helpers/random.js';
 
 const PRODUCER = new URL('../fixtures/crash-producer.mjs', import.meta.url);
 const ROUNDS = 4;
-
-/** A small seeded generator (mulberry32) so that a failing run can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Ack {
   partition: number;

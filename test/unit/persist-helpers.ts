@@ -42,17 +42,8 @@ export class FakeClock {
   }
 }
 
-/** mulberry32: tiny, fast, deterministic. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom } from '../helpers/random.js';
+import { seededRandom } from '../helpers/random.js';
 
 /** A seed from SLUICE_SEED or the clock, printed if the current test fails. */
 export function testSeed(): number {
