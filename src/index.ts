@@ -24,3 +24,5 @@ export type { RecordInput, DecodedRecord, RecordHeader, BatchHeader } from './pe
 export { crc32cImplementation } from './persist/crc32c.js';
 export { verifyDataDir } from './workers/verify-pool.js';
 export type { DataDirVerifyReport } from './workers/verify-pool.js';
+export { startGateway, DEFAULT_GATEWAY_LIMITS } from './ws-gateway/server.js';
+export type { Gateway, GatewayOptions, GatewayLimits } from './ws-gateway/server.js';

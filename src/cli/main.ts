@@ -7,12 +7,16 @@
  *
  * Settings come, from strongest to weakest, from flags, environment variables
  * (SLUICE_DATA_DIR, SLUICE_WORKERS, SLUICE_HOST, SLUICE_PORT), the config file (JSON) and
- * the defaults. Owner: the main thread of the CLI process.
+ * the defaults. `start` serves the WebSocket protocol and HTTP on one port (0: any free
+ * port; the start line says which). Owner: the main thread of the CLI process.
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
+import pino from 'pino';
 import { Engine } from '../engine/engine.js';
 import { SluiceError } from '../errors.js';
+import { crc32cImplementation } from '../persist/crc32c.js';
+import { startGateway } from '../ws-gateway/server.js';
 import { verifyDataDir } from '../workers/verify-pool.js';
 
 const DEFAULT_DATA_DIR = './data';
@@ -29,6 +33,21 @@ interface StartSettings {
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
+/** A TCP port; 0 asks the system for a free one. */
+function portNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port, 0 to 65535');
+  return n;
+}
+
+function envPort(name: string): number | undefined {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n < 0 || n > 65535) throw new SluiceError('INVALID_ARGUMENT', `${name}=${raw} is not a port (0 to 65535)`);
   return n;
 }
 
@@ -59,7 +78,7 @@ function startSettings(flags: Record<string, unknown>): StartSettings {
     dataDir: pick(flags.dataDir, process.env.SLUICE_DATA_DIR || undefined, file.dataDir, DEFAULT_DATA_DIR),
     workers: pick<number | undefined>(flags.workers, envInt('SLUICE_WORKERS'), file.workers, undefined),
     host: pick(flags.host, process.env.SLUICE_HOST || undefined, file.host, DEFAULT_HOST),
-    port: pick(flags.port, envInt('SLUICE_PORT'), file.port, DEFAULT_PORT),
+    port: pick(flags.port, envPort('SLUICE_PORT'), file.port, DEFAULT_PORT),
   };
 }
 
@@ -72,14 +91,26 @@ async function start(flags: Record<string, unknown>): Promise<void> {
   });
   process.once('SIGINT', () => stopRequested('SIGINT'));
   process.once('SIGTERM', () => stopRequested('SIGTERM'));
-  const engine = await Engine.open({ dataDir: settings.dataDir, workers: settings.workers });
-  process.stderr.write(
-    `sluice: engine running on ${settings.dataDir} (the network gateway on ${settings.host}:${settings.port} is not built yet: ` +
-      `this process serves the engine alone); Ctrl-C stops it cleanly\n`,
+  const logger = pino({ level: process.env.SLUICE_LOG_LEVEL ?? 'info', base: undefined }, pino.destination(2));
+  const engine = await Engine.open({ dataDir: settings.dataDir, workers: settings.workers, logger });
+  let gateway;
+  try {
+    gateway = await startGateway({ engine, host: settings.host, port: settings.port, logger });
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
+  logger.info(
+    { host: settings.host, port: gateway.port, dataDir: settings.dataDir, owners: engine.ownerCount, crc32c: crc32cImplementation },
+    'sluice started',
   );
   const signal = await stopped;
-  process.stderr.write(`sluice: ${signal}: finishing appends in flight and closing cleanly\n`);
+  logger.info({ signal }, 'stopping: no new connections, finishing appends in flight, closing cleanly');
+  // The gateway answers what is in flight and closes its sockets; the engine then finishes
+  // appends, syncs and writes the clean-shutdown markers.
+  await gateway.close();
   await engine.close();
+  logger.flush?.();
 }
 
 async function verify(flags: Record<string, unknown>): Promise<void> {
@@ -111,7 +142,7 @@ function program(): Command {
     .command('start')
     .description('start the broker over a data directory')
     .option('--host <host>', `address to bind (default ${DEFAULT_HOST}, or SLUICE_HOST)`)
-    .option('--port <port>', `port to listen on (default ${DEFAULT_PORT}, or SLUICE_PORT)`, positiveInt)
+    .option('--port <port>', `port for WebSocket and HTTP (default ${DEFAULT_PORT}, or SLUICE_PORT; 0 picks a free one)`, portNumber)
     .option('--data-dir <dir>', `data directory (default ${DEFAULT_DATA_DIR}, or SLUICE_DATA_DIR)`)
     .option('--workers <n>', 'owner threads (default: one per core, or SLUICE_WORKERS)', positiveInt)
     .option('--config <file>', 'JSON config file with dataDir, workers, host, port')

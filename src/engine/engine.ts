@@ -215,6 +215,7 @@ export class Engine {
   }
 
   async #recover(): Promise<void> {
+    this.#loadProducerIds();
     const file = this.#loadTopicsFile();
     for (const [name, entry] of Object.entries(file.topics)) {
       const config = checkTopicConfig({ ...this.#topicDefaults, ...entry.config, partitions: entry.partitions });
@@ -535,21 +536,32 @@ export class Engine {
   initProducerId(): Promise<{ producerId: number; producerEpoch: number }> {
     return this.#serial(async () => {
       this.#open();
-      if (this.#nextProducerId < 0 || this.#nextProducerId >= this.#producerIdsReservedEnd) {
-        const path = join(this.dataDir, PRODUCER_IDS_FILE);
-        if (this.#nextProducerId < 0) {
-          const stored = readJsonFile(this.#fs, path) as { next?: unknown } | undefined;
-          const next = stored?.next;
-          if (stored !== undefined && (typeof next !== 'number' || !Number.isSafeInteger(next) || next < 0)) {
-            throw new SluiceError('STORAGE_ERROR', `${path} is corrupt: "next" must be a non-negative integer`);
-          }
-          this.#nextProducerId = (next as number | undefined) ?? 0;
-        }
+      if (this.#nextProducerId >= this.#producerIdsReservedEnd) {
         this.#producerIdsReservedEnd = this.#nextProducerId + PRODUCER_ID_BLOCK;
-        writeJsonFile(this.#fs, path, { next: this.#producerIdsReservedEnd });
+        writeJsonFile(this.#fs, join(this.dataDir, PRODUCER_IDS_FILE), { next: this.#producerIdsReservedEnd });
       }
       return { producerId: this.#nextProducerId++, producerEpoch: 0 };
     });
+  }
+
+  /**
+   * Whether `producerId` may have been issued by initProducerId in this data directory
+   * (this run, or an earlier one: ids are reserved in blocks, so every id below the stored
+   * block end counts). The gateway refuses batches of ids never issued.
+   */
+  producerIdIssued(producerId: number): boolean {
+    return Number.isSafeInteger(producerId) && producerId >= 0 && producerId < this.#producerIdsReservedEnd;
+  }
+
+  #loadProducerIds(): void {
+    const path = join(this.dataDir, PRODUCER_IDS_FILE);
+    const stored = readJsonFile(this.#fs, path) as { next?: unknown } | undefined;
+    const next = stored?.next ?? 0;
+    if (typeof next !== 'number' || !Number.isSafeInteger(next) || next < 0) {
+      throw new SluiceError('STORAGE_ERROR', `${path} is corrupt: "next" must be a non-negative integer`);
+    }
+    this.#nextProducerId = next;
+    this.#producerIdsReservedEnd = next;
   }
 
   /** Applies retention and time-based rolls on every owner now, instead of on its timer. */

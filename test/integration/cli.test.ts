@@ -35,7 +35,7 @@ describe('the sluice command', () => {
       await e.createTopic('t', { partitions: 1 });
       await e.produce('t', 0, S.encodeBatch([{ value: S.utf8('x') }]));
       await e.close();
-      const child = spawn(process.execPath, [CLI, 'start', '--data-dir', dir.path, '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [CLI, 'start', '--data-dir', dir.path, '--workers', '2', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
       const line = await waitForLine(child, /"msg":"engine open"/, 20_000);
       const fields = JSON.parse(line);
       expect(fields).toMatchObject({ dataDir: dir.path, owners: 2, topics: 1 });
@@ -58,7 +58,7 @@ describe('the sluice command', () => {
     try {
       const child = spawn(process.execPath, [CLI, 'start'], {
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, SLUICE_DATA_DIR: dir.path, SLUICE_WORKERS: '1' },
+        env: { ...process.env, SLUICE_DATA_DIR: dir.path, SLUICE_WORKERS: '1', SLUICE_PORT: '0' },
       });
       const fields = JSON.parse(await waitForLine(child, /"msg":"engine open"/, 20_000));
       expect(fields).toMatchObject({ dataDir: dir.path, owners: 1 });

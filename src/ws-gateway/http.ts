@@ -1,0 +1,283 @@
+/**
+ * The gateway's HTTP endpoints, on the same uWS app and port as the WebSocket:
+ *
+ *   GET    /healthz             200 {"status":"ok",...}; 503 while shutting down
+ *   GET    /metrics             Prometheus text format (prom-client)
+ *   GET    /topics              {"topics":[names]}
+ *   GET    /topics/:name        the topic's description (config and partitions)
+ *   POST   /topics              body {name, partitions?, retentionMs?, retentionBytes?, segmentMs?, segmentBytes?} -> 201 description
+ *   DELETE /topics/:name        204
+ *   GET    /sluice-client.js    the browser client, as an ES module re-exporting /sluice/client/index.js
+ *   GET    /sluice/<path>.js    read-only files under dist/src/ (only .js, no '..', no symlink escape)
+ *
+ * Errors are JSON `{"error":{"code","message","retriable"}}` with an HTTP status per code.
+ *
+ * uWS rules kept here: the HttpRequest is read synchronously before any await (it dies when
+ * the handler returns); every response that completes later registers onAborted first and
+ * writes inside res.cork; nothing throws out of a handler.
+ *
+ * Owner: the gateway (main) thread.
+ */
+import { realpathSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { sep } from 'node:path';
+import type * as uWS from 'uWebSockets.js';
+import type { Engine } from '../engine/engine.js';
+import { SluiceError, type ErrorCode } from '../errors.js';
+import type { Logger } from '../workers/owner-handle.js';
+import type { GatewayMetrics } from './metrics.js';
+
+/** Largest admin request body: a topic's settings are a few hundred bytes. */
+const HTTP_BODY_BYTES_MAX = 64 * 1024;
+/** Largest static file served: the client's modules are tens of KiB. */
+const STATIC_FILE_BYTES_MAX = 4 * 1024 * 1024;
+/** A static path: letters, digits, '.', '_', '-' and '/', ending in .js. */
+const STATIC_PATH = /^[A-Za-z0-9._\-/]+\.js$/;
+
+const STATUS_OF: Partial<Record<ErrorCode, string>> = {
+  UNKNOWN_TOPIC_OR_PARTITION: '404 Not Found',
+  TOPIC_ALREADY_EXISTS: '409 Conflict',
+  INVALID_TOPIC: '400 Bad Request',
+  INVALID_ARGUMENT: '400 Bad Request',
+  INVALID_REQUEST: '400 Bad Request',
+  THROTTLED: '429 Too Many Requests',
+  ENGINE_CLOSED: '503 Service Unavailable',
+  OWNER_UNAVAILABLE: '503 Service Unavailable',
+  STORAGE_ERROR: '500 Internal Server Error',
+  INTERNAL: '500 Internal Server Error',
+};
+
+export interface HttpContext {
+  engine: Engine;
+  logger: Logger;
+  metrics: GatewayMetrics;
+  /** dist/src/: the root of the files served at /sluice/. */
+  staticRoot: string;
+  readonly closing: boolean;
+  topicDeleted(topic: string): void;
+  health(): Record<string, unknown>;
+}
+
+/** A response that completes later: tracks abortion so nothing writes to a dead HttpResponse. */
+class Reply {
+  readonly #res: uWS.HttpResponse;
+  #done = false;
+
+  constructor(res: uWS.HttpResponse) {
+    this.#res = res;
+    res.onAborted(() => {
+      this.#done = true;
+    });
+  }
+
+  send(status: string, contentType: string | null, body: string | Uint8Array): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#res.cork(() => {
+      this.#res.writeStatus(status);
+      if (contentType) this.#res.writeHeader('Content-Type', contentType);
+      this.#res.writeHeader('Cache-Control', 'no-store');
+      this.#res.end(body);
+    });
+  }
+
+  json(status: string, value: unknown): void {
+    this.send(status, 'application/json; charset=utf-8', JSON.stringify(value));
+  }
+
+  error(err: unknown): void {
+    const e = err instanceof SluiceError ? err : new SluiceError('INTERNAL', err instanceof Error ? err.message : String(err));
+    this.json(STATUS_OF[e.code] ?? '400 Bad Request', { error: { code: e.code, message: e.message, retriable: e.retriable } });
+  }
+
+  /** Collects the request body up to `bytesMax`, copying each chunk (uWS reuses them). */
+  body(bytesMax: number): Promise<Buffer> {
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let bytes = 0;
+      this.#res.onData((chunk, isLast) => {
+        bytes += chunk.byteLength;
+        if (bytes <= bytesMax) chunks.push(Buffer.from(chunk.slice(0)));
+        if (isLast) {
+          if (bytes > bytesMax) reject(new SluiceError('INVALID_REQUEST', `the request body is over ${bytesMax} bytes`));
+          else resolve(Buffer.concat(chunks));
+        }
+      });
+    });
+  }
+}
+
+function guard(ctx: HttpContext, handler: (res: uWS.HttpResponse, req: uWS.HttpRequest) => void): (res: uWS.HttpResponse, req: uWS.HttpRequest) => void {
+  return (res, req) => {
+    try {
+      handler(res, req);
+    } catch (err) {
+      ctx.logger.error({ err: err instanceof Error ? err.stack : String(err), url: req.getUrl() }, 'gateway HTTP handler failed');
+      try {
+        res.writeStatus('500 Internal Server Error').end('internal error');
+      } catch {
+        // the response was already completed
+      }
+    }
+  };
+}
+
+export function registerHttpRoutes(app: uWS.TemplatedApp, ctx: HttpContext): void {
+  app.get(
+    '/healthz',
+    guard(ctx, (res) => {
+      const body = JSON.stringify({ status: ctx.closing ? 'closing' : 'ok', ...ctx.health() });
+      res.writeStatus(ctx.closing ? '503 Service Unavailable' : '200 OK').writeHeader('Content-Type', 'application/json; charset=utf-8').end(body);
+    }),
+  );
+
+  app.get(
+    '/metrics',
+    guard(ctx, (res) => {
+      const reply = new Reply(res);
+      ctx.metrics.registry.metrics().then(
+        (text) => reply.send('200 OK', ctx.metrics.registry.contentType, text),
+        (err: unknown) => reply.error(err),
+      );
+    }),
+  );
+
+  app.get(
+    '/topics',
+    guard(ctx, (res) => {
+      const reply = new Reply(res);
+      try {
+        reply.json('200 OK', { topics: ctx.engine.listTopics() });
+      } catch (err) {
+        reply.error(err);
+      }
+    }),
+  );
+
+  app.get(
+    '/topics/:name',
+    guard(ctx, (res, req) => {
+      const name = decodeURIComponent(req.getParameter(0));
+      const reply = new Reply(res);
+      try {
+        reply.json('200 OK', describeJson(ctx.engine.describeTopic(name)));
+      } catch (err) {
+        reply.error(err);
+      }
+    }),
+  );
+
+  app.post(
+    '/topics',
+    guard(ctx, (res) => {
+      const reply = new Reply(res);
+      reply
+        .body(HTTP_BODY_BYTES_MAX)
+        .then((raw) => {
+          let body: unknown;
+          try {
+            body = JSON.parse(raw.toString('utf8'));
+          } catch {
+            throw new SluiceError('INVALID_REQUEST', 'the body must be a JSON object: {"name": ..., "partitions": ...}');
+          }
+          if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new SluiceError('INVALID_REQUEST', 'the body must be a JSON object');
+          const { name, ...options } = body as Record<string, unknown>;
+          if (typeof name !== 'string') throw new SluiceError('INVALID_TOPIC', 'the body needs "name", a string');
+          for (const key of Object.keys(options)) {
+            if (!['partitions', 'retentionMs', 'retentionBytes', 'segmentMs', 'segmentBytes'].includes(key)) {
+              throw new SluiceError('INVALID_ARGUMENT', `unknown topic setting ${JSON.stringify(key)}`);
+            }
+          }
+          if (ctx.closing) throw new SluiceError('ENGINE_CLOSED', 'the server is shutting down');
+          return ctx.engine.createTopic(name, options as Record<string, number>);
+        })
+        .then(
+          (d) => reply.json('201 Created', describeJson(d)),
+          (err: unknown) => reply.error(err),
+        );
+    }),
+  );
+
+  app.del(
+    '/topics/:name',
+    guard(ctx, (res, req) => {
+      const name = decodeURIComponent(req.getParameter(0));
+      const reply = new Reply(res);
+      if (ctx.closing) {
+        reply.error(new SluiceError('ENGINE_CLOSED', 'the server is shutting down'));
+        return;
+      }
+      ctx.engine.deleteTopic(name).then(
+        () => {
+          ctx.topicDeleted(name);
+          reply.send('204 No Content', null, '');
+        },
+        (err: unknown) => reply.error(err),
+      );
+    }),
+  );
+
+  registerStatic(app, ctx);
+
+  app.any(
+    '/*',
+    guard(ctx, (res, req) => {
+      const body = JSON.stringify({ error: { code: 'NOT_FOUND', message: `no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}`, retriable: false } });
+      res.writeStatus('404 Not Found').writeHeader('Content-Type', 'application/json; charset=utf-8').end(body);
+    }),
+  );
+}
+
+function registerStatic(app: uWS.TemplatedApp, ctx: HttpContext): void {
+  app.get(
+    '/sluice-client.js',
+    guard(ctx, (res) => {
+      const reply = new Reply(res);
+      stat(`${ctx.staticRoot}${sep}client${sep}index.js`).then(
+        () => reply.send('200 OK', 'text/javascript; charset=utf-8', "export * from './sluice/client/index.js';\n"),
+        () =>
+          reply.send(
+            '503 Service Unavailable',
+            'text/plain; charset=utf-8',
+            'the browser client is not built: dist/src/client/index.js does not exist (run `npm run build` once src/client exists)\n',
+          ),
+      );
+    }),
+  );
+
+  app.get(
+    '/sluice/*',
+    guard(ctx, (res, req) => {
+      const path = req.getUrl().slice('/sluice/'.length);
+      const reply = new Reply(res);
+      const notFound = () => reply.send('404 Not Found', 'text/plain; charset=utf-8', 'not found\n');
+      if (!STATIC_PATH.test(path) || path.split('/').some((part) => part === '' || part === '.' || part === '..')) {
+        notFound();
+        return;
+      }
+      readStatic(ctx.staticRoot, path).then(
+        (bytes) => (bytes ? reply.send('200 OK', 'text/javascript; charset=utf-8', bytes) : notFound()),
+        () => notFound(),
+      );
+    }),
+  );
+}
+
+/** The file at `root/path` if it is a regular .js file whose real path stays inside root; else null. */
+async function readStatic(root: string, path: string): Promise<Uint8Array | null> {
+  const rootReal = realpathSync(root);
+  let real: string;
+  try {
+    real = realpathSync(`${rootReal}${sep}${path.split('/').join(sep)}`);
+  } catch {
+    return null;
+  }
+  if (!real.startsWith(rootReal + sep) || !real.endsWith('.js')) return null;
+  const info = await stat(real);
+  if (!info.isFile() || info.size > STATIC_FILE_BYTES_MAX) return null;
+  return readFile(real);
+}
+
+function describeJson(d: ReturnType<Engine['describeTopic']>): Record<string, unknown> {
+  return { name: d.name, config: d.config, partitions: d.partitions };
+}

@@ -1,0 +1,112 @@
+/**
+ * The gateway's Prometheus metrics (prom-client), served at GET /metrics.
+ *
+ * One Registry per gateway (no global registry: two gateways in one process, as tests run
+ * them, keep separate counts). Counters are bumped per request or per batch, never per
+ * record; per-partition state (log end offsets, high watermarks) and owner restarts are
+ * read from the engine only when /metrics is scraped.
+ *
+ * Owner: the gateway (main) thread.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Engine } from '../engine/engine.js';
+
+/** Request latency buckets in seconds: 50 µs (a produce into the ring) to 30 s (a maximal long poll). */
+const LATENCY_BUCKETS_S = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export class GatewayMetrics {
+  readonly registry = new Registry();
+  readonly recordsIn: Counter<'topic'>;
+  readonly bytesIn: Counter<'topic'>;
+  readonly recordsOut: Counter<'topic'>;
+  readonly bytesOut: Counter<'topic'>;
+  readonly requestSeconds: Histogram<'op'>;
+  readonly errors: Counter<'op' | 'code'>;
+  readonly throttled: Counter<'cause'>;
+  readonly connections: Gauge;
+  readonly connectionsTotal: Counter;
+  readonly sendsDropped: Counter;
+  readonly bufferedBytes: Gauge;
+  readonly subscriptions: Gauge;
+
+  constructor(engine: Engine, gauges: { bufferedBytes(): number; subscriptions(): number }) {
+    const registers = [this.registry];
+    this.recordsIn = new Counter({ name: 'sluice_records_in_total', help: 'records appended through the gateway', labelNames: ['topic'], registers });
+    this.bytesIn = new Counter({ name: 'sluice_bytes_in_total', help: 'batch bytes appended through the gateway', labelNames: ['topic'], registers });
+    this.recordsOut = new Counter({ name: 'sluice_records_out_total', help: 'records sent to consumers (fetch and subscriptions)', labelNames: ['topic'], registers });
+    this.bytesOut = new Counter({ name: 'sluice_bytes_out_total', help: 'batch bytes sent to consumers (fetch and subscriptions)', labelNames: ['topic'], registers });
+    this.requestSeconds = new Histogram({
+      name: 'sluice_request_duration_seconds',
+      help: 'time from a request frame arriving to its response being handed to the socket',
+      labelNames: ['op'],
+      buckets: LATENCY_BUCKETS_S,
+      registers,
+    });
+    this.errors = new Counter({ name: 'sluice_request_errors_total', help: 'requests answered with ERROR (or failed silently, for acks=0)', labelNames: ['op', 'code'], registers });
+    this.throttled = new Counter({ name: 'sluice_throttled_total', help: 'requests answered THROTTLED, by cause', labelNames: ['cause'], registers });
+    this.connections = new Gauge({ name: 'sluice_connections', help: 'open WebSocket connections', registers });
+    this.connectionsTotal = new Counter({ name: 'sluice_connections_total', help: 'WebSocket connections opened', registers });
+    this.sendsDropped = new Counter({ name: 'sluice_sends_dropped_total', help: 'frames uWS dropped at maxBackpressure (the socket is then closed)', registers });
+    this.bufferedBytes = new Gauge({
+      name: 'sluice_gateway_buffered_bytes',
+      help: 'bytes buffered in sockets, gateway-wide (the memory budget counts these)',
+      registers,
+      collect() {
+        this.set(gauges.bufferedBytes());
+      },
+    });
+    this.subscriptions = new Gauge({
+      name: 'sluice_subscriptions',
+      help: 'open subscriptions',
+      registers,
+      collect() {
+        this.set(gauges.subscriptions());
+      },
+    });
+    new Gauge({
+      name: 'sluice_owner_restarts',
+      help: 'times each owner thread was restarted after dying',
+      labelNames: ['owner'],
+      registers,
+      collect() {
+        this.reset();
+        engine.ownerRestarts().forEach((n, owner) => this.set({ owner: String(owner) }, n));
+      },
+    });
+    const partitionGauge = (name: string, help: string, field: 'logEndOffset' | 'highWatermark' | 'logStartOffset' | 'durableOffset' | 'sizeBytes') =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['topic', 'partition'],
+        registers,
+        collect() {
+          this.reset();
+          for (const d of describeAll(engine)) {
+            for (const p of d.partitions) this.set({ topic: d.name, partition: String(p.partition) }, p[field]);
+          }
+        },
+      });
+    partitionGauge('sluice_log_end_offset', 'next offset to assign, per partition', 'logEndOffset');
+    partitionGauge('sluice_high_watermark', 'offset below which records are visible, per partition', 'highWatermark');
+    partitionGauge('sluice_log_start_offset', 'first offset still stored, per partition', 'logStartOffset');
+    partitionGauge('sluice_durable_offset', 'offset below which records are fsynced, per partition', 'durableOffset');
+    partitionGauge('sluice_partition_size_bytes', 'bytes stored, per partition', 'sizeBytes');
+    collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
+  }
+}
+
+function describeAll(engine: Engine): ReturnType<Engine['describeTopic']>[] {
+  try {
+    const out: ReturnType<Engine['describeTopic']>[] = [];
+    for (const name of engine.listTopics()) {
+      try {
+        out.push(engine.describeTopic(name));
+      } catch {
+        // deleted between the list and the describe
+      }
+    }
+    return out;
+  } catch {
+    return []; // the engine is closed
+  }
+}

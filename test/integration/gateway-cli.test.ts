@@ -1,0 +1,89 @@
+/**
+ * `sluice start` as a process: it serves WebSocket and HTTP on the port it was given, logs
+ * one start line, and on SIGTERM stops cleanly (exit 0, clean-shutdown markers); a
+ * restart finds the data.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { as, F, RawClient } from '../fixtures/gateway-client.js';
+import { loadSluice, tempDir } from '../helpers/dist.js';
+
+const S = await loadSluice();
+const CLI = join(fileURLToPath(new URL('../../', import.meta.url)), 'dist/src/cli/main.js');
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+function startProcess(dataDir: string, port: number) {
+  const child = spawn(process.execPath, [CLI, 'start', '--data-dir', dataDir, '--workers', '1'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, SLUICE_PORT: String(port) },
+  });
+  let seen = '';
+  const started = new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no start line: ${seen}`)), 15_000);
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString();
+      const line = seen.split('\n').find((l) => l.includes('"msg":"sluice started"'));
+      if (line) {
+        clearTimeout(timer);
+        resolve(JSON.parse(line));
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, started, exited };
+}
+
+describe('sluice start', () => {
+  it('serves the gateway, stops cleanly on SIGTERM, and keeps the data across a restart', async () => {
+    const dir = tempDir('gateway-cli');
+    try {
+      const port = await freePort();
+      const first = startProcess(dir.path, port);
+      const line = await first.started;
+      expect(line).toMatchObject({ port, host: '127.0.0.1', dataDir: dir.path, owners: 1 });
+      expect(['native', 'js']).toContain(line.crc32c);
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      const c = await RawClient.connect(port);
+      as(await c.request((id) => F.encodeCreateTopic({ correlationId: id, topic: 'kept', partitions: 1, retentionMs: 0, retentionBytes: 0, segmentMs: 0, segmentBytes: 0 })), Op.CREATE_TOPIC_OK);
+      for (let i = 0; i < 5; i++) {
+        const batch = S.encodeBatch([{ value: S.utf8(`v${i}`) }]);
+        as(await c.request((id) => F.encodeProduce({ correlationId: id, producerId: -1, partition: 0, acks: -1, topic: 'kept', batch })), Op.PRODUCE_OK);
+      }
+      first.child.kill('SIGTERM');
+      expect((await c.closed).code).toBe(1001);
+      expect(await first.exited).toBe(0);
+      expect(existsSync(join(dir.path, 'kept-0', '.clean-shutdown'))).toBe(true);
+
+      const second = startProcess(dir.path, port);
+      await second.started;
+      const c2 = await RawClient.connect(port);
+      const got = as(await c2.request((id) => F.encodeFetch({ correlationId: id, topic: 'kept', partition: 0, offset: 0, maxBytes: 1 << 20, minBytes: 0, maxWaitMs: 0 })), Op.FETCH_OK);
+      expect(got.highWatermark).toBe(5);
+      const values: string[] = [];
+      S.forEachBatch(got.records, (b) => values.push(...S.decodeBatch(b).records.map((r) => Buffer.from(r.value!).toString())));
+      expect(values).toEqual(['v0', 'v1', 'v2', 'v3', 'v4']);
+      second.child.kill('SIGINT');
+      expect(await second.exited).toBe(0);
+    } finally {
+      dir.remove();
+    }
+  }, 40_000);
+});
+
+const Op = F.Op;

@@ -1,0 +1,297 @@
+/**
+ * The gateway end to end on a real socket: every operation of docs/protocol.md through a
+ * raw `ws` client, and the HTTP endpoints.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { as, F, RawClient } from '../fixtures/gateway-client.js';
+import { loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+
+const S = await loadSluice();
+const Op = F.Op;
+
+let dir: ReturnType<typeof tempDir>;
+let engine: Awaited<ReturnType<typeof S.Engine.open>>;
+let gateway: Awaited<ReturnType<typeof S.startGateway>>;
+let base: string;
+
+beforeAll(async () => {
+  dir = tempDir('gateway');
+  engine = await S.Engine.open({ dataDir: dir.path, workers: 2, logger: memoryLogger() });
+  gateway = await S.startGateway({ engine, host: '127.0.0.1', port: 0, logger: memoryLogger() });
+  base = `http://127.0.0.1:${gateway.port}`;
+});
+
+afterAll(async () => {
+  await gateway?.close();
+  await engine?.close();
+  dir?.remove();
+});
+
+function batchOf(values: string[]): Uint8Array {
+  return S.encodeBatch(values.map((v) => ({ value: S.utf8(v) })));
+}
+
+async function createTopic(c: RawClient, topic: string, partitions = 1): Promise<void> {
+  as(await c.request((id) => F.encodeCreateTopic({ correlationId: id, topic, partitions, retentionMs: 0, retentionBytes: 0, segmentMs: 0, segmentBytes: 0 })), Op.CREATE_TOPIC_OK);
+}
+
+function produce(c: RawClient, topic: string, batch: Uint8Array, acks = -1, partition = 0) {
+  return c.request((id) => F.encodeProduce({ correlationId: id, producerId: -1, partition, acks, topic, batch }));
+}
+
+function fetch(c: RawClient, topic: string, offset: number, o: { minBytes?: number; maxWaitMs?: number; maxBytes?: number } = {}) {
+  return c.request((id) =>
+    F.encodeFetch({ correlationId: id, topic, partition: 0, offset, maxBytes: o.maxBytes ?? 1 << 20, minBytes: o.minBytes ?? 0, maxWaitMs: o.maxWaitMs ?? 0 }),
+  );
+}
+
+describe('the gateway over WebSocket', () => {
+  it('answers HELLO with the negotiated version and the limits', async () => {
+    const c = await RawClient.connect(gateway.port, { hello: false });
+    const ok = as(await c.request((id) => F.encodeHello({ correlationId: id, versionMin: 1, versionMax: 7, clientId: 'me' })), Op.HELLO_OK);
+    expect(ok).toMatchObject({ protocolVersion: 1, inFlightMax: 64, subscriptionsMax: 256, frameBytesMax: 2 * 1024 * 1024, fetchBytesMax: 1024 * 1024, fetchWaitMsMax: 30_000 });
+    expect(ok.serverVersion).toMatch(/^\d+\.\d+\.\d+/);
+    c.close();
+  });
+
+  it('produces at each acks level and fetches the batches back byte for byte', async () => {
+    const c = await RawClient.connect(gateway.port);
+    await createTopic(c, 'acks');
+    const batches = [batchOf(['a1', 'a2']), batchOf(['b']), batchOf(['c1', 'c2', 'c3'])];
+    const all = as(await produce(c, 'acks', batches[0], -1), Op.PRODUCE_OK);
+    expect(all).toMatchObject({ baseOffset: 0, logStartOffset: 0 });
+    const one = as(await produce(c, 'acks', batches[1], 1), Op.PRODUCE_OK);
+    expect(one.baseOffset).toBe(2);
+    // acks=0: no answer; the next acked produce proves it was appended in order.
+    c.send(F.encodeProduce({ correlationId: c.nextId(), producerId: -1, partition: 0, acks: 0, topic: 'acks', batch: batches[2] }));
+    const after = as(await produce(c, 'acks', batchOf(['d']), -1), Op.PRODUCE_OK);
+    expect(after.baseOffset).toBe(6);
+    const got = as(await fetch(c, 'acks', 0), Op.FETCH_OK);
+    expect(got.highWatermark).toBe(7);
+    const stored: Uint8Array[] = [];
+    S.forEachBatch(got.records, (b) => stored.push(b.slice()));
+    expect(stored).toHaveLength(4);
+    // Byte for byte apart from baseOffset (the first 8 bytes, outside the CRC), which the owner stamps.
+    for (let i = 0; i < 3; i++) expect(Buffer.from(stored[i].subarray(8))).toEqual(Buffer.from(batches[i].subarray(8)));
+    expect(S.decodeBatch(stored[2]).records.map((r) => Buffer.from(r.value!).toString())).toEqual(['c1', 'c2', 'c3']);
+    c.close();
+  });
+
+  it('long-polls a fetch until a produce brings records, and answers after maxWaitMs otherwise', async () => {
+    const c = await RawClient.connect(gateway.port);
+    const p = await RawClient.connect(gateway.port);
+    await createTopic(c, 'poll');
+    const t0 = Date.now();
+    const empty = as(await fetch(c, 'poll', 0, { minBytes: 1, maxWaitMs: 200 }), Op.FETCH_OK);
+    expect(empty.records.length).toBe(0);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(150);
+    const waiting = fetch(c, 'poll', 0, { minBytes: 1, maxWaitMs: 10_000 });
+    // Responses come out of order: a metadata request sent after the waiting fetch is answered first.
+    as(await c.request((id) => F.encodeMetadata({ correlationId: id })), Op.METADATA_OK);
+    const t1 = Date.now();
+    as(await produce(p, 'poll', batchOf(['x'])), Op.PRODUCE_OK);
+    const got = as(await waiting, Op.FETCH_OK);
+    expect(got.records.length).toBeGreaterThan(0);
+    expect(Date.now() - t1).toBeLessThan(5_000);
+    c.close();
+    p.close();
+  });
+
+  it('pushes DATA to a subscription, never beyond its credit, and resumes after CREDIT', async () => {
+    const c = await RawClient.connect(gateway.port);
+    await createTopic(c, 'sub');
+    const batch = batchOf(['0123456789']);
+    const size = batch.length;
+    for (let i = 0; i < 10; i++) as(await produce(c, 'sub', batchOf(['0123456789'])), Op.PRODUCE_OK);
+    const ok = as(
+      await c.request((id) => F.encodeSubscribe({ correlationId: id, subscriptionId: 7, topic: 'sub', partition: 0, offset: -2, creditBytes: size * 3 })),
+      Op.SUBSCRIBE_OK,
+    );
+    expect(ok).toMatchObject({ offset: 0, highWatermark: 10, logStartOffset: 0, subscriptionId: 7 });
+    const received = () => c.pushes.filter((f) => f.op === Op.DATA).reduce((n, f) => n + (f as { records: Uint8Array }).records.length, 0);
+    await c.waitFor(() => received() >= size * 3);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(received()).toBe(size * 3);
+    c.send(F.encodeCredit({ correlationId: c.nextId(), subscriptionId: 7, creditBytes: size * 4 }));
+    await c.waitFor(() => received() >= size * 7);
+    // New records are pushed as they arrive while credit lasts.
+    c.send(F.encodeCredit({ correlationId: c.nextId(), subscriptionId: 7, creditBytes: size * 100 }));
+    await c.waitFor(() => received() >= size * 10);
+    as(await produce(c, 'sub', batchOf(['late'])), Op.PRODUCE_OK);
+    await c.waitFor(() => c.pushes.some((f) => f.op === Op.DATA && f.highWatermark === 11));
+    const offsets: number[] = [];
+    for (const f of c.pushes) if (f.op === Op.DATA) S.forEachBatch(f.records, (_b, h) => offsets.push(h.baseOffset));
+    expect(offsets).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    const unsub = as(await c.request((id) => F.encodeUnsubscribe({ correlationId: id, subscriptionId: 7 })), Op.UNSUBSCRIBE_OK);
+    expect(unsub.subscriptionId).toBe(7);
+    const pushesBefore = c.pushes.length;
+    as(await produce(c, 'sub', batchOf(['after'])), Op.PRODUCE_OK);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(c.pushes.length).toBe(pushesBefore);
+    c.close();
+  });
+
+  it('sends one batch larger than the whole window alone, only when the client holds nothing', async () => {
+    const c = await RawClient.connect(gateway.port);
+    await createTopic(c, 'big');
+    const big = batchOf(['x'.repeat(5000)]);
+    as(await produce(c, 'big', big), Op.PRODUCE_OK);
+    as(await c.request((id) => F.encodeSubscribe({ correlationId: id, subscriptionId: 1, topic: 'big', partition: 0, offset: 0, creditBytes: 100 })), Op.SUBSCRIBE_OK);
+    await c.waitFor(() => c.pushes.length === 1);
+    const data = as(c.pushes[0], Op.DATA);
+    expect(data.records.length).toBe(big.length);
+    c.close();
+  });
+
+  it('lists offsets: earliest, latest and by time', async () => {
+    const c = await RawClient.connect(gateway.port);
+    await createTopic(c, 'offs');
+    const before = Date.now();
+    for (let i = 0; i < 3; i++) as(await produce(c, 'offs', batchOf([`r${i}`])), Op.PRODUCE_OK);
+    const list = async (timestamp: number) => as(await c.request((id) => F.encodeListOffsets({ correlationId: id, topic: 'offs', partition: 0, timestamp })), Op.LIST_OFFSETS_OK).offset;
+    expect(await list(-2)).toBe(0);
+    expect(await list(-1)).toBe(3);
+    expect(await list(before - 60_000)).toBe(0);
+    expect(await list(Date.now() + 60_000)).toBe(-1);
+    c.close();
+  });
+
+  it('serves the admin operations and INIT_PRODUCER, and checks idempotent producer ids', async () => {
+    const c = await RawClient.connect(gateway.port);
+    await createTopic(c, 'admin', 3);
+    const dup = await c.request((id) => F.encodeCreateTopic({ correlationId: id, topic: 'admin', partitions: 1, retentionMs: 0, retentionBytes: 0, segmentMs: 0, segmentBytes: 0 }));
+    expect(as(dup, Op.ERROR).code).toBe('TOPIC_ALREADY_EXISTS');
+    const names = as(await c.request((id) => F.encodeListTopics({ correlationId: id })), Op.LIST_TOPICS_OK).topics;
+    expect(names).toContain('admin');
+    const d = as(await c.request((id) => F.encodeDescribeTopic({ correlationId: id, topic: 'admin' })), Op.DESCRIBE_TOPIC_OK);
+    expect(d.partitions).toHaveLength(3);
+    expect(d.retentionMs).toBe(engine.describeTopic("admin").config.retentionMs);
+    const meta = as(await c.request((id) => F.encodeMetadata({ correlationId: id })), Op.METADATA_OK);
+    expect(meta.owners).toBe(2);
+    expect(meta.topics).toContainEqual({ name: 'admin', partitions: 3 });
+    const init = as(await c.request((id) => F.encodeInitProducer({ correlationId: id })), Op.INIT_PRODUCER_OK);
+    const idem = (producerId: number, baseSequence: number) =>
+      S.encodeBatch([{ value: S.utf8('i') }], { producerId, producerEpoch: 0, baseSequence } as never);
+    const okIdem = await c.request((id) => F.encodeProduce({ correlationId: id, producerId: init.producerId, partition: 1, acks: -1, topic: 'admin', batch: idem(init.producerId, 0) }));
+    expect(as(okIdem, Op.PRODUCE_OK).baseOffset).toBe(0);
+    const retry = await c.request((id) => F.encodeProduce({ correlationId: id, producerId: init.producerId, partition: 1, acks: -1, topic: 'admin', batch: idem(init.producerId, 0) }));
+    expect(as(retry, Op.PRODUCE_OK).baseOffset).toBe(0);
+    const never = init.producerId + 500_000;
+    const unknown = await c.request((id) => F.encodeProduce({ correlationId: id, producerId: never, partition: 1, acks: -1, topic: 'admin', batch: idem(never, 0) }));
+    expect(as(unknown, Op.ERROR).code).toBe('UNKNOWN_PRODUCER_ID');
+    const mismatch = await c.request((id) => F.encodeProduce({ correlationId: id, producerId: init.producerId, partition: 1, acks: -1, topic: 'admin', batch: batchOf(['plain']) }));
+    expect(as(mismatch, Op.ERROR).code).toBe('INVALID_REQUEST');
+    expect(engine.describeTopic('admin').partitions[1].logEndOffset).toBe(1);
+    as(await c.request((id) => F.encodeDeleteTopic({ correlationId: id, topic: 'admin' })), Op.DELETE_TOPIC_OK);
+    const gone = await c.request((id) => F.encodeDescribeTopic({ correlationId: id, topic: 'admin' }));
+    expect(as(gone, Op.ERROR).code).toBe('UNKNOWN_TOPIC_OR_PARTITION');
+    c.close();
+  });
+
+  it('ends waiting fetches and subscriptions of a deleted topic with UNKNOWN_TOPIC_OR_PARTITION', async () => {
+    const c = await RawClient.connect(gateway.port);
+    await createTopic(c, 'doomed');
+    as(await c.request((id) => F.encodeSubscribe({ correlationId: id, subscriptionId: 3, topic: 'doomed', partition: 0, offset: -1, creditBytes: 1000 })), Op.SUBSCRIBE_OK);
+    const waiting = fetch(c, 'doomed', 0, { minBytes: 1, maxWaitMs: 20_000 });
+    const other = await RawClient.connect(gateway.port);
+    as(await other.request((id) => F.encodeDeleteTopic({ correlationId: id, topic: 'doomed' })), Op.DELETE_TOPIC_OK);
+    expect(as(await waiting, Op.ERROR).code).toBe('UNKNOWN_TOPIC_OR_PARTITION');
+    await c.waitFor(() => c.pushes.some((f) => f.op === Op.SUBSCRIPTION_CLOSED));
+    expect(as(c.pushes[0], Op.SUBSCRIPTION_CLOSED)).toMatchObject({ subscriptionId: 3, code: 'UNKNOWN_TOPIC_OR_PARTITION' });
+    c.close();
+    other.close();
+  });
+
+  it('answers THROTTLED beyond the in-flight window instead of queueing', async () => {
+    const dir2 = tempDir('gateway-window');
+    const e2 = await S.Engine.open({ dataDir: dir2.path, workers: 1, logger: memoryLogger() });
+    const g2 = await S.startGateway({ engine: e2, port: 0, limits: { inFlightMax: 2 } });
+    try {
+      const c = await RawClient.connect(g2.port);
+      await createTopic(c, 'w');
+      const polls = [fetch(c, 'w', 0, { minBytes: 1, maxWaitMs: 300 }), fetch(c, 'w', 0, { minBytes: 1, maxWaitMs: 300 })];
+      const third = as(await produce(c, 'w', batchOf(['x'])), Op.ERROR);
+      expect(third).toMatchObject({ code: 'THROTTLED', retriable: true, backoffMs: 10 });
+      for (const p of polls) as(await p, Op.FETCH_OK);
+      as(await produce(c, 'w', batchOf(['x'])), Op.PRODUCE_OK);
+      expect(e2.describeTopic('w').partitions[0].logEndOffset).toBe(1);
+      c.close();
+    } finally {
+      await g2.close();
+      await e2.close();
+      dir2.remove();
+    }
+  });
+});
+
+describe('the gateway over HTTP', () => {
+  it('answers /healthz', async () => {
+    const res = await globalThis.fetch(`${base}/healthz`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ status: 'ok', owners: 2 });
+  });
+
+  it('serves the topic admin API with typed errors and HTTP statuses', async () => {
+    const created = await globalThis.fetch(`${base}/topics`, { method: 'POST', body: JSON.stringify({ name: 'http-t', partitions: 2, retentionMs: 60_000 }) });
+    expect(created.status).toBe(201);
+    expect(await created.json()).toMatchObject({ name: 'http-t', config: { partitions: 2, retentionMs: 60_000 } });
+    const again = await globalThis.fetch(`${base}/topics`, { method: 'POST', body: JSON.stringify({ name: 'http-t' }) });
+    expect(again.status).toBe(409);
+    expect(await again.json()).toEqual({ error: { code: 'TOPIC_ALREADY_EXISTS', message: expect.any(String), retriable: false } });
+    const bad = await globalThis.fetch(`${base}/topics`, { method: 'POST', body: JSON.stringify({ name: 'no/slash' }) });
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error.code).toBe('INVALID_TOPIC');
+    const notJson = await globalThis.fetch(`${base}/topics`, { method: 'POST', body: '{' });
+    expect(notJson.status).toBe(400);
+    const list = await (await globalThis.fetch(`${base}/topics`)).json();
+    expect(list.topics).toContain('http-t');
+    const one = await globalThis.fetch(`${base}/topics/http-t`);
+    expect((await one.json()).partitions).toHaveLength(2);
+    const missing = await globalThis.fetch(`${base}/topics/nope`);
+    expect(missing.status).toBe(404);
+    expect((await missing.json()).error.code).toBe('UNKNOWN_TOPIC_OR_PARTITION');
+    // The WebSocket sees what HTTP created.
+    const c = await RawClient.connect(gateway.port);
+    as(await c.request((id) => F.encodeDescribeTopic({ correlationId: id, topic: 'http-t' })), Op.DESCRIBE_TOPIC_OK);
+    c.close();
+    const del = await globalThis.fetch(`${base}/topics/http-t`, { method: 'DELETE' });
+    expect(del.status).toBe(204);
+    expect((await globalThis.fetch(`${base}/topics/http-t`, { method: 'DELETE' })).status).toBe(404);
+  });
+
+  it('exposes Prometheus metrics: traffic per topic, latency, connections, owners, log end offsets', async () => {
+    const c = await RawClient.connect(gateway.port);
+    await createTopic(c, 'metered');
+    as(await produce(c, 'metered', batchOf(['m1', 'm2'])), Op.PRODUCE_OK);
+    as(await fetch(c, 'metered', 0), Op.FETCH_OK);
+    const res = await globalThis.fetch(`${base}/metrics`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/text\/plain/);
+    const text = await res.text();
+    expect(text).toMatch(/^sluice_records_in_total\{topic="metered"\} 2$/m);
+    expect(text).toMatch(/^sluice_bytes_in_total\{topic="metered"\} \d+$/m);
+    expect(text).toMatch(/^sluice_records_out_total\{topic="metered"\} 2$/m);
+    expect(text).toMatch(/^sluice_request_duration_seconds_bucket\{le="[^"]+",op="PRODUCE"\} \d+$/m);
+    expect(text).toMatch(/^sluice_connections [1-9]\d*$/m);
+    expect(text).toMatch(/^sluice_owner_restarts\{owner="0"\} 0$/m);
+    expect(text).toMatch(/^sluice_log_end_offset\{topic="metered",partition="0"\} 2$/m);
+    expect(text).toMatch(/^sluice_process_resident_memory_bytes \d+/m);
+    c.close();
+  });
+
+  it('serves dist/src .js files read-only under /sluice/ and refuses anything else', async () => {
+    const frames = await globalThis.fetch(`${base}/sluice/ws-gateway/frames.js`);
+    expect(frames.status).toBe(200);
+    expect(frames.headers.get('content-type')).toMatch(/javascript/);
+    expect(await frames.text()).toMatch(/export function decodeClientFrame/);
+    for (const path of ['/sluice/../package.json', '/sluice/ws-gateway/frames.js.map', '/sluice/ws-gateway/frames.d.ts', '/sluice/%2e%2e/x.js', '/sluice//etc/passwd.js', '/sluice/nope.js']) {
+      expect((await globalThis.fetch(`${base}${path}`)).status, path).toBe(404);
+    }
+    const client = await globalThis.fetch(`${base}/sluice-client.js`);
+    if (client.status === 200) expect(await client.text()).toBe("export * from './sluice/client/index.js';\n");
+    else {
+      expect(client.status).toBe(503);
+      expect(await client.text()).toMatch(/not built/);
+    }
+  });
+});
