@@ -1,0 +1,173 @@
+/**
+ * The Sluice client: one connection to the gateway shared by any number of producers and
+ * consumers, plus the admin calls. `connect({ url, clientId })` opens it.
+ *
+ * Browser-safe (native WebSocket, CompressionStream, the JS CRC-32C); in Node the `ws`
+ * package is imported only when there is no global WebSocket, and a faster CRC-32C can be
+ * injected (`crc32c`). Owner: the thread that created it.
+ */
+import { SluiceError } from '../errors.js';
+import type { Crc32cFunction } from '../persist/record-batch-codec.js';
+import { Op, type DescribeTopicOk, type MetadataOk, type ServerFrame } from '../ws-gateway/frames.js';
+import { backoffDelayMs, RETRY_BACKOFF, type BackoffOptions } from './backoff.js';
+import { systemClock, type Clock, type Random } from './clock.js';
+import { Connection, isRetriableError, type ConnectionOptions, type RequestFrame, type WebSocketConstructor } from './connection.js';
+import { Consumer, type ConsumerOptions } from './consumer.js';
+import { Producer, type ProducerOptions } from './producer.js';
+
+export interface ConnectOptions {
+  /** ws://host:port/ of the gateway. */
+  url: string;
+  clientId?: string;
+  WebSocket?: WebSocketConstructor;
+  clock?: Clock;
+  random?: Random;
+  reconnectBackoff?: BackoffOptions;
+  connectTimeoutMs?: number;
+  /** CRC-32C for batches; default the JS table (pass fast-crc32c's in Node for speed). */
+  crc32c?: Crc32cFunction;
+  onLog?: ConnectionOptions['onLog'];
+}
+
+export interface TopicSettings {
+  partitions?: number;
+  retentionMs?: number;
+  retentionBytes?: number;
+  segmentMs?: number;
+  segmentBytes?: number;
+}
+
+export type TopicDescription = Omit<DescribeTopicOk, 'op' | 'correlationId'>;
+export type Metadata = Omit<MetadataOk, 'op' | 'correlationId'>;
+export type OffsetSpec = 'earliest' | 'latest' | { timestamp: number };
+
+/** Read-only admin calls retry retriable errors this many times. */
+const ADMIN_RETRIES_MAX = 5;
+
+export async function connect(options: ConnectOptions): Promise<Sluice> {
+  const connection = await Connection.open(options);
+  return new Sluice(connection, options);
+}
+
+function strip<T extends { op: number; correlationId: number }>(frame: T): Omit<T, 'op' | 'correlationId'> {
+  const { op: _op, correlationId: _c, ...rest } = frame;
+  return rest;
+}
+
+export class Sluice {
+  readonly connection: Connection;
+  readonly #clock: Clock;
+  readonly #random: Random;
+  readonly #crc32c: Crc32cFunction | undefined;
+  readonly #partitionCounts = new Map<string, number>();
+  readonly #producers = new Set<Producer>();
+  readonly #consumers = new Set<Consumer>();
+
+  constructor(connection: Connection, options: Pick<ConnectOptions, 'clock' | 'random' | 'crc32c'> = {}) {
+    this.connection = connection;
+    this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? Math.random;
+    this.#crc32c = options.crc32c;
+  }
+
+  get limits(): Connection['limits'] {
+    return this.connection.limits;
+  }
+
+  producer(options: ProducerOptions = {}): Producer {
+    const p = new Producer(
+      {
+        connection: this.connection,
+        clock: this.#clock,
+        random: this.#random,
+        crc32c: this.#crc32c,
+        partitionCount: (topic) => this.#partitionCount(topic),
+        cachedPartitionCount: (topic) => this.#partitionCounts.get(topic),
+      },
+      options,
+    );
+    this.#producers.add(p);
+    return p;
+  }
+
+  consumer(options: ConsumerOptions = {}): Consumer {
+    const c = new Consumer({ connection: this.connection, clock: this.#clock, random: this.#random, crc32c: this.#crc32c, partitionCount: (topic) => this.#partitionCount(topic) }, options);
+    this.#consumers.add(c);
+    return c;
+  }
+
+  async createTopic(topic: string, settings: TopicSettings = {}): Promise<TopicDescription> {
+    const ok = await this.connection.request({
+      op: Op.CREATE_TOPIC,
+      topic,
+      partitions: settings.partitions ?? 0,
+      retentionMs: settings.retentionMs ?? 0,
+      retentionBytes: settings.retentionBytes ?? 0,
+      segmentMs: settings.segmentMs ?? 0,
+      segmentBytes: settings.segmentBytes ?? 0,
+    });
+    const d = expect(ok, Op.CREATE_TOPIC_OK);
+    this.#partitionCounts.set(topic, d.partitions.length);
+    return strip(d);
+  }
+
+  async deleteTopic(topic: string): Promise<void> {
+    this.#partitionCounts.delete(topic);
+    expect(await this.connection.request({ op: Op.DELETE_TOPIC, topic }), Op.DELETE_TOPIC_OK);
+  }
+
+  async listTopics(): Promise<string[]> {
+    return expect(await this.#readOnly({ op: Op.LIST_TOPICS }), Op.LIST_TOPICS_OK).topics;
+  }
+
+  async describeTopic(topic: string): Promise<TopicDescription> {
+    const d = expect(await this.#readOnly({ op: Op.DESCRIBE_TOPIC, topic }), Op.DESCRIBE_TOPIC_OK);
+    this.#partitionCounts.set(topic, d.partitions.length);
+    return strip(d);
+  }
+
+  async metadata(): Promise<Metadata> {
+    const m = expect(await this.#readOnly({ op: Op.METADATA }), Op.METADATA_OK);
+    for (const t of m.topics) this.#partitionCounts.set(t.name, t.partitions);
+    return strip(m);
+  }
+
+  /** earliest: the log start offset; latest: the high watermark; a timestamp: the first offset at or after it, or -1. */
+  async listOffsets(topic: string, partition: number, spec: OffsetSpec): Promise<number> {
+    const timestamp = spec === 'earliest' ? -2 : spec === 'latest' ? -1 : spec.timestamp;
+    return expect(await this.#readOnly({ op: Op.LIST_OFFSETS, topic, partition, timestamp }), Op.LIST_OFFSETS_OK).offset;
+  }
+
+  /** Flushes and closes producers, closes consumers, then the connection. */
+  async close(): Promise<void> {
+    await Promise.allSettled([...this.#producers].map((p) => p.close()));
+    await Promise.allSettled([...this.#consumers].map((c) => c.close()));
+    this.connection.close();
+  }
+
+  async #partitionCount(topic: string): Promise<number> {
+    const cached = this.#partitionCounts.get(topic);
+    if (cached !== undefined) return cached;
+    await this.metadata();
+    const count = this.#partitionCounts.get(topic);
+    if (count === undefined) throw new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `no topic ${topic}`);
+    return count;
+  }
+
+  async #readOnly(frame: RequestFrame): Promise<ServerFrame> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.connection.request(frame);
+      } catch (err) {
+        if (!isRetriableError(err) || attempt >= ADMIN_RETRIES_MAX) throw err;
+        const hint = err instanceof SluiceError ? (err.backoffMs ?? 0) : 0;
+        await new Promise((r) => this.#clock.setTimeout(r as () => void, Math.max(hint, backoffDelayMs(attempt, RETRY_BACKOFF, this.#random))));
+      }
+    }
+  }
+}
+
+function expect<O extends ServerFrame['op']>(frame: ServerFrame, op: O): Extract<ServerFrame, { op: O }> {
+  if (frame.op !== op) throw new SluiceError('INTERNAL', `expected op ${op}, got ${frame.op}`);
+  return frame as Extract<ServerFrame, { op: O }>;
+}

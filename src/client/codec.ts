@@ -1,0 +1,142 @@
+/**
+ * The client's side of RecordBatch v2: encode a producer batch (optionally gzip), decode
+ * the batches of a DATA or FETCH_OK payload into records. The byte layout is
+ * src/persist/record-batch-codec.ts (shared with the broker); this file binds it to a
+ * browser-safe CRC-32C (the JS table, or one the caller injects, e.g. fast-crc32c in Node)
+ * and to the platform's CompressionStream / DecompressionStream (browsers, Node >= 18).
+ *
+ * Browser-safe; owner: the client's thread; no state.
+ */
+import { SluiceError } from '../errors.js';
+import { crc32cJs } from '../persist/crc32c-js.js';
+import {
+  compressionOf,
+  decodeRecords,
+  encodeBatchWith,
+  RECORDS_OFFSET,
+  validateBatchAtWith,
+  type BatchHeader,
+  type Crc32cFunction,
+  type RecordHeader,
+  type RecordInput,
+} from '../persist/record-batch-codec.js';
+
+export type ClientCompression = 'none' | 'gzip';
+
+export interface BatchIdentity {
+  producerId: number;
+  producerEpoch: number;
+  baseSequence: number;
+}
+
+/** A record as the application receives it. key, value and header values are views into the received frame. */
+export interface ConsumerRecord {
+  topic: string;
+  partition: number;
+  offset: number;
+  timestamp: number;
+  key: Uint8Array | null;
+  value: Uint8Array | null;
+  headers: RecordHeader[];
+}
+
+/** Fixed bytes of a record besides its key, value and headers: length, attributes, deltas, lengths (generous, for sizing). */
+export const RECORD_OVERHEAD_BYTES_ESTIMATE = 24;
+/** Per header besides its key and value bytes. */
+export const HEADER_OVERHEAD_BYTES_ESTIMATE = 10;
+
+const utf8Encoder = new TextEncoder();
+
+/** An upper estimate of a record's encoded size, for batching decisions (the encoder sizes exactly). */
+export function recordSizeEstimate(record: RecordInput): number {
+  let bytes = RECORD_OVERHEAD_BYTES_ESTIMATE + (record.key?.length ?? 0) + (record.value?.length ?? 0);
+  for (const h of record.headers ?? []) bytes += HEADER_OVERHEAD_BYTES_ESTIMATE + utf8Encoder.encode(h.key).length + (h.value?.length ?? 0);
+  return bytes;
+}
+
+async function pipeThrough(bytes: Uint8Array, transform: { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> }): Promise<Uint8Array> {
+  const writer = transform.writable.getWriter();
+  const written = writer.write(bytes).then(() => writer.close());
+  const reader = transform.readable.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    total += value.length;
+  }
+  await written;
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(total);
+  let pos = 0;
+  for (const c of chunks) {
+    out.set(c, pos);
+    pos += c.length;
+  }
+  return out;
+}
+
+export function gzip(bytes: Uint8Array): Promise<Uint8Array> {
+  return pipeThrough(bytes, new CompressionStream('gzip') as unknown as { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> });
+}
+
+export async function gunzip(bytes: Uint8Array): Promise<Uint8Array> {
+  try {
+    return await pipeThrough(bytes, new DecompressionStream('gzip') as unknown as { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> });
+  } catch (err) {
+    throw new SluiceError('CORRUPT_MESSAGE', `a gzip batch does not decompress: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
+/**
+ * Encodes one producer batch. With gzip, the records section is compressed and the
+ * compression bits of the attributes set; the header (with recordCount) stays plain.
+ */
+export async function encodeProducerBatch(
+  records: RecordInput[],
+  options: BatchIdentity & { compression: ClientCompression; now: number; crc32c?: Crc32cFunction },
+): Promise<Uint8Array> {
+  const crc = options.crc32c ?? crc32cJs;
+  const identity = { producerId: options.producerId, producerEpoch: options.producerEpoch, baseSequence: options.baseSequence, now: options.now };
+  const plain = encodeBatchWith(crc, records, identity);
+  if (options.compression === 'none') return plain;
+  const compressed = await gzip(plain.subarray(RECORDS_OFFSET));
+  return encodeBatchWith(crc, records, { ...identity, compression: 'gzip', compressedRecords: compressed });
+}
+
+/** One batch of a payload, decoded. */
+export interface DecodedClientBatch {
+  header: BatchHeader;
+  records: ConsumerRecord[];
+}
+
+/**
+ * Validates and decodes the whole batches of a DATA / FETCH_OK payload, in order, keeping
+ * only records at or after `offsetMin` (the first batch may start below it). A truncated
+ * trailing batch is not expected from Sluice (it sends whole batches) and is CORRUPT_MESSAGE.
+ */
+export async function decodePayload(
+  payload: Uint8Array,
+  where: { topic: string; partition: number; offsetMin: number; crc32c?: Crc32cFunction },
+): Promise<DecodedClientBatch[]> {
+  const crc = where.crc32c ?? crc32cJs;
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  const out: DecodedClientBatch[] = [];
+  let pos = 0;
+  while (pos < payload.length) {
+    const header = validateBatchAtWith(crc, payload, view, pos, payload.length - pos);
+    let section = payload.subarray(pos + RECORDS_OFFSET, pos + header.sizeBytes);
+    const compression = compressionOf(header.attributes);
+    if (compression === 'gzip') section = await gunzip(section);
+    else if (compression !== 'none') throw new SluiceError('CORRUPT_MESSAGE', `${compression} batches are not supported by this client (none and gzip are)`);
+    const records: ConsumerRecord[] = [];
+    for (const r of decodeRecords(section, header)) {
+      if (r.offset < where.offsetMin) continue;
+      records.push({ topic: where.topic, partition: where.partition, offset: r.offset, timestamp: r.timestamp, key: r.key, value: r.value, headers: r.headers });
+    }
+    out.push({ header, records });
+    pos += header.sizeBytes;
+  }
+  return out;
+}

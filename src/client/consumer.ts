@@ -1,0 +1,445 @@
+/**
+ * The consumer: one subscription per assigned partition (SUBSCRIBE with byte credit, DATA
+ * pushes), records handed to the application through `for await` or `run({ eachBatch })`,
+ * credit granted back as the application finishes with them (./credit.ts), seek,
+ * pause/resume per partition, reset on OFFSET_OUT_OF_RANGE, and resubscription after a
+ * reconnect from the next offset not yet handed to the application (at least once, no
+ * loss; records received but not handed out are dropped and fetched again).
+ *
+ * Assignment is one entry point (#assign / #unassign): today `subscribe(topic)` assigns
+ * every partition of the topic and `assign([...])` the given ones; consumer groups (the
+ * next issue) will call the same two from the coordinator's assignment pushes, and add
+ * commits of `position()` after processing.
+ *
+ * Browser-safe; owner: the client's thread.
+ */
+import { SluiceError } from '../errors.js';
+import type { Crc32cFunction } from '../persist/record-batch-codec.js';
+import { Op, toSluiceError, type DataPush, type SubscriptionClosedPush } from '../ws-gateway/frames.js';
+import { backoffDelayMs, RETRY_BACKOFF } from './backoff.js';
+import type { Clock, Random } from './clock.js';
+import { decodePayload, type ConsumerRecord } from './codec.js';
+import { ClientClosedError, ConnectionLostError, isRetriableError, type Connection } from './connection.js';
+import { CONSUMER_WINDOW_BYTES_DEFAULT, CreditAccount } from './credit.js';
+
+export type StartPosition = 'earliest' | 'latest' | { offset: number } | { timestamp: number };
+
+export interface ConsumerOptions {
+  /** Where partitions without a position start. Default 'latest' (Kafka's auto.offset.reset). */
+  from?: StartPosition;
+  /** What to do when the position is out of range (retention removed it). Default 'earliest'. */
+  resetPolicy?: 'earliest' | 'latest';
+  /** Record bytes the server may push per partition before the application consumes them. */
+  windowBytes?: number;
+}
+
+export interface TopicPartition {
+  topic: string;
+  partition: number;
+}
+
+export interface ConsumerBatch {
+  topic: string;
+  partition: number;
+  records: ConsumerRecord[];
+  highWatermark: number;
+}
+
+export interface RunOptions {
+  eachBatch?: (batch: ConsumerBatch) => Promise<void> | void;
+  eachRecord?: (record: ConsumerRecord) => Promise<void> | void;
+}
+
+export interface ConsumerContext {
+  connection: Connection;
+  clock: Clock;
+  random: Random;
+  crc32c?: Crc32cFunction;
+  partitionCount(topic: string): Promise<number>;
+}
+
+/** Records of one DATA frame, as handed out; its record bytes go back as credit once finished. */
+interface ReadyBatch {
+  assignment: Assignment;
+  generation: number;
+  records: ConsumerRecord[];
+  next: number;
+  creditBytes: number;
+  highWatermark: number;
+}
+
+interface Assignment {
+  topic: string;
+  partition: number;
+  /** The next offset to hand to the application; null until the start position is resolved. */
+  position: number | null;
+  /** The next offset expected from the server (records below it are skipped). */
+  fetchOffset: number;
+  subscriptionId: number;
+  /** Bumped at each (re)subscription; data of an older generation is dropped. */
+  generation: number;
+  credit: CreditAccount;
+  paused: boolean;
+  /** DATA frames are decoded in order behind the subscription's start. */
+  chain: Promise<void>;
+  /** Start from here when position is null: the initial request or the reset policy. */
+  start: StartPosition;
+  active: boolean;
+}
+
+const key = (topic: string, partition: number): string => `${partition}\u0000${topic}`;
+
+export class Consumer implements AsyncIterable<ConsumerRecord> {
+  readonly #ctx: ConsumerContext;
+  readonly #from: StartPosition;
+  readonly #resetPolicy: 'earliest' | 'latest';
+  readonly #windowBytes: number;
+  readonly #assignments = new Map<string, Assignment>();
+  readonly #ready: ReadyBatch[] = [];
+  #wake: (() => void) | null = null;
+  #error: unknown = null;
+  #closed = false;
+  readonly #offReconnected: () => void;
+
+  constructor(ctx: ConsumerContext, options: ConsumerOptions = {}) {
+    this.#ctx = ctx;
+    this.#from = options.from ?? 'latest';
+    this.#resetPolicy = options.resetPolicy ?? 'earliest';
+    this.#windowBytes = options.windowBytes ?? CONSUMER_WINDOW_BYTES_DEFAULT;
+    if (!Number.isInteger(this.#windowBytes) || this.#windowBytes < 1 || this.#windowBytes > 0xffff_ffff) {
+      throw new SluiceError('INVALID_ARGUMENT', `windowBytes must be an integer in [1, 2^32 - 1], got ${this.#windowBytes}`);
+    }
+    this.#offReconnected = ctx.connection.onReconnected(() => {
+      for (const a of this.#assignments.values()) if (a.active) this.#resubscribe(a);
+    });
+  }
+
+  /** Assigns every partition of `topic`. */
+  async subscribe(topic: string, options: { from?: StartPosition } = {}): Promise<void> {
+    const count = await this.#ctx.partitionCount(topic);
+    await this.assign(Array.from({ length: count }, (_, partition) => ({ topic, partition, from: options.from })));
+  }
+
+  /** Assigns partitions, each from its own start (default: the consumer's `from`). Resolves once subscribed. */
+  async assign(partitions: (TopicPartition & { from?: StartPosition })[]): Promise<void> {
+    this.#checkOpen();
+    await Promise.all(partitions.map((p) => this.#assign(p.topic, p.partition, p.from ?? this.#from)));
+  }
+
+  /** Stops consuming these partitions. */
+  async unassign(partitions: TopicPartition[]): Promise<void> {
+    await Promise.all(partitions.map((p) => this.#unassign(p.topic, p.partition)));
+  }
+
+  /** The partitions assigned. */
+  assignment(): TopicPartition[] {
+    return [...this.#assignments.values()].map((a) => ({ topic: a.topic, partition: a.partition }));
+  }
+
+  /** The next offset to hand to the application for a partition (null before it is known). */
+  position(topic: string, partition: number): number | null {
+    return this.#assignments.get(key(topic, partition))?.position ?? null;
+  }
+
+  /** Continues a partition from `offset` (records buffered for it are dropped). */
+  seek(topic: string, partition: number, offset: number): void {
+    const a = this.#get(topic, partition);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new SluiceError('INVALID_ARGUMENT', `offset must be >= 0, got ${offset}`);
+    a.position = offset;
+    this.#resubscribe(a);
+  }
+
+  /** Stops handing out records of these partitions and stops granting them credit. */
+  pause(partitions: TopicPartition[]): void {
+    for (const p of partitions) {
+      const a = this.#get(p.topic, p.partition);
+      a.paused = true;
+      a.credit.pause();
+    }
+  }
+
+  resume(partitions: TopicPartition[]): void {
+    for (const p of partitions) {
+      const a = this.#get(p.topic, p.partition);
+      a.paused = false;
+      this.#grant(a, a.credit.resume());
+    }
+    this.#signal();
+  }
+
+  paused(): TopicPartition[] {
+    return [...this.#assignments.values()].filter((a) => a.paused).map((a) => ({ topic: a.topic, partition: a.partition }));
+  }
+
+  /** Ends every subscription; iterators finish. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#offReconnected();
+    const all = [...this.#assignments.values()];
+    await Promise.allSettled(all.map((a) => this.#unassign(a.topic, a.partition)));
+    this.#signal();
+  }
+
+  /** Hands out records one at a time, in offset order per partition. */
+  async *[Symbol.asyncIterator](): AsyncIterator<ConsumerRecord> {
+    let current: ReadyBatch | null = null;
+    try {
+      for (;;) {
+        if (current && (current.next >= current.records.length || !this.#isCurrent(current) || current.assignment.paused)) {
+          if (current.next >= current.records.length || !this.#isCurrent(current)) this.#finished(current);
+          else this.#ready.unshift(current); // paused mid-batch: keep the rest for resume
+          current = null;
+        }
+        if (!current) {
+          current = await this.#nextBatch();
+          if (!current) return;
+          continue;
+        }
+        const record = current.records[current.next++];
+        current.assignment.position = record.offset + 1;
+        yield record;
+      }
+    } finally {
+      if (current) this.#finished(current);
+    }
+  }
+
+  /** Runs a handler per batch (or per record) until close(); a handler's error ends run() with it. */
+  async run(options: RunOptions): Promise<void> {
+    if (!options.eachBatch && !options.eachRecord) throw new SluiceError('INVALID_ARGUMENT', 'run needs eachBatch or eachRecord');
+    for (;;) {
+      const batch = await this.#nextBatch();
+      if (!batch) return;
+      const records = batch.records.slice(batch.next);
+      batch.next = batch.records.length;
+      batch.assignment.position = records[records.length - 1].offset + 1;
+      try {
+        if (options.eachBatch) await options.eachBatch({ topic: batch.assignment.topic, partition: batch.assignment.partition, records, highWatermark: batch.highWatermark });
+        else for (const r of records) await options.eachRecord!(r);
+      } finally {
+        this.#finished(batch);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ handing out
+
+  #isCurrent(batch: ReadyBatch): boolean {
+    return batch.assignment.active && batch.generation === batch.assignment.generation;
+  }
+
+  /** The next batch with records to hand out, waiting for one; null once closed. */
+  async #nextBatch(): Promise<ReadyBatch | null> {
+    for (;;) {
+      if (this.#error) {
+        const err = this.#error;
+        this.#error = null;
+        throw err;
+      }
+      if (this.#closed) return null;
+      for (let i = 0; i < this.#ready.length; i++) {
+        const b = this.#ready[i];
+        if (!this.#isCurrent(b)) {
+          this.#ready.splice(i--, 1);
+          this.#finished(b);
+          continue;
+        }
+        if (b.assignment.paused) continue;
+        this.#ready.splice(i, 1);
+        return b;
+      }
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+      });
+    }
+  }
+
+  #signal(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  /** The application is done with a batch: its bytes go back as credit (for a live subscription). */
+  #finished(batch: ReadyBatch): void {
+    if (batch.creditBytes === 0) return;
+    const bytes = batch.creditBytes;
+    batch.creditBytes = 0;
+    if (this.#isCurrent(batch)) this.#grant(batch.assignment, batch.assignment.credit.consumed(bytes));
+  }
+
+  #grant(a: Assignment, bytes: number): void {
+    if (bytes > 0 && a.subscriptionId !== 0) this.#ctx.connection.sendNoResponse({ op: Op.CREDIT, subscriptionId: a.subscriptionId, creditBytes: bytes });
+  }
+
+  #fail(err: unknown): void {
+    this.#error ??= err;
+    this.#signal();
+  }
+
+  // ------------------------------------------------------------ assignment
+
+  #get(topic: string, partition: number): Assignment {
+    const a = this.#assignments.get(key(topic, partition));
+    if (!a) throw new SluiceError('INVALID_ARGUMENT', `${topic}/${partition} is not assigned to this consumer`);
+    return a;
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new ClientClosedError();
+  }
+
+  async #assign(topic: string, partition: number, from: StartPosition): Promise<void> {
+    if (this.#assignments.has(key(topic, partition))) return;
+    const a: Assignment = {
+      topic,
+      partition,
+      position: typeof from === 'object' && 'offset' in from ? from.offset : null,
+      fetchOffset: 0,
+      subscriptionId: 0,
+      generation: 0,
+      credit: new CreditAccount(this.#windowBytes),
+      paused: false,
+      chain: Promise.resolve(),
+      start: from,
+      active: true,
+    };
+    this.#assignments.set(key(topic, partition), a);
+    await this.#resubscribe(a);
+  }
+
+  async #unassign(topic: string, partition: number): Promise<void> {
+    const a = this.#assignments.get(key(topic, partition));
+    if (!a) return;
+    this.#assignments.delete(key(topic, partition));
+    a.active = false;
+    a.generation++;
+    await this.#endSubscription(a);
+  }
+
+  async #endSubscription(a: Assignment): Promise<void> {
+    const id = a.subscriptionId;
+    if (id === 0) return;
+    a.subscriptionId = 0;
+    try {
+      await this.#ctx.connection.request({ op: Op.UNSUBSCRIBE, subscriptionId: id });
+    } catch {
+      // The connection dropped (the subscription died with it) or the client closed.
+    } finally {
+      this.#ctx.connection.removeSubscription(id);
+    }
+  }
+
+  /** (Re)subscribes from the position (or the start), dropping what was received and not handed out. */
+  #resubscribe(a: Assignment): Promise<void> {
+    const generation = ++a.generation;
+    const old = a.subscriptionId;
+    a.subscriptionId = 0;
+    const started = (async () => {
+      if (old !== 0) {
+        this.#ctx.connection.removeSubscription(old);
+        this.#ctx.connection.request({ op: Op.UNSUBSCRIBE, subscriptionId: old }).catch(() => undefined);
+      }
+      await this.#subscribeLoop(a, generation);
+    })();
+    a.chain = started.catch(() => undefined);
+    return started;
+  }
+
+  async #startOffset(a: Assignment): Promise<number> {
+    if (a.position !== null) return a.position;
+    const from = a.start;
+    if (from === 'earliest') return -2;
+    if (from === 'latest') return -1;
+    if ('offset' in from) return from.offset;
+    const ok = await this.#ctx.connection.request({ op: Op.LIST_OFFSETS, timestamp: from.timestamp, partition: a.partition, topic: a.topic });
+    const offset = ok.op === Op.LIST_OFFSETS_OK ? ok.offset : -1;
+    return offset < 0 ? -1 : offset;
+  }
+
+  async #subscribeLoop(a: Assignment, generation: number): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      if (generation !== a.generation || !a.active || this.#closed) return;
+      let subscriptionId = 0;
+      try {
+        const offset = await this.#startOffset(a);
+        if (generation !== a.generation) return;
+        subscriptionId = this.#ctx.connection.addSubscription((push) => this.#onPush(a, generation, push));
+        a.credit.reset();
+        const ok = await this.#ctx.connection.request({ op: Op.SUBSCRIBE, offset, subscriptionId, partition: a.partition, creditBytes: this.#windowBytes, topic: a.topic });
+        if (ok.op !== Op.SUBSCRIBE_OK) throw new SluiceError('INTERNAL', `SUBSCRIBE answered by op ${ok.op}`);
+        if (generation !== a.generation) {
+          this.#ctx.connection.removeSubscription(subscriptionId);
+          this.#ctx.connection.request({ op: Op.UNSUBSCRIBE, subscriptionId }).catch(() => undefined);
+          return;
+        }
+        a.subscriptionId = subscriptionId;
+        a.position ??= ok.offset;
+        a.fetchOffset = a.position;
+        return;
+      } catch (err) {
+        if (subscriptionId !== 0) this.#ctx.connection.removeSubscription(subscriptionId);
+        if (err instanceof ConnectionLostError) return; // the reconnect listener resubscribes
+        if (err instanceof ClientClosedError) return;
+        if (err instanceof SluiceError && err.code === 'OFFSET_OUT_OF_RANGE') {
+          a.position = null;
+          a.start = this.#resetPolicy;
+          continue;
+        }
+        if (!isRetriableError(err)) {
+          this.#fail(err);
+          throw err;
+        }
+        const hint = err instanceof SluiceError ? (err.backoffMs ?? 0) : 0;
+        await new Promise((r) => this.#ctx.clock.setTimeout(r as () => void, Math.max(hint, backoffDelayMs(attempt, RETRY_BACKOFF, this.#ctx.random))));
+      }
+    }
+  }
+
+  #onPush(a: Assignment, generation: number, push: DataPush | SubscriptionClosedPush): void {
+    if (push.op === Op.DATA) {
+      a.credit.received(push.records.length);
+      a.chain = a.chain.then(() => this.#onData(a, generation, push)).catch((err) => this.#fail(err));
+      return;
+    }
+    a.chain = a.chain.then(() => this.#onClosed(a, generation, push));
+  }
+
+  async #onData(a: Assignment, generation: number, push: DataPush): Promise<void> {
+    if (generation !== a.generation || !a.active) return;
+    const batches = await decodePayload(push.records, { topic: a.topic, partition: a.partition, offsetMin: a.fetchOffset, crc32c: this.#ctx.crc32c });
+    if (generation !== a.generation || !a.active) return;
+    const records: ConsumerRecord[] = [];
+    for (const b of batches) {
+      for (const r of b.records) records.push(r);
+      a.fetchOffset = Math.max(a.fetchOffset, b.header.baseOffset + b.header.lastOffsetDelta + 1);
+    }
+    const ready: ReadyBatch = { assignment: a, generation, records, next: 0, creditBytes: push.records.length, highWatermark: push.highWatermark };
+    if (records.length === 0) {
+      this.#finished(ready);
+      return;
+    }
+    this.#ready.push(ready);
+    this.#signal();
+  }
+
+  #onClosed(a: Assignment, generation: number, push: SubscriptionClosedPush): void {
+    if (generation !== a.generation || !a.active) return;
+    this.#ctx.connection.removeSubscription(push.subscriptionId);
+    a.subscriptionId = 0;
+    const err = toSluiceError(push);
+    if (err.code === 'OFFSET_OUT_OF_RANGE') {
+      a.position = null;
+      a.start = this.#resetPolicy;
+      void this.#resubscribe(a).catch(() => undefined);
+    } else if (err.code === 'ENGINE_CLOSED' || push.retriable) {
+      // The server is going away (the reconnect resubscribes) or asks for a later retry.
+      this.#ctx.clock.setTimeout(() => {
+        if (generation === a.generation && a.active && this.#ctx.connection.state === 'ready') void this.#resubscribe(a).catch(() => undefined);
+      }, Math.max(push.backoffMs, RETRY_BACKOFF.initialMs));
+    } else {
+      this.#fail(err);
+    }
+  }
+}

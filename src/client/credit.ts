@@ -1,0 +1,84 @@
+/**
+ * Consumer-side credit accounting for one subscription (docs/protocol.md, flow control).
+ *
+ * The gateway may push record bytes while the subscription's credit lasts. The client
+ * grants bytes back as the application finishes with them, so the pace of the
+ * application sets the pace of the stream and the bytes held by the client never exceed
+ * the window (plus one oversized batch, protocol rule 2). Grants are batched: one CREDIT
+ * once the returned bytes reach CREDIT_REFILL_FRACTION of the window (floor: 1 byte), and
+ * at once whenever the application has finished with everything it was sent, so an idle
+ * consumer is always back at credit = window (which rule 2 needs to send an oversized
+ * batch). While paused, nothing is granted; resume grants what accumulated.
+ *
+ * Browser-safe; owner: the client's thread; plain counters.
+ */
+import { assert } from '../assert.js';
+
+/** Grant credit back once this fraction of the window has been consumed (nats.js and Kafka clients refill at about half). */
+export const CREDIT_REFILL_FRACTION = 0.5;
+/** Default window per subscription: one maximal fetch (FETCH_BYTES_MAX), so one DATA frame can be full. */
+export const CONSUMER_WINDOW_BYTES_DEFAULT = 1024 * 1024;
+/** The smallest grant threshold. */
+export const CREDIT_REFILL_BYTES_MIN = 1;
+
+export class CreditAccount {
+  readonly windowBytes: number;
+  readonly refillBytes: number;
+  /** Bytes received from the server and not yet finished by the application. */
+  #heldBytes = 0;
+  /** Bytes finished and not yet granted back. */
+  #returnableBytes = 0;
+  #paused = false;
+
+  constructor(windowBytes: number, refillFraction = CREDIT_REFILL_FRACTION) {
+    assert(Number.isInteger(windowBytes) && windowBytes >= 1 && windowBytes <= 0xffff_ffff, `windowBytes must be a u32 >= 1, got ${windowBytes}`);
+    assert(refillFraction > 0 && refillFraction <= 1, 'the refill fraction is in (0, 1]');
+    this.windowBytes = windowBytes;
+    this.refillBytes = Math.max(CREDIT_REFILL_BYTES_MIN, Math.floor(windowBytes * refillFraction));
+  }
+
+  get heldBytes(): number {
+    return this.#heldBytes;
+  }
+
+  get returnableBytes(): number {
+    return this.#returnableBytes;
+  }
+
+  /** A new subscription starts with the whole window granted and nothing held. */
+  reset(): void {
+    this.#heldBytes = 0;
+    this.#returnableBytes = 0;
+  }
+
+  /** A DATA frame with `bytes` record bytes arrived. */
+  received(bytes: number): void {
+    this.#heldBytes += bytes;
+  }
+
+  /** The application finished with `bytes` record bytes; returns the bytes to grant now (0: none yet). */
+  consumed(bytes: number): number {
+    assert(bytes <= this.#heldBytes, `consumed ${bytes} bytes but only ${this.#heldBytes} are held`);
+    this.#heldBytes -= bytes;
+    this.#returnableBytes += bytes;
+    return this.#grant();
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  /** Returns the bytes to grant now that the subscription runs again. */
+  resume(): number {
+    this.#paused = false;
+    return this.#grant();
+  }
+
+  #grant(): number {
+    if (this.#paused || this.#returnableBytes === 0) return 0;
+    if (this.#returnableBytes < this.refillBytes && this.#heldBytes > 0) return 0;
+    const grant = this.#returnableBytes;
+    this.#returnableBytes = 0;
+    return grant;
+  }
+}

@@ -1,0 +1,459 @@
+/**
+ * The producer: send() records, batched per partition (lingerMs, batchBytes), encoded as
+ * RecordBatch v2 (optionally gzip), sent with acks 0, 1 or all, retried on retriable
+ * errors with back-off (THROTTLED's backoffMs honoured), idempotent by default.
+ *
+ * Idempotence (docs/protocol.md): INIT_PRODUCER once; each sealed batch takes the
+ * partition's next sequence (baseSequence, then + record count, wrapping after 2^31 - 1),
+ * written into its header, so a resent batch is the same bytes and the broker stores it
+ * once. At most IDEMPOTENT_BATCHES_PER_PARTITION produces are in flight per partition.
+ *
+ * Order per partition: batches are sealed, numbered and sent in send() order (the
+ * connection's outbox is FIFO). When any batch of a partition fails retriably, the
+ * partition stops sending, waits until every batch it has in flight is answered, waits the
+ * back-off, and resends the failed batches in sequence order before anything newer (the
+ * broker refuses the later ones with OUT_OF_ORDER_SEQUENCE meanwhile, which is retriable).
+ * A batch refused for good (nothing is appended then) is rejected, and the batches after
+ * it are renumbered from its sequence, so the partition carries on.
+ *
+ * Browser-safe; owner: the client's thread.
+ */
+import { assert } from '../assert.js';
+import { SluiceError } from '../errors.js';
+import type { Crc32cFunction, RecordHeader, RecordInput } from '../persist/record-batch-codec.js';
+import { Op, type ProduceOk } from '../ws-gateway/frames.js';
+import { BATCH_BYTES_MAX, IDEMPOTENT_BATCHES_PER_PARTITION } from '../ws-gateway/limits.js';
+import { BatchAccumulator } from './accumulator.js';
+import { backoffDelayMs, RETRY_BACKOFF, type BackoffOptions } from './backoff.js';
+import type { Clock, Random } from './clock.js';
+import { encodeProducerBatch, recordSizeEstimate, type ClientCompression } from './codec.js';
+import { ClientClosedError, ConnectionLostError, isRetriableError, type Connection } from './connection.js';
+import { partitionForKey } from './murmur2.js';
+
+/** Kafka's linger.ms default is 5 ms since 3.x: enough to coalesce a burst of sends. */
+export const LINGER_MS_DEFAULT = 5;
+/** Kafka's batch.size default is 16 KiB; 64 KiB moves more per frame at little latency cost. */
+export const BATCH_BYTES_DEFAULT = 64 * 1024;
+/** Sequences are int32 and wrap to 0 after this (docs/protocol.md, idempotence step 2). */
+export const SEQUENCE_MAX = 0x7fff_ffff;
+/** Bytes of records accepted by send() and not yet acknowledged before send() waits (Kafka's buffer.memory is 32 MiB). */
+export const BUFFER_BYTES_MAX_DEFAULT = 32 * 1024 * 1024;
+/** Slack between a batch's estimated records and the broker's limit: the 61-byte header and varint differences. */
+const BATCH_HEADER_SLACK_BYTES = 128;
+
+export type Acks = 'all' | -1 | 0 | 1;
+
+export interface ProducerOptions {
+  acks?: Acks;
+  lingerMs?: number;
+  batchBytes?: number;
+  compression?: ClientCompression;
+  /** Default true (needs acks 1 or all; acks 0 turns it off). */
+  idempotent?: boolean;
+  /** Retries per batch of retriable errors (a lost connection does not count). Default: unlimited. */
+  retries?: number;
+  retryBackoff?: BackoffOptions;
+  bufferBytesMax?: number;
+}
+
+export type HeadersInput = Record<string, string | Uint8Array | null> | RecordHeader[];
+
+export interface ProducerRecord {
+  topic: string;
+  key?: Uint8Array | string | null;
+  value: Uint8Array | string | null;
+  headers?: HeadersInput;
+  /** Chosen by key hash (or sticky without a key) when absent. */
+  partition?: number;
+  /** ms since the epoch; default now. */
+  timestamp?: number;
+}
+
+export interface RecordMetadata {
+  topic: string;
+  partition: number;
+  /** -1 with acks 0 (no answer). */
+  offset: number;
+}
+
+interface Deferred {
+  resolve: (m: RecordMetadata) => void;
+  reject: (err: unknown) => void;
+}
+
+interface PendingRecord {
+  record: RecordInput;
+  deferred: Deferred;
+  sizeBytes: number;
+}
+
+interface SealedBatch {
+  topic: string;
+  partition: number;
+  records: PendingRecord[];
+  baseSequence: number;
+  /** Encoded bytes, once ready (encoding with gzip is async). */
+  bytes: Uint8Array | null;
+  encoding: Promise<void>;
+  attempts: number;
+  sizeBytes: number;
+}
+
+interface PartitionState {
+  topic: string;
+  partition: number;
+  nextSequence: number;
+  /** Sealed, not yet sent, in sequence order. */
+  queue: SealedBatch[];
+  inFlight: SealedBatch[];
+  /** Answered with an error while recovering; `fatal` ones were rejected already and only mark where the sequence resumes. */
+  failed: { batch: SealedBatch; error: unknown; fatal: boolean }[];
+  recovering: boolean;
+  backoffMs: number;
+}
+
+export interface ProducerContext {
+  connection: Connection;
+  clock: Clock;
+  random: Random;
+  crc32c?: Crc32cFunction;
+  partitionCount(topic: string): Promise<number>;
+  /** The partition count if known without asking the server. */
+  cachedPartitionCount(topic: string): number | undefined;
+}
+
+const utf8 = new TextEncoder();
+
+function toBytes(v: Uint8Array | string | null | undefined): Uint8Array | null {
+  if (v === undefined || v === null) return null;
+  return typeof v === 'string' ? utf8.encode(v) : v;
+}
+
+function toHeaders(h: HeadersInput | undefined): RecordHeader[] {
+  if (!h) return [];
+  if (Array.isArray(h)) return h;
+  return Object.entries(h).map(([key, value]) => ({ key, value: toBytes(value) }));
+}
+
+function acksNumber(acks: Acks): -1 | 0 | 1 {
+  return acks === 'all' ? -1 : acks;
+}
+
+export class Producer {
+  readonly #ctx: ProducerContext;
+  readonly #acks: -1 | 0 | 1;
+  readonly #idempotent: boolean;
+  readonly #compression: ClientCompression;
+  readonly #retries: number;
+  readonly #retryBackoff: BackoffOptions;
+  readonly #bufferBytesMax: number;
+  readonly #batchBytes: number;
+  readonly #accumulator: BatchAccumulator<PendingRecord>;
+  readonly #partitions = new Map<string, PartitionState>();
+  /** Sticky partition per topic for records without a key (KIP-480): changes when its batch is sealed. */
+  readonly #sticky = new Map<string, number>();
+  #identity: Promise<{ producerId: number; producerEpoch: number }> | null = null;
+  #producerId = -1;
+  #producerEpoch = -1;
+  /** Sends waiting for metadata or the producer id: later sends queue behind them to keep send() order. */
+  #chain: Promise<void> | null = null;
+  #chainDepth = 0;
+  #bufferedBytes = 0;
+  readonly #bufferWaiters: (() => void)[] = [];
+  readonly #unsettled = new Set<Promise<unknown>>();
+  #closed = false;
+
+  constructor(ctx: ProducerContext, options: ProducerOptions = {}) {
+    this.#ctx = ctx;
+    const acks = options.acks ?? 'all';
+    if (acks !== 'all' && acks !== -1 && acks !== 0 && acks !== 1) throw new SluiceError('INVALID_ARGUMENT', `acks must be 'all', -1, 0 or 1, got ${String(acks)}`);
+    this.#acks = acksNumber(acks);
+    this.#idempotent = (options.idempotent ?? true) && this.#acks !== 0;
+    this.#compression = options.compression ?? 'none';
+    if (this.#compression !== 'none' && this.#compression !== 'gzip') throw new SluiceError('INVALID_ARGUMENT', `compression must be 'none' or 'gzip'`);
+    this.#retries = options.retries ?? Number.POSITIVE_INFINITY;
+    this.#retryBackoff = options.retryBackoff ?? RETRY_BACKOFF;
+    this.#bufferBytesMax = options.bufferBytesMax ?? BUFFER_BYTES_MAX_DEFAULT;
+    const batchBytesMax = Math.min(ctx.connection.limits.batchBytesMax, BATCH_BYTES_MAX) - BATCH_HEADER_SLACK_BYTES;
+    this.#batchBytes = Math.min(options.batchBytes ?? BATCH_BYTES_DEFAULT, batchBytesMax);
+    if (!(this.#batchBytes >= 1)) throw new SluiceError('INVALID_ARGUMENT', 'batchBytes must be >= 1');
+    this.#accumulator = new BatchAccumulator<PendingRecord>({
+      lingerMs: options.lingerMs ?? LINGER_MS_DEFAULT,
+      batchBytes: this.#batchBytes,
+      clock: ctx.clock,
+      onSeal: (key, items, bytes) => this.#onSeal(key, items, bytes),
+    });
+  }
+
+  /** The producer id and epoch (-1 until the first idempotent send). */
+  get identity(): { producerId: number; producerEpoch: number } {
+    return { producerId: this.#producerId, producerEpoch: this.#producerEpoch };
+  }
+
+  /** Sends one record; resolves with its partition and offset once acknowledged (acks 0: when sent, offset -1). */
+  send(record: ProducerRecord): Promise<RecordMetadata> {
+    if (this.#closed) return Promise.reject(new ClientClosedError());
+    if (!record || typeof record.topic !== 'string') return Promise.reject(new SluiceError('INVALID_ARGUMENT', 'send needs { topic, value }'));
+    const input: RecordInput = {
+      key: toBytes(record.key),
+      value: toBytes(record.value),
+      headers: toHeaders(record.headers),
+      timestamp: record.timestamp ?? this.#ctx.clock.now(),
+    };
+    const sizeBytes = recordSizeEstimate(input);
+    if (sizeBytes > this.#batchBytes && sizeBytes > this.#ctx.connection.limits.batchBytesMax - BATCH_HEADER_SLACK_BYTES) {
+      return Promise.reject(new SluiceError('MESSAGE_TOO_LARGE', `a record of about ${sizeBytes} bytes does not fit a batch (${this.#ctx.connection.limits.batchBytesMax} bytes)`));
+    }
+    const promise = new Promise<RecordMetadata>((resolve, reject) => {
+      const pending: PendingRecord = { record: input, deferred: { resolve, reject }, sizeBytes };
+      const ready = this.#chain === null && this.#bufferedBytes < this.#bufferBytesMax ? this.#readySync(record.topic) : null;
+      if (ready !== null) {
+        this.#enqueue(record, pending, ready);
+        return;
+      }
+      this.#chainDepth++;
+      const step = (this.#chain ?? Promise.resolve())
+        .then(async () => {
+          while (this.#bufferedBytes >= this.#bufferBytesMax && !this.#closed) await new Promise<void>((r) => this.#bufferWaiters.push(r));
+          await this.#ensureIdentity();
+          this.#enqueue(record, pending, await this.#ctx.partitionCount(record.topic));
+        })
+        .catch((err) => reject(err))
+        .finally(() => {
+          if (--this.#chainDepth === 0) this.#chain = null;
+        });
+      this.#chain = step;
+    });
+    this.#track(promise);
+    return promise;
+  }
+
+  /** Seals every open batch and resolves once every record sent so far is answered (successfully or not). */
+  async flush(): Promise<void> {
+    while (this.#chain) await this.#chain;
+    this.#accumulator.flush();
+    while (this.#unsettled.size > 0) await Promise.allSettled([...this.#unsettled]);
+  }
+
+  /** Flushes, then refuses further sends. */
+  async close(): Promise<void> {
+    await this.flush();
+    this.#closed = true;
+  }
+
+  #track(promise: Promise<unknown>): void {
+    const settled = promise.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#unsettled.add(settled);
+    void settled.then(() => this.#unsettled.delete(settled));
+  }
+
+  /** The partition count if nothing needs awaiting (identity known, topic cached), else null. */
+  #readySync(topic: string): number | null {
+    if (this.#idempotent && this.#producerId < 0) return null;
+    return this.#ctx.cachedPartitionCount(topic) ?? null;
+  }
+
+  #ensureIdentity(): Promise<unknown> {
+    if (!this.#idempotent) return Promise.resolve();
+    if (!this.#identity) {
+      this.#identity = this.#initProducer();
+      this.#identity.catch(() => {
+        this.#identity = null;
+      });
+    }
+    return this.#identity;
+  }
+
+  async #initProducer(): Promise<{ producerId: number; producerEpoch: number }> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const ok = await this.#ctx.connection.request({ op: Op.INIT_PRODUCER });
+        assert(ok.op === Op.INIT_PRODUCER_OK, 'INIT_PRODUCER is answered by INIT_PRODUCER_OK');
+        this.#producerId = ok.producerId;
+        this.#producerEpoch = ok.producerEpoch;
+        return ok;
+      } catch (err) {
+        if (!isRetriableError(err) || attempt >= 20) throw err;
+        await this.#sleep(this.#retryDelay(err, attempt));
+      }
+    }
+  }
+
+  #enqueue(record: ProducerRecord, pending: PendingRecord, partitions: number): void {
+    let partition = record.partition;
+    if (partition === undefined) {
+      if (pending.record.key) partition = partitionForKey(pending.record.key, partitions);
+      else {
+        partition = this.#sticky.get(record.topic);
+        if (partition === undefined || partition >= partitions) {
+          partition = Math.floor(this.#ctx.random() * partitions);
+          this.#sticky.set(record.topic, partition);
+        }
+      }
+    }
+    if (!Number.isInteger(partition) || partition < 0 || partition >= partitions) {
+      pending.deferred.reject(new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `${record.topic} has ${partitions} partitions, no partition ${partition}`));
+      return;
+    }
+    this.#bufferedBytes += pending.sizeBytes;
+    this.#accumulator.add(`${partition}\u0000${record.topic}`, pending, pending.sizeBytes);
+  }
+
+  #state(topic: string, partition: number): PartitionState {
+    const key = `${partition}\u0000${topic}`;
+    let state = this.#partitions.get(key);
+    if (!state) {
+      state = { topic, partition, nextSequence: 0, queue: [], inFlight: [], failed: [], recovering: false, backoffMs: 0 };
+      this.#partitions.set(key, state);
+    }
+    return state;
+  }
+
+  #onSeal(key: string, items: PendingRecord[], sizeBytes: number): void {
+    const cut = key.indexOf('\u0000');
+    const partition = Number(key.slice(0, cut));
+    const topic = key.slice(cut + 1);
+    // Records without a key move to another partition once their batch is full (KIP-480).
+    if (this.#sticky.get(topic) === partition) this.#sticky.delete(topic);
+    const state = this.#state(topic, partition);
+    state.queue.push(this.#numbered(state, items, sizeBytes));
+    this.#pump(state);
+  }
+
+  /** Gives the records the partition's next sequence and starts encoding them. */
+  #numbered(state: PartitionState, records: PendingRecord[], sizeBytes: number): SealedBatch {
+    const baseSequence = this.#idempotent ? state.nextSequence : -1;
+    if (this.#idempotent) state.nextSequence = (state.nextSequence + records.length) % (SEQUENCE_MAX + 1);
+    const batch: SealedBatch = { topic: state.topic, partition: state.partition, records, baseSequence, bytes: null, encoding: Promise.resolve(), attempts: 0, sizeBytes };
+    batch.encoding = encodeProducerBatch(
+      records.map((r) => r.record),
+      {
+        producerId: this.#idempotent ? this.#producerId : -1,
+        producerEpoch: this.#idempotent ? this.#producerEpoch : -1,
+        baseSequence,
+        compression: this.#compression,
+        now: this.#ctx.clock.now(),
+        crc32c: this.#ctx.crc32c,
+      },
+    ).then(
+      (bytes) => {
+        batch.bytes = bytes;
+      },
+      (err) => {
+        // An encoding failure is the records' fault (e.g. a bad timestamp): fail them, do not send.
+        batch.bytes = new Uint8Array(0);
+        this.#settle(batch, err);
+      },
+    );
+    return batch;
+  }
+
+  #pump(state: PartitionState): void {
+    if (state.recovering) return;
+    while (state.queue.length > 0 && state.inFlight.length < IDEMPOTENT_BATCHES_PER_PARTITION) {
+      const batch = state.queue[0];
+      if (batch.bytes === null) {
+        void batch.encoding.then(() => this.#pump(state));
+        return;
+      }
+      state.queue.shift();
+      if (batch.bytes.length === 0) continue; // failed to encode, already rejected
+      this.#sendBatch(state, batch);
+    }
+  }
+
+  #sendBatch(state: PartitionState, batch: SealedBatch): void {
+    const frame = { op: Op.PRODUCE, producerId: this.#idempotent ? this.#producerId : -1, partition: state.partition, acks: this.#acks, topic: state.topic, batch: batch.bytes! } as const;
+    if (this.#acks === 0) {
+      const sent = this.#ctx.connection.sendNoResponse(frame);
+      if (sent) this.#settle(batch, null, -1);
+      else this.#settle(batch, new ConnectionLostError('not connected (acks=0 records are not retried)'));
+      return;
+    }
+    state.inFlight.push(batch);
+    batch.attempts++;
+    this.#ctx.connection.request(frame).then(
+      (ok) => this.#onAnswer(state, batch, null, (ok as ProduceOk).baseOffset),
+      (err) => this.#onAnswer(state, batch, err, -1),
+    );
+  }
+
+  #onAnswer(state: PartitionState, batch: SealedBatch, err: unknown, baseOffset: number): void {
+    const i = state.inFlight.indexOf(batch);
+    assert(i >= 0, 'an answered batch was in flight');
+    state.inFlight.splice(i, 1);
+    if (err === null) {
+      this.#settle(batch, null, baseOffset);
+    } else {
+      const lost = err instanceof ConnectionLostError;
+      const retriable = isRetriableError(err) && !this.#closedForGood(err) && (lost || batch.attempts <= this.#retries);
+      state.recovering = true;
+      state.failed.push({ batch, error: err, fatal: !retriable });
+      if (!retriable) this.#settle(batch, err); // refused for good: tell the application now
+      if (retriable && !lost) state.backoffMs = Math.max(state.backoffMs, this.#retryDelay(err, batch.attempts - 1));
+    }
+    if (state.recovering && state.inFlight.length === 0) {
+      const delay = state.backoffMs;
+      state.backoffMs = 0;
+      if (delay > 0) this.#ctx.clock.setTimeout(() => this.#recover(state), delay);
+      else this.#recover(state);
+    } else {
+      this.#pump(state);
+    }
+  }
+
+  #closedForGood(err: unknown): boolean {
+    return err instanceof ClientClosedError;
+  }
+
+  /** Every batch in flight is answered: resend the failed ones in sequence order, renumbering after a batch refused for good. */
+  #recover(state: PartitionState): void {
+    const failed = state.failed.splice(0).sort((a, b) => seqOrder(a.batch.baseSequence, b.batch.baseSequence, state.nextSequence));
+    state.recovering = false;
+    const fatalIndex = failed.findIndex((f) => f.fatal);
+    if (fatalIndex < 0) {
+      state.queue.unshift(...failed.map((f) => f.batch));
+    } else {
+      // Nothing failed was appended (a refusal appends nothing; the retriable ones were
+      // refused as out of order), so the sequence resumes at the first failed batch.
+      const survivors: SealedBatch[] = [];
+      for (const f of failed) if (!f.fatal) survivors.push(f.batch);
+      const rest = [...survivors, ...state.queue];
+      if (this.#idempotent && failed.length > 0) state.nextSequence = failed[0].batch.baseSequence;
+      state.queue = rest.map((b) => {
+        const renumbered = this.#numbered(state, b.records, b.sizeBytes);
+        renumbered.attempts = b.attempts;
+        return renumbered;
+      });
+    }
+    this.#pump(state);
+  }
+
+  #settle(batch: SealedBatch, err: unknown, baseOffset = -1): void {
+    this.#bufferedBytes -= batch.sizeBytes;
+    while (this.#bufferWaiters.length > 0 && this.#bufferedBytes < this.#bufferBytesMax) this.#bufferWaiters.shift()!();
+    for (let i = 0; i < batch.records.length; i++) {
+      const d = batch.records[i].deferred;
+      if (err) d.reject(err);
+      else d.resolve({ topic: batch.topic, partition: batch.partition, offset: baseOffset < 0 ? -1 : baseOffset + i });
+    }
+  }
+
+  #retryDelay(err: unknown, attempt: number): number {
+    const hint = err instanceof SluiceError ? (err.backoffMs ?? 0) : 0;
+    return Math.max(hint, backoffDelayMs(attempt, this.#retryBackoff, this.#ctx.random));
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.#ctx.clock.setTimeout(resolve, ms));
+  }
+}
+
+/** Orders sequences that may have wrapped: both are before `next`. */
+function seqOrder(a: number, b: number, next: number): number {
+  const dist = (s: number) => (next - s + SEQUENCE_MAX + 1) % (SEQUENCE_MAX + 1);
+  return dist(b) - dist(a);
+}

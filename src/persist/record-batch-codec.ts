@@ -1,0 +1,537 @@
+/**
+ * Kafka RecordBatch v2 (magic 2): encode, decode, validate. No I/O, and no Node-only
+ * import: the CRC-32C function is a parameter of the functions that need one, so that the
+ * browser client can use this codec with the JS table (./crc32c-js.ts) while the broker
+ * binds fast-crc32c (./record-batch.ts re-exports everything with that binding).
+ *
+ * Records travel and rest in this one format end to end: the producer client encodes a
+ * batch, the owner validates it and rewrites only baseOffset, segments hold it byte for
+ * byte and fetches hand the same bytes back. ALL FIELDS ARE BIG-ENDIAN (Kafka's order).
+ *
+ * Batch header (61 bytes, then the records):
+ *
+ * | offset | size | field                | written by          | in CRC |
+ * |-------:|-----:|----------------------|---------------------|:------:|
+ * |      0 |    8 | baseOffset           | broker (owner)      |   no   |
+ * |      8 |    4 | batchLength          | producer            |   no   |  bytes after this field
+ * |     12 |    4 | partitionLeaderEpoch | broker (writes 0)   |   no   |
+ * |     16 |    1 | magic (= 2)          | producer            |   no   |
+ * |     17 |    4 | crc (CRC-32C, u32)   | producer            |   -    |  over [21, end)
+ * |     21 |    2 | attributes           | producer            |  yes   |  bits 0-2 compression, 3 timestamp type, 4 transactional, 5 control
+ * |     23 |    4 | lastOffsetDelta      | producer            |  yes   |  = recordCount - 1
+ * |     27 |    8 | baseTimestamp        | producer            |  yes   |
+ * |     35 |    8 | maxTimestamp         | producer            |  yes   |
+ * |     43 |    8 | producerId           | producer            |  yes   |  -1 when not idempotent
+ * |     51 |    2 | producerEpoch        | producer            |  yes   |
+ * |     53 |    4 | baseSequence         | producer            |  yes   |
+ * |     57 |    4 | recordCount          | producer            |  yes   |  never compressed
+ * |     61 |    - | records              | producer            |  yes   |  one compressed blob when compressed
+ *
+ * Record (varints are zigzag, as protobuf): length, attributes i8, timestampDelta varlong,
+ * offsetDelta varint, keyLength varint (-1 = null), key, valueLength varint (-1 = null),
+ * value, headerCount varint, then per header keyLength, key (UTF-8), valueLength (-1 =
+ * null), value.
+ *
+ * Invariants: a valid batch has magic 2, 12 + batchLength = its total size, a CRC-32C over
+ * [21, end) that matches, recordCount = lastOffsetDelta + 1 >= 1. The broker never
+ * re-encodes a batch; baseOffset and partitionLeaderEpoch are outside the CRC so they can
+ * be rewritten in place.
+ */
+import { assert } from '../assert.js';
+import { SluiceError } from '../errors.js';
+
+/** A CRC-32C implementation: fast-crc32c in Node (./crc32c.js), the JS table in browsers (./crc32c-js.js). */
+export type Crc32cFunction = (bytes: Uint8Array) => number;
+
+export const BASE_OFFSET_OFFSET = 0;
+export const BASE_OFFSET_BYTES = 8;
+export const BATCH_LENGTH_OFFSET = BASE_OFFSET_OFFSET + BASE_OFFSET_BYTES;
+export const BATCH_LENGTH_BYTES = 4;
+export const LOG_OVERHEAD_BYTES = BATCH_LENGTH_OFFSET + BATCH_LENGTH_BYTES; // 12: bytes before batchLength counts
+export const LEADER_EPOCH_OFFSET = LOG_OVERHEAD_BYTES;
+export const LEADER_EPOCH_BYTES = 4;
+export const MAGIC_OFFSET = LEADER_EPOCH_OFFSET + LEADER_EPOCH_BYTES;
+export const MAGIC_BYTES = 1;
+export const CRC_OFFSET = MAGIC_OFFSET + MAGIC_BYTES;
+export const CRC_BYTES = 4;
+export const ATTRIBUTES_OFFSET = CRC_OFFSET + CRC_BYTES;
+export const ATTRIBUTES_BYTES = 2;
+export const LAST_OFFSET_DELTA_OFFSET = ATTRIBUTES_OFFSET + ATTRIBUTES_BYTES;
+export const LAST_OFFSET_DELTA_BYTES = 4;
+export const BASE_TIMESTAMP_OFFSET = LAST_OFFSET_DELTA_OFFSET + LAST_OFFSET_DELTA_BYTES;
+export const BASE_TIMESTAMP_BYTES = 8;
+export const MAX_TIMESTAMP_OFFSET = BASE_TIMESTAMP_OFFSET + BASE_TIMESTAMP_BYTES;
+export const MAX_TIMESTAMP_BYTES = 8;
+export const PRODUCER_ID_OFFSET = MAX_TIMESTAMP_OFFSET + MAX_TIMESTAMP_BYTES;
+export const PRODUCER_ID_BYTES = 8;
+export const PRODUCER_EPOCH_OFFSET = PRODUCER_ID_OFFSET + PRODUCER_ID_BYTES;
+export const PRODUCER_EPOCH_BYTES = 2;
+export const BASE_SEQUENCE_OFFSET = PRODUCER_EPOCH_OFFSET + PRODUCER_EPOCH_BYTES;
+export const BASE_SEQUENCE_BYTES = 4;
+export const RECORD_COUNT_OFFSET = BASE_SEQUENCE_OFFSET + BASE_SEQUENCE_BYTES;
+export const RECORD_COUNT_BYTES = 4;
+export const RECORDS_OFFSET = RECORD_COUNT_OFFSET + RECORD_COUNT_BYTES;
+/** The whole header: the smallest possible batch is this plus at least one record. */
+export const BATCH_HEADER_BYTES = RECORDS_OFFSET;
+assert(BATCH_HEADER_BYTES === 61, 'RecordBatch v2 header is 61 bytes');
+
+export const MAGIC_V2 = 2;
+/** The smallest record: length, attributes, tsDelta, offsetDelta, key -1, value -1, 0 headers. */
+export const RECORD_BYTES_MIN = 7;
+
+export const COMPRESSION_MASK = 0x07;
+export const TIMESTAMP_TYPE_BIT = 0x08;
+export const TRANSACTIONAL_BIT = 0x10;
+export const CONTROL_BIT = 0x20;
+
+export const Compression = { none: 0, gzip: 1, snappy: 2, lz4: 3, zstd: 4 } as const;
+export type CompressionName = keyof typeof Compression;
+
+export interface RecordHeader {
+  key: string;
+  value: Uint8Array | null;
+}
+
+/** A record to encode. Keys and values are bytes (or null); the timestamp is ms since epoch. */
+export interface RecordInput {
+  key?: Uint8Array | null;
+  value: Uint8Array | null;
+  timestamp?: number;
+  headers?: RecordHeader[];
+}
+
+/** A decoded record. key and value are views into the batch bytes, not copies. */
+export interface DecodedRecord {
+  offset: number;
+  timestamp: number;
+  key: Uint8Array | null;
+  value: Uint8Array | null;
+  headers: RecordHeader[];
+}
+
+/** Header fields of a batch, read without touching the records. */
+export interface BatchHeader {
+  baseOffset: number;
+  batchLength: number;
+  /** 12 + batchLength: the bytes the batch occupies. */
+  sizeBytes: number;
+  magic: number;
+  crc: number;
+  attributes: number;
+  lastOffsetDelta: number;
+  baseTimestamp: number;
+  maxTimestamp: number;
+  producerId: number;
+  producerEpoch: number;
+  baseSequence: number;
+  recordCount: number;
+}
+
+export interface EncodeOptions {
+  baseOffset?: number;
+  producerId?: number;
+  producerEpoch?: number;
+  baseSequence?: number;
+  /** Attribute bits 0-2. The codec never compresses; `compressedRecords` carries the blob. */
+  compression?: CompressionName;
+}
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder('utf-8', { fatal: false });
+
+// ---------------------------------------------------------------- varints
+
+/** Zigzag of a safe integer, without 32-bit bitwise overflow. */
+function zigzag(n: number): number {
+  return n >= 0 ? n * 2 : -n * 2 - 1;
+}
+
+function unzigzag(z: number): number {
+  return z % 2 === 0 ? z / 2 : -(z + 1) / 2;
+}
+
+/** Bytes of the unsigned varint of a non-negative safe integer. */
+function uvarintSize(u: number): number {
+  let size = 1;
+  while (u >= 0x80) {
+    u = Math.floor(u / 128);
+    size++;
+  }
+  return size;
+}
+
+export function varintSize(n: number): number {
+  return uvarintSize(zigzag(n));
+}
+
+function writeUvarint(buf: Uint8Array, pos: number, u: number): number {
+  while (u >= 0x80) {
+    buf[pos++] = (u % 128) | 0x80;
+    u = Math.floor(u / 128);
+  }
+  buf[pos++] = u;
+  return pos;
+}
+
+function writeVarint(buf: Uint8Array, pos: number, n: number): number {
+  return writeUvarint(buf, pos, zigzag(n));
+}
+
+/** A cursor for decoding; `pos` advances. One per decode call, not per record. */
+class Reader {
+  pos: number;
+  readonly buf: Uint8Array;
+  readonly end: number;
+  constructor(buf: Uint8Array, pos: number, end: number) {
+    this.buf = buf;
+    this.pos = pos;
+    this.end = end;
+  }
+  varint(): number {
+    let result = 0;
+    let scale = 1;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) throw corrupt('varint runs past the end of the batch');
+      const b = this.buf[this.pos++];
+      result += (b & 0x7f) * scale;
+      if ((b & 0x80) === 0) {
+        if (!Number.isSafeInteger(result)) throw corrupt('varint is not a safe integer');
+        return unzigzag(result);
+      }
+      scale *= 128;
+    }
+    throw corrupt('varint longer than 10 bytes');
+  }
+  bytes(length: number): Uint8Array {
+    if (length < 0 || this.pos + length > this.end) throw corrupt('field runs past the end of the batch');
+    const view = this.buf.subarray(this.pos, this.pos + length);
+    this.pos += length;
+    return view;
+  }
+  nullableBytes(): Uint8Array | null {
+    const length = this.varint();
+    if (length === -1) return null;
+    if (length < -1) throw corrupt(`negative length ${length}`);
+    return this.bytes(length);
+  }
+}
+
+function corrupt(message: string): SluiceError {
+  return new SluiceError('CORRUPT_MESSAGE', message);
+}
+
+// ---------------------------------------------------------------- encode
+
+function headerKeyBytes(headers: RecordHeader[] | undefined): Uint8Array[] {
+  if (!headers || headers.length === 0) return [];
+  return headers.map((h) => textEncoder.encode(h.key));
+}
+
+function recordBodySize(
+  rec: RecordInput,
+  timestampDelta: number,
+  offsetDelta: number,
+  headerKeys: Uint8Array[],
+): number {
+  let size = 1 + varintSize(timestampDelta) + varintSize(offsetDelta);
+  const key = rec.key ?? null;
+  size += key === null ? 1 : varintSize(key.length) + key.length;
+  size += rec.value === null ? 1 : varintSize(rec.value.length) + rec.value.length;
+  const headers = rec.headers ?? [];
+  size += varintSize(headers.length);
+  for (let i = 0; i < headers.length; i++) {
+    const k = headerKeys[i];
+    const v = headers[i].value;
+    size += varintSize(k.length) + k.length;
+    size += v === null ? 1 : varintSize(v.length) + v.length;
+  }
+  return size;
+}
+
+/**
+ * Size of the records section (uncompressed) for these records, so that a caller can
+ * reserve space once.
+ */
+export function encodedRecordsSize(records: RecordInput[], baseTimestamp: number, now: number): number {
+  let total = 0;
+  for (let i = 0; i < records.length; i++) {
+    const rec = records[i];
+    const body = recordBodySize(rec, (rec.timestamp ?? now) - baseTimestamp, i, headerKeyBytes(rec.headers));
+    total += varintSize(body) + body;
+  }
+  return total;
+}
+
+/** Writes the records section into `out` at `pos`; returns the position after it. */
+export function writeRecords(
+  out: Uint8Array,
+  pos: number,
+  records: RecordInput[],
+  baseTimestamp: number,
+  now: number,
+): number {
+  for (let i = 0; i < records.length; i++) {
+    const rec = records[i];
+    const headerKeys = headerKeyBytes(rec.headers);
+    const tsDelta = (rec.timestamp ?? now) - baseTimestamp;
+    const body = recordBodySize(rec, tsDelta, i, headerKeys);
+    pos = writeVarint(out, pos, body);
+    out[pos++] = 0; // record attributes, unused
+    pos = writeVarint(out, pos, tsDelta);
+    pos = writeVarint(out, pos, i);
+    const key = rec.key ?? null;
+    if (key === null) pos = writeVarint(out, pos, -1);
+    else {
+      pos = writeVarint(out, pos, key.length);
+      out.set(key, pos);
+      pos += key.length;
+    }
+    if (rec.value === null) pos = writeVarint(out, pos, -1);
+    else {
+      pos = writeVarint(out, pos, rec.value.length);
+      out.set(rec.value, pos);
+      pos += rec.value.length;
+    }
+    const headers = rec.headers ?? [];
+    pos = writeVarint(out, pos, headers.length);
+    for (let h = 0; h < headers.length; h++) {
+      const k = headerKeys[h];
+      pos = writeVarint(out, pos, k.length);
+      out.set(k, pos);
+      pos += k.length;
+      const v = headers[h].value;
+      if (v === null) pos = writeVarint(out, pos, -1);
+      else {
+        pos = writeVarint(out, pos, v.length);
+        out.set(v, pos);
+        pos += v.length;
+      }
+    }
+  }
+  return pos;
+}
+
+function checkTimestamp(ts: number): void {
+  if (!Number.isSafeInteger(ts)) throw new SluiceError('INVALID_ARGUMENT', `timestamp ${ts} is not an integer`);
+}
+
+/**
+ * Encodes records into one uncompressed RecordBatch v2 (or, with `compressedRecords`, a
+ * batch whose records section is that already-compressed blob). Sizes first, then one
+ * allocation, filled in place.
+ */
+export function encodeBatchWith(
+  crc32c: Crc32cFunction,
+  records: RecordInput[],
+  options: EncodeOptions & { now?: number; compressedRecords?: Uint8Array } = {},
+): Uint8Array {
+  if (records.length === 0) throw new SluiceError('INVALID_ARGUMENT', 'a batch needs at least one record');
+  const now = options.now ?? Date.now();
+  let baseTimestamp = records[0].timestamp ?? now;
+  let maxTimestamp = baseTimestamp;
+  for (const rec of records) {
+    const ts = rec.timestamp ?? now;
+    checkTimestamp(ts);
+    if (ts < baseTimestamp) baseTimestamp = ts;
+    if (ts > maxTimestamp) maxTimestamp = ts;
+  }
+  // Kafka's baseTimestamp is the first record's; using the minimum keeps every delta
+  // non-negative, which every client decodes the same way.
+  const recordsSize = options.compressedRecords
+    ? options.compressedRecords.length
+    : encodedRecordsSize(records, baseTimestamp, now);
+  const total = BATCH_HEADER_BYTES + recordsSize;
+  const out = new Uint8Array(total);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const compression = Compression[options.compression ?? 'none'];
+  if (compression === undefined) throw new SluiceError('INVALID_ARGUMENT', `unknown compression ${options.compression}`);
+  view.setBigInt64(BASE_OFFSET_OFFSET, BigInt(options.baseOffset ?? 0), false);
+  view.setInt32(BATCH_LENGTH_OFFSET, total - LOG_OVERHEAD_BYTES, false);
+  view.setInt32(LEADER_EPOCH_OFFSET, 0, false);
+  view.setInt8(MAGIC_OFFSET, MAGIC_V2);
+  view.setInt16(ATTRIBUTES_OFFSET, compression, false);
+  view.setInt32(LAST_OFFSET_DELTA_OFFSET, records.length - 1, false);
+  view.setBigInt64(BASE_TIMESTAMP_OFFSET, BigInt(baseTimestamp), false);
+  view.setBigInt64(MAX_TIMESTAMP_OFFSET, BigInt(maxTimestamp), false);
+  view.setBigInt64(PRODUCER_ID_OFFSET, BigInt(options.producerId ?? -1), false);
+  view.setInt16(PRODUCER_EPOCH_OFFSET, options.producerEpoch ?? -1, false);
+  view.setInt32(BASE_SEQUENCE_OFFSET, options.baseSequence ?? -1, false);
+  view.setInt32(RECORD_COUNT_OFFSET, records.length, false);
+  if (options.compressedRecords) out.set(options.compressedRecords, RECORDS_OFFSET);
+  else {
+    const end = writeRecords(out, RECORDS_OFFSET, records, baseTimestamp, now);
+    assert(end === total, `encoded ${end} bytes, sized ${total}`);
+  }
+  view.setUint32(CRC_OFFSET, crc32c(out.subarray(ATTRIBUTES_OFFSET)), false);
+  return out;
+}
+
+// ---------------------------------------------------------------- header and validation
+
+function dataView(bytes: Uint8Array): DataView {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Reads the header fields at `pos` without validating anything but that 61 bytes exist.
+ * `view` must cover `bytes` (pass one DataView per buffer to avoid allocating per batch).
+ */
+export function readBatchHeader(view: DataView, pos: number): BatchHeader {
+  if (pos + BATCH_HEADER_BYTES > view.byteLength) throw corrupt('batch header runs past the end of the data');
+  const batchLength = view.getInt32(pos + BATCH_LENGTH_OFFSET, false);
+  return {
+    baseOffset: Number(view.getBigInt64(pos + BASE_OFFSET_OFFSET, false)),
+    batchLength,
+    sizeBytes: LOG_OVERHEAD_BYTES + batchLength,
+    magic: view.getInt8(pos + MAGIC_OFFSET),
+    crc: view.getUint32(pos + CRC_OFFSET, false),
+    attributes: view.getInt16(pos + ATTRIBUTES_OFFSET, false),
+    lastOffsetDelta: view.getInt32(pos + LAST_OFFSET_DELTA_OFFSET, false),
+    baseTimestamp: Number(view.getBigInt64(pos + BASE_TIMESTAMP_OFFSET, false)),
+    maxTimestamp: Number(view.getBigInt64(pos + MAX_TIMESTAMP_OFFSET, false)),
+    producerId: Number(view.getBigInt64(pos + PRODUCER_ID_OFFSET, false)),
+    producerEpoch: view.getInt16(pos + PRODUCER_EPOCH_OFFSET, false),
+    baseSequence: view.getInt32(pos + BASE_SEQUENCE_OFFSET, false),
+    recordCount: view.getInt32(pos + RECORD_COUNT_OFFSET, false),
+  };
+}
+
+/**
+ * Validates the batch that starts at `pos` in `bytes` without decoding its records:
+ * framing, magic, record count, CRC-32C. Returns its header. Throws CORRUPT_MESSAGE,
+ * UNSUPPORTED_FOR_MESSAGE_FORMAT or MESSAGE_TOO_LARGE.
+ */
+export function validateBatchAtWith(
+  crc32c: Crc32cFunction,
+  bytes: Uint8Array,
+  view: DataView,
+  pos: number,
+  sizeBytesMax: number,
+): BatchHeader {
+  const remaining = bytes.length - pos;
+  if (remaining < BATCH_HEADER_BYTES) {
+    throw corrupt(`a batch needs at least ${BATCH_HEADER_BYTES} bytes, got ${remaining}`);
+  }
+  const header = readBatchHeader(view, pos);
+  if (header.magic !== MAGIC_V2) {
+    throw new SluiceError('UNSUPPORTED_FOR_MESSAGE_FORMAT', `magic ${header.magic}, only RecordBatch v2 (magic 2) is accepted`);
+  }
+  if (header.batchLength < BATCH_HEADER_BYTES - LOG_OVERHEAD_BYTES + RECORD_BYTES_MIN) {
+    throw corrupt(`batchLength ${header.batchLength} is too small for a batch`);
+  }
+  if (header.sizeBytes > sizeBytesMax) {
+    throw new SluiceError('MESSAGE_TOO_LARGE', `batch of ${header.sizeBytes} bytes exceeds the limit of ${sizeBytesMax}`);
+  }
+  if (header.sizeBytes > remaining) {
+    throw corrupt(`batchLength ${header.batchLength} runs past the ${remaining} bytes given`);
+  }
+  if (header.recordCount < 1 || header.lastOffsetDelta !== header.recordCount - 1) {
+    throw corrupt(`recordCount ${header.recordCount} does not match lastOffsetDelta ${header.lastOffsetDelta}`);
+  }
+  const crc = crc32c(bytes.subarray(pos + ATTRIBUTES_OFFSET, pos + header.sizeBytes));
+  if (crc !== header.crc) {
+    throw corrupt(`CRC32C mismatch: stored ${header.crc.toString(16)}, computed ${crc.toString(16)}`);
+  }
+  return header;
+}
+
+/** Validates `bytes` as exactly one batch. */
+export function validateBatchWith(crc32c: Crc32cFunction, bytes: Uint8Array, sizeBytesMax = Number.MAX_SAFE_INTEGER): BatchHeader {
+  const header = validateBatchAtWith(crc32c, bytes, dataView(bytes), 0, sizeBytesMax);
+  if (header.sizeBytes !== bytes.length) {
+    throw corrupt(`batch is ${header.sizeBytes} bytes but ${bytes.length} were given`);
+  }
+  return header;
+}
+
+/** Rewrites baseOffset in place (outside the CRC). */
+export function writeBaseOffset(view: DataView, pos: number, baseOffset: number): void {
+  view.setBigInt64(pos + BASE_OFFSET_OFFSET, BigInt(baseOffset), false);
+}
+
+export function compressionOf(attributes: number): CompressionName {
+  const code = attributes & COMPRESSION_MASK;
+  const name = (Object.keys(Compression) as CompressionName[]).find((k) => Compression[k] === code);
+  if (name === undefined) throw corrupt(`unknown compression code ${code}`);
+  return name;
+}
+
+// ---------------------------------------------------------------- decode
+
+/**
+ * Decodes the records of an uncompressed records section (or of a decompressed blob).
+ * Views, not copies: keys and values point into `recordsBytes`.
+ */
+export function decodeRecords(
+  recordsBytes: Uint8Array,
+  header: Pick<BatchHeader, 'baseOffset' | 'baseTimestamp' | 'recordCount'>,
+): DecodedRecord[] {
+  const r = new Reader(recordsBytes, 0, recordsBytes.length);
+  const out: DecodedRecord[] = [];
+  for (let i = 0; i < header.recordCount; i++) {
+    const length = r.varint();
+    if (length < RECORD_BYTES_MIN - 1 || r.pos + length > r.end) throw corrupt(`record ${i} length ${length} is out of range`);
+    const end = r.pos + length;
+    r.pos++; // attributes
+    const timestamp = header.baseTimestamp + r.varint();
+    const offset = header.baseOffset + r.varint();
+    const key = r.nullableBytes();
+    const value = r.nullableBytes();
+    const headerCount = r.varint();
+    if (headerCount < 0 || headerCount > length) throw corrupt(`record ${i} has ${headerCount} headers`);
+    const headers: RecordHeader[] = [];
+    for (let h = 0; h < headerCount; h++) {
+      const keyBytes = r.nullableBytes();
+      if (keyBytes === null) throw corrupt('a header key is null');
+      headers.push({ key: textDecoder.decode(keyBytes), value: r.nullableBytes() });
+    }
+    if (r.pos !== end) throw corrupt(`record ${i} is ${length} bytes but its fields take ${r.pos - end + length}`);
+    out.push({ offset, timestamp, key, value, headers });
+  }
+  if (r.pos !== r.end) throw corrupt(`${r.end - r.pos} bytes after the last record`);
+  return out;
+}
+
+export interface DecodedBatch {
+  header: BatchHeader;
+  records: DecodedRecord[];
+}
+
+/**
+ * Validates and decodes one batch. Compressed batches need `decompress` (sync), which
+ * turns the records blob into the plain records section.
+ */
+export function decodeBatchWith(
+  crc32c: Crc32cFunction,
+  bytes: Uint8Array,
+  decompress?: (compression: CompressionName, blob: Uint8Array) => Uint8Array,
+): DecodedBatch {
+  const header = validateBatchWith(crc32c, bytes);
+  let section = bytes.subarray(RECORDS_OFFSET, header.sizeBytes);
+  const compression = compressionOf(header.attributes);
+  if (compression !== 'none') {
+    if (!decompress) throw new SluiceError('INVALID_ARGUMENT', `batch is ${compression}-compressed and no decompressor was given`);
+    section = decompress(compression, section);
+  }
+  return { header, records: decodeRecords(section, header) };
+}
+
+/**
+ * Walks a buffer of concatenated batches (a fetch result) and calls `fn` for each whole
+ * batch view. A truncated trailing batch is ignored, as Kafka clients do.
+ */
+export function forEachBatch(bytes: Uint8Array, fn: (batch: Uint8Array, header: BatchHeader) => void): void {
+  const view = dataView(bytes);
+  let pos = 0;
+  while (pos + BATCH_HEADER_BYTES <= bytes.length) {
+    const header = readBatchHeader(view, pos);
+    if (header.batchLength <= 0 || pos + header.sizeBytes > bytes.length) return;
+    fn(bytes.subarray(pos, pos + header.sizeBytes), header);
+    pos += header.sizeBytes;
+  }
+}
+
+/** Bytes helper for tests and tools: UTF-8 encode. */
+export function utf8(text: string): Uint8Array {
+  return textEncoder.encode(text);
+}

@@ -1,0 +1,101 @@
+/**
+ * The client (as built in dist/, the file browsers get) against the real gateway and
+ * engine (dist/, worker threads). `npm test` builds first.
+ */
+import { WebSocket } from 'ws';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DIST, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+
+type Server = Awaited<ReturnType<typeof loadSluice>>;
+type Client = typeof import('../../src/client/index.js');
+let S: Server;
+let C: Client;
+
+beforeAll(async () => {
+  S = await loadSluice();
+  C = (await import(new URL('client/index.js', DIST).href)) as Client;
+});
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+const str = (b: Uint8Array | null) => (b === null ? null : new TextDecoder().decode(b));
+
+async function start() {
+  const dir = tempDir('client-gw');
+  const engine = await S.Engine.open({ dataDir: dir.path, workers: 2, logger: memoryLogger() });
+  const state = { gateway: await S.startGateway({ engine, host: '127.0.0.1', port: 0 }) };
+  cleanups.push(async () => {
+    await state.gateway.close();
+    await engine.close();
+    dir.remove();
+  });
+  const client = await C.connect({ url: `ws://127.0.0.1:${state.gateway.port}/`, clientId: 'it', WebSocket: WebSocket as never, reconnectBackoff: { initialMs: 20, maxMs: 200, multiplier: 2, jitter: 0 } });
+  cleanups.push(() => client.close());
+  return { engine, state, client };
+}
+
+async function take<T>(iter: AsyncIterator<T>, n: number): Promise<T[]> {
+  const out: T[] = [];
+  while (out.length < n) {
+    const r = await iter.next();
+    if (r.done) break;
+    out.push(r.value);
+  }
+  return out;
+}
+
+describe('client through the real gateway', () => {
+  it('produces keyed records with headers (plain and gzip) and consumes them in order per partition', async () => {
+    const { client } = await start();
+    await client.createTopic('events', { partitions: 3 });
+    const plain = client.producer({ lingerMs: 2 });
+    const zipped = client.producer({ lingerMs: 2, compression: 'gzip' });
+    const n = 300;
+    const metas = await Promise.all(
+      Array.from({ length: n }, (_, i) => (i % 2 ? zipped : plain).send({ topic: 'events', key: `key-${i % 11}`, value: `value-${i}`, headers: { i: String(i) }, timestamp: 1_700_000_000_000 + i })),
+    );
+    for (let i = 0; i < n; i++) expect(metas[i].partition).toBe(C.partitionForKey(new TextEncoder().encode(`key-${i % 11}`), 3));
+    const consumer = client.consumer({ from: 'earliest', windowBytes: 4096 });
+    await consumer.subscribe('events');
+    const got = await take(consumer[Symbol.asyncIterator](), n);
+    expect(got).toHaveLength(n);
+    const seen = new Set<number>();
+    const last = new Map<number, number>();
+    for (const r of got) {
+      const i = Number(str(r.headers[0].value));
+      seen.add(i);
+      expect([str(r.key), str(r.value), r.timestamp, r.partition, r.offset]).toEqual([`key-${i % 11}`, `value-${i}`, 1_700_000_000_000 + i, metas[i].partition, metas[i].offset]);
+      expect(r.offset).toBeGreaterThan(last.get(r.partition) ?? -1);
+      last.set(r.partition, r.offset);
+    }
+    expect(seen.size).toBe(n);
+    await consumer.close();
+  });
+
+  it('resumes producing and consuming after the gateway restarts, without loss or duplicates', async () => {
+    const { engine, state, client } = await start();
+    await client.createTopic('resume', { partitions: 2 });
+    const producer = client.producer({ lingerMs: 1 });
+    const consumer = client.consumer({ from: 'earliest', windowBytes: 2048 });
+    await consumer.subscribe('resume');
+    const iter = consumer[Symbol.asyncIterator]();
+    await Promise.all(Array.from({ length: 40 }, (_, i) => producer.send({ topic: 'resume', key: `k${i % 4}`, value: `a${i}` })));
+    const before = await take(iter, 15);
+    const port = state.gateway.port;
+    await state.gateway.close();
+    const during = Array.from({ length: 40 }, (_, i) => producer.send({ topic: 'resume', key: `k${i % 4}`, value: `b${i}` }));
+    await new Promise((r) => setTimeout(r, 100));
+    state.gateway = await S.startGateway({ engine, host: '127.0.0.1', port });
+    await Promise.all(during);
+    const after = await take(iter, 65);
+    const values = [...before, ...after].map((r) => str(r.value)).sort();
+    expect(values).toEqual([...Array.from({ length: 40 }, (_, i) => `a${i}`), ...Array.from({ length: 40 }, (_, i) => `b${i}`)].sort());
+    const d = await client.describeTopic('resume');
+    expect(d.partitions.reduce((s, p) => s + p.highWatermark, 0)).toBe(80);
+    expect(client.connection.connections).toBeGreaterThanOrEqual(2);
+    await consumer.close();
+  });
+});

@@ -1,0 +1,191 @@
+/**
+ * The client against a gateway over real WebSockets on 127.0.0.1. The gateway here is the
+ * in-test fake (client-fake-gateway.ts): src/ws-gateway/server.ts had no startGateway yet.
+ */
+import { WebSocket } from 'ws';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { connect, partitionForKey, type ConsumerRecord, type Sluice } from '../../src/client/index.js';
+import { startFakeGateway, type FakeGateway } from './client-fake-gateway.js';
+
+const text = new TextEncoder();
+const str = (b: Uint8Array | null) => (b === null ? null : new TextDecoder().decode(b));
+
+let gateway: FakeGateway;
+let clients: Sluice[] = [];
+
+async function client(): Promise<Sluice> {
+  const c = await connect({ url: gateway.url, clientId: 'test', WebSocket: WebSocket as never, reconnectBackoff: { initialMs: 20, maxMs: 200, multiplier: 2, jitter: 0 } });
+  clients.push(c);
+  return c;
+}
+
+async function take(iter: AsyncIterator<ConsumerRecord>, n: number): Promise<ConsumerRecord[]> {
+  const out: ConsumerRecord[] = [];
+  while (out.length < n) {
+    const r = await iter.next();
+    if (r.done) break;
+    out.push(r.value);
+  }
+  return out;
+}
+
+beforeEach(async () => {
+  gateway = await startFakeGateway();
+  clients = [];
+});
+
+afterEach(async () => {
+  for (const c of clients) await c.close().catch(() => undefined);
+  await gateway.close();
+});
+
+describe('client against a gateway', () => {
+  it('creates, lists, describes and deletes topics', async () => {
+    const c = await client();
+    const created = await c.createTopic('t1', { partitions: 3 });
+    expect(created.partitions).toHaveLength(3);
+    expect(await c.listTopics()).toEqual(['t1']);
+    expect((await c.metadata()).topics).toEqual([{ partitions: 3, name: 't1' }]);
+    expect((await c.describeTopic('t1')).topic).toBe('t1');
+    await c.deleteTopic('t1');
+    await expect(c.describeTopic('t1')).rejects.toMatchObject({ code: 'UNKNOWN_TOPIC_OR_PARTITION' });
+  });
+
+  it('produces keyed records with headers and consumes them back in order per partition', async () => {
+    const c = await client();
+    await c.createTopic('orders', { partitions: 4 });
+    const producer = c.producer({ lingerMs: 2 });
+    const n = 400;
+    const sends = [];
+    for (let i = 0; i < n; i++) {
+      sends.push(producer.send({ topic: 'orders', key: `k${i % 17}`, value: `v${i}`, headers: { i: String(i) }, timestamp: 1_700_000_000_000 + i }));
+    }
+    const meta = await Promise.all(sends);
+    for (let i = 0; i < n; i++) expect(meta[i].partition).toBe(partitionForKey(text.encode(`k${i % 17}`), 4));
+    const consumer = c.consumer({ from: 'earliest' });
+    await consumer.subscribe('orders');
+    const iter = consumer[Symbol.asyncIterator]();
+    const got = await take(iter, n);
+    expect(got).toHaveLength(n);
+    const lastByPartition = new Map<number, number>();
+    for (const r of got) {
+      const i = Number(str(r.headers[0].value));
+      expect(str(r.key)).toBe(`k${i % 17}`);
+      expect(str(r.value)).toBe(`v${i}`);
+      expect(r.timestamp).toBe(1_700_000_000_000 + i);
+      expect(r.partition).toBe(meta[i].partition);
+      expect(r.offset).toBe(meta[i].offset);
+      expect(r.offset).toBeGreaterThan(lastByPartition.get(r.partition) ?? -1);
+      lastByPartition.set(r.partition, r.offset);
+    }
+    // per key, the values come back in send order
+    const byKey = new Map<string, number[]>();
+    for (const r of got) byKey.set(str(r.key)!, [...(byKey.get(str(r.key)!) ?? []), Number(str(r.headers[0].value))]);
+    for (const list of byKey.values()) expect(list).toEqual([...list].sort((a, b) => a - b));
+  });
+
+  it('round-trips gzip batches on one partition', async () => {
+    const c = await client();
+    await c.createTopic('zipped', { partitions: 1 });
+    const producer = c.producer({ compression: 'gzip', lingerMs: 5 });
+    const value = 'x'.repeat(1000);
+    await Promise.all(Array.from({ length: 50 }, (_, i) => producer.send({ topic: 'zipped', value: `${i}:${value}` })));
+    const stored = gateway.topics.get('zipped')![0].batches;
+    expect(stored.length).toBeGreaterThan(0);
+    expect(stored.reduce((s, b) => s + b.bytes.length, 0)).toBeLessThan(50 * 1000 / 5); // compressed
+    const consumer = c.consumer({ from: 'earliest' });
+    await consumer.subscribe('zipped');
+    const got = await take(consumer[Symbol.asyncIterator](), 50);
+    expect(got.map((r) => str(r.value))).toEqual(Array.from({ length: 50 }, (_, i) => `${i}:${value}`));
+  });
+
+  it('runs eachBatch and returns credit so a small window streams everything', async () => {
+    const c = await client();
+    await c.createTopic('small', { partitions: 1 });
+    const producer = c.producer({ lingerMs: 0, batchBytes: 200 });
+    await Promise.all(Array.from({ length: 200 }, (_, i) => producer.send({ topic: 'small', value: `value-${i}` })));
+    const consumer = c.consumer({ from: 'earliest', windowBytes: 600 });
+    await consumer.subscribe('small');
+    const seen: number[] = [];
+    const running = consumer.run({
+      eachBatch: async (batch) => {
+        for (const r of batch.records) seen.push(r.offset);
+        if (seen.length >= 200) void consumer.close();
+      },
+    });
+    await running;
+    expect(seen).toEqual(Array.from({ length: 200 }, (_, i) => i));
+  });
+
+  it('starts from latest, from an offset and from a timestamp, and seeks', async () => {
+    const c = await client();
+    await c.createTopic('pos', { partitions: 1 });
+    const producer = c.producer({ lingerMs: 0 });
+    for (let i = 0; i < 10; i++) await producer.send({ topic: 'pos', value: `${i}`, timestamp: 1000 + i * 10 });
+    const fromOffset = c.consumer({ from: { offset: 7 } });
+    await fromOffset.subscribe('pos');
+    expect((await take(fromOffset[Symbol.asyncIterator](), 3)).map((r) => r.offset)).toEqual([7, 8, 9]);
+    const fromTime = c.consumer({ from: { timestamp: 1045 } });
+    await fromTime.subscribe('pos');
+    const it1 = fromTime[Symbol.asyncIterator]();
+    expect((await take(it1, 1))[0].offset).toBe(5);
+    fromTime.seek('pos', 0, 2);
+    expect((await take(it1, 1))[0].offset).toBe(2);
+    const latest = c.consumer({ from: 'latest' });
+    await latest.subscribe('pos');
+    await producer.send({ topic: 'pos', value: 'new' });
+    expect(str((await take(latest[Symbol.asyncIterator](), 1))[0].value)).toBe('new');
+    expect(await c.listOffsets('pos', 0, 'latest')).toBe(11);
+  });
+
+  it('stores a record once when the acknowledgement is lost and the producer resends', async () => {
+    const c = await client();
+    await c.createTopic('once', { partitions: 1 });
+    const producer = c.producer({ lingerMs: 0 });
+    await producer.send({ topic: 'once', value: 'first' });
+    gateway.dropAfterNextAppend();
+    const meta = await producer.send({ topic: 'once', value: 'second' });
+    expect(meta.offset).toBe(1);
+    await producer.send({ topic: 'once', value: 'third' });
+    const p = gateway.topics.get('once')![0];
+    expect(p.nextOffset).toBe(3);
+    expect(gateway.produceRequests).toBe(4);
+    expect(c.connection.connections).toBe(2);
+  });
+
+  it('honours THROTTLED and keeps order across retries of pipelined batches', async () => {
+    const c = await client();
+    await c.createTopic('throttled', { partitions: 1 });
+    const producer = c.producer({ lingerMs: 0, batchBytes: 100 });
+    await producer.send({ topic: 'throttled', value: 'warm-up' });
+    gateway.throttleNext(2, 15);
+    const started = Date.now();
+    const metas = await Promise.all(Array.from({ length: 30 }, (_, i) => producer.send({ topic: 'throttled', value: `m${i}` })));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(14);
+    expect(metas.map((m) => m.offset)).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+  });
+
+  it('survives a broker restart: producers resend, consumers resume without loss or duplicates', async () => {
+    const c = await client();
+    await c.createTopic('restart', { partitions: 2 });
+    const producer = c.producer({ lingerMs: 1 });
+    const consumer = c.consumer({ from: 'earliest', windowBytes: 300 });
+    await consumer.subscribe('restart');
+    const iter = consumer[Symbol.asyncIterator]();
+    const first = Array.from({ length: 50 }, (_, i) => producer.send({ topic: 'restart', key: `k${i % 5}`, value: `a${i}` }));
+    await Promise.all(first);
+    const before = await take(iter, 20);
+    const restarting = gateway.restart(100);
+    const during = Array.from({ length: 50 }, (_, i) => producer.send({ topic: 'restart', key: `k${i % 5}`, value: `b${i}` }));
+    await restarting;
+    await Promise.all(during);
+    const after = await take(iter, 80);
+    const all = [...before, ...after];
+    const values = all.map((r) => str(r.value)).sort();
+    const expected = [...Array.from({ length: 50 }, (_, i) => `a${i}`), ...Array.from({ length: 50 }, (_, i) => `b${i}`)].sort();
+    expect(values).toEqual(expected);
+    const stored = gateway.topics.get('restart')!.reduce((s, p) => s + p.nextOffset, 0);
+    expect(stored).toBe(100);
+    expect(c.connection.connections).toBeGreaterThanOrEqual(2);
+  });
+});

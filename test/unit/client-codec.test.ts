@@ -1,0 +1,200 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { backoffDelayMs } from '../../src/client/backoff.js';
+import { decodePayload, encodeProducerBatch } from '../../src/client/codec.js';
+import { CreditAccount } from '../../src/client/credit.js';
+import { murmur2, partitionForKey, toPositive } from '../../src/client/murmur2.js';
+import { crc32c } from '../../src/persist/crc32c.js';
+import { crc32cJs, crc32cJsUpdate } from '../../src/persist/crc32c-js.js';
+import { decodeBatch, readBatchHeader, validateBatch } from '../../src/persist/record-batch.js';
+
+const utf8 = (s: string) => new TextEncoder().encode(s);
+
+describe('murmur2 (Kafka default partitioner)', () => {
+  // Kafka's own vectors (clients UtilsTest.testMurmur2) and kafkajs's Java-generated ones
+  // (src/producer/partitioners/default/murmur2.spec.js).
+  const vectors: Record<string, number> = {
+    '21': -973932308,
+    foobar: -790332482,
+    'a-little-bit-long-string': -985981536,
+    'a-little-bit-longer-string': -1486304829,
+    lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8: -58897971,
+    abc: 479470107,
+    '0': 971027396,
+    '1': -1993445489,
+    '12': 126087238,
+    '123': -267702483,
+    '1234': -1614185708,
+    '12345': -1188365604,
+    '128': -326012175,
+    '2187': -1508407203,
+    '16384': -325739742,
+    '78125': -1654490814,
+    '279936': 1462227128,
+    '823543': -2014198330,
+    '2097152': 607668903,
+    '4782969': -1182699775,
+    '10000000': -1830336757,
+    '19487171': -1603849305,
+    '35831808': -857013643,
+    '62748517': -1167431028,
+    '105413504': -381294639,
+    '170859375': -1658323481,
+    '100:48069': 1009543857,
+  };
+  for (const [key, hash] of Object.entries(vectors)) {
+    it(`hashes ${JSON.stringify(key)} as Kafka does`, () => {
+      expect(murmur2(utf8(key))).toBe(hash);
+    });
+  }
+
+  it('maps a key to toPositive(murmur2) % partitions, never negative', () => {
+    expect(toPositive(-973932308)).toBe(-973932308 & 0x7fffffff);
+    expect(partitionForKey(utf8('21'), 6)).toBe((-973932308 & 0x7fffffff) % 6);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 64 }), fc.integer({ min: 1, max: 1000 }), (key, n) => {
+        const p = partitionForKey(key, n);
+        return p >= 0 && p < n && p === partitionForKey(key.slice(), n);
+      }),
+      { seed: 42 },
+    );
+  });
+});
+
+describe('crc32c-js', () => {
+  it('matches fast-crc32c on random data and the RFC 3720 check value', () => {
+    expect(crc32cJs(utf8('123456789'))).toBe(0xe3069283);
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.nat({ max: 300 }), (bytes, cut) => {
+        const c = Math.min(cut, bytes.length);
+        return crc32cJs(bytes) === crc32c(bytes) && crc32cJsUpdate(crc32cJs(bytes.subarray(0, c)), bytes.subarray(c)) === crc32c(bytes);
+      }),
+      { seed: 7 },
+    );
+  });
+});
+
+describe('client batch codec', () => {
+  const records = [
+    { key: utf8('k'), value: utf8('v1'), headers: [{ key: 'h', value: utf8('x') }], timestamp: 5000 },
+    { key: null, value: null, headers: [], timestamp: 5003 },
+  ];
+
+  it('encodes an idempotent batch the broker validates, with producer id, epoch and sequence in the header', async () => {
+    const bytes = await encodeProducerBatch(records, { producerId: 9, producerEpoch: 0, baseSequence: 42, compression: 'none', now: 1 });
+    const header = validateBatch(bytes);
+    expect(header).toMatchObject({ producerId: 9, producerEpoch: 0, baseSequence: 42, recordCount: 2, baseTimestamp: 5000, maxTimestamp: 5003 });
+    expect(decodeBatch(bytes).records[0].headers[0].key).toBe('h');
+  });
+
+  it('gzips the records section, sets the attribute bits, and decodes it back', async () => {
+    const big = Array.from({ length: 20 }, (_, i) => ({ key: null, value: utf8('y'.repeat(200)), headers: [], timestamp: 100 + i }));
+    const bytes = await encodeProducerBatch(big, { producerId: -1, producerEpoch: -1, baseSequence: -1, compression: 'gzip', now: 1 });
+    const header = readBatchHeader(new DataView(bytes.buffer), 0);
+    expect(header.attributes & 7).toBe(1);
+    expect(bytes.length).toBeLessThan(1000);
+    validateBatch(bytes);
+    const decoded = await decodePayload(bytes, { topic: 't', partition: 0, offsetMin: 5 });
+    expect(decoded[0].records.map((r) => r.offset)).toEqual(Array.from({ length: 15 }, (_, i) => i + 5));
+    expect(decoded[0].records[0].value!.length).toBe(200);
+  });
+
+  it('decodes back-to-back batches and refuses a corrupt one', async () => {
+    const a = await encodeProducerBatch(records, { producerId: -1, producerEpoch: -1, baseSequence: -1, compression: 'none', now: 1 });
+    const b = await encodeProducerBatch(records, { producerId: -1, producerEpoch: -1, baseSequence: -1, compression: 'gzip', now: 1 });
+    new DataView(b.buffer).setBigInt64(0, 2n, false);
+    const both = new Uint8Array(a.length + b.length);
+    both.set(a);
+    both.set(b, a.length);
+    const decoded = await decodePayload(both, { topic: 't', partition: 3, offsetMin: 0 });
+    expect(decoded.flatMap((d) => d.records.map((r) => [r.partition, r.offset]))).toEqual([[3, 0], [3, 1], [3, 2], [3, 3]]);
+    both[both.length - 1] ^= 1;
+    await expect(decodePayload(both, { topic: 't', partition: 3, offsetMin: 0 })).rejects.toMatchObject({ code: 'CORRUPT_MESSAGE' });
+  });
+});
+
+describe('credit accounting', () => {
+  it('grants back once half the window is consumed, and everything when idle', () => {
+    const credit = new CreditAccount(1000);
+    expect(credit.refillBytes).toBe(500);
+    credit.received(300);
+    credit.received(300);
+    credit.received(300);
+    expect(credit.consumed(300)).toBe(0); // 300 returnable, 600 still held
+    expect(credit.consumed(300)).toBe(600); // reached the threshold
+    expect(credit.consumed(300)).toBe(300); // nothing held any more: idle, return all
+    expect(credit.returnableBytes).toBe(0);
+  });
+
+  it('grants nothing while paused and the accumulated bytes on resume', () => {
+    const credit = new CreditAccount(100);
+    credit.received(80);
+    credit.pause();
+    expect(credit.consumed(80)).toBe(0);
+    expect(credit.resume()).toBe(80);
+  });
+
+  it('never holds more than it was granted plus one oversized batch (model check)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 400 }), { minLength: 1, maxLength: 50 }), (sizes) => {
+        const window = 256;
+        const credit = new CreditAccount(window);
+        let serverCredit = window;
+        const held: number[] = [];
+        let granted = 0;
+        for (const size of sizes) {
+          // the server sends when the batch fits, or alone when credit = window (rule 2)
+          while (!(size <= serverCredit || serverCredit === window)) {
+            const bytes = held.shift();
+            if (bytes === undefined) return false; // would deadlock
+            const g = credit.consumed(bytes);
+            serverCredit += g;
+            granted += g;
+          }
+          serverCredit -= size;
+          credit.received(size);
+          held.push(size);
+          if (credit.heldBytes > window + 400) return false;
+        }
+        return granted >= 0;
+      }),
+      { seed: 3 },
+    );
+  });
+});
+
+describe('reconnect back-off', () => {
+  it('doubles from the initial delay up to the cap, with bounded jitter', () => {
+    const opts = { initialMs: 50, maxMs: 5000, multiplier: 2, jitter: 0.2 };
+    expect([0, 1, 2, 3, 4, 5, 6, 7, 8].map((a) => backoffDelayMs(a, opts, () => 0.5))).toEqual([50, 100, 200, 400, 800, 1600, 3200, 5000, 5000]);
+    expect(backoffDelayMs(0, opts, () => 0)).toBe(40);
+    expect(backoffDelayMs(0, opts, () => 0.999999)).toBe(60);
+    expect(backoffDelayMs(20, opts, () => 0.999999)).toBe(5000);
+  });
+});
+
+describe('browser safety', () => {
+  it('imports nothing Node-only from src/client/index.ts, transitively', () => {
+    const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../src/client/index.ts');
+    const seen = new Set<string>();
+    const queue = [root];
+    while (queue.length > 0) {
+      const file = queue.pop()!;
+      if (seen.has(file)) continue;
+      seen.add(file);
+      const source = readFileSync(file, 'utf8');
+      for (const m of source.matchAll(/^\s*(?:import|export)\s[^'"]*?from\s+'([^']+)'/gm)) {
+        const spec = m[1];
+        expect(spec.startsWith('.'), `${file} imports ${spec}`).toBe(true);
+        queue.push(join(dirname(file), spec.replace(/\.js$/, '.ts')));
+      }
+      expect(/\bimport\(\s*'/.test(source), `${file} has a static dynamic import`).toBe(false);
+      expect(source.includes('node:'), `${file} mentions node:`).toBe(false);
+    }
+    expect(seen.size).toBeGreaterThan(8);
+    expect([...seen].some((f) => f.endsWith('record-batch.ts'))).toBe(false);
+  });
+});

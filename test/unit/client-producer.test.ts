@@ -1,0 +1,246 @@
+import { describe, expect, it } from 'vitest';
+import { BatchAccumulator } from '../../src/client/accumulator.js';
+import { Connection, ConnectionLostError, type WebSocketLike } from '../../src/client/connection.js';
+import { Producer } from '../../src/client/producer.js';
+import { SluiceError } from '../../src/errors.js';
+import { readBatchHeader } from '../../src/persist/record-batch.js';
+import { decodeClientFrame, encodeServerFrame, Op, type ClientFrame, type ServerFrame } from '../../src/ws-gateway/frames.js';
+import { FakeClock } from './client-fake-clock.js';
+
+const flush = async () => {
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+};
+
+describe('batch accumulation', () => {
+  it('seals a partition batch when lingerMs passes since its first record', () => {
+    const clock = new FakeClock();
+    const sealed: [string, number[]][] = [];
+    const acc = new BatchAccumulator<number>({ lingerMs: 10, batchBytes: 1000, clock, onSeal: (k, items) => sealed.push([k, items]) });
+    acc.add('a', 1, 10);
+    clock.advance(5);
+    acc.add('a', 2, 10);
+    acc.add('b', 3, 10);
+    clock.advance(4);
+    expect(sealed).toEqual([]);
+    clock.advance(1);
+    expect(sealed).toEqual([['a', [1, 2]]]);
+    clock.advance(5);
+    expect(sealed).toEqual([['a', [1, 2]], ['b', [3]]]);
+    expect(acc.openBatches).toBe(0);
+  });
+
+  it('seals when the next record would pass batchBytes, and gives an oversized record its own batch', () => {
+    const clock = new FakeClock();
+    const sealed: number[][] = [];
+    const acc = new BatchAccumulator<number>({ lingerMs: 1000, batchBytes: 100, clock, onSeal: (_k, items) => sealed.push(items) });
+    acc.add('p', 1, 40);
+    acc.add('p', 2, 40);
+    acc.add('p', 3, 40); // 120 > 100: seals [1, 2] first
+    expect(sealed).toEqual([[1, 2]]);
+    acc.add('p', 4, 500); // seals [3], then [4] alone at once
+    expect(sealed).toEqual([[1, 2], [3], [4]]);
+    acc.add('p', 5, 60);
+    acc.add('p', 6, 40); // exactly full: sealed at once
+    expect(sealed).toEqual([[1, 2], [3], [4], [5, 6]]);
+    acc.add('p', 7, 1);
+    acc.flush();
+    expect(sealed.at(-1)).toEqual([7]);
+    expect(clock.pending).toBe(0);
+  });
+});
+
+/** A scripted Connection: answers INIT_PRODUCER, records PRODUCE frames, lets the test answer them. */
+function fakeConnection() {
+  const produces: { frame: Extract<ClientFrame, { op: typeof Op.PRODUCE }>; resolve: (f: ServerFrame) => void; reject: (e: unknown) => void }[] = [];
+  const conn = {
+    limits: { batchBytesMax: 1024 * 1024 + 12, inFlightMax: 64 },
+    state: 'ready',
+    request(frame: any): Promise<ServerFrame> {
+      if (frame.op === Op.INIT_PRODUCER) return Promise.resolve({ op: Op.INIT_PRODUCER_OK, correlationId: 1, producerId: 77, producerEpoch: 0 });
+      return new Promise((resolve, reject) => produces.push({ frame, resolve, reject }));
+    },
+    sendNoResponse: () => true,
+  };
+  return { conn: conn as unknown as Connection, produces };
+}
+
+function seqOf(frame: { batch: Uint8Array }) {
+  const h = readBatchHeader(new DataView(frame.batch.buffer, frame.batch.byteOffset, frame.batch.byteLength), 0);
+  return { producerId: h.producerId, baseSequence: h.baseSequence, count: h.recordCount };
+}
+
+describe('producer sequence numbering', () => {
+  it('numbers batches per partition from 0, by record count, and keeps the same bytes when a batch is resent', async () => {
+    const clock = new FakeClock();
+    const { conn, produces } = fakeConnection();
+    const producer = new Producer(
+      { connection: conn, clock, random: () => 0, partitionCount: async () => 2, cachedPartitionCount: () => 2 },
+      { lingerMs: 1, retryBackoff: { initialMs: 10, maxMs: 10, multiplier: 1, jitter: 0 } },
+    );
+    const sends = [
+      producer.send({ topic: 't', value: 'a', partition: 0 }),
+      producer.send({ topic: 't', value: 'b', partition: 0 }),
+      producer.send({ topic: 't', value: 'c', partition: 1 }),
+    ];
+    await flush();
+    clock.advance(1);
+    await flush();
+    producer.send({ topic: 't', value: 'd', partition: 0 });
+    clock.advance(1);
+    await flush();
+    expect(produces.map((p) => [p.frame.partition, seqOf(p.frame)])).toEqual([
+      [0, { producerId: 77, baseSequence: 0, count: 2 }],
+      [1, { producerId: 77, baseSequence: 0, count: 1 }],
+      [0, { producerId: 77, baseSequence: 2, count: 1 }],
+    ]);
+    expect(produces.every((p) => p.frame.producerId === 77)).toBe(true);
+    // the first batch is throttled, the one pipelined after it refused as out of order
+    const [b0, b1, b2] = produces.splice(0);
+    b0.reject(new SluiceError('THROTTLED', 'full', { backoffMs: 25 }));
+    b2.reject(new SluiceError('OUT_OF_ORDER_SEQUENCE', 'gap'));
+    b1.resolve({ op: Op.PRODUCE_OK, correlationId: 2, baseOffset: 0, logStartOffset: 0 });
+    await flush();
+    clock.advance(24);
+    await flush();
+    expect(produces).toHaveLength(0); // THROTTLED's backoffMs is honoured
+    clock.advance(1);
+    await flush();
+    expect(produces.map((p) => seqOf(p.frame).baseSequence)).toEqual([0, 2]);
+    expect(produces[0].frame.batch).toEqual(b0.frame.batch);
+    expect(produces[1].frame.batch).toEqual(b2.frame.batch);
+    produces[0].resolve({ op: Op.PRODUCE_OK, correlationId: 3, baseOffset: 10, logStartOffset: 0 });
+    produces[1].resolve({ op: Op.PRODUCE_OK, correlationId: 4, baseOffset: 12, logStartOffset: 0 });
+    expect((await Promise.all(sends)).map((m) => [m.partition, m.offset])).toEqual([[0, 10], [0, 11], [1, 0]]);
+  });
+
+  it('renumbers the batches after one refused for good, so the partition carries on', async () => {
+    const clock = new FakeClock();
+    const { conn, produces } = fakeConnection();
+    const producer = new Producer({ connection: conn, clock, random: () => 0, partitionCount: async () => 1, cachedPartitionCount: () => 1 }, { lingerMs: 0, batchBytes: 30 });
+    const a = producer.send({ topic: 't', value: 'aaaaaaaaaaaa' });
+    await flush();
+    clock.advance(0);
+    const b = producer.send({ topic: 't', value: 'bbbbbbbbbbbb' });
+    clock.advance(0);
+    await flush();
+    expect(produces.map((p) => seqOf(p.frame).baseSequence)).toEqual([0, 1]);
+    const [pa, pb] = produces.splice(0);
+    pa.reject(new SluiceError('CORRUPT_MESSAGE', 'bad'));
+    pb.reject(new SluiceError('OUT_OF_ORDER_SEQUENCE', 'gap'));
+    await expect(a).rejects.toMatchObject({ code: 'CORRUPT_MESSAGE' });
+    clock.advance(1000);
+    await flush();
+    expect(produces.map((p) => seqOf(p.frame).baseSequence)).toEqual([0]);
+    produces[0].resolve({ op: Op.PRODUCE_OK, correlationId: 9, baseOffset: 0, logStartOffset: 0 });
+    expect((await b).offset).toBe(0);
+  });
+
+  it('resends unacknowledged batches after a lost connection without counting a retry', async () => {
+    const clock = new FakeClock();
+    const { conn, produces } = fakeConnection();
+    const producer = new Producer({ connection: conn, clock, random: () => 0, partitionCount: async () => 1, cachedPartitionCount: () => 1 }, { lingerMs: 0, retries: 0 });
+    const sent = producer.send({ topic: 't', value: 'x' });
+    await flush();
+    clock.advance(0);
+    await flush();
+    produces.shift()!.reject(new ConnectionLostError('gone'));
+    await flush();
+    expect(produces).toHaveLength(1);
+    produces[0].resolve({ op: Op.PRODUCE_OK, correlationId: 5, baseOffset: 3, logStartOffset: 0 });
+    expect((await sent).offset).toBe(3);
+  });
+});
+
+/** A WebSocket double the test drives: it never opens unless told. */
+class FakeSocket implements WebSocketLike {
+  static made: FakeSocket[] = [];
+  binaryType = 'blob';
+  readyState = 0;
+  bufferedAmount = 0;
+  sent: ClientFrame[] = [];
+  #listeners = new Map<string, ((e: any) => void)[]>();
+  constructor(readonly url: string) {
+    FakeSocket.made.push(this);
+  }
+  addEventListener(type: string, fn: (e: any) => void): void {
+    this.#listeners.set(type, [...(this.#listeners.get(type) ?? []), fn]);
+  }
+  emit(type: string, e: any = {}): void {
+    for (const fn of this.#listeners.get(type) ?? []) fn(e);
+  }
+  send(data: Uint8Array): void {
+    this.sent.push(decodeClientFrame(data));
+  }
+  close(): void {
+    this.readyState = 3;
+    this.emit('close', { code: 1006 });
+  }
+  open(): void {
+    this.readyState = 1;
+    this.emit('open');
+  }
+  answer(frame: ServerFrame): void {
+    const bytes = encodeServerFrame(frame);
+    this.emit('message', { data: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) });
+  }
+  acceptHello(): void {
+    this.open();
+    const hello = this.sent[0];
+    this.answer({ op: Op.HELLO_OK, correlationId: hello.correlationId, protocolVersion: 1, inFlightMax: 2, subscriptionsMax: 256, frameBytesMax: 1 << 21, fetchBytesMax: 1 << 20, batchBytesMax: (1 << 20) + 12, fetchWaitMsMax: 30000, serverVersion: 'x' });
+  }
+}
+
+describe('connection', () => {
+  it('reconnects on the back-off schedule after the socket drops, and fails what was in flight', async () => {
+    FakeSocket.made = [];
+    const clock = new FakeClock();
+    const opening = Connection.open({ url: 'ws://x/', WebSocket: FakeSocket, clock, random: () => 0.5, reconnectBackoff: { initialMs: 50, maxMs: 300, multiplier: 2, jitter: 0.2 } });
+    await flush();
+    FakeSocket.made[0].acceptHello();
+    const conn = await opening;
+    let reconnected = 0;
+    conn.onReconnected(() => reconnected++);
+    const pending = conn.request({ op: Op.METADATA });
+    FakeSocket.made[0].close();
+    await expect(pending).rejects.toBeInstanceOf(ConnectionLostError);
+    // attempts fail four times: 50, 100, 200, 300 (capped) ms apart
+    const waits: number[] = [];
+    for (let attempt = 0; attempt < 4; attempt++) {
+      const before = clock.time;
+      const sockets = FakeSocket.made.length;
+      while (FakeSocket.made.length === sockets) clock.advance(1);
+      waits.push(clock.time - before);
+      FakeSocket.made.at(-1)!.close();
+    }
+    expect(waits).toEqual([50, 100, 200, 300]);
+    clock.advance(300);
+    const socket = FakeSocket.made.at(-1)!;
+    const queued = conn.request({ op: Op.LIST_TOPICS }); // waits for the connection
+    socket.acceptHello();
+    expect(reconnected).toBe(1);
+    const req = socket.sent.at(-1)!;
+    expect(req.op).toBe(Op.LIST_TOPICS);
+    socket.answer({ op: Op.LIST_TOPICS_OK, correlationId: req.correlationId, topics: ['a'] });
+    expect(await queued).toMatchObject({ topics: ['a'] });
+    conn.close();
+  });
+
+  it('keeps at most inFlightMax requests unanswered and sends the rest in order', async () => {
+    FakeSocket.made = [];
+    const clock = new FakeClock();
+    const opening = Connection.open({ url: 'ws://x/', WebSocket: FakeSocket, clock });
+    await flush();
+    const socket = FakeSocket.made[0];
+    socket.acceptHello();
+    const conn = await opening;
+    const answers = ['a', 'b', 'c', 'd'].map((topic) => conn.request({ op: Op.DESCRIBE_TOPIC, topic }));
+    for (const a of answers) a.catch(() => undefined);
+    expect(socket.sent.slice(1).map((f) => (f as { topic: string }).topic)).toEqual(['a', 'b']);
+    const first = socket.sent[1];
+    socket.answer({ op: Op.ERROR, correlationId: first.correlationId, backoffMs: 0, code: 'UNKNOWN_TOPIC_OR_PARTITION', requestOp: Op.DESCRIBE_TOPIC, retriable: false, message: 'no' });
+    await expect(answers[0]).rejects.toMatchObject({ code: 'UNKNOWN_TOPIC_OR_PARTITION' });
+    expect(socket.sent.slice(1).map((f) => (f as { topic: string }).topic)).toEqual(['a', 'b', 'c']);
+    conn.close();
+    await expect(answers[3]).rejects.toMatchObject({ code: 'CLIENT_CLOSED' });
+  });
+});
