@@ -33,6 +33,8 @@ const CATALOGUE = {
   OWNER_UNAVAILABLE: [1001, true, 'the owner thread of the partition died or is restarting'],
   ENGINE_CLOSED: [1002, false, 'the engine is closed or closing'],
   INTERNAL: [1003, false, 'an unexpected internal failure'],
+  CONNECTION_LOST: [1004, true, 'the connection dropped before the answer came; the outcome is unknown'],
+  CLIENT_CLOSED: [1005, false, 'the client was closed by the application'],
 } as const satisfies Record<string, readonly [number, boolean, string]>;
 
 export type ErrorCode = keyof typeof CATALOGUE;

@@ -50,27 +50,23 @@ export const CONNECT_TIMEOUT_MS = 10_000;
 const OPEN = 1;
 
 /** The socket dropped before the request was answered; its outcome is unknown. Retriable. */
-export class ConnectionLostError extends Error {
-  readonly code = 'CONNECTION_LOST';
-  readonly retriable = true;
+export class ConnectionLostError extends SluiceError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super('CONNECTION_LOST', message, options);
     this.name = 'ConnectionLostError';
   }
 }
 
 /** The client was closed by the application. Not retriable. */
-export class ClientClosedError extends Error {
-  readonly code = 'CLIENT_CLOSED';
-  readonly retriable = false;
+export class ClientClosedError extends SluiceError {
   constructor() {
-    super('the Sluice client is closed');
+    super('CLIENT_CLOSED', 'the Sluice client is closed');
     this.name = 'ClientClosedError';
   }
 }
 
 export function isRetriableError(err: unknown): boolean {
-  return (err instanceof SluiceError || err instanceof ConnectionLostError) && err.retriable;
+  return err instanceof SluiceError && err.retriable;
 }
 
 export interface ConnectionOptions {
