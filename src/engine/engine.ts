@@ -593,6 +593,11 @@ export class Engine {
     return this.#owners.map((o) => o.restarts);
   }
 
+  /** Per owner: serving or not, restarts, requests in flight, command ring fill (for /metrics). */
+  ownerStats(): { owner: number; up: boolean; restarts: number; inFlight: number; commandRingUsedBytes: number; commandRingBytes: number }[] {
+    return this.#owners.map((o) => ({ owner: o.index, ...o.stats() }));
+  }
+
   /**
    * Stops taking requests, lets appends in flight finish, syncs and closes every log with a
    * clean-shutdown marker, and stops the owner threads.

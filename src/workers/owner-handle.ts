@@ -251,6 +251,18 @@ export class OwnerHandle {
     await this.#worker.terminate();
   }
 
+  /** State for metrics: whether the thread serves, requests in flight, command ring fill. */
+  stats(): { up: boolean; restarts: number; inFlight: number; commandRingUsedBytes: number; commandRingBytes: number } {
+    const ring = this.#commands;
+    return {
+      up: this.#state === 'running',
+      restarts: this.restarts,
+      inFlight: this.#pending.size,
+      commandRingUsedBytes: ring.capacityBytes - ring.freeBytes(),
+      commandRingBytes: ring.capacityBytes,
+    };
+  }
+
   // ------------------------------------------------------------ control
 
   #onControlReply(msg: ControlReply): void {

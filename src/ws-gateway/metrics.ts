@@ -73,6 +73,20 @@ export class GatewayMetrics {
         engine.ownerRestarts().forEach((n, owner) => this.set({ owner: String(owner) }, n));
       },
     });
+    const ownerGauge = (name: string, help: string, value: (s: ReturnType<Engine['ownerStats']>[number]) => number) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['owner'],
+        registers,
+        collect() {
+          this.reset();
+          for (const s of engine.ownerStats()) this.set({ owner: String(s.owner) }, value(s));
+        },
+      });
+    ownerGauge('sluice_owner_up', '1 while the owner thread serves, 0 while it restarts', (s) => (s.up ? 1 : 0));
+    ownerGauge('sluice_owner_requests_in_flight', 'requests sent to the owner and not yet answered', (s) => s.inFlight);
+    ownerGauge('sluice_command_ring_fill_ratio', 'share of the owner command ring holding unread commands', (s) => s.commandRingUsedBytes / s.commandRingBytes);
     const partitionGauge = (name: string, help: string, field: 'logEndOffset' | 'highWatermark' | 'logStartOffset' | 'durableOffset' | 'sizeBytes') =>
       new Gauge({
         name,

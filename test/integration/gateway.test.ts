@@ -274,6 +274,9 @@ describe('the gateway over HTTP', () => {
     expect(text).toMatch(/^sluice_request_duration_seconds_bucket\{le="[^"]+",op="PRODUCE"\} \d+$/m);
     expect(text).toMatch(/^sluice_connections [1-9]\d*$/m);
     expect(text).toMatch(/^sluice_owner_restarts\{owner="0"\} 0$/m);
+    expect(text).toMatch(/^sluice_owner_up\{owner="0"\} 1$/m);
+    expect(text).toMatch(/^sluice_command_ring_fill_ratio\{owner="0"\} 0$/m);
+    expect(text).toMatch(/^sluice_owner_requests_in_flight\{owner="0"\} 0$/m);
     expect(text).toMatch(/^sluice_log_end_offset\{topic="metered",partition="0"\} 2$/m);
     expect(text).toMatch(/^sluice_process_resident_memory_bytes \d+/m);
     c.close();
