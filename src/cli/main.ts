@@ -4,7 +4,12 @@
  *
  *   sluice start [--data-dir D] [--workers N] [--host H] [--port P] [--config FILE]
  *   sluice verify [--data-dir D] [--threads N]
+ *   sluice topics create|list|describe|delete ...   (./topics.ts)
+ *   sluice produce TOPIC ...                         (./produce.ts)
+ *   sluice consume TOPIC ...                         (./consume.ts)
+ *   sluice bench ...                                 (./bench.ts)
  *
+ * The client commands take --broker URL (default ws://127.0.0.1:7070, or SLUICE_BROKER).
  * Settings come, from strongest to weakest, from flags, environment variables
  * (SLUICE_DATA_DIR, SLUICE_WORKERS, SLUICE_HOST, SLUICE_PORT), the config file (JSON) and
  * the defaults. `start` serves the WebSocket protocol and HTTP on one port (0: any free
@@ -18,6 +23,11 @@ import { SluiceError } from '../errors.js';
 import { crc32cImplementation } from '../persist/crc32c.js';
 import { startGateway } from '../ws-gateway/server.js';
 import { verifyDataDir } from '../workers/verify-pool.js';
+import { benchCommand } from './bench.js';
+import { errorLine } from './client-common.js';
+import { consumeCommand } from './consume.js';
+import { produceCommand } from './produce.js';
+import { topicsCommand } from './topics.js';
 
 const DEFAULT_DATA_DIR = './data';
 const DEFAULT_HOST = '127.0.0.1';
@@ -153,7 +163,21 @@ function program(): Command {
     .option('--data-dir <dir>', `data directory (default ${DEFAULT_DATA_DIR}, or SLUICE_DATA_DIR)`)
     .option('--threads <n>', 'partitions verified in parallel (default: one per core)', positiveInt)
     .action(verify);
+  cmd.addCommand(topicsCommand());
+  cmd.addCommand(produceCommand());
+  cmd.addCommand(consumeCommand());
+  cmd.addCommand(benchCommand());
+  exitOverrideEverywhere(cmd);
   return cmd;
+}
+
+/**
+ * addCommand() does not pass settings down (only .command() does): without this, a usage
+ * error in an added command would make commander call process.exit(1) itself, not exit 2.
+ */
+function exitOverrideEverywhere(cmd: Command): void {
+  cmd.exitOverride();
+  for (const sub of cmd.commands) exitOverrideEverywhere(sub);
 }
 
 async function main(): Promise<void> {
@@ -164,8 +188,7 @@ async function main(): Promise<void> {
       process.exitCode = err.exitCode === 0 ? 0 : 2;
       return;
     }
-    const message = err instanceof SluiceError ? `${err.code}: ${err.message}` : err instanceof Error ? err.message : String(err);
-    process.stderr.write(`sluice: ${message}\n`);
+    process.stderr.write(`sluice: ${errorLine(err)}\n`);
     process.exitCode = 1;
   }
 }

@@ -1,0 +1,168 @@
+/**
+ * `sluice consume TOPIC [--from-beginning] [--partition P [--offset O]] [--max-messages N]
+ * [--idle-timeout-ms MS] [--print-key] [--key-separator SEP] [--group G]`: one value per
+ * line on stdout, in offset order per partition.
+ *
+ * Starts at the latest offset unless --from-beginning or --offset says otherwise (as
+ * Kafka's console consumer), ends after N records or MS without one (exit 0), or on an
+ * error (exit 1). A closed stdout (`| head -1`) ends it quietly with exit 0. --group is
+ * reserved for consumer groups (the next issue) and refused for now. Owner: the main
+ * thread of the CLI process.
+ */
+import { Command } from 'commander';
+import type { ConsumerRecord, StartPosition } from '../client/index.js';
+import { SluiceError } from '../errors.js';
+import {
+  brokerUrl,
+  clientAction,
+  clientCommand,
+  EXIT_OK,
+  exitWithError,
+  nonEmpty,
+  nonNegativeInt,
+  openClient,
+  positiveInt,
+  Progress,
+  UsageError,
+} from './client-common.js';
+
+/** Kafka's console consumer separates key and value with a tab. */
+const KEY_SEPARATOR_DEFAULT = '\t';
+
+interface ConsumeFlags {
+  broker?: string;
+  fromBeginning?: boolean;
+  partition?: number;
+  offset?: number;
+  group?: string;
+  maxMessages?: number;
+  idleTimeoutMs?: number;
+  printKey?: boolean;
+  keySeparator?: string;
+}
+
+function startPosition(flags: ConsumeFlags): StartPosition {
+  if (flags.offset !== undefined) {
+    if (flags.partition === undefined) throw new UsageError('--offset needs --partition');
+    if (flags.fromBeginning) throw new UsageError('--offset and --from-beginning exclude each other');
+    return { offset: flags.offset };
+  }
+  return flags.fromBeginning ? 'earliest' : 'latest';
+}
+
+/** Exits 0 when the reader of stdout went away (EPIPE): `sluice consume ... | head -1` is a normal use. */
+function exitQuietlyOnEpipe(): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(EXIT_OK);
+    exitWithError(err);
+  });
+}
+
+/** Writes a chunk to stdout, waiting for 'drain' when stdout pushes back (a slow reader slows the consumer, whose credit then stops the broker). */
+async function write(data: Buffer): Promise<void> {
+  if (!process.stdout.write(data)) await new Promise<void>((resolve) => process.stdout.once('drain', resolve));
+}
+
+async function consume(topic: string, flags: ConsumeFlags): Promise<number> {
+  if (flags.group !== undefined) throw new SluiceError('INVALID_ARGUMENT', 'consumer groups are not available yet (--group)');
+  const from = startPosition(flags);
+  exitQuietlyOnEpipe();
+  const client = await openClient(brokerUrl(flags), exitWithError);
+  const description = await client.describeTopic(topic);
+  const partitionCount = description.partitions.length;
+  if (flags.partition !== undefined && flags.partition >= partitionCount) {
+    throw new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `${topic} has ${partitionCount} partitions, no partition ${flags.partition}`);
+  }
+  const consumer = client.consumer({ from });
+  const partitions = flags.partition !== undefined ? [flags.partition] : Array.from({ length: partitionCount }, (_, p) => p);
+  await consumer.assign(partitions.map((partition) => ({ topic, partition })));
+
+  let count = 0;
+  const max = flags.maxMessages ?? Number.POSITIVE_INFINITY;
+  const sep = flags.keySeparator ?? KEY_SEPARATOR_DEFAULT;
+  const progress = new Progress(() => `sluice consume: ${count} records`);
+  // The command ends by resolving `done` (N records, or idle), not by closing the consumer:
+  // a clean close unsubscribes, which waits for a broker that may be gone.
+  let stopped = false;
+  let finish!: () => void;
+  const done = new Promise<void>((resolve) => {
+    finish = () => {
+      stopped = true;
+      resolve();
+    };
+  });
+  let idleTimer: NodeJS.Timeout | undefined;
+  const armIdle = (): void => {
+    if (flags.idleTimeoutMs !== undefined) idleTimer = setTimeout(finish, flags.idleTimeoutMs);
+  };
+  armIdle();
+  const running = consumer.run({
+    eachBatch: async (batch) => {
+      if (stopped) return;
+      // Writing to a slow stdout is not idleness.
+      clearTimeout(idleTimer);
+      const take = Math.min(batch.records.length, max - count);
+      count += take;
+      await write(formatLines(batch.records, take, flags.printKey === true ? Buffer.from(sep) : null));
+      if (count >= max) finish();
+      else armIdle();
+    },
+  });
+  try {
+    await Promise.race([running, done]);
+  } finally {
+    clearTimeout(idleTimer);
+    progress.stop();
+  }
+  client.connection.close();
+  return EXIT_OK;
+}
+
+const NULL_TEXT = Buffer.from('null');
+const NEWLINE = 0x0a;
+
+/**
+ * The first `count` records as lines (`key SEP value` with a separator, else `value`), in
+ * one buffer sized first and filled once: the record bytes are views into a frame that
+ * goes back as credit, so they are copied, once. A null key or value prints as `null`
+ * (as Kafka's console consumer).
+ */
+function formatLines(records: ConsumerRecord[], count: number, sep: Buffer | null): Buffer {
+  let size = 0;
+  for (let i = 0; i < count; i++) {
+    const r = records[i];
+    size += (r.value ?? NULL_TEXT).length + 1;
+    if (sep !== null) size += (r.key ?? NULL_TEXT).length + sep.length;
+  }
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (let i = 0; i < count; i++) {
+    const r = records[i];
+    if (sep !== null) {
+      const key = r.key ?? NULL_TEXT;
+      out.set(key, at);
+      at += key.length;
+      out.set(sep, at);
+      at += sep.length;
+    }
+    const value = r.value ?? NULL_TEXT;
+    out.set(value, at);
+    at += value.length;
+    out[at++] = NEWLINE;
+  }
+  return out;
+}
+
+export function consumeCommand(): Command {
+  return clientCommand('consume', 'print the records of a topic, one value per line')
+    .argument('<topic>', 'topic to consume')
+    .option('--from-beginning', 'start at the log start offset (default: the latest offset)')
+    .option('--partition <p>', 'consume only this partition (default: every partition)', nonNegativeInt)
+    .option('--offset <o>', 'start at this offset (needs --partition)', nonNegativeInt)
+    .option('--group <g>', 'consumer group (not available yet)')
+    .option('--max-messages <n>', 'exit after N records', positiveInt)
+    .option('--idle-timeout-ms <ms>', 'exit after MS without a record', positiveInt)
+    .option('--print-key', 'print the key before the value')
+    .option('--key-separator <sep>', 'between key and value with --print-key (default: a tab)', nonEmpty)
+    .action(clientAction(consume));
+}

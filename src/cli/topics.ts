@@ -1,0 +1,100 @@
+/**
+ * `sluice topics create|list|describe|delete`: the admin calls of the client, for scripts.
+ *
+ *   sluice topics create NAME [--partitions N] [--retention-ms MS] [--retention-bytes B] [--segment-bytes B]
+ *   sluice topics list [--json]               one name per line
+ *   sluice topics describe NAME [--json]      settings, then one row per partition
+ *   sluice topics delete NAME
+ *
+ * Unset settings are sent as 0, which the broker reads as its default (docs/protocol.md,
+ * CREATE_TOPIC). Owner: the main thread of the CLI process.
+ */
+import { Command } from 'commander';
+import type { Sluice, TopicDescription } from '../client/index.js';
+import { brokerUrl, clientAction, clientCommand, closeClient, exitWithError, limitOrUnlimited, openClient, positiveInt } from './client-common.js';
+
+interface BrokerFlags {
+  broker?: string;
+}
+
+/** Connects, runs `body`, closes. */
+async function withClient<T>(flags: BrokerFlags, body: (client: Sluice) => Promise<T>): Promise<T> {
+  const client = await openClient(brokerUrl(flags), exitWithError);
+  try {
+    return await body(client);
+  } finally {
+    await closeClient(client);
+  }
+}
+
+function unlimited(n: number): string {
+  return n < 0 ? 'unlimited' : String(n);
+}
+
+/** The human-readable form of a description: settings on one line, then an aligned table. */
+export function describeTable(d: TopicDescription): string {
+  const head = `topic ${d.topic}  partitions ${d.partitions.length}  retention.ms ${unlimited(d.retentionMs)}  retention.bytes ${unlimited(d.retentionBytes)}  segment.bytes ${d.segmentBytes}  segment.ms ${unlimited(d.segmentMs)}`;
+  const rows: string[][] = [['PARTITION', 'OWNER', 'LOG-START', 'LOG-END', 'HIGH-WATERMARK', 'DURABLE', 'SIZE-BYTES']];
+  d.partitions.forEach((p, i) => {
+    rows.push([i, p.owner, p.logStartOffset, p.logEndOffset, p.highWatermark, p.durableOffset, p.sizeBytes].map(String));
+  });
+  const widths = rows[0].map((_, col) => Math.max(...rows.map((r) => r[col].length)));
+  const lines = rows.map((r) => r.map((cell, col) => (col === 0 ? cell.padEnd(widths[col]) : cell.padStart(widths[col]))).join('  '));
+  return `${head}\n${lines.join('\n')}\n`;
+}
+
+export function topicsCommand(): Command {
+  const topics = new Command('topics').description('create, list, describe and delete topics');
+
+  topics.addCommand(
+    clientCommand('create', 'create a topic', 'topics create')
+      .argument('<name>', 'topic name')
+      .option('--partitions <n>', "number of partitions (default: the broker's)", positiveInt)
+      .option('--retention-ms <ms>', "delete segments older than this; -1 unlimited (default: the broker's)", limitOrUnlimited)
+      .option('--retention-bytes <b>', "keep at most this many bytes per partition; -1 unlimited (default: the broker's)", limitOrUnlimited)
+      .option('--segment-bytes <b>', "roll segments at this size (default: the broker's)", positiveInt)
+      .action(
+        clientAction(async (name: string, flags: BrokerFlags & { partitions?: number; retentionMs?: number; retentionBytes?: number; segmentBytes?: number }) => {
+          const d = await withClient(flags, (c) =>
+            c.createTopic(name, { partitions: flags.partitions, retentionMs: flags.retentionMs, retentionBytes: flags.retentionBytes, segmentBytes: flags.segmentBytes }),
+          );
+          process.stdout.write(`created topic ${d.topic} with ${d.partitions.length} partitions\n`);
+        }),
+      ),
+  );
+
+  topics.addCommand(
+    clientCommand('list', 'print the topic names, one per line', 'topics list')
+      .option('--json', 'print a JSON array')
+      .action(
+        clientAction(async (flags: BrokerFlags & { json?: boolean }) => {
+          const names = await withClient(flags, (c) => c.listTopics());
+          process.stdout.write(flags.json ? `${JSON.stringify(names)}\n` : names.map((n) => `${n}\n`).join(''));
+        }),
+      ),
+  );
+
+  topics.addCommand(
+    clientCommand('describe', "print a topic's settings and per-partition offsets, owner and size", 'topics describe')
+      .argument('<name>', 'topic name')
+      .option('--json', 'print the description as JSON')
+      .action(
+        clientAction(async (name: string, flags: BrokerFlags & { json?: boolean }) => {
+          const d = await withClient(flags, (c) => c.describeTopic(name));
+          process.stdout.write(flags.json ? `${JSON.stringify(d)}\n` : describeTable(d));
+        }),
+      ),
+  );
+
+  topics.addCommand(
+    clientCommand('delete', 'delete a topic and its data', 'topics delete')
+      .argument('<name>', 'topic name')
+      .action(
+        clientAction(async (name: string, flags: BrokerFlags) => {
+          await withClient(flags, (c) => c.deleteTopic(name));
+          process.stdout.write(`deleted topic ${name}\n`);
+        }),
+      ),
+  );
+  return topics;
+}

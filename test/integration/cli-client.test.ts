@@ -1,0 +1,238 @@
+/**
+ * The client commands of `sluice` (topics, produce, consume) against a real `sluice
+ * start` process: what scripts rely on (exact lines in order, keys to stable partitions,
+ * exit codes 0/1/2, one-line errors, EPIPE, an unreachable broker).
+ */
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/dist.js';
+import { CLI, lines, sluice, startBroker, type Broker } from './cli-helpers.js';
+
+let broker: Broker;
+let dir: ReturnType<typeof tempDir>;
+let b: string[];
+
+beforeAll(async () => {
+  dir = tempDir('cli-client');
+  broker = await startBroker({ dataDir: dir.path });
+  b = ['--broker', broker.url];
+});
+
+afterAll(async () => {
+  expect(await broker?.stop()).toBe(0);
+  dir?.remove();
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+async function create(topic: string, partitions: number): Promise<void> {
+  const r = await sluice(['topics', 'create', topic, '--partitions', String(partitions), ...b]);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+}
+
+async function describeJson(topic: string): Promise<{ topic: string; partitions: { highWatermark: number }[]; retentionMs: number; retentionBytes: number; segmentBytes: number }> {
+  const r = await sluice(['topics', 'describe', topic, '--json', ...b]);
+  expect(r.status).toBe(0);
+  return JSON.parse(r.stdout);
+}
+
+describe('sluice topics', () => {
+  it('creates, lists, describes (table and JSON) and deletes topics', async () => {
+    const created = await sluice(['topics', 'create', 'admin-a', '--partitions', '3', '--retention-ms', '60000', '--retention-bytes', '-1', '--segment-bytes', '1048576', ...b]);
+    expect(created.status).toBe(0);
+    expect(created.stdout).toMatch(/admin-a.*3 partitions/);
+    await create('admin-b', 1);
+
+    // SLUICE_BROKER stands in for --broker.
+    const list = await sluice(['topics', 'list'], { env: { SLUICE_BROKER: broker.url } });
+    expect(list.status).toBe(0);
+    expect(lines(list.stdout)).toEqual(expect.arrayContaining(['admin-a', 'admin-b']));
+    expect(lines(list.stdout)).toEqual([...lines(list.stdout)].sort());
+    const listJson = await sluice(['topics', 'list', '--json', ...b]);
+    expect(JSON.parse(listJson.stdout)).toEqual(lines(list.stdout));
+
+    const table = await sluice(['topics', 'describe', 'admin-a', ...b]);
+    expect(table.status).toBe(0);
+    const rows = lines(table.stdout);
+    expect(rows[0]).toMatch(/topic admin-a\s+partitions 3\s+retention\.ms 60000\s+retention\.bytes unlimited\s+segment\.bytes 1048576/);
+    expect(rows[1].split(/\s+/)).toEqual(['PARTITION', 'OWNER', 'LOG-START', 'LOG-END', 'HIGH-WATERMARK', 'DURABLE', 'SIZE-BYTES']);
+    expect(rows.slice(2).map((r) => r.split(/\s+/)[0])).toEqual(['0', '1', '2']);
+    const json = await describeJson('admin-a');
+    expect(json).toMatchObject({ topic: 'admin-a', retentionMs: 60000, retentionBytes: -1, segmentBytes: 1048576 });
+    expect(json.partitions).toHaveLength(3);
+
+    const again = await sluice(['topics', 'create', 'admin-a', ...b]);
+    expect(again.status).toBe(1);
+    expect(lines(again.stderr)).toEqual([expect.stringMatching(/^sluice: TOPIC_ALREADY_EXISTS: /)]);
+
+    const deleted = await sluice(['topics', 'delete', 'admin-a', ...b]);
+    expect(deleted.status).toBe(0);
+    const after = await sluice(['topics', 'list', ...b]);
+    expect(lines(after.stdout)).not.toContain('admin-a');
+    const gone = await sluice(['topics', 'describe', 'admin-a', ...b]);
+    expect(gone.status).toBe(1);
+    expect(lines(gone.stderr)).toEqual([expect.stringMatching(/^sluice: UNKNOWN_TOPIC_OR_PARTITION: /)]);
+  });
+});
+
+describe('sluice produce and consume', () => {
+  it('reads back exactly the lines produced with keys, in order per partition, each key always in one partition', async () => {
+    await create('keyed', 4);
+    const input = Array.from({ length: 300 }, (_, i) => `user-${i % 11}:value ${i}`);
+    const produced = await sluice(['produce', 'keyed', '--key-separator', ':', ...b], { input: `${input.join('\n')}\n` });
+    expect(produced.status).toBe(0);
+    expect(produced.stderr).toMatch(/^sluice produce: 300 records, \d+ bytes in [\d.]+ s \(\d+ records\/s, acks all\)\n$/);
+
+    const all = await sluice(['consume', 'keyed', '--from-beginning', '--max-messages', '300', '--print-key', '--key-separator', ':', ...b]);
+    expect(all.status).toBe(0);
+    expect(lines(all.stdout).sort()).toEqual([...input].sort());
+
+    const json = await describeJson('keyed');
+    const partitionOfKey = new Map<string, number>();
+    let total = 0;
+    for (let p = 0; p < 4; p++) {
+      const r = await sluice(['consume', 'keyed', '--partition', String(p), '--from-beginning', '--idle-timeout-ms', '1000', '--print-key', '--key-separator', ':', ...b]);
+      expect(r.status).toBe(0);
+      const got = lines(r.stdout);
+      expect(got).toHaveLength(json.partitions[p].highWatermark);
+      total += got.length;
+      for (const line of got) {
+        const key = line.slice(0, line.indexOf(':'));
+        expect(partitionOfKey.get(key) ?? p).toBe(p);
+        partitionOfKey.set(key, p);
+      }
+      // In order: the partition's lines are the input's lines of its keys, in input order.
+      expect(got).toEqual(input.filter((l) => partitionOfKey.get(l.slice(0, l.indexOf(':'))) === p));
+    }
+    expect(total).toBe(300);
+    expect(partitionOfKey.size).toBe(11);
+    // Without --print-key only the values.
+    const values = await sluice(['consume', 'keyed', '--from-beginning', '--max-messages', '300', ...b]);
+    expect(lines(values.stdout).sort()).toEqual(input.map((l) => l.slice(l.indexOf(':') + 1)).sort());
+  });
+
+  it('sends every record to --partition and reads from --partition --offset', async () => {
+    await create('pinned', 3);
+    const input = Array.from({ length: 20 }, (_, i) => `line ${i}`);
+    const produced = await sluice(['produce', 'pinned', '--partition', '2', ...b], { input: `${input.join('\n')}\n` });
+    expect(produced.status).toBe(0);
+    expect((await describeJson('pinned')).partitions.map((p) => p.highWatermark)).toEqual([0, 0, 20]);
+    const r = await sluice(['consume', 'pinned', '--partition', '2', '--offset', '5', '--max-messages', '15', ...b]);
+    expect(r.status).toBe(0);
+    expect(lines(r.stdout)).toEqual(input.slice(5));
+    const outOfRange = await sluice(['produce', 'pinned', '--partition', '3', ...b], { input: 'x\n' });
+    expect(outOfRange.status).toBe(1);
+    expect(lines(outOfRange.stderr)).toEqual([expect.stringMatching(/^sluice: UNKNOWN_TOPIC_OR_PARTITION: .*no partition 3/)]);
+  });
+
+  it('produces with --acks 0, 1 and all and reads every line back in order', async () => {
+    await create('acks', 1);
+    const expected: string[] = [];
+    for (const acks of ['0', '1', 'all']) {
+      const input = Array.from({ length: 100 }, (_, i) => `acks ${acks} record ${i}`);
+      expected.push(...input);
+      const r = await sluice(['produce', 'acks', '--acks', acks, ...b], { input: `${input.join('\n')}\n` });
+      expect(r.status).toBe(0);
+      expect(r.stderr).toMatch(new RegExp(`^sluice produce: 100 records, .*acks ${acks}\\)\\n$`));
+    }
+    const r = await sluice(['consume', 'acks', '--from-beginning', '--max-messages', '300', ...b]);
+    expect(lines(r.stdout)).toEqual(expected);
+  });
+
+  it('starts at the latest offset without --from-beginning and ends after --idle-timeout-ms', async () => {
+    await create('latest', 1);
+    await sluice(['produce', 'latest', ...b], { input: 'old 1\nold 2\n' });
+    const quiet = await sluice(['consume', 'latest', '--idle-timeout-ms', '500', ...b]);
+    expect(quiet.status).toBe(0);
+    expect(quiet.stdout).toBe('');
+
+    // A consumer waiting at the end sees the next record: keep producing until it has one.
+    const waiting = sluice(['consume', 'latest', '--max-messages', '1', '--idle-timeout-ms', '20000', ...b]);
+    let done = false;
+    void waiting.then(() => (done = true));
+    for (let i = 0; i < 60 && !done; i++) {
+      await sluice(['produce', 'latest', ...b], { input: `new ${i}\n` });
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const r = await waiting;
+    expect(r.status).toBe(0);
+    expect(lines(r.stdout)).toEqual([expect.stringMatching(/^new \d+$/)]);
+  });
+
+  it('exits 0 quietly when the reader of stdout goes away (| head -1)', async () => {
+    await create('piped', 1);
+    const input = Array.from({ length: 20_000 }, (_, i) => `a line long enough to fill a pipe buffer quickly ${i}`);
+    expect((await sluice(['produce', 'piped', ...b], { input: `${input.join('\n')}\n` })).status).toBe(0);
+    const startedMs = performance.now();
+    const sh = spawn('bash', ['-c', `"${process.execPath}" "${CLI}" consume piped --from-beginning --idle-timeout-ms 20000 --broker ${broker.url} | head -1; echo "status \${PIPESTATUS[0]}" >&2`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    sh.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    sh.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    await new Promise((resolve) => sh.on('close', resolve));
+    expect(stdout).toBe(`${input[0]}\n`);
+    expect(stderr).toBe('status 0\n');
+    // It ended at the broken pipe, not at the idle timeout.
+    expect(performance.now() - startedMs).toBeLessThan(15_000);
+  });
+});
+
+describe('sluice client command errors', () => {
+  it('exits 2 on usage errors, 0 on --help', async () => {
+    for (const args of [
+      ['produce'],
+      ['produce', 't', '--acks', '2'],
+      ['produce', 't', '--partition', '-1'],
+      ['consume', 't', '--max-messages', '0'],
+      ['consume', 't', '--offset', '3'],
+      ['consume', 't', '--partition', '0', '--offset', '3', '--from-beginning'],
+      ['consume', 't', '--no-such-flag'],
+      ['topics', 'create'],
+      ['topics', 'create', 't', '--partitions', 'many'],
+      ['topics', 'nope'],
+    ]) {
+      const r = await sluice([...args, ...b]);
+      expect({ args, status: r.status }).toEqual({ args, status: 2 });
+      expect(r.stderr).not.toBe('');
+    }
+    for (const args of [['topics', 'create', '--help'], ['produce', '--help'], ['consume', '--help'], ['topics', '--help']]) {
+      const r = await sluice(args);
+      expect({ args, status: r.status }).toEqual({ args, status: 0 });
+      expect(r.stdout).toMatch(/Usage: sluice/);
+    }
+  });
+
+  it('exits 1 with one line for an unknown topic and for --group', async () => {
+    for (const args of [['produce', 'missing'], ['consume', 'missing', '--from-beginning'], ['topics', 'describe', 'missing'], ['topics', 'delete', 'missing']]) {
+      const r = await sluice([...args, ...b], { input: 'x\n' });
+      expect({ args, status: r.status }).toEqual({ args, status: 1 });
+      expect(lines(r.stderr)).toEqual([expect.stringMatching(/^sluice: UNKNOWN_TOPIC_OR_PARTITION: .*missing/)]);
+    }
+    const group = await sluice(['consume', 'keyed', '--group', 'g', ...b]);
+    expect(group.status).toBe(1);
+    expect(lines(group.stderr)).toEqual([expect.stringMatching(/^sluice: .*consumer groups are not available yet/)]);
+  });
+
+  it('exits 1 with one line within a few seconds when the broker is unreachable', async () => {
+    const url = `ws://127.0.0.1:${await freePort()}`;
+    for (const args of [['topics', 'list'], ['produce', 't'], ['consume', 't']]) {
+      const r = await sluice([...args, '--broker', url], { input: 'x\n' });
+      expect({ args, status: r.status }).toEqual({ args, status: 1 });
+      expect(lines(r.stderr)).toEqual([`sluice: CONNECTION_LOST: cannot reach the broker at ${url} (connect ECONNREFUSED ${url.slice(5)})`]);
+      expect(r.elapsedMs).toBeLessThan(5_000);
+    }
+  });
+});
