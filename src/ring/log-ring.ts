@@ -381,12 +381,17 @@ export class LogRing {
     // Measure the run to copy, checking every value read (a reused slot holds garbage).
     let totalBytes = 0;
     let last = first;
+    let expectedKey = firstKey;
     for (let n = found; n < count; n++) {
       const i = (tail + n) | 0;
       const length = this.#slotField(i, LENGTH_FIELD);
       const offset = this.#slotField(i, DATA_POSITION_FIELD) & this.#dataMask;
       if (!(length >= 0 && length <= this.entryBytesMax && offset + length <= this.dataBytes)) return null;
       if (n > found && totalBytes + length > maxBytes) break;
+      // Keys must run on without a gap: an entry the writer kept out of the ring (too large)
+      // leaves one, and what follows it is not the continuation the reader asked for.
+      if (this.#slotField(i, FIRST_KEY_FIELD) !== expectedKey) break;
+      expectedKey = this.#slotField(i, NEXT_KEY_FIELD);
       totalBytes += length;
       last = i;
     }

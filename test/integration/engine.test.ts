@@ -112,6 +112,22 @@ describe('Engine', () => {
     expect(engine.describeTopic('big').partitions[0].segmentCount).toBeGreaterThan(1);
   });
 
+  it('never skips a batch too large for the log ring: reads stop at the gap it leaves there', async () => {
+    const { engine } = await openEngine({ workers: 1, limits: { logRingBytes: 64 * 1024, logRingEntries: 64 } });
+    await engine.createTopic('gap', { partitions: 1 });
+    await engine.produce('gap', 0, batchOf(5, 'small'), { acks: 1 });
+    await engine.produce('gap', 0, S.encodeBatch([{ value: new Uint8Array(40 * 1024) }, { value: new Uint8Array(10) }]), { acks: 1 });
+    await engine.produce('gap', 0, batchOf(5, 'after'), { acks: 1 });
+    const first = await engine.fetch('gap', 0, 0, { maxBytes: 1024 * 1024 });
+    let next = 0;
+    S.forEachBatch(first.records, (b, h) => {
+      expect(h.baseOffset).toBe(next);
+      next = h.baseOffset + h.recordCount;
+    });
+    const values = await readAll(engine, 'gap', 0);
+    expect(values.map((v) => v.offset)).toEqual([...Array(12).keys()]);
+  });
+
   it('keeps data across a clean close and reopen, and continues offsets', async () => {
     const dir = tempDir('reopen');
     cleanups.push(() => dir.remove());

@@ -120,7 +120,11 @@ describe('LogRing append, publish and read', () => {
     expect(reader.read(130, 1000)).toBeNull();
     expect(reader.read(1e12, 1000)).toBeNull();
     expect(reader.visibleNextKey()).toBe(130);
-    expectRead(reader.read(100, 1000), 100, 130, concat(entryBytes(100, 110, 10), entryBytes(120, 130, 10)));
+    // A read stops at a gap: the keys missing there may be stored elsewhere (the owner
+    // writes batches too large for the ring straight to disk), so what follows is not
+    // the continuation of what was read.
+    expectRead(reader.read(100, 1000), 100, 110, entryBytes(100, 110, 10));
+    expectRead(reader.read(120, 1000), 120, 130, entryBytes(120, 130, 10));
   });
 
   it('accepts entries of zero bytes and of exactly entryBytesMax, and answers -1 above it', () => {
@@ -295,7 +299,7 @@ describe('LogRing wrap and eviction', () => {
         let lastNext = first;
         while (at < newest) {
           const e = model.get(at);
-          if (e === undefined) { at += 1; continue; }
+          if (e === undefined) break; // a gap ends the read
           if (parts.length > 0 && total + e.length > maxBytes) break;
           parts.push(entryBytes(at, e.nextKey, e.length));
           total += e.length;

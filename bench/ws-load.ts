@@ -1,0 +1,218 @@
+/**
+ * A load-generating process of `sluice bench`: the producer process or the consumer
+ * process, separate from the broker and from each other, as issue 3 asks.
+ *
+ *   node dist/bench/ws-load.js '<json LoadJob>'
+ *
+ * Throughput jobs run `threads` piscina threads (bench/ws-worker.ts), each with its own
+ * connection, all starting at one instant; the result spans the first start to the last
+ * end. Latency jobs run on the main thread: the producer sends at a fixed rate on a fixed
+ * schedule and stamps each record with its intended send time; the consumer receives
+ * through subscribe + for-await and records (receive time - intended time) in an
+ * HdrHistogram, which corrects for coordinated omission (a stalled sender does not hide
+ * the records it should have sent meanwhile).
+ *
+ * Protocol with the parent, one line each on stdout: `progress <records>` (every
+ * PROGRESS_INTERVAL_MS), `ready` (a latency consumer is subscribed), `result <json>`.
+ * Owner: this process's main thread. Every loop is bounded by a count and a deadline.
+ */
+import { Piscina } from 'piscina';
+import * as hdr from 'hdr-histogram-js';
+import { connect } from '../src/client/index.js';
+import { crc32c } from '../src/persist/crc32c.js';
+import type { Acks } from '../src/client/index.js';
+import type { ConsumeTask, ProduceTask, ThreadResult } from './ws-worker.js';
+
+const PROGRESS_INTERVAL_MS = 200;
+/** Latencies above this (µs) are clamped into the histogram's last bucket. */
+const LATENCY_US_MAX = 60_000_000;
+/** A latency-run record's value starts with its intended send time, hrtime ns as float64 (little-endian). */
+const STAMP_BYTES = 8;
+/** Shortest wait worth blocking for before the next scheduled send (µs); below it, go round the event loop. */
+const SCHEDULE_BLOCK_US_MIN = 20;
+/** Longest single block (µs) so that acknowledgements and timers are not held up longer than this. */
+const SCHEDULE_BLOCK_US_MAX = 1000;
+
+export type LoadJob =
+  | { kind: 'produce'; url: string; topic: string; threads: number; records: number; recordBytes: number; acks: Acks; lingerMs: number; batchBytes: number; timeoutMs: number }
+  | { kind: 'consume'; url: string; topic: string; threads: number; expected: Record<number, number>; windowBytes: number; timeoutMs: number }
+  | { kind: 'latency-produce'; url: string; topic: string; ratePerSec: number; records: number; recordBytes: number; timeoutMs: number }
+  | { kind: 'latency-consume'; url: string; topic: string; records: number; timeoutMs: number };
+
+export interface LoadResult {
+  records: number;
+  bytes: number;
+  secs: number;
+  /** Latency jobs (consumer side): microseconds. */
+  latencyUs?: { p50: number; p99: number; p999: number; max: number; mean: number; count: number };
+  /** Latency producer: how far behind its schedule it fell at worst (µs). */
+  scheduleLagUsMax?: number;
+  /** Peak resident set of this process (MB). */
+  rssPeakMB: number;
+}
+
+const nowNs = (): number => Number(process.hrtime.bigint());
+const line = (s: string): void => void process.stdout.write(s + '\n');
+
+async function throughput(job: Extract<LoadJob, { kind: 'produce' | 'consume' }>): Promise<LoadResult> {
+  const pool = new Piscina({
+    filename: new URL('./ws-worker.js', import.meta.url).href,
+    minThreads: job.threads,
+    maxThreads: job.threads,
+    idleTimeout: 1000,
+    maxQueue: job.threads,
+    concurrentTasksPerWorker: 1,
+  });
+  const progress = new Int32Array(new SharedArrayBuffer(4));
+  const ticker = setInterval(() => line(`progress ${Atomics.load(progress, 0)}`), PROGRESS_INTERVAL_MS);
+  // Threads connect and warm up first; they all start at this instant.
+  const startAtNs = nowNs() + 500e6;
+  const deadlineNs = nowNs() + job.timeoutMs * 1e6;
+  try {
+    const tasks: Promise<ThreadResult>[] = [];
+    for (let t = 0; t < job.threads; t++) {
+      if (job.kind === 'produce') {
+        const share = Math.floor(job.records / job.threads) + (t < job.records % job.threads ? 1 : 0);
+        const task: ProduceTask = { kind: 'produce', url: job.url, topic: job.topic, records: share, recordBytes: job.recordBytes, acks: job.acks, lingerMs: job.lingerMs, batchBytes: job.batchBytes, startAtNs, deadlineNs, progress };
+        tasks.push(pool.run(task));
+      } else {
+        const expected: Record<number, number> = {};
+        for (const p of Object.keys(job.expected).map(Number)) if (p % job.threads === t) expected[p] = job.expected[p];
+        if (Object.keys(expected).length === 0) continue;
+        const task: ConsumeTask = { kind: 'consume', url: job.url, topic: job.topic, expected, windowBytes: job.windowBytes, startAtNs, deadlineNs, progress };
+        tasks.push(pool.run(task));
+      }
+    }
+    const results = await Promise.all(tasks);
+    const start = Math.min(...results.map((r) => r.startNs));
+    const end = Math.max(...results.map((r) => r.endNs));
+    return {
+      records: results.reduce((s, r) => s + r.records, 0),
+      bytes: results.reduce((s, r) => s + r.bytes, 0),
+      secs: (end - start) / 1e9,
+      rssPeakMB: process.resourceUsage().maxRSS / 1024,
+    };
+  } finally {
+    clearInterval(ticker);
+    await pool.destroy();
+  }
+}
+
+/** Blocks this thread for `us` microseconds without spinning (the sender's schedule is finer than setTimeout's 1 ms). */
+function blockUs(sleeper: Int32Array, us: number): void {
+  Atomics.wait(sleeper, 0, 0, us / 1000);
+}
+
+async function latencyProduce(job: Extract<LoadJob, { kind: 'latency-produce' }>): Promise<LoadResult> {
+  const client = await connect({ url: job.url, clientId: 'bench-latency-producer', crc32c });
+  try {
+    const producer = client.producer({ acks: 'all', lingerMs: 0 });
+    await client.metadata();
+    const warm = new Uint8Array(job.recordBytes);
+    new DataView(warm.buffer).setFloat64(0, -1, true); // the consumer skips negative stamps
+    await producer.send({ topic: job.topic, value: warm });
+    const sleeper = new Int32Array(new SharedArrayBuffer(4));
+    const intervalNs = 1e9 / job.ratePerSec;
+    const startNs = nowNs() + 10e6;
+    const deadlineNs = startNs + job.timeoutMs * 1e6;
+    let sent = 0;
+    let lagUsMax = 0;
+    let lastProgressNs = 0;
+    while (sent < job.records) {
+      const now = nowNs();
+      if (now > deadlineNs) break;
+      // Send every record whose intended time has come, stamped with that time, not with now.
+      while (sent < job.records) {
+        const intendedNs = startNs + sent * intervalNs;
+        if (intendedNs > now) break;
+        lagUsMax = Math.max(lagUsMax, (now - intendedNs) / 1e3);
+        const value = new Uint8Array(job.recordBytes); // the client keeps a reference until the batch is encoded
+        new DataView(value.buffer).setFloat64(0, intendedNs, true);
+        void producer.send({ topic: job.topic, value }).catch(() => undefined);
+        sent++;
+      }
+      if (now - lastProgressNs > PROGRESS_INTERVAL_MS * 1e6) {
+        line(`progress ${sent}`);
+        lastProgressNs = now;
+      }
+      const waitUs = (startNs + sent * intervalNs - nowNs()) / 1e3;
+      if (waitUs > SCHEDULE_BLOCK_US_MIN) blockUs(sleeper, Math.min(waitUs, SCHEDULE_BLOCK_US_MAX));
+      await new Promise((r) => setImmediate(r)); // acknowledgements and linger timers run here
+    }
+    await producer.flush();
+    return { records: sent, bytes: sent * job.recordBytes, secs: (nowNs() - startNs) / 1e9, scheduleLagUsMax: lagUsMax, rssPeakMB: process.resourceUsage().maxRSS / 1024 };
+  } finally {
+    await client.close();
+  }
+}
+
+async function latencyConsume(job: Extract<LoadJob, { kind: 'latency-consume' }>): Promise<LoadResult> {
+  const client = await connect({ url: job.url, clientId: 'bench-latency-consumer', crc32c });
+  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: LATENCY_US_MAX, numberOfSignificantValueDigits: 3 });
+  try {
+    const consumer = client.consumer({ from: 'latest' });
+    await consumer.subscribe(job.topic);
+    const timer = setTimeout(() => void consumer.close(), job.timeoutMs);
+    line('ready');
+    const startNs = nowNs();
+    let records = 0;
+    let bytes = 0;
+    let lastProgressNs = 0;
+    for await (const record of consumer) {
+      const receivedNs = nowNs();
+      const v = record.value!;
+      const intendedNs = new DataView(v.buffer, v.byteOffset, STAMP_BYTES).getFloat64(0, true);
+      if (intendedNs < 0) continue; // the producer's warm-up record
+      histogram.recordValue(Math.min(LATENCY_US_MAX, Math.max(1, Math.round((receivedNs - intendedNs) / 1e3))));
+      records++;
+      bytes += v.length;
+      if (receivedNs - lastProgressNs > PROGRESS_INTERVAL_MS * 1e6) {
+        line(`progress ${records}`);
+        lastProgressNs = receivedNs;
+      }
+      if (records >= job.records) break;
+    }
+    clearTimeout(timer);
+    await consumer.close();
+    return {
+      records,
+      bytes,
+      secs: (nowNs() - startNs) / 1e9,
+      latencyUs: {
+        p50: histogram.getValueAtPercentile(50),
+        p99: histogram.getValueAtPercentile(99),
+        p999: histogram.getValueAtPercentile(99.9),
+        max: histogram.maxValue,
+        mean: histogram.mean,
+        count: histogram.totalCount,
+      },
+      rssPeakMB: process.resourceUsage().maxRSS / 1024,
+    };
+  } finally {
+    await client.close();
+  }
+}
+
+export function runLoadJob(job: LoadJob): Promise<LoadResult> {
+  switch (job.kind) {
+    case 'produce':
+    case 'consume':
+      return throughput(job);
+    case 'latency-produce':
+      return latencyProduce(job);
+    case 'latency-consume':
+      return latencyConsume(job);
+    default:
+      throw new Error(`unknown job ${(job as { kind: string }).kind}`);
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  try {
+    const result = await runLoadJob(JSON.parse(process.argv[2]) as LoadJob);
+    line(`result ${JSON.stringify(result)}`);
+  } catch (err) {
+    process.stderr.write(`ws-load: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,45 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+// Benchmarks must not rot: `sluice bench --smoke` runs here end to end (its own broker,
+// producer and consumer processes, the loopback limit), and its table and JSON are checked.
+describe('sluice bench (smoke)', () => {
+  it('measures loopback, produce, consume and latency with positive figures and writes the JSON', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-wsbench-test-'));
+    const jsonFile = join(dir, 'result.json');
+    try {
+      const cli = fileURLToPath(new URL('../../dist/bench/ws-cli.js', import.meta.url));
+      const stdout = await new Promise<string>((resolve, reject) => {
+        execFile(process.execPath, [cli, '--smoke', '--json', jsonFile], { timeout: 60_000, maxBuffer: 1 << 20 }, (err, out, errOut) => {
+          if (err) reject(new Error(`${err.message}\n${errOut}`));
+          else resolve(out);
+        });
+      });
+      expect(stdout).toContain('| produce acks=all |');
+      expect(stdout).toContain('| consume backlog |');
+      const r = JSON.parse(readFileSync(jsonFile, 'utf8'));
+      expect(Object.keys(r).sort()).toEqual(['brokerRssPeakMB', 'consume', 'env', 'latency', 'loadRssPeakMB', 'loopback', 'produceAcks1', 'produceAcksAll', 'settings'].sort());
+      expect(r.settings).toMatchObject({ recordBytes: 100, runs: 1 });
+      expect(r.loopback.upMBps).toBeGreaterThan(0);
+      expect(r.loopback.downMBps).toBeGreaterThan(0);
+      for (const f of [r.produceAcksAll, r.produceAcks1, r.consume]) {
+        expect(f.recordsPerSec).toBeGreaterThan(0);
+        expect(f.mbPerSec).toBeGreaterThan(0);
+        expect(f.loopbackRatio).toBeGreaterThan(0);
+        expect(f.runs).toHaveLength(1);
+      }
+      expect(r.produceAcksAll.targetRatio).toBeGreaterThan(0);
+      expect(r.consume.targetRatio).toBeGreaterThan(0);
+      expect(r.latency.count).toBe(r.settings.latencyRecords);
+      for (const k of ['p50Us', 'p99Us', 'p999Us', 'maxUs']) expect(r.latency[k]).toBeGreaterThan(0);
+      expect(r.latency.p50Us).toBeLessThanOrEqual(r.latency.p999Us);
+      expect(r.brokerRssPeakMB).toBeGreaterThan(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
