@@ -149,6 +149,7 @@ export class Engine {
   /** Free slots per owner, so closed partitions' slots are reused. */
   readonly #slotsUsed: boolean[][];
   #topicChain: Promise<unknown> = Promise.resolve();
+  #producerIdChain: Promise<unknown> = Promise.resolve();
   #nextProducerId = -1;
   /** Listeners per partition (key `owner:slot`), told when its high watermark moves. */
   readonly #watchers = new Map<string, Set<(highWatermark: number) => void>>();
@@ -257,7 +258,6 @@ export class Engine {
   }
 
   async #openTopic(name: string, config: TopicConfig): Promise<TopicState> {
-    const state: TopicState = { name, config, partitions: [] };
     const logConfig: LogConfig = {
       ...DEFAULT_LOG_CONFIG,
       segmentBytes: config.segmentBytes,
@@ -265,19 +265,32 @@ export class Engine {
       retentionMs: config.retentionMs,
       retentionBytes: config.retentionBytes,
     };
-    for (let p = 0; p < config.partitions; p++) {
+    const partitions = Array.from({ length: config.partitions }, (_, p) => {
       const owner = this.#owners[ownerOf(name, p, this.#owners.length)];
-      const slot = this.#allocateSlot(owner);
-      const report: RecoveryReportSummary = await owner.openPartition(slot, join(this.dataDir, partitionDirName(name, p)), logConfig);
+      return { owner, slot: this.#allocateSlot(owner) };
+    });
+    // All at once: each owner opens its partitions in turn, the owners in parallel.
+    const opened = await Promise.allSettled(
+      partitions.map(({ owner, slot }, p) => owner.openPartition(slot, join(this.dataDir, partitionDirName(name, p)), logConfig)),
+    );
+    const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      await Promise.allSettled(
+        partitions.map(({ owner, slot }, p) => (opened[p].status === 'fulfilled' ? owner.closePartition(slot, false) : Promise.resolve())),
+      );
+      for (const { owner, slot } of partitions) this.#slotsUsed[owner.index][slot] = false;
+      throw failed.reason;
+    }
+    opened.forEach((r, p) => {
+      const report = (r as PromiseFulfilledResult<RecoveryReportSummary>).value;
       for (const t of report.truncations) {
         this.#logger.warn({ topic: name, partition: p, ...t }, 'recovery truncated a torn or corrupt tail');
       }
       if (report.indexesRebuilt.length > 0) {
         this.#logger.warn({ topic: name, partition: p, indexes: report.indexesRebuilt }, 'recovery rebuilt indexes');
       }
-      state.partitions.push({ owner, slot });
-    }
-    return state;
+    });
+    return { name, config, partitions };
   }
 
   // ------------------------------------------------------------ topics
@@ -330,10 +343,13 @@ export class Engine {
   }
 
   async #closeTopic(state: TopicState, deleteFiles: boolean): Promise<void> {
-    for (const { owner, slot } of state.partitions) {
-      await owner.closePartition(slot, deleteFiles);
-      this.#slotsUsed[owner.index][slot] = false;
-    }
+    const closed = await Promise.allSettled(state.partitions.map(({ owner, slot }) => owner.closePartition(slot, deleteFiles)));
+    // A slot whose close failed stays taken: its owner may still hold the partition.
+    state.partitions.forEach(({ owner, slot }, p) => {
+      if (closed[p].status === 'fulfilled') this.#slotsUsed[owner.index][slot] = false;
+    });
+    const failed = closed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   }
 
   listTopics(): string[] {
@@ -534,7 +550,8 @@ export class Engine {
    * answered with its original offset instead of being stored twice.
    */
   initProducerId(): Promise<{ producerId: number; producerEpoch: number }> {
-    return this.#serial(async () => {
+    // Its own chain: a new producer never waits behind the creation of a big topic.
+    const run = this.#producerIdChain.then(async () => {
       this.#open();
       if (this.#nextProducerId >= this.#producerIdsReservedEnd) {
         this.#producerIdsReservedEnd = this.#nextProducerId + PRODUCER_ID_BLOCK;
@@ -542,6 +559,8 @@ export class Engine {
       }
       return { producerId: this.#nextProducerId++, producerEpoch: 0 };
     });
+    this.#producerIdChain = run.catch(() => {});
+    return run;
   }
 
   /**
@@ -584,9 +603,8 @@ export class Engine {
     checkInteger(index, 'owner index', 0, this.#owners.length - 1);
     const owner = this.#owners[index];
     await owner.kill();
-    // The exit event schedules the restart; wait for it to finish.
-    await new Promise((r) => setImmediate(r));
-    await owner.ready();
+    await owner.ready(); // the restart, with every partition reopened
+
   }
 
   ownerRestarts(): number[] {

@@ -248,7 +248,10 @@ export class OwnerHandle {
 
   /** Ends the owner thread abruptly, as a crash would (tests and chaos drills). */
   async kill(): Promise<void> {
+    // Our own 'exit' listener was added first, so when this one runs the restart is scheduled.
+    const exited = new Promise<void>((resolve) => this.#worker.once('exit', () => resolve()));
     await this.#worker.terminate();
+    await exited;
   }
 
   /** State for metrics: whether the thread serves, requests in flight, command ring fill. */

@@ -76,6 +76,8 @@ class Reply {
     this.#res.cork(() => {
       this.#res.writeStatus(status);
       if (contentType) this.#res.writeHeader('Content-Type', contentType);
+      // The client's modules are public: a page on another origin imports them (module scripts need CORS).
+      if (contentType?.startsWith('text/javascript')) this.#res.writeHeader('Access-Control-Allow-Origin', '*');
       this.#res.writeHeader('Cache-Control', 'no-store');
       this.#res.end(body);
     });

@@ -184,6 +184,7 @@ describe('Engine', () => {
     const acked: { partition: number; base: number; n: number }[] = [];
     const errors: string[] = [];
     const inflight: Promise<void>[] = [];
+    let restarted: Promise<void> = Promise.resolve();
     for (let i = 0; i < 200; i++) {
       const partition = i % 4;
       inflight.push(
@@ -192,11 +193,14 @@ describe('Engine', () => {
           (err) => void errors.push(err.code),
         ),
       );
-      if (i === 100) void engine.crashOwner(engine.ownerIndexOf('crash', 0));
+      if (i === 100) restarted = engine.crashOwner(engine.ownerIndexOf('crash', 0));
     }
     await Promise.all(inflight);
     expect(errors.every((c) => c === 'OWNER_UNAVAILABLE')).toBe(true);
-    await new Promise((r) => setTimeout(r, 200));
+    await restarted;
+    // Gate on the owners' state, not on time: every owner serves again.
+    const deadline = Date.now() + 10_000;
+    while (!engine.ownerStats().every((o) => o.up) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     for (let p = 0; p < 4; p++) {
       await expect(engine.produce('crash', p, batchOf(1, 'after'))).resolves.toBeGreaterThanOrEqual(0);
     }
