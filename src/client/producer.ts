@@ -97,6 +97,8 @@ interface SealedBatch {
   encoding: Promise<void>;
   attempts: number;
   sizeBytes: number;
+  /** Answered (its records' promises settled); a batch is answered once. */
+  settled?: boolean;
 }
 
 interface PartitionState {
@@ -160,7 +162,9 @@ export class Producer {
   #chainDepth = 0;
   #bufferedBytes = 0;
   readonly #bufferWaiters: (() => void)[] = [];
-  readonly #unsettled = new Set<Promise<unknown>>();
+  /** Records sent and not yet answered (a counter, not a promise per record: send is hot). */
+  #unsettledRecords = 0;
+  readonly #idleWaiters: (() => void)[] = [];
   #closed = false;
 
   constructor(ctx: ProducerContext, options: ProducerOptions = {}) {
@@ -218,13 +222,16 @@ export class Producer {
           await this.#ensureIdentity();
           this.#enqueue(record, pending, await this.#ctx.partitionCount(record.topic));
         })
-        .catch((err) => reject(err))
+        .catch((err) => {
+          reject(err);
+          this.#recordsDone(1);
+        })
         .finally(() => {
           if (--this.#chainDepth === 0) this.#chain = null;
         });
       this.#chain = step;
     });
-    this.#track(promise);
+    this.#unsettledRecords++;
     return promise;
   }
 
@@ -232,7 +239,7 @@ export class Producer {
   async flush(): Promise<void> {
     while (this.#chain) await this.#chain;
     this.#accumulator.flush();
-    while (this.#unsettled.size > 0) await Promise.allSettled([...this.#unsettled]);
+    while (this.#unsettledRecords > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
   }
 
   /** Flushes, then refuses further sends. */
@@ -241,13 +248,9 @@ export class Producer {
     this.#closed = true;
   }
 
-  #track(promise: Promise<unknown>): void {
-    const settled = promise.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.#unsettled.add(settled);
-    void settled.then(() => this.#unsettled.delete(settled));
+  #recordsDone(n: number): void {
+    this.#unsettledRecords -= n;
+    if (this.#unsettledRecords === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
   }
 
   /** The partition count if nothing needs awaiting (identity known, topic cached), else null. */
@@ -296,6 +299,7 @@ export class Producer {
     }
     if (!Number.isInteger(partition) || partition < 0 || partition >= partitions) {
       pending.deferred.reject(new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `${record.topic} has ${partitions} partitions, no partition ${partition}`));
+      this.#recordsDone(1);
       return;
     }
     this.#bufferedBytes += pending.sizeBytes;
@@ -433,6 +437,8 @@ export class Producer {
   }
 
   #settle(batch: SealedBatch, err: unknown, baseOffset = -1): void {
+    assert(batch.settled !== true, 'a batch is answered once');
+    batch.settled = true;
     this.#bufferedBytes -= batch.sizeBytes;
     while (this.#bufferWaiters.length > 0 && this.#bufferedBytes < this.#bufferBytesMax) this.#bufferWaiters.shift()!();
     for (let i = 0; i < batch.records.length; i++) {
@@ -440,6 +446,7 @@ export class Producer {
       if (err) d.reject(err);
       else d.resolve({ topic: batch.topic, partition: batch.partition, offset: baseOffset < 0 ? -1 : baseOffset + i });
     }
+    this.#recordsDone(batch.records.length);
   }
 
   #retryDelay(err: unknown, attempt: number): number {
