@@ -81,6 +81,49 @@ interface Deferred {
   reject: (err: unknown) => void;
 }
 
+/** The one promise of a sendMany: counts its records down, keeps their metadata in order. */
+class SendGroup {
+  readonly results: RecordMetadata[];
+  remaining: number;
+  error: unknown = null;
+  readonly #resolve: (m: RecordMetadata[]) => void;
+  readonly #reject: (err: unknown) => void;
+
+  constructor(count: number, resolve: (m: RecordMetadata[]) => void, reject: (err: unknown) => void) {
+    this.results = new Array<RecordMetadata>(count);
+    this.remaining = count;
+    this.#resolve = resolve;
+    this.#reject = reject;
+  }
+
+  done(): void {
+    if (--this.remaining > 0) return;
+    if (this.error !== null) this.#reject(this.error);
+    else this.#resolve(this.results);
+  }
+}
+
+/** A record's place in a SendGroup: a Deferred without a promise or closure of its own. */
+class GroupSlot implements Deferred {
+  readonly #group: SendGroup;
+  readonly #index: number;
+
+  constructor(group: SendGroup, index: number) {
+    this.#group = group;
+    this.#index = index;
+  }
+
+  resolve(m: RecordMetadata): void {
+    this.#group.results[this.#index] = m;
+    this.#group.done();
+  }
+
+  reject(err: unknown): void {
+    if (this.#group.error === null) this.#group.error = err;
+    this.#group.done();
+  }
+}
+
 interface PendingRecord {
   record: RecordInput;
   deferred: Deferred;
@@ -196,8 +239,28 @@ export class Producer {
 
   /** Sends one record; resolves with its partition and offset once acknowledged (acks 0: when sent, offset -1). */
   send(record: ProducerRecord): Promise<RecordMetadata> {
-    if (this.#closed) return Promise.reject(new ClientClosedError());
-    if (!record || typeof record.topic !== 'string') return Promise.reject(new SluiceError('INVALID_ARGUMENT', 'send needs { topic, value }'));
+    return new Promise<RecordMetadata>((resolve, reject) => this.#submit(record, { resolve, reject }));
+  }
+
+  /**
+   * Sends many records with one promise (as kafkajs's `send({ topic, messages })`):
+   * resolves with each record's partition and offset, in the order given, once all are
+   * acknowledged; rejects with the first error (the others may still be stored). The fast
+   * path: no promise per record.
+   */
+  sendMany(records: ProducerRecord[]): Promise<RecordMetadata[]> {
+    if (!Array.isArray(records)) return Promise.reject(new SluiceError('INVALID_ARGUMENT', 'sendMany needs an array of records'));
+    if (records.length === 0) return Promise.resolve([]);
+    return new Promise<RecordMetadata[]>((resolve, reject) => {
+      const group = new SendGroup(records.length, resolve, reject);
+      for (let i = 0; i < records.length; i++) this.#submit(records[i], new GroupSlot(group, i));
+    });
+  }
+
+  /** Validates one record and queues it; answers through `deferred`, exactly once. */
+  #submit(record: ProducerRecord, deferred: Deferred): void {
+    if (this.#closed) return deferred.reject(new ClientClosedError());
+    if (!record || typeof record.topic !== 'string') return deferred.reject(new SluiceError('INVALID_ARGUMENT', 'send needs { topic, value }'));
     const input: RecordInput = {
       key: toBytes(record.key),
       value: toBytes(record.value),
@@ -206,33 +269,30 @@ export class Producer {
     };
     const sizeBytes = recordSizeEstimate(input);
     if (sizeBytes > this.#batchBytes && sizeBytes > this.#ctx.connection.limits.batchBytesMax - BATCH_HEADER_SLACK_BYTES) {
-      return Promise.reject(new SluiceError('MESSAGE_TOO_LARGE', `a record of about ${sizeBytes} bytes does not fit a batch (${this.#ctx.connection.limits.batchBytesMax} bytes)`));
+      return deferred.reject(new SluiceError('MESSAGE_TOO_LARGE', `a record of about ${sizeBytes} bytes does not fit a batch (${this.#ctx.connection.limits.batchBytesMax} bytes)`));
     }
-    const promise = new Promise<RecordMetadata>((resolve, reject) => {
-      const pending: PendingRecord = { record: input, deferred: { resolve, reject }, sizeBytes };
-      const ready = this.#chain === null && this.#bufferedBytes < this.#bufferBytesMax ? this.#readySync(record.topic) : null;
-      if (ready !== null) {
-        this.#enqueue(record, pending, ready);
-        return;
-      }
-      this.#chainDepth++;
-      const step = (this.#chain ?? Promise.resolve())
-        .then(async () => {
-          while (this.#bufferedBytes >= this.#bufferBytesMax && !this.#closed) await new Promise<void>((r) => this.#bufferWaiters.push(r));
-          await this.#ensureIdentity();
-          this.#enqueue(record, pending, await this.#ctx.partitionCount(record.topic));
-        })
-        .catch((err) => {
-          reject(err);
-          this.#recordsDone(1);
-        })
-        .finally(() => {
-          if (--this.#chainDepth === 0) this.#chain = null;
-        });
-      this.#chain = step;
-    });
     this.#unsettledRecords++;
-    return promise;
+    const pending: PendingRecord = { record: input, deferred, sizeBytes };
+    const ready = this.#chain === null && this.#bufferedBytes < this.#bufferBytesMax ? this.#readySync(record.topic) : null;
+    if (ready !== null) {
+      this.#enqueue(record, pending, ready);
+      return;
+    }
+    this.#chainDepth++;
+    const step = (this.#chain ?? Promise.resolve())
+      .then(async () => {
+        while (this.#bufferedBytes >= this.#bufferBytesMax && !this.#closed) await new Promise<void>((r) => this.#bufferWaiters.push(r));
+        await this.#ensureIdentity();
+        this.#enqueue(record, pending, await this.#ctx.partitionCount(record.topic));
+      })
+      .catch((err) => {
+        deferred.reject(err);
+        this.#recordsDone(1);
+      })
+      .finally(() => {
+        if (--this.#chainDepth === 0) this.#chain = null;
+      });
+    this.#chain = step;
   }
 
   /** Seals every open batch and resolves once every record sent so far is answered (successfully or not). */

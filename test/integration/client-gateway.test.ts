@@ -75,6 +75,21 @@ describe('client through the real gateway', () => {
     await consumer.close();
   });
 
+  it('sendMany answers once for many records, with the partition and offset of each in order, and rejects with the first error', async () => {
+    const { client } = await start();
+    await client.createTopic('many', { partitions: 2 });
+    const producer = client.producer({ lingerMs: 1 });
+    const records = Array.from({ length: 500 }, (_, i) => ({ topic: 'many', key: `k${i % 5}`, value: `v${i}` }));
+    const metas = await producer.sendMany(records);
+    expect(metas).toHaveLength(500);
+    const offsets = new Set(metas.map((m) => `${m.partition}:${m.offset}`));
+    expect(offsets.size).toBe(500);
+    for (let i = 0; i < 500; i++) expect(metas[i].partition).toBe(C.partitionForKey(new TextEncoder().encode(`k${i % 5}`), 2));
+    expect(await producer.sendMany([])).toEqual([]);
+    await expect(producer.sendMany([{ topic: 'many', value: 'ok' }, { topic: 'many', value: 'x', partition: 9 }])).rejects.toMatchObject({ code: 'UNKNOWN_TOPIC_OR_PARTITION' });
+    await producer.close();
+  });
+
   it('resumes producing and consuming after the gateway restarts, without loss or duplicates', async () => {
     const { engine, state, client } = await start();
     await client.createTopic('resume', { partitions: 2 });
