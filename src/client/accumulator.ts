@@ -1,7 +1,7 @@
 /**
  * Groups records into batches per partition, as Kafka's RecordAccumulator: a batch is
  * sealed when adding a record would take it past `batchBytes`, when `lingerMs` has passed
- * since its first record (with lingerMs 0: on the next microtask), or on flush. A record larger than `batchBytes` gets a batch of
+ * since its first record, or on flush. A record larger than `batchBytes` gets a batch of
  * its own. Sealed batches go to `onSeal` in the order they were sealed per key.
  *
  * Browser-safe; owner: the client's thread. The clock is injected so tests drive linger.
@@ -40,16 +40,12 @@ export class BatchAccumulator<T> {
       batch = undefined;
     }
     if (!batch) {
-      const opened: OpenBatch<T> = { items: [], bytes: 0, timer: null };
-      batch = opened;
-      this.#open.set(key, opened);
-      const sealIfOpen = () => {
-        if (this.#open.get(key) === opened) this.seal(key);
-      };
-      // lingerMs 0: seal on the next microtask, so records sent in one synchronous burst
-      // share a batch without waiting for a timer (Node's shortest is 1 ms).
-      if (this.#options.lingerMs === 0) queueMicrotask(sealIfOpen);
-      else opened.timer = this.#options.clock.setTimeout(sealIfOpen, this.#options.lingerMs);
+      batch = { items: [], bytes: 0, timer: null };
+      this.#open.set(key, batch);
+      batch.timer = this.#options.clock.setTimeout(() => {
+        const current = this.#open.get(key);
+        if (current === batch) this.seal(key);
+      }, this.#options.lingerMs);
     }
     batch.items.push(item);
     batch.bytes += sizeBytes;
