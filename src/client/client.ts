@@ -15,18 +15,9 @@ import { Connection, isRetriableError, type ConnectionOptions, type RequestFrame
 import { Consumer, type ConsumerOptions } from './consumer.js';
 import { Producer, type ProducerOptions } from './producer.js';
 
-export interface ConnectOptions {
-  /** ws://host:port/ of the gateway. */
-  url: string;
-  clientId?: string;
-  WebSocket?: WebSocketConstructor;
-  clock?: Clock;
-  random?: Random;
-  reconnectBackoff?: BackoffOptions;
-  connectTimeoutMs?: number;
+export interface ConnectOptions extends ConnectionOptions {
   /** CRC-32C for batches; default: the native one in Node, the JS table in browsers. */
   crc32c?: Crc32cFunction;
-  onLog?: ConnectionOptions['onLog'];
 }
 
 export interface TopicSettings {

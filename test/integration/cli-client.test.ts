@@ -4,9 +4,9 @@
  * exit codes 0/1/2, one-line errors, EPIPE, an unreachable broker).
  */
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/dist.js';
+import { freePort } from '../helpers/net.js';
 import { CLI, lines, sluice, startBroker, type Broker } from './cli-helpers.js';
 
 let broker: Broker;
@@ -24,16 +24,7 @@ afterAll(async () => {
   dir?.remove();
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
+
 
 async function create(topic: string, partitions: number): Promise<void> {
   const r = await sluice(['topics', 'create', topic, '--partitions', String(partitions), ...b]);

@@ -5,9 +5,9 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '../helpers/net.js';
 import { describe, expect, it } from 'vitest';
 import { as, F, RawClient } from '../fixtures/gateway-client.js';
 import { loadSluice, tempDir } from '../helpers/dist.js';
@@ -15,16 +15,7 @@ import { loadSluice, tempDir } from '../helpers/dist.js';
 const S = await loadSluice();
 const CLI = join(fileURLToPath(new URL('../../', import.meta.url)), 'dist/src/cli/main.js');
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
+
 
 function startProcess(dataDir: string, port: number) {
   const child = spawn(process.execPath, [CLI, 'start', '--data-dir', dataDir, '--workers', '1'], {
