@@ -80,6 +80,9 @@ class PendingWindow {
   }
 }
 
+/** The shell's code for a process ended by SIGINT (128 + 2), after a clean flush. */
+const EXIT_INTERRUPTED = 130;
+
 async function produce(topic: string, flags: ProduceFlags): Promise<number> {
   const client = await openClient(brokerUrl(flags), exitWithError);
   const description = await client.describeTopic(topic);
@@ -97,9 +100,17 @@ async function produce(topic: string, flags: ProduceFlags): Promise<number> {
   const progress = new Progress(() => `sluice produce: ${sent} records sent, ${acknowledged} acknowledged, ${sentBytes} bytes, ${seconds().toFixed(1)} s`);
   const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY, terminal: false });
   const sep = flags.keySeparator;
+  // Ctrl-C (or SIGTERM) stops reading: what was sent is flushed and summed up, then exit 130.
+  let interrupted = false;
+  const interrupt = () => {
+    interrupted = true;
+    rl.close();
+  };
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
   try {
     for await (const line of rl) {
-      if (firstError !== null) break;
+      if (firstError !== null || interrupted) break;
       let key: string | null = null;
       let value = line;
       if (sep !== undefined) {
@@ -117,6 +128,8 @@ async function produce(topic: string, flags: ProduceFlags): Promise<number> {
     }
   } finally {
     rl.close();
+    process.removeListener('SIGINT', interrupt);
+    process.removeListener('SIGTERM', interrupt);
   }
   await producer.flush();
   progress.stop();
@@ -129,7 +142,7 @@ async function produce(topic: string, flags: ProduceFlags): Promise<number> {
     process.stderr.write(`sluice: ${errorLine(firstError)}\n`);
     return EXIT_ERROR;
   }
-  return EXIT_OK;
+  return interrupted ? EXIT_INTERRUPTED : EXIT_OK;
 
   function send(p: Producer, record: { topic: string; key: string | null; value: string; partition?: number }, bytes: number): void {
     window.add(bytes);

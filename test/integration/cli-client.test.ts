@@ -217,6 +217,28 @@ describe('sluice client command errors', () => {
     expect(lines(group.stderr)).toEqual([expect.stringMatching(/^sluice: .*consumer groups are not available yet/)]);
   });
 
+  it('on Ctrl-C, produce stops reading, flushes what it sent, prints its summary and exits 130', async () => {
+    expect((await sluice(['topics', 'create', 'interrupted', '--partitions', '1', ...b])).status).toBe(0);
+    const child = spawn(process.execPath, [CLI, 'produce', 'interrupted', ...b], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    for (let i = 0; i < 50; i++) child.stdin.write(`line-${i}\n`);
+    // stdin stays open, as at a terminal; wait until the broker has the lines, then interrupt.
+    const deadline = Date.now() + 10_000;
+    let stored = 0;
+    while (stored < 50 && Date.now() < deadline) {
+      const d = await sluice(['topics', 'describe', 'interrupted', '--json', ...b]);
+      stored = JSON.parse(d.stdout).partitions[0].logEndOffset;
+      if (stored < 50) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(stored).toBe(50);
+    child.kill('SIGINT');
+    expect(await exited).toBe(130);
+    expect(stderr).toMatch(/^sluice produce: 50 records, /m);
+    child.stdin.destroy();
+  });
+
   it('exits 1 with one line within a few seconds when the broker is unreachable', async () => {
     const url = `ws://127.0.0.1:${await freePort()}`;
     for (const args of [['topics', 'list'], ['produce', 't'], ['consume', 't']]) {
