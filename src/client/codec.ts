@@ -11,7 +11,7 @@ import { SluiceError } from '../errors.js';
 import { crc32cJs } from '../persist/crc32c-js.js';
 import {
   compressionOf,
-  decodeRecords,
+  decodeRecordsWith,
   encodeBatchWith,
   RECORDS_OFFSET,
   validateBatchAtWith,
@@ -130,11 +130,8 @@ export async function decodePayload(
     const compression = compressionOf(header.attributes);
     if (compression === 'gzip') section = await gunzip(section);
     else if (compression !== 'none') throw new SluiceError('CORRUPT_MESSAGE', `${compression} batches are not supported by this client (none and gzip are)`);
-    const records: ConsumerRecord[] = [];
-    for (const r of decodeRecords(section, header)) {
-      if (r.offset < where.offsetMin) continue;
-      records.push({ topic: where.topic, partition: where.partition, offset: r.offset, timestamp: r.timestamp, key: r.key, value: r.value, headers: r.headers });
-    }
+    const { topic, partition } = where;
+    const records = decodeRecordsWith<ConsumerRecord>(section, header, where.offsetMin, (offset, timestamp, key, value, headers) => ({ topic, partition, offset, timestamp, key, value, headers }), []);
     out.push({ header, records });
     pos += header.sizeBytes;
   }

@@ -459,15 +459,19 @@ export function compressionOf(attributes: number): CompressionName {
 // ---------------------------------------------------------------- decode
 
 /**
- * Decodes the records of an uncompressed records section (or of a decompressed blob).
- * Views, not copies: keys and values point into `recordsBytes`.
+ * Decodes the records of an uncompressed records section (or of a decompressed blob),
+ * calling `make` for each record at or after `offsetMin`, so that a caller builds the one
+ * object it needs per record and no other. Views, not copies: keys and values point into
+ * `recordsBytes`. Records without headers share one frozen empty array.
  */
-export function decodeRecords(
+export function decodeRecordsWith<T>(
   recordsBytes: Uint8Array,
   header: Pick<BatchHeader, 'baseOffset' | 'baseTimestamp' | 'recordCount'>,
-): DecodedRecord[] {
+  offsetMin: number,
+  make: (offset: number, timestamp: number, key: Uint8Array | null, value: Uint8Array | null, headers: RecordHeader[]) => T,
+  out: T[],
+): T[] {
   const r = new Reader(recordsBytes, 0, recordsBytes.length);
-  const out: DecodedRecord[] = [];
   for (let i = 0; i < header.recordCount; i++) {
     const length = r.varint();
     if (length < RECORD_BYTES_MIN - 1 || r.pos + length > r.end) throw corrupt(`record ${i} length ${length} is out of range`);
@@ -479,17 +483,38 @@ export function decodeRecords(
     const value = r.nullableBytes();
     const headerCount = r.varint();
     if (headerCount < 0 || headerCount > length) throw corrupt(`record ${i} has ${headerCount} headers`);
-    const headers: RecordHeader[] = [];
-    for (let h = 0; h < headerCount; h++) {
-      const keyBytes = r.nullableBytes();
-      if (keyBytes === null) throw corrupt('a header key is null');
-      headers.push({ key: textDecoder.decode(keyBytes), value: r.nullableBytes() });
+    let headers = NO_HEADERS;
+    if (headerCount > 0) {
+      headers = [];
+      for (let h = 0; h < headerCount; h++) {
+        const keyBytes = r.nullableBytes();
+        if (keyBytes === null) throw corrupt('a header key is null');
+        headers.push({ key: textDecoder.decode(keyBytes), value: r.nullableBytes() });
+      }
     }
     if (r.pos !== end) throw corrupt(`record ${i} is ${length} bytes but its fields take ${r.pos - end + length}`);
-    out.push({ offset, timestamp, key, value, headers });
+    if (offset >= offsetMin) out.push(make(offset, timestamp, key, value, headers));
   }
   if (r.pos !== r.end) throw corrupt(`${r.end - r.pos} bytes after the last record`);
   return out;
+}
+
+/** Shared by every decoded record that has no headers (frozen: never mutate a record's headers). */
+const NO_HEADERS: RecordHeader[] = Object.freeze([]) as unknown as RecordHeader[];
+
+function decodedRecord(offset: number, timestamp: number, key: Uint8Array | null, value: Uint8Array | null, headers: RecordHeader[]): DecodedRecord {
+  return { offset, timestamp, key, value, headers };
+}
+
+/**
+ * Decodes the records of an uncompressed records section (or of a decompressed blob).
+ * Views, not copies: keys and values point into `recordsBytes`.
+ */
+export function decodeRecords(
+  recordsBytes: Uint8Array,
+  header: Pick<BatchHeader, 'baseOffset' | 'baseTimestamp' | 'recordCount'>,
+): DecodedRecord[] {
+  return decodeRecordsWith(recordsBytes, header, Number.NEGATIVE_INFINITY, decodedRecord, []);
 }
 
 export interface DecodedBatch {
