@@ -19,7 +19,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Engine } from '../src/engine/engine.js';
 import { crc32cImplementation } from '../src/persist/crc32c.js';
-import { encodeBatch } from '../src/persist/record-batch.js';
+import { encodeBatch, forEachBatch } from '../src/persist/record-batch.js';
 import { SluiceError } from '../src/errors.js';
 
 const RECORD_BYTES = 100;
@@ -150,13 +150,10 @@ async function readPartition(engine: Engine, topic: string, partition: number): 
   while (offset < d.highWatermark) {
     const res = await engine.fetch(topic, partition, offset, { maxBytes: 1024 * 1024 });
     bytes += res.records.length;
-    // Next offset: after the last whole batch (base offset + lastOffsetDelta + 1).
-    const view = new DataView(res.records.buffer, res.records.byteOffset, res.records.byteLength);
-    let pos = 0;
-    while (pos + 61 <= res.records.length) {
-      offset = Number(view.getBigInt64(pos, false)) + view.getInt32(pos + 23, false) + 1;
-      pos += view.getInt32(pos + 8, false) + 12;
-    }
+    // Next offset: after the last whole batch.
+    forEachBatch(res.records, (_batch, header) => {
+      offset = header.baseOffset + header.recordCount;
+    });
   }
   return bytes;
 }

@@ -13,12 +13,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { benchDefaults, formatWsBench, runWsBench, writeJson } from '../../bench/ws.bench.js';
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
+import { positiveInt } from './client-common.js';
 
 function recordBytes(value: string): number {
   const n = positiveInt(value);

@@ -9,7 +9,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { connect, type Sluice } from '../client/index.js';
-import { ConnectionLostError, ClientClosedError } from '../client/connection.js';
+import { ConnectionLostError } from '../client/connection.js';
 import { SluiceError } from '../errors.js';
 import { crc32c } from '../persist/crc32c.js';
 
@@ -35,7 +35,7 @@ export class UsageError extends Error {
 
 /** The one line printed for an error, without the `sluice: ` prefix. */
 export function errorLine(err: unknown): string {
-  if (err instanceof SluiceError || err instanceof ConnectionLostError || err instanceof ClientClosedError) return `${err.code}: ${err.message}`;
+  if (err instanceof SluiceError) return `${err.code}: ${err.message}`; // the client's connection errors too
   const coded = err as { code?: unknown; message?: unknown } | null;
   if (coded && typeof coded.code === 'string' && typeof coded.message === 'string') return `${coded.code}: ${coded.message}`;
   if (err instanceof UsageError) return `usage: ${err.message}`;

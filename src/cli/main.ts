@@ -24,7 +24,7 @@ import { crc32cImplementation } from '../persist/crc32c.js';
 import { startGateway } from '../ws-gateway/server.js';
 import { verifyDataDir } from '../workers/verify-pool.js';
 import { benchCommand } from './bench.js';
-import { errorLine } from './client-common.js';
+import { errorLine, positiveInt } from './client-common.js';
 import { consumeCommand } from './consume.js';
 import { produceCommand } from './produce.js';
 import { topicsCommand } from './topics.js';
@@ -38,12 +38,6 @@ interface StartSettings {
   workers?: number;
   host: string;
   port: number;
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer');
-  return n;
 }
 
 /** A TCP port; 0 asks the system for a free one. */

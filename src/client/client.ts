@@ -9,9 +9,9 @@
 import { SluiceError } from '../errors.js';
 import type { Crc32cFunction } from '../persist/record-batch-codec.js';
 import { Op, type DescribeTopicOk, type MetadataOk, type ServerFrame } from '../ws-gateway/frames.js';
-import { backoffDelayMs, RETRY_BACKOFF, type BackoffOptions } from './backoff.js';
+import { backoffDelayMs, RETRY_BACKOFF } from './backoff.js';
 import { systemClock, type Clock, type Random } from './clock.js';
-import { Connection, isRetriableError, type ConnectionOptions, type RequestFrame, type WebSocketConstructor } from './connection.js';
+import { Connection, isRetriableError, type ConnectionOptions, type RequestFrame } from './connection.js';
 import { Consumer, type ConsumerOptions } from './consumer.js';
 import { Producer, type ProducerOptions } from './producer.js';
 

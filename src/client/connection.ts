@@ -46,8 +46,6 @@ export type WebSocketConstructor = new (url: string) => WebSocketLike;
 
 /** Time from opening a socket to HELLO_OK before the attempt counts as failed (the server's HELLO_TIMEOUT_MS is 10 s). */
 export const CONNECT_TIMEOUT_MS = 10_000;
-/** WebSocket readyState OPEN. */
-const OPEN = 1;
 
 /** The socket dropped before the request was answered; its outcome is unknown. Retriable. */
 export class ConnectionLostError extends SluiceError {

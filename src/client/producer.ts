@@ -124,8 +124,8 @@ class GroupSlot implements Deferred {
   }
 }
 
-interface PendingRecord {
-  record: RecordInput;
+/** A record waiting in a batch: the encoder reads it as a RecordInput, so it is one object. */
+interface PendingRecord extends RecordInput {
   deferred: Deferred;
   sizeBytes: number;
 }
@@ -261,18 +261,20 @@ export class Producer {
   #submit(record: ProducerRecord, deferred: Deferred): void {
     if (this.#closed) return deferred.reject(new ClientClosedError());
     if (!record || typeof record.topic !== 'string') return deferred.reject(new SluiceError('INVALID_ARGUMENT', 'send needs { topic, value }'));
-    const input: RecordInput = {
+    const pending: PendingRecord = {
       key: toBytes(record.key),
       value: toBytes(record.value),
       headers: toHeaders(record.headers),
       timestamp: record.timestamp ?? this.#ctx.clock.now(),
+      deferred,
+      sizeBytes: 0,
     };
-    const sizeBytes = recordSizeEstimate(input);
+    const sizeBytes = recordSizeEstimate(pending);
     if (sizeBytes > this.#batchBytes && sizeBytes > this.#ctx.connection.limits.batchBytesMax - BATCH_HEADER_SLACK_BYTES) {
       return deferred.reject(new SluiceError('MESSAGE_TOO_LARGE', `a record of about ${sizeBytes} bytes does not fit a batch (${this.#ctx.connection.limits.batchBytesMax} bytes)`));
     }
     this.#unsettledRecords++;
-    const pending: PendingRecord = { record: input, deferred, sizeBytes };
+    pending.sizeBytes = sizeBytes;
     const ready = this.#chain === null && this.#bufferedBytes < this.#bufferBytesMax ? this.#readySync(record.topic) : null;
     if (ready !== null) {
       this.#enqueue(record, pending, ready);
@@ -348,7 +350,7 @@ export class Producer {
   #enqueue(record: ProducerRecord, pending: PendingRecord, partitions: number): void {
     let partition = record.partition;
     if (partition === undefined) {
-      if (pending.record.key) partition = partitionForKey(pending.record.key, partitions);
+      if (pending.key) partition = partitionForKey(pending.key, partitions);
       else {
         partition = this.#sticky.get(record.topic);
         if (partition === undefined || partition >= partitions) {
@@ -393,7 +395,7 @@ export class Producer {
     if (this.#idempotent) state.nextSequence = (state.nextSequence + records.length) % (SEQUENCE_MAX + 1);
     const batch: SealedBatch = { topic: state.topic, partition: state.partition, records, baseSequence, bytes: null, encoding: Promise.resolve(), attempts: 0, sizeBytes };
     batch.encoding = encodeProducerBatch(
-      records.map((r) => r.record),
+      records,
       {
         producerId: this.#idempotent ? this.#producerId : -1,
         producerEpoch: this.#idempotent ? this.#producerEpoch : -1,

@@ -24,15 +24,9 @@ import { assert } from '../assert.js';
 import { SluiceError } from '../errors.js';
 import { crc32cImplementation } from '../persist/crc32c.js';
 import { nodeFileSystem, type FileSystem } from '../persist/fs.js';
-import { DEFAULT_LOG_CONFIG, type LogConfig } from '../persist/partition-log.js';
+import { DEFAULT_LOG_CONFIG, removeDeletedPartitionDirs, type LogConfig } from '../persist/partition-log.js';
 import { loadTopics, readJsonFile, saveTopics, writeJsonFile, type TopicsFile } from '../persist/metadata.js';
-import {
-  BATCH_HEADER_BYTES,
-  BATCH_LENGTH_OFFSET,
-  LOG_OVERHEAD_BYTES,
-  MAGIC_OFFSET,
-  MAGIC_V2,
-} from '../persist/record-batch.js';
+import { checkBatchFrame } from '../persist/record-batch.js';
 import type { RecoveryReportSummary } from '../workers/commands.js';
 import { OwnerHandle, type Logger, type OwnerLimits, type PartitionState } from '../workers/owner-handle.js';
 import { checkInteger, checkTopicName, ownerOf, partitionDirName, PARTITIONS_PER_TOPIC_MAX } from './names.js';
@@ -114,6 +108,8 @@ export interface FetchResult {
 interface TopicState {
   name: string;
   config: TopicConfig;
+  /** ms since the epoch, kept in topics.json. */
+  createdAt: number;
   partitions: { owner: OwnerHandle; slot: number }[];
 }
 
@@ -181,7 +177,7 @@ export class Engine {
     const fs = options.fs ?? nodeFileSystem;
     const defaults = checkTopicConfig({ ...DEFAULT_TOPIC_CONFIG, ...options.topicDefaults });
     fs.mkdirp(options.dataDir);
-    const lock = DataDirLock.acquire(fs, options.dataDir);
+    const lock = DataDirLock.acquire(options.dataDir);
     const limits: OwnerLimits = {
       commandRingBytes: COMMAND_RING_BYTES,
       completionRingBytes: COMPLETION_RING_BYTES,
@@ -217,13 +213,16 @@ export class Engine {
 
   async #recover(): Promise<void> {
     this.#loadProducerIds();
+    // Folders a crash left half deleted go first, before any log opens.
+    for (const dir of removeDeletedPartitionDirs(this.dataDir, this.#fs)) {
+      this.#logger.info({ dir }, 'removed the leftover of a deleted topic');
+    }
     const file = this.#loadTopicsFile();
     for (const [name, entry] of Object.entries(file.topics)) {
       const config = checkTopicConfig({ ...this.#topicDefaults, ...entry.config, partitions: entry.partitions });
-      const state = await this.#openTopic(name, config);
+      const state = await this.#openTopic(name, config, entry.createdAt);
       this.#topics.set(name, state);
     }
-    this.#removeLeftovers();
   }
 
   #loadTopicsFile(): TopicsFile {
@@ -234,19 +233,9 @@ export class Engine {
     const file: TopicsFile = { version: 1, topics: {} };
     for (const [name, t] of this.#topics) {
       const { partitions, ...config } = t.config;
-      file.topics[name] = { partitions, config, createdAt: 0 };
+      file.topics[name] = { partitions, config, createdAt: t.createdAt };
     }
     saveTopics(this.#fs, join(this.dataDir, TOPICS_FILE), file);
-  }
-
-  /** Removes folders left by a deletion that a crash interrupted. */
-  #removeLeftovers(): void {
-    for (const entry of this.#fs.readdir(this.dataDir)) {
-      if (entry.includes('.deleted')) {
-        this.#logger.info({ dir: entry }, 'removing leftover of a deleted topic');
-        this.#fs.rmrf(join(this.dataDir, entry));
-      }
-    }
   }
 
   #allocateSlot(owner: OwnerHandle): number {
@@ -257,7 +246,7 @@ export class Engine {
     return slot;
   }
 
-  async #openTopic(name: string, config: TopicConfig): Promise<TopicState> {
+  async #openTopic(name: string, config: TopicConfig, createdAt: number): Promise<TopicState> {
     const logConfig: LogConfig = {
       ...DEFAULT_LOG_CONFIG,
       segmentBytes: config.segmentBytes,
@@ -290,7 +279,7 @@ export class Engine {
         this.#logger.warn({ topic: name, partition: p, indexes: report.indexesRebuilt }, 'recovery rebuilt indexes');
       }
     });
-    return { name, config, partitions };
+    return { name, config, createdAt, partitions };
   }
 
   // ------------------------------------------------------------ topics
@@ -317,7 +306,7 @@ export class Engine {
         const dir = join(this.dataDir, partitionDirName(name, p));
         if (this.#fs.exists(dir)) this.#fs.rmrf(dir);
       }
-      const state = await this.#openTopic(name, config);
+      const state = await this.#openTopic(name, config, Date.now());
       this.#topics.set(name, state);
       try {
         this.#saveTopicsFile();
@@ -400,6 +389,8 @@ export class Engine {
       this.#open();
       const { owner, slot } = this.#partition(topic, partition);
       const acks = checkAcks(options?.acks ?? 'all');
+      if (!(batch instanceof Uint8Array)) throw new SluiceError('INVALID_ARGUMENT', 'the batch must be a Uint8Array holding one RecordBatch v2');
+      // Framing only here; the owner checks the CRC where the batch lands in shared memory.
       checkBatchFrame(batch, DEFAULT_LOG_CONFIG.batchBytesMax);
       const result = owner.produce(slot, batch, acks);
       this.#inFlightProduces++;
@@ -661,23 +652,4 @@ function checkAcks(acks: unknown): 0 | 1 | -1 {
   throw new SluiceError('INVALID_REQUIRED_ACKS', `acks must be 'all', -1, 1 or 0, got ${String(acks)}`);
 }
 
-/** The framing checks the gateway can do without reading the records; the owner checks the CRC. */
-function checkBatchFrame(batch: unknown, batchBytesMax: number): asserts batch is Uint8Array {
-  if (!(batch instanceof Uint8Array)) throw new SluiceError('INVALID_ARGUMENT', 'the batch must be a Uint8Array holding one RecordBatch v2');
-  if (batch.length < BATCH_HEADER_BYTES) {
-    throw new SluiceError('CORRUPT_MESSAGE', `a batch needs at least ${BATCH_HEADER_BYTES} bytes, got ${batch.length}`);
-  }
-  if (batch.length > batchBytesMax) {
-    throw new SluiceError('MESSAGE_TOO_LARGE', `batch of ${batch.length} bytes exceeds the limit of ${batchBytesMax}`);
-  }
-  const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
-  const batchLength = view.getInt32(BATCH_LENGTH_OFFSET, false);
-  if (batchLength + LOG_OVERHEAD_BYTES !== batch.length) {
-    throw new SluiceError('CORRUPT_MESSAGE', `batchLength says ${batchLength + LOG_OVERHEAD_BYTES} bytes but the batch has ${batch.length}`);
-  }
-  const magic = view.getInt8(MAGIC_OFFSET);
-  if (magic !== MAGIC_V2) {
-    throw new SluiceError('UNSUPPORTED_FOR_MESSAGE_FORMAT', `magic ${magic}: only RecordBatch v2 (magic 2) is accepted`);
-  }
-}
 

@@ -3,12 +3,13 @@
  *
  * Created exclusively; a lock left by a process that no longer runs (after kill -9) is
  * stale and taken over. A live holder, including another Engine in this very process, is
- * refused with STORAGE_ERROR naming its pid. Owner: the gateway thread.
+ * refused with STORAGE_ERROR naming its pid. It uses node:fs directly: the injectable
+ * FileSystem has no exclusive create, and the lock is about processes, not data.
+ * Owner: the gateway thread.
  */
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { SluiceError } from '../errors.js';
-import type { FileSystem } from '../persist/fs.js';
 
 const LOCK_FILE = '.lock';
 /** Attempts to take over a stale lock before giving up (another process may race us). */
@@ -31,7 +32,7 @@ export class DataDirLock {
     this.#path = path;
   }
 
-  static acquire(_fs: FileSystem, dataDir: string): DataDirLock {
+  static acquire(dataDir: string): DataDirLock {
     const path = join(dataDir, LOCK_FILE);
     for (let attempt = 0; attempt < TAKEOVER_ATTEMPTS_MAX; attempt++) {
       try {

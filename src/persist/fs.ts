@@ -55,6 +55,20 @@ export interface FileSystem {
   fsyncDir(path: string): void;
 }
 
+/**
+ * Creates or truncates `path`, writes `bytes`, fdatasyncs and closes it: durable, not
+ * atomic (metadata.writeFileAtomic adds the temp file and rename around it).
+ */
+export function writeFileDurable(fs: FileSystem, path: string, bytes: Uint8Array): void {
+  const fd = fs.open(path, 'create');
+  try {
+    if (bytes.length > 0) fs.write(fd, bytes, 0);
+    fs.fdatasync(fd);
+  } finally {
+    fs.close(fd);
+  }
+}
+
 const OPEN_FLAGS: Record<OpenMode, string> = { read: 'r', write: 'r+', create: 'w+' };
 
 /** node:fs, synchronous. No state. */

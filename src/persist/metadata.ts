@@ -21,7 +21,7 @@
 import { AssertionError } from '../assert.js';
 import { asStorageError, SluiceError } from '../errors.js';
 import type { FileSystem } from './fs.js';
-import { dirName } from './fs.js';
+import { dirName, writeFileDurable } from './fs.js';
 
 /** Suffix of the temporary file of an atomic write. */
 export const ATOMIC_TMP_SUFFIX = '.tmp';
@@ -41,13 +41,7 @@ function storageError(err: unknown, what: string): Error {
 export function writeFileAtomic(fs: FileSystem, path: string, bytes: Uint8Array): void {
   const tmp = path + ATOMIC_TMP_SUFFIX;
   try {
-    const fd = fs.open(tmp, 'create');
-    try {
-      if (bytes.length > 0) fs.write(fd, bytes, 0);
-      fs.fdatasync(fd);
-    } finally {
-      fs.close(fd);
-    }
+    writeFileDurable(fs, tmp, bytes);
     fs.rename(tmp, path);
     fs.fsyncDir(dirName(path));
   } catch (err) {

@@ -367,14 +367,10 @@ export class PartitionLog {
    * assigned and contiguous from logEndOffset (= firstOffset) to nextOffset. May be a view
    * over a SharedArrayBuffer. Rolls first when needed. One write for the bytes (plus one per
    * index file when entries are due). On STORAGE_ERROR nothing was appended and the call
-   * may be retried.
-   *
-   * `maxTimestamp` is the caller's largest batch timestamp (an upper bound is fine). The log
-   * does not rely on it: it walks the batch headers for the index entries anyway and takes
-   * each batch's own maxTimestamp from there, so a caller that coalesces several runs and
-   * passes one bound for all of them still gets exact time indexes.
+   * may be retried. Timestamps come from the batch headers, which the log walks anyway for
+   * its index entries.
    */
-  append(bytes: Uint8Array, firstOffset: number, nextOffset: number, maxTimestamp: number): void {
+  append(bytes: Uint8Array, firstOffset: number, nextOffset: number): void {
     this.#checkWritable();
     assert(firstOffset === this.logEndOffset, `append at ${firstOffset}, log end offset is ${this.logEndOffset}`);
     assert(bytes.length > 0 && bytes.length <= APPEND_BYTES_MAX, `append of ${bytes.length} bytes`);

@@ -397,17 +397,11 @@ export function readBatchHeader(view: DataView, pos: number): BatchHeader {
 }
 
 /**
- * Validates the batch that starts at `pos` in `bytes` without decoding its records:
- * framing, magic, record count, CRC-32C. Returns its header. Throws CORRUPT_MESSAGE,
- * UNSUPPORTED_FOR_MESSAGE_FORMAT or MESSAGE_TOO_LARGE.
+ * The checks of a batch at `pos` that need no CRC: framing, magic, size limit, record
+ * count. Returns its header. The gateway thread runs these before a batch enters a ring;
+ * the owner runs them again with the CRC (validateBatchAtWith).
  */
-export function validateBatchAtWith(
-  crc32c: Crc32cFunction,
-  bytes: Uint8Array,
-  view: DataView,
-  pos: number,
-  sizeBytesMax: number,
-): BatchHeader {
+export function checkBatchFrameAt(bytes: Uint8Array, view: DataView, pos: number, sizeBytesMax: number): BatchHeader {
   const remaining = bytes.length - pos;
   if (remaining < BATCH_HEADER_BYTES) {
     throw corrupt(`a batch needs at least ${BATCH_HEADER_BYTES} bytes, got ${remaining}`);
@@ -428,6 +422,31 @@ export function validateBatchAtWith(
   if (header.recordCount < 1 || header.lastOffsetDelta !== header.recordCount - 1) {
     throw corrupt(`recordCount ${header.recordCount} does not match lastOffsetDelta ${header.lastOffsetDelta}`);
   }
+  return header;
+}
+
+/** `bytes` is exactly one batch as far as checkBatchFrameAt can tell (no CRC). */
+export function checkBatchFrame(bytes: Uint8Array, sizeBytesMax: number): BatchHeader {
+  const header = checkBatchFrameAt(bytes, dataView(bytes), 0, sizeBytesMax);
+  if (header.sizeBytes !== bytes.length) {
+    throw corrupt(`batch is ${header.sizeBytes} bytes but ${bytes.length} were given`);
+  }
+  return header;
+}
+
+/**
+ * Validates the batch that starts at `pos` in `bytes` without decoding its records:
+ * checkBatchFrameAt, then the CRC-32C. Returns its header. Throws CORRUPT_MESSAGE,
+ * UNSUPPORTED_FOR_MESSAGE_FORMAT or MESSAGE_TOO_LARGE.
+ */
+export function validateBatchAtWith(
+  crc32c: Crc32cFunction,
+  bytes: Uint8Array,
+  view: DataView,
+  pos: number,
+  sizeBytesMax: number,
+): BatchHeader {
+  const header = checkBatchFrameAt(bytes, view, pos, sizeBytesMax);
   const crc = crc32c(bytes.subarray(pos + ATTRIBUTES_OFFSET, pos + header.sizeBytes));
   if (crc !== header.crc) {
     throw corrupt(`CRC32C mismatch: stored ${header.crc.toString(16)}, computed ${crc.toString(16)}`);

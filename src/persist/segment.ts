@@ -23,7 +23,7 @@
 import { assert } from '../assert.js';
 import { SluiceError } from '../errors.js';
 import type { FileSystem } from './fs.js';
-import { joinPath } from './fs.js';
+import { joinPath, writeFileDurable } from './fs.js';
 import { BATCH_LENGTH_MAX, BATCH_LENGTH_MIN, SEGMENT_NAME_DIGITS } from './limits.js';
 import { decodeOffsetIndex, OFFSET_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
 import {
@@ -693,12 +693,12 @@ function checkTimeEntry(
 function rewriteIndexFilesIfDifferent(fs: FileSystem, paths: SegmentPaths, indexes: SegmentIndexes, rebuilt: string[]): void {
   const offsetImage = indexes.offsetIndex.encode();
   if (!sameFileContent(fs, paths.index, offsetImage)) {
-    writeWhole(fs, paths.index, offsetImage);
+    writeFileDurable(fs, paths.index, offsetImage);
     rebuilt.push(segmentFileName(indexes.baseOffset, INDEX_SUFFIX));
   }
   const timeImage = indexes.timeIndex.encode();
   if (!sameFileContent(fs, paths.timeIndex, timeImage)) {
-    writeWhole(fs, paths.timeIndex, timeImage);
+    writeFileDurable(fs, paths.timeIndex, timeImage);
     rebuilt.push(segmentFileName(indexes.baseOffset, TIME_INDEX_SUFFIX));
   }
 }
@@ -711,12 +711,3 @@ function sameFileContent(fs: FileSystem, path: string, image: Uint8Array): boole
   return true;
 }
 
-function writeWhole(fs: FileSystem, path: string, image: Uint8Array): void {
-  const fd = fs.open(path, 'create');
-  try {
-    if (image.length > 0) fs.write(fd, image, 0);
-    fs.fdatasync(fd);
-  } finally {
-    fs.close(fd);
-  }
-}

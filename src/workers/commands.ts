@@ -47,7 +47,6 @@ import type { WireError } from '../errors.js';
 import type { LogConfig } from '../persist/partition-log.js';
 
 export const CommandKind = { produce: 1, fetch: 2, offsetForTime: 3 } as const;
-export type CommandKindValue = (typeof CommandKind)[keyof typeof CommandKind];
 
 export const CMD_KIND_OFFSET = 0;
 export const CMD_ACKS_OFFSET = CMD_KIND_OFFSET + 1;

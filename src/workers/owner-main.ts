@@ -82,7 +82,6 @@ class OwnedPartition {
   readonly cells: SeqlockCells;
   /** Next offset to assign: the log end offset plus what sits unflushed in the ring. */
   nextOffset: number;
-  pendingMaxTimestamp = -1;
   /** Flat triples (requestId, acks, baseOffset) of appended but unflushed batches. */
   readonly unflushed: number[] = [];
   /** Flat pairs (requestId, baseOffset) of acks=all batches written, waiting for an fsync to start. */
@@ -245,7 +244,6 @@ class Owner {
     if (!p) return this.#fail(requestId, acks, new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `partition slot ${slot} is not open on this owner`));
     const batchOff = off + CMD_HEADER_BYTES + view.getUint8(off + CMD_BATCH_PAD_OFFSET);
     let recordCount: number;
-    let maxTimestamp: number;
     let producerId: number;
     let producerEpoch: number;
     let baseSequence: number;
@@ -255,7 +253,6 @@ class Owner {
         throw new SluiceError('CORRUPT_MESSAGE', `batch claims ${header.sizeBytes} bytes but ${length} were sent`);
       }
       recordCount = header.recordCount;
-      maxTimestamp = header.maxTimestamp;
       producerId = header.producerId;
       producerEpoch = header.producerEpoch;
       baseSequence = header.baseSequence;
@@ -299,13 +296,12 @@ class Owner {
       // Too large for the ring: write it straight from the command ring.
       writeBaseOffset(view, batchOff, base);
       try {
-        p.log.append(ring.data.subarray(batchOff, batchOff + length), base, next, maxTimestamp);
+        p.log.append(ring.data.subarray(batchOff, batchOff + length), base, next);
       } catch (err) {
         return this.#fail(requestId, acks, asStorageError(err, 'append'));
       }
     }
     p.nextOffset = next;
-    if (maxTimestamp > p.pendingMaxTimestamp) p.pendingMaxTimestamp = maxTimestamp;
     p.unflushed.push(requestId, acks, base);
     this.#dirty.add(p);
   }
@@ -378,16 +374,15 @@ class Owner {
           next = ring.entryNextKey(i);
           i++;
         }
-        p.log.append(ring.data.subarray(runStart, runEnd), first, next, p.pendingMaxTimestamp);
+        p.log.append(ring.data.subarray(runStart, runEnd), first, next);
       }
     } catch (err) {
       this.#failUnflushed(p, asStorageError(err, 'append'));
       return;
     }
-    const advanced = ring.appendedEnd !== ring.pendingStart || p.log.logEndOffset !== p.notifiedHighWatermark;
     ring.publish();
     p.publishCells();
-    if (advanced && p.log.logEndOffset !== p.notifiedHighWatermark) {
+    if (p.log.logEndOffset !== p.notifiedHighWatermark) {
       p.notifiedHighWatermark = p.log.logEndOffset;
       this.#complete(NOTIFY_REQUEST_ID, p.log.logEndOffset, p);
     }
@@ -413,7 +408,7 @@ class Owner {
     try {
       target = p.log.syncAsync((err) => this.#syncDone(p, err));
     } catch (err) {
-      this.#failSynced(p, p.unsynced, asStorageError(err, 'fdatasync'));
+      this.#failSynced(p.unsynced, asStorageError(err, 'fdatasync'));
       return;
     }
     if (target < 0) {
@@ -432,8 +427,8 @@ class Owner {
     p.syncing = false;
     if (err !== null) {
       log('error', 'fdatasync failed', { slot: p.slot, error: err.message });
-      this.#failSynced(p, p.inSync, err);
-      this.#failSynced(p, p.unsynced, err);
+      this.#failSynced(p.inSync, err);
+      this.#failSynced(p.unsynced, err);
     } else {
       p.publishCells();
       this.#completeSynced(p, p.inSync);
@@ -447,7 +442,7 @@ class Owner {
     pairs.length = 0;
   }
 
-  #failSynced(p: OwnedPartition, pairs: number[], error: SluiceError): void {
+  #failSynced(pairs: number[], error: SluiceError): void {
     for (let k = 0; k < pairs.length; k += 2) this.#fail(pairs[k], -1, error);
     pairs.length = 0;
   }
@@ -467,7 +462,7 @@ class Owner {
       p.publishCells();
       this.#completeSynced(p, p.unsynced);
     } catch (err) {
-      this.#failSynced(p, p.unsynced, asStorageError(err, 'fdatasync'));
+      this.#failSynced(p.unsynced, asStorageError(err, 'fdatasync'));
     }
   }
 

@@ -18,8 +18,7 @@
  *
  * Owner: the gateway (main) thread.
  */
-import { realpathSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import { sep } from 'node:path';
 import type * as uWS from 'uWebSockets.js';
 import type { Engine } from '../engine/engine.js';
@@ -267,10 +266,11 @@ function registerStatic(app: uWS.TemplatedApp, ctx: HttpContext): void {
 
 /** The file at `root/path` if it is a regular .js file whose real path stays inside root; else null. */
 async function readStatic(root: string, path: string): Promise<Uint8Array | null> {
-  const rootReal = realpathSync(root);
+  // All asynchronous: the gateway thread never waits on the disk.
+  const rootReal = await realpath(root);
   let real: string;
   try {
-    real = realpathSync(`${rootReal}${sep}${path.split('/').join(sep)}`);
+    real = await realpath(`${rootReal}${sep}${path.split('/').join(sep)}`);
   } catch {
     return null;
   }

@@ -88,13 +88,13 @@ describe('PartitionLog under faults', () => {
     const sizeBefore = log.sizeBytes;
     const b = nextBatch(log);
     fs.tearNextWrite(50, '.log');
-    const err = caught(() => log.append(b.bytes, b.first, b.next, 0));
+    const err = caught(() => log.append(b.bytes, b.first, b.next));
     expect(err.code).toBe('STORAGE_ERROR');
     expect(err.retriable).toBe(true);
     expect(log.logEndOffset).toBe(b.first);
     expect(log.sizeBytes).toBe(sizeBefore);
     expect(statSync(join(dir, segmentLogName(0))).size).toBe(sizeBefore);
-    log.append(b.bytes, b.first, b.next, 0);
+    log.append(b.bytes, b.first, b.next);
     acked.push({ ...b, timestamps: [] });
     // Crash (no close): the reopen finds exactly the acknowledged batches.
     const again = expectExactly(dir, acked);
@@ -110,7 +110,7 @@ describe('PartitionLog under faults', () => {
     const acked: { first: number; next: number; bytes: Uint8Array }[] = [appendBatch(log)];
     const b = nextBatch(log);
     fs.tearNextWrite(120, '.log').inject({ op: 'ftruncate', code: 'EIO' });
-    expect(caught(() => log.append(b.bytes, b.first, b.next, 0)).code).toBe('STORAGE_ERROR');
+    expect(caught(() => log.append(b.bytes, b.first, b.next)).code).toBe('STORAGE_ERROR');
     // The torn bytes are on disk: a crash now is recovered by the scan.
     const crashed = PartitionLog.open({ dir, config: CONFIG });
     expect(crashed.recoveryReport.truncations[0]).toMatchObject({ reason: 'body-torn', bytesTruncated: 120 });
@@ -118,7 +118,7 @@ describe('PartitionLog under faults', () => {
     crashed.close({ clean: false });
     // Without a crash, the next append cuts the torn bytes first, then appends.
     const small = nextBatch(log, 1, 5);
-    log.append(small.bytes, small.first, small.next, 0);
+    log.append(small.bytes, small.first, small.next);
     acked.push(small);
     log.close({ clean: true });
     const again = expectExactly(dir, acked);
@@ -132,11 +132,11 @@ describe('PartitionLog under faults', () => {
     const acked: { first: number; next: number; bytes: Uint8Array }[] = [appendBatch(log)];
     const b = nextBatch(log);
     fs.failNextWriteNoSpace('.log', 10);
-    const err = caught(() => log.append(b.bytes, b.first, b.next, 0));
+    const err = caught(() => log.append(b.bytes, b.first, b.next));
     expect(err.code).toBe('STORAGE_ERROR');
     expect(err.message).toMatch(/ENOSPC/);
     expect(log.logEndOffset).toBe(b.first);
-    log.append(b.bytes, b.first, b.next, 0);
+    log.append(b.bytes, b.first, b.next);
     acked.push(b);
     log.close({ clean: true });
     expectExactly(dir, acked).close({ clean: true });
@@ -150,10 +150,10 @@ describe('PartitionLog under faults', () => {
     const sizeBefore = log.sizeBytes;
     const b = nextBatch(log);
     fs.failNextWriteNoSpace('.timeindex');
-    expect(caught(() => log.append(b.bytes, b.first, b.next, 0)).code).toBe('STORAGE_ERROR');
+    expect(caught(() => log.append(b.bytes, b.first, b.next)).code).toBe('STORAGE_ERROR');
     expect(log.sizeBytes).toBe(sizeBefore);
     expect(statSync(join(dir, segmentLogName(0))).size).toBe(sizeBefore);
-    log.append(b.bytes, b.first, b.next, 0);
+    log.append(b.bytes, b.first, b.next);
     acked.push(b);
     expect(log.verify().ok).toBe(true);
     log.close({ clean: true });
@@ -231,11 +231,11 @@ describe('PartitionLog under faults', () => {
     const log = PartitionLog.open({ dir, config: CONFIG, fs });
     let b = nextBatch(log, 2, 300);
     while (log.sizeBytes + b.bytes.length <= CONFIG.segmentBytes) {
-      log.append(b.bytes, b.first, b.next, 0);
+      log.append(b.bytes, b.first, b.next);
       b = nextBatch(log, 2, 300);
     }
     fs.failNextFdatasync('.log');
-    expect(caught(() => log.append(b.bytes, b.first, b.next, 0)).code).toBe('STORAGE_ERROR');
+    expect(caught(() => log.append(b.bytes, b.first, b.next)).code).toBe('STORAGE_ERROR');
     expect(log.failed).toBe(true);
     expect(log.segmentCount).toBe(1);
     log.close({ clean: true });
@@ -248,15 +248,15 @@ describe('PartitionLog under faults', () => {
     const acked: { first: number; next: number; bytes: Uint8Array }[] = [];
     let b = nextBatch(log, 2, 300);
     while (log.sizeBytes + b.bytes.length <= CONFIG.segmentBytes) {
-      log.append(b.bytes, b.first, b.next, 0);
+      log.append(b.bytes, b.first, b.next);
       acked.push(b);
       b = nextBatch(log, 2, 300);
     }
     fs.inject({ op: 'open', pathEndsWith: '.timeindex', code: 'ENOSPC' });
-    expect(caught(() => log.append(b.bytes, b.first, b.next, 0)).code).toBe('STORAGE_ERROR');
+    expect(caught(() => log.append(b.bytes, b.first, b.next)).code).toBe('STORAGE_ERROR');
     expect(log.failed).toBe(false);
     expect(log.logEndOffset).toBe(b.first);
-    log.append(b.bytes, b.first, b.next, 0);
+    log.append(b.bytes, b.first, b.next);
     acked.push(b);
     expect(log.segmentCount).toBe(2);
     log.close({ clean: true });
@@ -277,7 +277,7 @@ describe('PartitionLog under faults', () => {
       else if (dice < 0.2) fs.failNextWriteNoSpace(rnd() < 0.5 ? '.index' : '.timeindex');
       else if (dice < 0.25) fs.inject({ op: 'ftruncate', code: 'EIO' }).tearNextWrite(Math.floor(rnd() * b.bytes.length), '.log');
       try {
-        log.append(b.bytes, b.first, b.next, 0);
+        log.append(b.bytes, b.first, b.next);
         acked.push(b);
       } catch (err) {
         expect((err as { code: string }).code).toBe('STORAGE_ERROR');

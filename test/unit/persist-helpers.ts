@@ -90,7 +90,7 @@ export function appendBatch(
     bytes = encodeBatch(records, { baseOffset: first, compression: 'gzip', compressedRecords: valueOf(first, 40) });
   } else bytes = encodeBatch(records, { baseOffset: first });
   const next = first + count;
-  log.append(bytes, first, next, Math.max(...timestamps));
+  log.append(bytes, first, next);
   return { first, next, bytes, timestamps };
 }
 

@@ -114,7 +114,7 @@ describe('index policy', () => {
               parts.push(encodeBatch(records, { baseOffset: next }));
               next += spec.count;
             }
-            log.append(concat(parts), first, next, 0);
+            log.append(concat(parts), first, next);
           }
           const bases = log.segmentBaseOffsets();
           log.close({ clean: true });

@@ -138,7 +138,7 @@ describe('PartitionLog basics', () => {
     const batch = encodeBatch([{ value: valueOf(1, 50), timestamp: 5 }], { baseOffset: 0 });
     const shared = new Uint8Array(new SharedArrayBuffer(batch.length + 16));
     shared.set(batch, 8);
-    log.append(shared.subarray(8, 8 + batch.length), 0, 1, 5);
+    log.append(shared.subarray(8, 8 + batch.length), 0, 1);
     const plan = log.locate(0, 4096)!;
     const target = new Uint8Array(new SharedArrayBuffer(plan.bytesMax + 8));
     const n = log.readInto(plan, target.subarray(8));
@@ -152,7 +152,7 @@ describe('PartitionLog basics', () => {
     const log = PartitionLog.open({ dir: tempDir(), config: { ...SMALL_CONFIG, indexIntervalBytes: 1 << 20 }, fs });
     const parts = [0, 1, 2].map((i) => encodeBatch([{ value: valueOf(i, 30), timestamp: i }], { baseOffset: i }));
     const before = fs.calls.write;
-    log.append(concat(parts), 0, 3, 2);
+    log.append(concat(parts), 0, 3);
     expect(fs.calls.write - before).toBe(1);
     expect(offsetsIn(log.read(0, 4096)!)).toEqual([0, 1, 2]);
     log.close({ clean: true });
@@ -161,7 +161,7 @@ describe('PartitionLog basics', () => {
   it('asserts that an append starts at logEndOffset', () => {
     const log = PartitionLog.open({ dir: tempDir(), config: SMALL_CONFIG });
     const batch = encodeBatch([{ value: null, timestamp: 1 }], { baseOffset: 3 });
-    expect(() => log.append(batch, 3, 4, 1)).toThrow(/assertion failed/);
+    expect(() => log.append(batch, 3, 4)).toThrow(/assertion failed/);
     log.close({ clean: true });
   });
 
