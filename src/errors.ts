@@ -18,8 +18,15 @@ const CATALOGUE = {
   CORRUPT_MESSAGE: [2, false, 'a batch failed its length, magic or CRC32C check'],
   UNKNOWN_TOPIC_OR_PARTITION: [3, false, 'no such topic or partition'],
   MESSAGE_TOO_LARGE: [10, false, 'the batch is larger than the broker accepts'],
+  OFFSET_METADATA_TOO_LARGE: [12, false, 'the metadata of a committed offset is longer than the coordinator accepts'],
   INVALID_TOPIC: [17, false, 'the topic name is not legal'],
   INVALID_REQUIRED_ACKS: [21, false, 'acks must be 0, 1 or all (-1)'],
+  ILLEGAL_GENERATION: [22, false, 'the generation is not one the coordinator gave this member for the request'],
+  INCONSISTENT_GROUP_PROTOCOL: [23, false, 'the member asks for an assignor other than the one the group uses'],
+  INVALID_GROUP_ID: [24, false, 'the group id is not a non-empty string of at most 255 UTF-8 bytes'],
+  UNKNOWN_MEMBER_ID: [25, false, 'the group has no live member with this id'],
+  INVALID_SESSION_TIMEOUT: [26, false, 'the session or rebalance timeout is outside the allowed range'],
+  REBALANCE_IN_PROGRESS: [27, true, 'the group is rebalancing'],
   UNSUPPORTED_VERSION: [35, false, 'the peers share no protocol version'],
   TOPIC_ALREADY_EXISTS: [36, false, 'a topic with this name exists'],
   INVALID_REQUEST: [42, false, 'the request is malformed'],
@@ -28,6 +35,9 @@ const CATALOGUE = {
   INVALID_PRODUCER_EPOCH: [47, false, 'the producer epoch is not the one the broker issued for this producer id'],
   STORAGE_ERROR: [56, true, 'the disk failed a read, write or sync'],
   UNKNOWN_PRODUCER_ID: [59, false, 'the broker never issued this producer id'],
+  NON_EMPTY_GROUP: [68, false, 'the group has live members'],
+  GROUP_ID_NOT_FOUND: [69, false, 'no live group and no committed offsets under this group id'],
+  GROUP_MAX_SIZE_REACHED: [81, false, 'the group has as many members as allowed, or the coordinator as many live groups'],
   THROTTLED: [89, true, 'a queue is full; retry after the back-off hint'],
   INVALID_ARGUMENT: [1000, false, 'an argument is missing, of the wrong type or out of range'],
   OWNER_UNAVAILABLE: [1001, true, 'the owner thread of the partition died or is restarting'],
@@ -35,6 +45,7 @@ const CATALOGUE = {
   INTERNAL: [1003, false, 'an unexpected internal failure'],
   CONNECTION_LOST: [1004, true, 'the connection dropped before the answer came; the outcome is unknown'],
   CLIENT_CLOSED: [1005, false, 'the client was closed by the application'],
+  PARTITION_NOT_ASSIGNED: [1006, false, 'the member does not own this partition in its current assignment'],
 } as const satisfies Record<string, readonly [number, boolean, string]>;
 
 export type ErrorCode = keyof typeof CATALOGUE;
