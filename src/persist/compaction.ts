@@ -316,7 +316,8 @@ class Pass {
         recordsRemoved += thinned.removed;
         if (out === null) {
           out = new CleanedWriter(o.fs, o.dir, segment.baseOffset, o.indexIntervalBytes, this.#written, this.#openFds);
-          out.copyPrefix(fd, b.position, prefix);
+          // Reads the file into the writer's own buffer: the cursor's buffer is untouched.
+          await out.copyPrefix(fd, b.position, prefix, (n) => this.#pause(n));
         }
         if (thinned.bytes !== null) out.append(thinned.bytes, b.header.baseOffset, b.header.maxTimestamp, lastOffset);
       }
@@ -503,8 +504,18 @@ class CleanedWriter {
     return this.#written + this.#buffered;
   }
 
-  /** Copies the unchanged batches before `end` from the source .log, and indexes them. */
-  copyPrefix(sourceFd: number, end: number, batches: { position: number; baseOffset: number; maxTimestamp: number; lastOffset: number }[]): void {
+  /**
+   * Copies the unchanged batches before `end` from the source .log (raw bytes, no decoding:
+   * they were checked on the way), and indexes them; `pause` between buffers, so a long
+   * prefix is copied in slices too.
+   */
+  async copyPrefix(
+    sourceFd: number,
+    end: number,
+    batches: { position: number; baseOffset: number; maxTimestamp: number; lastOffset: number }[],
+    pause: (bytes: number) => Promise<void>,
+  ): Promise<void> {
+    for (const b of batches) this.#onBatch(b.position, b.baseOffset, b.maxTimestamp, b.lastOffset);
     for (let from = 0; from < end; ) {
       const n = Math.min(this.#buffer.length - this.#buffered, end - from);
       if (n === 0) {
@@ -515,8 +526,8 @@ class CleanedWriter {
       if (got !== n) throw new SluiceError('CORRUPT_MESSAGE', `compaction: segment ${this.#baseOffset} ends early while copying`);
       this.#buffered += n;
       from += n;
+      await pause(n);
     }
-    for (const b of batches) this.#onBatch(b.position, b.baseOffset, b.maxTimestamp, b.lastOffset);
   }
 
   append(batch: Uint8Array, baseOffset: number, maxTimestamp: number, lastOffset: number): void {

@@ -758,13 +758,17 @@ export class PartitionLog {
 
   /**
    * One compaction pass over the closed segments (compaction.ts): the rewrite runs in slices
-   * separated by `yieldNow` (default: none, for tests and tools), the swap is one synchronous
+   * of `sliceBytes` of log (default COMPACTION_SLICE_BYTES) separated by `yieldNow`
+   * (default: none, for tests and tools); appends, rolls and reads may run between slices
+   * (the pass works on the closed segments as they were when it started); the swap is one synchronous
    * step at the end (applyCompaction). One pass at a time per log. Throws INVALID_ARGUMENT
    * for a log whose cleanupPolicy is 'delete', CORRUPT_MESSAGE / STORAGE_ERROR from the pass
    * (the log is unchanged then), UNKNOWN_TOPIC_OR_PARTITION when `isCancelled` stopped it or
    * the log closed meanwhile.
    */
-  async compact(options: { now?: number; yieldNow?: () => Promise<void>; isCancelled?: () => boolean } = {}): Promise<CompactionResult> {
+  async compact(
+    options: { now?: number; yieldNow?: () => Promise<void>; isCancelled?: () => boolean; sliceBytes?: number } = {},
+  ): Promise<CompactionResult> {
     assert(!this.#closed, `partition log ${this.dir} is closed`);
     assert(!this.#compacting, `one compaction at a time in ${this.dir}`);
     if (!isCompacted(this.config.cleanupPolicy)) throw invalid(`${this.dir} has cleanupPolicy 'delete': nothing to compact`);
@@ -783,6 +787,7 @@ export class PartitionLog {
         indexIntervalBytes: this.config.indexIntervalBytes,
         yieldNow: options.yieldNow ?? (() => Promise.resolve()),
         isCancelled: () => this.#closed || (options.isCancelled?.() ?? false),
+        sliceBytes: options.sliceBytes,
       });
       return this.#applyCompaction(plan);
     } finally {

@@ -280,6 +280,33 @@ describe('compaction', () => {
     reopened.close({ clean: true });
   });
 
+  it('appends, rolls and reads between the slices of a pass see a consistent log', async () => {
+    const a = filled();
+    const activeBase = a.log.activeSegmentBaseOffset;
+    let slices = 0;
+    const yieldNow = async () => {
+      slices++;
+      // What the owner does between two slices: take batches (rolling on the way) and serve reads.
+      a.batch([{ key: `k${slices % 10}`, value: `during-${slices}-${'d'.repeat(80)}` }]);
+      const seen = readAll(a.log);
+      expect(seen.every((r) => a.produced[r.offset].value === r.value)).toBe(true);
+    };
+    const result = await a.log.compact({ now: T0, yieldNow, sliceBytes: 256 });
+    expect(slices).toBeGreaterThan(10);
+    expect(a.log.activeSegmentBaseOffset).toBeGreaterThan(activeBase); // it rolled meanwhile
+    expect(result.segmentsRewritten).toBeGreaterThan(0);
+    // The pass compacted the segments closed when it started; the ones closed since are dirty.
+    const after = readAll(a.log);
+    const compactedPart = after.filter((r) => r.offset < activeBase);
+    expect(compactedPart).toEqual(expected(a.produced.filter((r) => r.offset < activeBase), activeBase, false));
+    expect(after.filter((r) => r.offset >= activeBase)).toEqual(a.produced.filter((r) => r.offset >= activeBase));
+    expect(a.log.compactionDue(T0)).toBe(true);
+    await a.log.compact({ now: T0 });
+    expect(readAll(a.log)).toEqual(expected(a.produced, a.log.activeSegmentBaseOffset, false));
+    expect(a.log.verify()).toMatchObject({ ok: true });
+    a.log.close({ clean: true });
+  });
+
   it('a second pass with nothing new changes no byte', async () => {
     const dir = tempDir();
     const { log } = filled(dir);
