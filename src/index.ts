@@ -2,7 +2,17 @@
  * The package's main entry: `import { Engine } from 'sluice'`.
  */
 export { Engine } from './engine/engine.js';
-export type { Acks, EngineOptions, FetchResult, TopicConfig, TopicDescription, PartitionDescription } from './engine/engine.js';
+export type {
+  Acks,
+  CleanupPolicy,
+  CompactionResult,
+  EngineOptions,
+  FetchResult,
+  PartitionDescription,
+  TopicConfig,
+  TopicDescription,
+  TopicsChangedEvent,
+} from './engine/engine.js';
 export {
   COMMAND_RING_BYTES,
   COMPLETION_RING_BYTES,

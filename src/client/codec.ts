@@ -125,7 +125,8 @@ export async function decodePayload(
   const out: DecodedClientBatch[] = [];
   let pos = 0;
   while (pos < payload.length) {
-    const header = validateBatchAtWith(crc, payload, view, pos, payload.length - pos);
+    // Stored batches: compaction may have left fewer records than the batch's offset range.
+    const header = validateBatchAtWith(crc, payload, view, pos, payload.length - pos, 'stored');
     let section = payload.subarray(pos + RECORDS_OFFSET, pos + header.sizeBytes);
     const compression = compressionOf(header.attributes);
     if (compression === 'gzip') section = await gunzip(section);

@@ -6,6 +6,9 @@
  *   await engine.createTopic('events', { partitions: 4 });
  *   const base = await engine.produce('events', 0, batchBytes);            // acks=all
  *   const { records, highWatermark } = await engine.fetch('events', 0, base);
+ *   await engine.createPartitions('events', 8);                              // only grows
+ *   await engine.createTopic('state', { cleanupPolicy: 'compact' });         // latest value per key
+ *   await engine.compact('state');                                           // force a pass now
  *   await engine.close();
  *
  * It validates every argument, keeps the topic registry (persisted atomically in
@@ -13,9 +16,10 @@
  * straight from the partition's log ring in shared memory and everything else through the
  * owner, which reads from disk. Errors are SluiceError with stable codes.
  *
- * Owner: the gateway (main) thread. Invariants: topic-level changes (create, delete) run
- * one at a time; topics.json always names exactly the topics that exist after a change
- * completes; nothing is appended for a request that failed validation.
+ * Owner: the gateway (main) thread. Invariants: topic-level changes (create, delete, add
+ * partitions) run one at a time; topics.json always names exactly the topics (and partition
+ * counts) that exist after a change completes, and onTopicsChanged listeners hear of each
+ * change after that; nothing is appended for a request that failed validation.
  */
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +28,8 @@ import { assert } from '../assert.js';
 import { SluiceError } from '../errors.js';
 import { crc32cImplementation } from '../persist/crc32c.js';
 import { nodeFileSystem, type FileSystem } from '../persist/fs.js';
+import { DELETE_RETENTION_MS_MAX, isCompacted, parseCleanupPolicy, type CleanupPolicy } from '../persist/cleanup-policy.js';
+import type { CompactionResult } from '../persist/compaction.js';
 import { DEFAULT_LOG_CONFIG, removeDeletedPartitionDirs, type LogConfig } from '../persist/partition-log.js';
 import { loadTopics, readJsonFile, saveTopics, writeJsonFile, type TopicsFile } from '../persist/metadata.js';
 import { checkBatchFrame } from '../persist/record-batch.js';
@@ -73,7 +79,26 @@ export interface TopicConfig {
   retentionBytes: number;
   segmentBytes: number;
   segmentMs: number;
+  /**
+   * Kafka's cleanup.policy: 'delete' (default: retention by retentionMs / retentionBytes),
+   * 'compact' (no deletion by time or size; compaction keeps the latest record per key, and
+   * every produced record needs a key) or 'compact,delete' (both). 'delete,compact' is
+   * accepted as 'compact,delete'.
+   */
+  cleanupPolicy: CleanupPolicy;
+  /** Kafka's delete.retention.ms: how long compaction keeps a tombstone (null value) after its segment's newest record; default a day. */
+  deleteRetentionMs: number;
 }
+
+/** What onTopicsChanged listeners hear: `partitions` is the topic's count after the change ('deleted': before it). */
+export interface TopicsChangedEvent {
+  topic: string;
+  kind: 'created' | 'deleted' | 'partitions';
+  partitions: number;
+}
+
+export type { CleanupPolicy } from '../persist/cleanup-policy.js';
+export type { CompactionResult } from '../persist/compaction.js';
 
 export interface EngineOptions {
   dataDir: string;
@@ -119,6 +144,8 @@ const DEFAULT_TOPIC_CONFIG: TopicConfig = {
   retentionBytes: DEFAULT_LOG_CONFIG.retentionBytes,
   segmentBytes: DEFAULT_LOG_CONFIG.segmentBytes,
   segmentMs: DEFAULT_LOG_CONFIG.segmentMs,
+  cleanupPolicy: DEFAULT_LOG_CONFIG.cleanupPolicy,
+  deleteRetentionMs: DEFAULT_LOG_CONFIG.deleteRetentionMs,
 };
 
 /** Smallest segment: a segment must hold at least one maximal batch comfortably. */
@@ -152,6 +179,8 @@ export class Engine {
   /** Long polls in progress, ended at close. */
   readonly #pollers = new Set<() => void>();
   #producerIdsReservedEnd = -1;
+  /** onTopicsChanged listeners, told after each topic-level change. */
+  readonly #topicListeners = new Set<(event: TopicsChangedEvent) => void>();
   #closed = false;
   #inFlightProduces = 0;
   #drained: (() => void) | null = null;
@@ -247,20 +276,30 @@ export class Engine {
   }
 
   async #openTopic(name: string, config: TopicConfig, createdAt: number): Promise<TopicState> {
+    const partitions = await this.#openPartitions(name, config, 0, config.partitions);
+    return { name, config, createdAt, partitions };
+  }
+
+  /**
+   * Opens partitions [from, to) of a topic on their owners (each owner opens its in turn,
+   * the owners in parallel); on any failure closes those that opened and throws.
+   */
+  async #openPartitions(name: string, config: TopicConfig, from: number, to: number): Promise<{ owner: OwnerHandle; slot: number }[]> {
     const logConfig: LogConfig = {
       ...DEFAULT_LOG_CONFIG,
       segmentBytes: config.segmentBytes,
       segmentMs: config.segmentMs,
       retentionMs: config.retentionMs,
       retentionBytes: config.retentionBytes,
+      cleanupPolicy: config.cleanupPolicy,
+      deleteRetentionMs: config.deleteRetentionMs,
     };
-    const partitions = Array.from({ length: config.partitions }, (_, p) => {
-      const owner = this.#owners[ownerOf(name, p, this.#owners.length)];
+    const partitions = Array.from({ length: to - from }, (_, k) => {
+      const owner = this.#owners[ownerOf(name, from + k, this.#owners.length)];
       return { owner, slot: this.#allocateSlot(owner) };
     });
-    // All at once: each owner opens its partitions in turn, the owners in parallel.
     const opened = await Promise.allSettled(
-      partitions.map(({ owner, slot }, p) => owner.openPartition(slot, join(this.dataDir, partitionDirName(name, p)), logConfig)),
+      partitions.map(({ owner, slot }, k) => owner.openPartition(slot, join(this.dataDir, partitionDirName(name, from + k)), logConfig)),
     );
     const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
@@ -270,7 +309,8 @@ export class Engine {
       for (const { owner, slot } of partitions) this.#slotsUsed[owner.index][slot] = false;
       throw failed.reason;
     }
-    opened.forEach((r, p) => {
+    opened.forEach((r, k) => {
+      const p = from + k;
       const report = (r as PromiseFulfilledResult<RecoveryReportSummary>).value;
       for (const t of report.truncations) {
         this.#logger.warn({ topic: name, partition: p, ...t }, 'recovery truncated a torn or corrupt tail');
@@ -279,7 +319,7 @@ export class Engine {
         this.#logger.warn({ topic: name, partition: p, indexes: report.indexesRebuilt }, 'recovery rebuilt indexes');
       }
     });
-    return { name, config, createdAt, partitions };
+    return partitions;
   }
 
   // ------------------------------------------------------------ topics
@@ -316,6 +356,7 @@ export class Engine {
         throw err;
       }
       this.#logger.info({ topic: name, ...config }, 'topic created');
+      this.#topicsChanged({ topic: name, kind: 'created', partitions: config.partitions });
       return this.#describe(state);
     });
   }
@@ -326,15 +367,92 @@ export class Engine {
       const state = this.#topic(name);
       this.#topics.delete(name);
       this.#saveTopicsFile();
-      await this.#closeTopic(state, true);
-      this.#logger.info({ topic: name }, 'topic deleted');
+      try {
+        await this.#closeTopic(state, true);
+        this.#logger.info({ topic: name }, 'topic deleted');
+      } finally {
+        // The topic is gone from the registry and topics.json even if a partition failed to close.
+        this.#topicsChanged({ topic: name, kind: 'deleted', partitions: state.partitions.length });
+      }
     });
   }
 
+  /**
+   * Kafka's CreatePartitions: raises a topic's partition count to `totalCount`. Only
+   * increases (the same count or fewer, or more than PARTITIONS_PER_TOPIC_MAX, is
+   * INVALID_PARTITIONS). The new partitions open on their owners like the existing ones
+   * (same config) and topics.json is rewritten atomically; if that fails they are closed and
+   * removed again. Existing partitions are untouched, so keys hashed to a partition may map
+   * elsewhere from now on (as in Kafka). onTopicsChanged listeners then hear 'partitions'.
+   */
+  createPartitions(topic: string, totalCount: number): Promise<TopicDescription> {
+    return this.#serial(async () => {
+      this.#open();
+      const state = this.#topic(topic);
+      const current = state.partitions.length;
+      if (typeof totalCount !== 'number' || !Number.isSafeInteger(totalCount)) {
+        throw new SluiceError('INVALID_PARTITIONS', `the partition count must be an integer, got ${String(totalCount)}`);
+      }
+      if (totalCount <= current) {
+        throw new SluiceError('INVALID_PARTITIONS', `topic ${topic} has ${current} partitions; the count can only increase, got ${totalCount}`);
+      }
+      if (totalCount > PARTITIONS_PER_TOPIC_MAX) {
+        throw new SluiceError('INVALID_PARTITIONS', `${totalCount} partitions is more than the limit of ${PARTITIONS_PER_TOPIC_MAX} per topic`);
+      }
+      // Folders a failed earlier attempt may have left are not in topics.json: not ours.
+      for (let p = current; p < totalCount; p++) {
+        const dir = join(this.dataDir, partitionDirName(topic, p));
+        if (this.#fs.exists(dir)) this.#fs.rmrf(dir);
+      }
+      const added = await this.#openPartitions(topic, state.config, current, totalCount);
+      state.partitions.push(...added);
+      state.config = { ...state.config, partitions: totalCount };
+      try {
+        this.#saveTopicsFile();
+      } catch (err) {
+        state.partitions.length = current;
+        state.config = { ...state.config, partitions: current };
+        await this.#closePartitions(added, true).catch(() => {});
+        throw err;
+      }
+      this.#logger.info({ topic, partitions: totalCount, added: totalCount - current }, 'partitions added');
+      this.#topicsChanged({ topic, kind: 'partitions', partitions: totalCount });
+      return this.#describe(state);
+    });
+  }
+
+  /**
+   * Calls `listener` after each topic-level change completes: a topic created or deleted,
+   * partitions added (createPartitions). The group coordinator rebalances from it. Listeners
+   * run synchronously, in registration order, before the changing call resolves; one that
+   * throws is logged and does not stop the others. Returns the function that unsubscribes.
+   */
+  onTopicsChanged(listener: (event: TopicsChangedEvent) => void): () => void {
+    if (typeof listener !== 'function') throw new SluiceError('INVALID_ARGUMENT', 'onTopicsChanged needs a listener function');
+    this.#topicListeners.add(listener);
+    return () => {
+      this.#topicListeners.delete(listener);
+    };
+  }
+
+  #topicsChanged(event: TopicsChangedEvent): void {
+    for (const listener of [...this.#topicListeners]) {
+      try {
+        listener({ ...event });
+      } catch (err) {
+        this.#logger.error({ ...event, err: err instanceof Error ? err.stack ?? err.message : String(err) }, 'an onTopicsChanged listener threw');
+      }
+    }
+  }
+
   async #closeTopic(state: TopicState, deleteFiles: boolean): Promise<void> {
-    const closed = await Promise.allSettled(state.partitions.map(({ owner, slot }) => owner.closePartition(slot, deleteFiles)));
+    await this.#closePartitions(state.partitions, deleteFiles);
+  }
+
+  async #closePartitions(partitions: { owner: OwnerHandle; slot: number }[], deleteFiles: boolean): Promise<void> {
+    const closed = await Promise.allSettled(partitions.map(({ owner, slot }) => owner.closePartition(slot, deleteFiles)));
     // A slot whose close failed stays taken: its owner may still hold the partition.
-    state.partitions.forEach(({ owner, slot }, p) => {
+    partitions.forEach(({ owner, slot }, p) => {
       if (closed[p].status === 'fulfilled') this.#slotsUsed[owner.index][slot] = false;
     });
     const failed = closed.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -574,10 +692,39 @@ export class Engine {
     this.#producerIdsReservedEnd = next;
   }
 
-  /** Applies retention and time-based rolls on every owner now, instead of on its timer. */
+  /**
+   * Applies retention and time-based rolls on every owner now, instead of on its timer, and
+   * starts the compaction passes that are due (in the background: `compact` waits for one).
+   */
   async runHousekeeping(): Promise<void> {
     this.#open();
     await Promise.all(this.#owners.map((o) => o.runHousekeeping()));
+  }
+
+  /**
+   * Runs a compaction pass now on one partition of a compacted topic, or on every partition
+   * when `partition` is omitted (in parallel across owners), instead of waiting for the
+   * owners' housekeeping. Resolves when the passes are done (each after any pass already
+   * running on its partition), with their totals. Only closed segments are compacted: the
+   * active one is never touched. INVALID_ARGUMENT for a topic whose cleanupPolicy is 'delete'.
+   */
+  async compact(topic: string, partition?: number): Promise<CompactionResult> {
+    this.#open();
+    const state = this.#topic(topic);
+    if (!isCompacted(state.config.cleanupPolicy)) {
+      throw new SluiceError('INVALID_ARGUMENT', `topic ${topic} has cleanupPolicy 'delete'; compaction needs 'compact' or 'compact,delete'`);
+    }
+    const refs = partition === undefined ? state.partitions : [this.#partition(topic, partition)];
+    const results = await Promise.all(refs.map(({ owner, slot }) => owner.compactPartition(slot)));
+    const total: CompactionResult = { segmentsExamined: 0, segmentsRewritten: 0, bytesBefore: 0, bytesAfter: 0, recordsRemoved: 0 };
+    for (const r of results) {
+      total.segmentsExamined += r.segmentsExamined;
+      total.segmentsRewritten += r.segmentsRewritten;
+      total.bytesBefore += r.bytesBefore;
+      total.bytesAfter += r.bytesAfter;
+      total.recordsRemoved += r.recordsRemoved;
+    }
+    return total;
   }
 
   /** The owner index of a partition (for operators and tests). */
@@ -637,7 +784,17 @@ function checkTopicConfig(c: TopicConfig): TopicConfig {
   checkRetention(c.retentionBytes, 'retentionBytes');
   checkInteger(c.segmentBytes, 'segmentBytes', SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
   checkInteger(c.segmentMs, 'segmentMs', 1, DURATION_MS_MAX);
-  return { partitions: c.partitions, retentionMs: c.retentionMs, retentionBytes: c.retentionBytes, segmentBytes: c.segmentBytes, segmentMs: c.segmentMs };
+  const cleanupPolicy = parseCleanupPolicy(c.cleanupPolicy);
+  checkInteger(c.deleteRetentionMs, 'deleteRetentionMs', 0, DELETE_RETENTION_MS_MAX);
+  return {
+    partitions: c.partitions,
+    retentionMs: c.retentionMs,
+    retentionBytes: c.retentionBytes,
+    segmentBytes: c.segmentBytes,
+    segmentMs: c.segmentMs,
+    cleanupPolicy,
+    deleteRetentionMs: c.deleteRetentionMs,
+  };
 }
 
 /** -1 means unlimited, as in Kafka; otherwise a positive integer. */

@@ -12,14 +12,19 @@
  *   { "version": 1,
  *     "topics": { "<name>": { "partitions": 3,
  *                              "config": { "retentionMs": .., "retentionBytes": ..,
- *                                          "segmentBytes": .., "segmentMs": .. },
+ *                                          "segmentBytes": .., "segmentMs": ..,
+ *                                          "cleanupPolicy": "delete" | "compact" | "compact,delete",
+ *                                          "deleteRetentionMs": .. },
  *                              "createdAt": <ms since epoch> } } }
  * Validated on load: a file that does not parse or does not match is a STORAGE_ERROR
  * naming the file and the field, never silently replaced (that would forget topics whose
- * data is still on disk).
+ * data is still on disk). cleanupPolicy and deleteRetentionMs came later: a file written
+ * before them loads with 'delete' and Kafka's default 86400000 (what those topics had);
+ * every save writes them.
  */
 import { AssertionError } from '../assert.js';
 import { asStorageError, SluiceError } from '../errors.js';
+import { CLEANUP_POLICY_DEFAULT, DELETE_RETENTION_MS_DEFAULT, isCleanupPolicy, type CleanupPolicy } from './cleanup-policy.js';
 import type { FileSystem } from './fs.js';
 import { dirName, writeFileDurable } from './fs.js';
 
@@ -85,6 +90,8 @@ export interface TopicFileConfig {
   retentionBytes: number;
   segmentBytes: number;
   segmentMs: number;
+  cleanupPolicy: CleanupPolicy;
+  deleteRetentionMs: number;
 }
 
 export interface TopicEntry {
@@ -135,7 +142,13 @@ export function validateTopicsFile(value: unknown, path: string): TopicsFile {
       retentionBytes: int(c.retentionBytes, 'config.retentionBytes', -1),
       segmentBytes: int(c.segmentBytes, 'config.segmentBytes', 1),
       segmentMs: int(c.segmentMs, 'config.segmentMs', 1),
+      cleanupPolicy: CLEANUP_POLICY_DEFAULT,
+      deleteRetentionMs: c.deleteRetentionMs === undefined ? DELETE_RETENTION_MS_DEFAULT : int(c.deleteRetentionMs, 'config.deleteRetentionMs', 0),
     };
+    if (c.cleanupPolicy !== undefined) {
+      if (!isCleanupPolicy(c.cleanupPolicy)) throw bad(`${where}: config.cleanupPolicy is ${JSON.stringify(c.cleanupPolicy)}`);
+      config.cleanupPolicy = c.cleanupPolicy;
+    }
     // Own property, not topics[name] = ..., so that a topic named "__proto__" stays data.
     Object.defineProperty(topics, name, { value: { partitions, config, createdAt }, enumerable: true, writable: true, configurable: true });
   }

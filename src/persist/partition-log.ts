@@ -9,10 +9,15 @@
  *   <20-digit base>.log / .index / .timeindex   one segment each (formats in their files)
  *   .clean-shutdown                             empty; present only between a clean close and the next open
  *   *.deleted, *.tmp                            ours, on their way out; open removes them
+ *   *.cleaned, <base>.log.swap                  a compaction pass's files (compaction.ts); open removes
+ *                                               the first and completes the second
  *
  * Invariants:
- * - segments are sorted and contiguous: segment i+1's base offset = segment i's next offset;
- *   only the last (active) one is ever appended to or cut;
+ * - segments are sorted and contiguous: segment i+1's base offset = segment i's next offset,
+ *   except after compaction (cleanupPolicy 'compact' or 'compact,delete'), where a closed
+ *   segment may end below the next one's base and hold gaps (compaction.ts); offsets never
+ *   change and never go back; only the last (active) one is ever appended to or cut, and
+ *   compaction never touches it;
  * - logStartOffset = the first segment's base offset <= durableOffset <= logEndOffset = the
  *   active segment's next offset;
  * - offsets below durableOffset are on stable storage (fdatasync returned);
@@ -29,6 +34,16 @@
  */
 import { AssertionError, assert } from '../assert.js';
 import { asStorageError, SluiceError } from '../errors.js';
+import {
+  CLEANUP_POLICIES,
+  CLEANUP_POLICY_DEFAULT,
+  DELETE_RETENTION_MS_DEFAULT,
+  DELETE_RETENTION_MS_MAX,
+  deletesByRetention,
+  isCleanupPolicy,
+  isCompacted,
+  type CleanupPolicy,
+} from './cleanup-policy.js';
 import { crc32c } from './crc32c.js';
 import type { FileSystem } from './fs.js';
 import { dirName, joinPath, nodeFileSystem } from './fs.js';
@@ -73,10 +88,19 @@ import {
   TIME_INDEX_SUFFIX,
 } from './segment.js';
 import { verifyPartitionDir, type VerifyReport } from './verify.js';
+import {
+  commitCleanedSegments,
+  compactSegments,
+  discardCleanedSegment,
+  recoverCompactionFiles,
+  type CompactionPlan,
+  type CompactionResult,
+} from './compaction.js';
 
 export { verifyPartitionDir } from './verify.js';
 export type { SegmentVerifyReport, VerifyError, VerifyReport } from './verify.js';
 export type { TruncationReport } from './recovery.js';
+export type { CompactionResult } from './compaction.js';
 
 /** Per-partition log settings; -1 means unlimited for the retention limits, as Kafka. */
 export interface LogConfig {
@@ -92,6 +116,10 @@ export interface LogConfig {
   indexIntervalBytes: number;
   /** The largest batch the owner accepts (message.max.bytes). */
   batchBytesMax: number;
+  /** 'delete' (retention only), 'compact' (compaction only) or 'compact,delete' (cleanup.policy). */
+  cleanupPolicy: CleanupPolicy;
+  /** How long compaction keeps a tombstone after its segment's newest record (delete.retention.ms). */
+  deleteRetentionMs: number;
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -103,6 +131,8 @@ export const DEFAULT_LOG_CONFIG: Readonly<LogConfig> = Object.freeze({
   retentionBytes: -1, // Kafka's default: no size limit
   indexIntervalBytes: 4096, // Kafka's default: a lookup reads at most about one page of headers
   batchBytesMax: 1024 * 1024 + 12, // Kafka's message.max.bytes (1048588)
+  cleanupPolicy: CLEANUP_POLICY_DEFAULT, // Kafka's default: retention, no compaction
+  deleteRetentionMs: DELETE_RETENTION_MS_DEFAULT, // Kafka's default: a day
 });
 
 /** Name of the clean-shutdown marker in the partition folder. */
@@ -177,7 +207,7 @@ function invalid(message: string): SluiceError {
 
 /** Checks a LogConfig; throws INVALID_ARGUMENT naming the bad field. */
 export function validateLogConfig(config: LogConfig): void {
-  const int = (name: keyof LogConfig, min: number, max: number): void => {
+  const int = (name: Exclude<keyof LogConfig, 'cleanupPolicy'>, min: number, max: number): void => {
     const v = config[name];
     if (!Number.isSafeInteger(v) || v < min || v > max) throw invalid(`log config ${name} = ${v}, must be an integer in [${min}, ${max}]`);
   };
@@ -187,6 +217,8 @@ export function validateLogConfig(config: LogConfig): void {
   int('retentionBytes', -1, Number.MAX_SAFE_INTEGER);
   int('indexIntervalBytes', 0, SEGMENT_BYTES_MAX);
   int('batchBytesMax', BATCH_BYTES_MIN, BATCH_BYTES_LIMIT);
+  int('deleteRetentionMs', 0, DELETE_RETENTION_MS_MAX);
+  if (!isCleanupPolicy(config.cleanupPolicy)) throw invalid(`log config cleanupPolicy = ${JSON.stringify(config.cleanupPolicy)}, must be one of ${CLEANUP_POLICIES.join(' | ')}`);
 }
 
 export class PartitionLog {
@@ -205,6 +237,11 @@ export class PartitionLog {
   /** Set when an fdatasync failed: writes refuse until a reopen (see the invariants above). */
   #failure: string | null = null;
   #closed = false;
+  /** Compaction: segments with baseOffset below this were cleaned since open (in memory only: a restart re-cleans, which is idempotent). */
+  #cleanedUpTo: number;
+  /** When a tombstone the last pass kept becomes droppable; Infinity when none. */
+  #tombstoneDeadlineMs = Infinity;
+  #compacting = false;
   /** One header buffer for every lookup: reads allocate no header buffer of their own. */
   readonly #headerScratch = new Uint8Array(BATCH_HEADER_BYTES);
   readonly #headerView = new DataView(this.#headerScratch.buffer);
@@ -230,6 +267,7 @@ export class PartitionLog {
     for (let i = 0; i < opts.segments.length - 1; i++) closed += opts.segments[i].sizeBytes;
     this.#closedBytes = closed;
     this.#durableOffset = this.#active.nextOffset;
+    this.#cleanedUpTo = this.logStartOffset;
   }
 
   // -------------------------------------------------------------- open and recovery
@@ -273,7 +311,9 @@ export class PartitionLog {
         if (loaded.truncation !== null) report.truncations.push(loaded.truncation);
         report.indexesRebuilt.push(...loaded.indexesRebuilt);
         report.problems.push(...loaded.problems);
-        if (i > 0 && segments[i - 1].nextOffset !== bases[i]) {
+        // A compacted segment may end below the next base (its last batches dropped), never above.
+        const prevNext = i > 0 ? segments[i - 1].nextOffset : 0;
+        if (i > 0 && (isCompacted(opts.config.cleanupPolicy) ? prevNext > bases[i] : prevNext !== bases[i])) {
           report.problems.push(`${loaded.segment.name}: starts at ${bases[i]}, the segment before ends at ${segments[i - 1].nextOffset}`);
         }
       }
@@ -532,7 +572,9 @@ export class PartitionLog {
 
   /**
    * Plans a read at `offset` of up to `maxBytes`: finds the batch that contains the offset
-   * (index entry, then batch headers). Null at logEndOffset. Throws OFFSET_OUT_OF_RANGE
+   * (index entry, then batch headers), or, when the offset falls in a gap that compaction
+   * left, the batch holding the next offset above it. Null at logEndOffset (and in a gap
+   * that reaches an empty active segment). Throws OFFSET_OUT_OF_RANGE
    * outside [logStartOffset, logEndOffset]. Reads never cross a segment boundary (as
    * Kafka's), and always cover the whole first batch, even past maxBytes (KIP-74).
    */
@@ -554,6 +596,9 @@ export class PartitionLog {
     } catch (err) {
       throw storageError(err, `read ${this.dir} at offset ${offset}`);
     }
+    // Compaction may drop the last batches of the closed segments (expired tombstones) while
+    // the active segment is still empty: nothing at or after the offset yet, as at the log end.
+    if (offset < this.#active.baseOffset) return null;
     throw new SluiceError('CORRUPT_MESSAGE', `${this.dir}: no batch holds offset ${offset} below the log end offset ${this.logEndOffset}`);
   }
 
@@ -643,7 +688,7 @@ export class PartitionLog {
       }
       let header;
       try {
-        header = validateBatch(batch);
+        header = validateBatch(batch, Number.MAX_SAFE_INTEGER, 'stored');
       } catch (err) {
         throw new SluiceError('CORRUPT_MESSAGE', `${this.dir}/${segment.name}: batch at position ${found.position} (offset ${found.baseOffset}): ${(err as Error).message}`);
       }
@@ -660,13 +705,17 @@ export class PartitionLog {
    * whose largest timestamp is more than retentionMs before `now` (Kafka's rule; a segment
    * without timestamps counts as old); then by size, while the log without its oldest
    * segment still holds at least retentionBytes. logStartOffset moves to the next
-   * segment's base offset. Files go in a crash-safe order (see Segment.deleteFiles).
+   * segment's base offset. Files go in a crash-safe order (see Segment.deleteFiles). Only
+   * under cleanupPolicy 'delete' or 'compact,delete', and not while a compaction runs.
    */
   applyRetention(now: number): RetentionResult {
     assert(!this.#closed, `partition log ${this.dir} is closed`);
     const { retentionMs, retentionBytes } = this.config;
     let segmentsDeleted = 0;
     let bytesDeleted = 0;
+    // 'compact' alone never deletes by time or size; a pass in progress reads the closed
+    // segments by path, so retention waits for the next housekeeping.
+    if (!deletesByRetention(this.config.cleanupPolicy) || this.#compacting) return { segmentsDeleted, bytesDeleted };
     try {
       while (this.#segments.length > 1) {
         const oldest = this.#segments[0];
@@ -690,12 +739,116 @@ export class PartitionLog {
     return { segmentsDeleted, bytesDeleted };
   }
 
+  // -------------------------------------------------------------- compaction
+
+  /** True while compact() runs. */
+  get compacting(): boolean {
+    return this.#compacting;
+  }
+
+  /**
+   * Whether a compaction pass has work: the log is compacted, no pass runs, and a segment
+   * closed since the last pass (or since open), or a tombstone the last pass kept is now
+   * droppable.
+   */
+  compactionDue(now: number): boolean {
+    if (this.#closed || !isCompacted(this.config.cleanupPolicy) || this.#compacting || this.#segments.length < 2) return false;
+    return this.#active.baseOffset > this.#cleanedUpTo || now >= this.#tombstoneDeadlineMs;
+  }
+
+  /**
+   * One compaction pass over the closed segments (compaction.ts): the rewrite runs in slices
+   * of `sliceBytes` of log (default COMPACTION_SLICE_BYTES) separated by `yieldNow`
+   * (default: none, for tests and tools); appends, rolls and reads may run between slices
+   * (the pass works on the closed segments as they were when it started); the swap is one synchronous
+   * step at the end (applyCompaction). One pass at a time per log. Throws INVALID_ARGUMENT
+   * for a log whose cleanupPolicy is 'delete', CORRUPT_MESSAGE / STORAGE_ERROR from the pass
+   * (the log is unchanged then), UNKNOWN_TOPIC_OR_PARTITION when `isCancelled` stopped it or
+   * the log closed meanwhile.
+   */
+  async compact(
+    options: { now?: number; yieldNow?: () => Promise<void>; isCancelled?: () => boolean; sliceBytes?: number } = {},
+  ): Promise<CompactionResult> {
+    assert(!this.#closed, `partition log ${this.dir} is closed`);
+    assert(!this.#compacting, `one compaction at a time in ${this.dir}`);
+    if (!isCompacted(this.config.cleanupPolicy)) throw invalid(`${this.dir} has cleanupPolicy 'delete': nothing to compact`);
+    this.#checkWritable();
+    this.#compacting = true;
+    try {
+      const closed = this.#segments.slice(0, -1);
+      const plan = await compactSegments({
+        fs: this.#fs,
+        dir: this.dir,
+        segments: closed.map((s) => ({ baseOffset: s.baseOffset, sizeBytes: s.sizeBytes, largestTimestamp: s.largestTimestamp })),
+        closedEndOffset: this.#active.baseOffset,
+        dirtyFromOffset: this.#cleanedUpTo,
+        nowMs: options.now ?? this.#clock.now(),
+        deleteRetentionMs: this.config.deleteRetentionMs,
+        indexIntervalBytes: this.config.indexIntervalBytes,
+        yieldNow: options.yieldNow ?? (() => Promise.resolve()),
+        isCancelled: () => this.#closed || (options.isCancelled?.() ?? false),
+        sliceBytes: options.sliceBytes,
+      });
+      return this.#applyCompaction(plan);
+    } finally {
+      this.#compacting = false;
+    }
+  }
+
+  /**
+   * The swap of a pass, one synchronous step (so no read sees a half-swapped segment):
+   * commits the rewritten segments that are still closed segments of this log (steps 2 to 4
+   * of compaction.ts), closes their old file handles and opens the new files. A failure
+   * here leaves the folder for the next open to complete, and the log refuses writes until
+   * then, as after a failed fdatasync.
+   */
+  #applyCompaction(plan: CompactionPlan): CompactionResult {
+    const byBase = new Map<number, number>();
+    for (let i = 0; i < this.#segments.length - 1; i++) byBase.set(this.#segments[i].baseOffset, i);
+    const committed = plan.cleaned.filter((c) => {
+      const i = byBase.get(c.baseOffset);
+      const ok = !this.#closed && i !== undefined && this.#segments[i].sizeBytes === c.sizeBytesBefore;
+      if (!ok) discardCleanedSegment(this.#fs, this.dir, c.baseOffset);
+      return ok;
+    });
+    if (this.#closed) throw new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `${this.dir} closed during compaction`);
+    try {
+      commitCleanedSegments(this.#fs, this.dir, committed.map((c) => c.baseOffset));
+      for (const c of committed) {
+        const i = byBase.get(c.baseOffset)!;
+        const old = this.#segments[i];
+        const fresh = Segment.openCompacted(this.#ctx, c.baseOffset, c, old.createdMs);
+        this.#segments[i] = fresh;
+        this.#closedBytes += fresh.sizeBytes - old.sizeBytes;
+        try {
+          old.close();
+        } catch {
+          // The old file is gone from the folder; closing its descriptor loses nothing.
+        }
+      }
+    } catch (err) {
+      this.#failure = `compaction swap in ${this.dir}`;
+      throw storageError(err, `compaction swap in ${this.dir}`);
+    }
+    this.#cleanedUpTo = plan.cleanedUpTo;
+    this.#tombstoneDeadlineMs = plan.tombstoneDeadlineMs;
+    const result: CompactionResult = {
+      segmentsExamined: plan.segmentsExamined,
+      segmentsRewritten: committed.length,
+      bytesBefore: plan.bytesBefore,
+      bytesAfter: plan.bytesBefore - committed.reduce((n, c) => n + c.sizeBytesBefore - c.sizeBytes, 0),
+      recordsRemoved: committed.reduce((n, c) => n + c.recordsRemoved, 0),
+    };
+    if (result.segmentsRewritten > 0) this.#logger.info({ dir: this.dir, ...result }, 'compaction rewrote segments');
+    return result;
+  }
+
   // -------------------------------------------------------------- verify, close, delete
 
   /** Reads every segment fully and checks every batch and index (see verify.ts). */
   verify(): VerifyReport {
     assert(!this.#closed, `partition log ${this.dir} is closed`);
-    return verifyPartitionDir(this.dir, this.#fs);
+    return verifyPartitionDir(this.dir, this.#fs, { compacted: isCompacted(this.config.cleanupPolicy) });
   }
 
   /**
@@ -782,11 +935,14 @@ function checkBatch(bytes: Uint8Array, view: DataView, pos: number, end: number)
 }
 
 /**
- * Removes what an earlier run of ours left in the folder: `.deleted` and `.tmp` files, and
- * index files whose .log is gone (a crash in the middle of a segment deletion). Returns
- * the base offsets of the segments, sorted.
+ * Removes what an earlier run of ours left in the folder: an interrupted compaction's
+ * files (`.cleaned` removed, `.log.swap` completed: compaction.ts), `.deleted` and `.tmp`
+ * files, and index files whose .log is gone (a crash in the middle of a segment deletion).
+ * Returns the base offsets of the segments, sorted.
  */
 function removeLeftovers(fs: FileSystem, dir: string, report: RecoveryReport): number[] {
+  // An interrupted compaction first: it may put a .log back in place.
+  report.problems.push(...recoverCompactionFiles(fs, dir));
   const names = fs.readdir(dir);
   const bases: number[] = [];
   for (const name of names) {

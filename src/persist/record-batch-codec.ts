@@ -33,9 +33,16 @@
  * null), value.
  *
  * Invariants: a valid batch has magic 2, 12 + batchLength = its total size, a CRC-32C over
- * [21, end) that matches, recordCount = lastOffsetDelta + 1 >= 1. The broker never
- * re-encodes a batch; baseOffset and partitionLeaderEpoch are outside the CRC so they can
- * be rewritten in place.
+ * [21, end) that matches, and records whose offsetDeltas strictly increase within
+ * [0, lastOffsetDelta]. A batch a producer sends has recordCount = lastOffsetDelta + 1 >= 1
+ * (every offset of its range holds a record). A stored batch may have fewer: log
+ * compaction (../persist/compaction.ts) rewrites batches of closed segments keeping only
+ * some records, each with its original offsetDelta, and keeps lastOffsetDelta, so
+ * 1 <= recordCount <= lastOffsetDelta + 1 and a record's offset is always baseOffset + its
+ * offsetDelta, never baseOffset + its index. `BatchOrigin` says which rule a check applies.
+ * The broker never re-encodes a batch on the produce and fetch paths (compaction, a
+ * background rewrite of closed segments, is the one exception); baseOffset and
+ * partitionLeaderEpoch are outside the CRC so they can be rewritten in place.
  */
 import { assert } from '../assert.js';
 import { SluiceError } from '../errors.js';
@@ -85,6 +92,23 @@ export const TRANSACTIONAL_BIT = 0x10;
 export const CONTROL_BIT = 0x20;
 
 export const Compression = { none: 0, gzip: 1, snappy: 2, lz4: 3, zstd: 4 } as const;
+
+/**
+ * Which record-count rule a batch check applies. 'produced': a batch as a producer sends it,
+ * recordCount = lastOffsetDelta + 1 (the owner's produce validation). 'stored': a batch read
+ * back from a segment, which compaction may have thinned, 1 <= recordCount <=
+ * lastOffsetDelta + 1 (recovery, verify, fetch paths, the client's decoder).
+ */
+export type BatchOrigin = 'produced' | 'stored';
+
+/** Why recordCount and lastOffsetDelta do not fit `origin`'s rule, or null when they do. */
+export function recordCountProblem(recordCount: number, lastOffsetDelta: number, origin: BatchOrigin): string | null {
+  if (recordCount < 1 || lastOffsetDelta < 0) return `recordCount ${recordCount} with lastOffsetDelta ${lastOffsetDelta}`;
+  if (origin === 'produced' ? recordCount !== lastOffsetDelta + 1 : recordCount > lastOffsetDelta + 1) {
+    return `recordCount ${recordCount} does not match lastOffsetDelta ${lastOffsetDelta}`;
+  }
+  return null;
+}
 export type CompressionName = keyof typeof Compression;
 
 export interface RecordHeader {
@@ -401,7 +425,13 @@ export function readBatchHeader(view: DataView, pos: number): BatchHeader {
  * count. Returns its header. The gateway thread runs these before a batch enters a ring;
  * the owner runs them again with the CRC (validateBatchAtWith).
  */
-export function checkBatchFrameAt(bytes: Uint8Array, view: DataView, pos: number, sizeBytesMax: number): BatchHeader {
+export function checkBatchFrameAt(
+  bytes: Uint8Array,
+  view: DataView,
+  pos: number,
+  sizeBytesMax: number,
+  origin: BatchOrigin = 'produced',
+): BatchHeader {
   const remaining = bytes.length - pos;
   if (remaining < BATCH_HEADER_BYTES) {
     throw corrupt(`a batch needs at least ${BATCH_HEADER_BYTES} bytes, got ${remaining}`);
@@ -419,9 +449,8 @@ export function checkBatchFrameAt(bytes: Uint8Array, view: DataView, pos: number
   if (header.sizeBytes > remaining) {
     throw corrupt(`batchLength ${header.batchLength} runs past the ${remaining} bytes given`);
   }
-  if (header.recordCount < 1 || header.lastOffsetDelta !== header.recordCount - 1) {
-    throw corrupt(`recordCount ${header.recordCount} does not match lastOffsetDelta ${header.lastOffsetDelta}`);
-  }
+  const countProblem = recordCountProblem(header.recordCount, header.lastOffsetDelta, origin);
+  if (countProblem !== null) throw corrupt(countProblem);
   return header;
 }
 
@@ -445,8 +474,9 @@ export function validateBatchAtWith(
   view: DataView,
   pos: number,
   sizeBytesMax: number,
+  origin: BatchOrigin = 'produced',
 ): BatchHeader {
-  const header = checkBatchFrameAt(bytes, view, pos, sizeBytesMax);
+  const header = checkBatchFrameAt(bytes, view, pos, sizeBytesMax, origin);
   const crc = crc32c(bytes.subarray(pos + ATTRIBUTES_OFFSET, pos + header.sizeBytes));
   if (crc !== header.crc) {
     throw corrupt(`CRC32C mismatch: stored ${header.crc.toString(16)}, computed ${crc.toString(16)}`);
@@ -455,8 +485,13 @@ export function validateBatchAtWith(
 }
 
 /** Validates `bytes` as exactly one batch. */
-export function validateBatchWith(crc32c: Crc32cFunction, bytes: Uint8Array, sizeBytesMax = Number.MAX_SAFE_INTEGER): BatchHeader {
-  const header = validateBatchAtWith(crc32c, bytes, dataView(bytes), 0, sizeBytesMax);
+export function validateBatchWith(
+  crc32c: Crc32cFunction,
+  bytes: Uint8Array,
+  sizeBytesMax = Number.MAX_SAFE_INTEGER,
+  origin: BatchOrigin = 'produced',
+): BatchHeader {
+  const header = validateBatchAtWith(crc32c, bytes, dataView(bytes), 0, sizeBytesMax, origin);
   if (header.sizeBytes !== bytes.length) {
     throw corrupt(`batch is ${header.sizeBytes} bytes but ${bytes.length} were given`);
   }
@@ -542,15 +577,17 @@ export interface DecodedBatch {
 }
 
 /**
- * Validates and decodes one batch. Compressed batches need `decompress` (sync), which
- * turns the records blob into the plain records section.
+ * Validates and decodes one batch, as stored (a compacted batch may hold fewer records
+ * than its offset range: each record's offset is baseOffset + its offsetDelta).
+ * Compressed batches need `decompress` (sync), which turns the records blob into the plain
+ * records section.
  */
 export function decodeBatchWith(
   crc32c: Crc32cFunction,
   bytes: Uint8Array,
   decompress?: (compression: CompressionName, blob: Uint8Array) => Uint8Array,
 ): DecodedBatch {
-  const header = validateBatchWith(crc32c, bytes);
+  const header = validateBatchWith(crc32c, bytes, Number.MAX_SAFE_INTEGER, 'stored');
   let section = bytes.subarray(RECORDS_OFFSET, header.sizeBytes);
   const compression = compressionOf(header.attributes);
   if (compression !== 'none') {
@@ -558,6 +595,102 @@ export function decodeBatchWith(
     section = decompress(compression, section);
   }
   return { header, records: decodeRecords(section, header) };
+}
+
+// ---------------------------------------------------------------- record spans (compaction, key checks)
+
+/**
+ * One record of a records section as forEachRecordSpan sees it: where its bytes are
+ * ([start, end), the length varint included, so the bytes can be copied into another batch
+ * with the same baseOffset and baseTimestamp unchanged), its deltas, its key (a view) and
+ * whether its value is null (a tombstone). One object per walk, reused for every record:
+ * copy what you keep.
+ */
+export interface RecordSpan {
+  start: number;
+  end: number;
+  offsetDelta: number;
+  timestampDelta: number;
+  key: Uint8Array | null;
+  valueIsNull: boolean;
+}
+
+/**
+ * Calls `fn` for each of the `recordCount` records of an uncompressed records section,
+ * checking what decodeRecordsWith checks plus that offsetDeltas strictly increase and stay
+ * within [0, lastOffsetDelta]. Throws CORRUPT_MESSAGE.
+ */
+export function forEachRecordSpan(
+  section: Uint8Array,
+  header: Pick<BatchHeader, 'recordCount' | 'lastOffsetDelta'>,
+  fn: (span: RecordSpan) => void,
+): void {
+  const r = new Reader(section, 0, section.length);
+  const span: RecordSpan = { start: 0, end: 0, offsetDelta: 0, timestampDelta: 0, key: null, valueIsNull: false };
+  let previousDelta = -1;
+  for (let i = 0; i < header.recordCount; i++) {
+    const start = r.pos;
+    const length = r.varint();
+    if (length < RECORD_BYTES_MIN - 1 || r.pos + length > r.end) throw corrupt(`record ${i} length ${length} is out of range`);
+    const end = r.pos + length;
+    r.pos++; // attributes
+    span.timestampDelta = r.varint();
+    const offsetDelta = r.varint();
+    if (offsetDelta <= previousDelta || offsetDelta > header.lastOffsetDelta) {
+      throw corrupt(`record ${i} has offsetDelta ${offsetDelta} after ${previousDelta} (lastOffsetDelta ${header.lastOffsetDelta})`);
+    }
+    previousDelta = offsetDelta;
+    span.key = r.nullableBytes();
+    span.valueIsNull = r.nullableBytes() === null;
+    if (r.pos > end) throw corrupt(`record ${i}'s key and value run past its ${length} bytes`);
+    r.pos = end; // headers are carried as bytes, not read
+    span.start = start;
+    span.end = end;
+    span.offsetDelta = offsetDelta;
+    fn(span);
+  }
+  if (r.pos !== r.end) throw corrupt(`${r.end - r.pos} bytes after the last record`);
+}
+
+/**
+ * The index of the first record whose key is null in an uncompressed records section, or
+ * -1 when every record has a key. Walks varints only: no allocation per record (the
+ * owner runs it on produce to compacted topics). Throws CORRUPT_MESSAGE.
+ */
+export function nullKeyRecordIndex(section: Uint8Array, recordCount: number): number {
+  const r = new Reader(section, 0, section.length);
+  for (let i = 0; i < recordCount; i++) {
+    const length = r.varint();
+    if (length < RECORD_BYTES_MIN - 1 || r.pos + length > r.end) throw corrupt(`record ${i} length ${length} is out of range`);
+    const end = r.pos + length;
+    r.pos++; // attributes
+    r.varint(); // timestampDelta
+    r.varint(); // offsetDelta
+    const keyLength = r.varint();
+    if (keyLength === -1) return i;
+    if (keyLength < -1 || r.pos + keyLength > end) throw corrupt(`record ${i} key length ${keyLength} is out of range`);
+    r.pos = end;
+  }
+  return -1;
+}
+
+/**
+ * A copy of the batch `original` (one whole batch) holding `records` as its records
+ * section (plain, or the compressed blob when the original is compressed) and `recordCount`
+ * records. Everything else of the header stays: baseOffset, lastOffsetDelta (so the
+ * batch's last offset is kept, as Kafka's cleaner does), baseTimestamp, maxTimestamp,
+ * producer id, epoch, base sequence and attributes; batchLength and the CRC are computed.
+ */
+export function rebuildBatchWith(crc32c: Crc32cFunction, original: Uint8Array, records: Uint8Array, recordCount: number): Uint8Array {
+  assert(original.length >= BATCH_HEADER_BYTES && recordCount >= 1, 'rebuild a whole batch with at least one record');
+  const out = new Uint8Array(BATCH_HEADER_BYTES + records.length);
+  out.set(original.subarray(0, BATCH_HEADER_BYTES));
+  out.set(records, RECORDS_OFFSET);
+  const view = dataView(out);
+  view.setInt32(BATCH_LENGTH_OFFSET, out.length - LOG_OVERHEAD_BYTES, false);
+  view.setInt32(RECORD_COUNT_OFFSET, recordCount, false);
+  view.setUint32(CRC_OFFSET, crc32c(out.subarray(ATTRIBUTES_OFFSET)), false);
+  return out;
 }
 
 /**

@@ -11,9 +11,11 @@ import { crc32c } from './crc32c.js';
 import {
   decodeBatchWith,
   encodeBatchWith,
+  rebuildBatchWith,
   validateBatchAtWith,
   validateBatchWith,
   type BatchHeader,
+  type BatchOrigin,
   type CompressionName,
   type DecodedBatch,
   type EncodeOptions,
@@ -33,16 +35,21 @@ export function encodeBatch(records: RecordInput[], options: EncodeOptions & { n
 
 /**
  * Validates the batch that starts at `pos` in `bytes` without decoding its records:
- * framing, magic, record count, CRC-32C. Returns its header. Throws CORRUPT_MESSAGE,
- * UNSUPPORTED_FOR_MESSAGE_FORMAT or MESSAGE_TOO_LARGE.
+ * framing, magic, record count (by `origin`'s rule), CRC-32C. Returns its header. Throws
+ * CORRUPT_MESSAGE, UNSUPPORTED_FOR_MESSAGE_FORMAT or MESSAGE_TOO_LARGE.
  */
-export function validateBatchAt(bytes: Uint8Array, view: DataView, pos: number, sizeBytesMax: number): BatchHeader {
-  return validateBatchAtWith(crc32c, bytes, view, pos, sizeBytesMax);
+export function validateBatchAt(bytes: Uint8Array, view: DataView, pos: number, sizeBytesMax: number, origin: BatchOrigin = 'produced'): BatchHeader {
+  return validateBatchAtWith(crc32c, bytes, view, pos, sizeBytesMax, origin);
 }
 
 /** Validates `bytes` as exactly one batch. */
-export function validateBatch(bytes: Uint8Array, sizeBytesMax = Number.MAX_SAFE_INTEGER): BatchHeader {
-  return validateBatchWith(crc32c, bytes, sizeBytesMax);
+export function validateBatch(bytes: Uint8Array, sizeBytesMax = Number.MAX_SAFE_INTEGER, origin: BatchOrigin = 'produced'): BatchHeader {
+  return validateBatchWith(crc32c, bytes, sizeBytesMax, origin);
+}
+
+/** rebuildBatchWith bound to fast-crc32c: a batch thinned by compaction (see the codec). */
+export function rebuildBatch(original: Uint8Array, records: Uint8Array, recordCount: number): Uint8Array {
+  return rebuildBatchWith(crc32c, original, records, recordCount);
 }
 
 /**

@@ -15,13 +15,22 @@
  * |  4 | header-zero         | header complete and all 61 bytes zero                      | zero-filled tail: truncate     |
  * |  5 | length-out-of-range | batchLength < 56 or 12 + batchLength > BATCH_BYTES_LIMIT   | corrupt tail: truncate         |
  * |  6 | magic-bad           | magic != 2                                                 | corrupt tail: truncate         |
- * |  7 | offset-mismatch     | baseOffset != expected                                     | corrupt tail: truncate         |
+ * |  7 | offset-mismatch     | baseOffset != expected (gaps allowed: baseOffset < expected) | corrupt tail: truncate       |
  * |  8 | body-torn           | header ok, pos + 12 + batchLength > size                   | torn tail: truncate            |
  * |  9 | crc-bad             | body complete, CRC-32C over [21, end) != stored crc        | corrupt tail: truncate         |
- * | 10 | count-bad           | CRC ok, recordCount < 1 or != lastOffsetDelta + 1          | corrupt tail: truncate         |
+ * | 10 | count-bad           | CRC ok, recordCount < 1 or != lastOffsetDelta + 1 (gaps allowed: > lastOffsetDelta + 1) | corrupt tail: truncate |
  * | 11 | accept              | otherwise                                                  | accept; pos += size, expected = baseOffset + lastOffsetDelta + 1 |
  *
  * "Truncate" cuts the segment at `pos`: every batch before it is kept, nothing after it is.
+ *
+ * "Gaps allowed" applies to closed segments (a caller's choice, `gaps`): compaction
+ * (compaction.ts) rewrites closed segments and leaves offset gaps between batches (a batch
+ * whose records were all dropped is gone) and inside them (a batch keeps its baseOffset and
+ * lastOffsetDelta but fewer records), so there rows 7 and 10 only reject what no
+ * compaction can produce: an offset going backwards, more records than offsets. The active
+ * segment is never compacted and keeps the strict rows (a stale batch with a later offset
+ * there is still caught).
+ *
  * Why each row:
  * - 2 and 4: a preallocated or never-written page reads as zeros (Redpanda trims such a
  *   tail rather than calling it corruption); no batch starts with 61 zero bytes (magic 0).
@@ -46,6 +55,7 @@ import { crc32c, crc32cUpdate } from './crc32c.js';
 import type { FileSystem } from './fs.js';
 import { BATCH_BYTES_LIMIT, BATCH_LENGTH_MAX, BATCH_LENGTH_MIN, SCAN_CHUNK_BYTES } from './limits.js';
 import {
+  recordCountProblem,
   ATTRIBUTES_OFFSET,
   BASE_OFFSET_OFFSET,
   BATCH_HEADER_BYTES,
@@ -196,9 +206,10 @@ function allZero(bytes: Uint8Array): boolean {
 
 /**
  * Applies the decision table at `pos`. `expectedOffset` < 0 skips row 7 (verify checks
- * contiguity itself, to go on after a gap).
+ * offsets itself, to go on after a bad one). `gaps`: the segment is a closed one, which
+ * compaction may have rewritten (see "gaps allowed" above).
  */
-export function inspectBatchAt(reader: ChunkReader, pos: number, expectedOffset: number): BatchInspection {
+export function inspectBatchAt(reader: ChunkReader, pos: number, expectedOffset: number, gaps = false): BatchInspection {
   const remaining = reader.fileBytes - pos;
   if (remaining === 0) return inspection('end-of-data', 'end of data');
   if (remaining < BATCH_HEADER_BYTES) {
@@ -225,8 +236,8 @@ export function inspectBatchAt(reader: ChunkReader, pos: number, expectedOffset:
   const maxTimestamp = Number(v.getBigInt64(h + MAX_TIMESTAMP_OFFSET, false));
   const recordCount = v.getInt32(h + RECORD_COUNT_OFFSET, false);
   const storedCrc = v.getUint32(h + CRC_OFFSET, false);
-  if (expectedOffset >= 0 && baseOffset !== expectedOffset) {
-    return inspection('offset-mismatch', `baseOffset ${baseOffset}, expected ${expectedOffset}`, baseOffset, sizeBytes);
+  if (expectedOffset >= 0 && (gaps ? baseOffset < expectedOffset : baseOffset !== expectedOffset)) {
+    return inspection('offset-mismatch', `baseOffset ${baseOffset}, expected ${gaps ? 'at least ' : ''}${expectedOffset}`, baseOffset, sizeBytes);
   }
   if (sizeBytes > remaining) {
     return inspection('body-torn', `torn body: a batch of ${sizeBytes} bytes with ${remaining} left in the file`, baseOffset, sizeBytes);
@@ -238,9 +249,8 @@ export function inspectBatchAt(reader: ChunkReader, pos: number, expectedOffset:
     const where = after === 0 ? 'in the last batch (a torn write)' : `with ${after} bytes after the batch (corruption)`;
     return inspection('crc-bad', `CRC32C mismatch at offset ${baseOffset} ${where}`, baseOffset, sizeBytes, lastOffsetDelta, maxTimestamp);
   }
-  if (recordCount < 1 || lastOffsetDelta !== recordCount - 1) {
-    return inspection('count-bad', `recordCount ${recordCount} does not match lastOffsetDelta ${lastOffsetDelta}`, baseOffset, sizeBytes);
-  }
+  const countProblem = recordCountProblem(recordCount, lastOffsetDelta, gaps ? 'stored' : 'produced');
+  if (countProblem !== null) return inspection('count-bad', countProblem, baseOffset, sizeBytes);
   return inspection('accept', 'ok', baseOffset, sizeBytes, lastOffsetDelta, maxTimestamp);
 }
 
@@ -270,6 +280,8 @@ export function scanSegment(opts: {
   baseOffset: number;
   sizeBytes: number;
   indexIntervalBytes: number;
+  /** A closed segment: offset gaps between and inside batches are allowed (see the table). */
+  gaps: boolean;
 }): ScanResult {
   const reader = new ChunkReader(opts.fs, opts.fd, opts.sizeBytes);
   const indexes = new SegmentIndexes({ baseOffset: opts.baseOffset, indexIntervalBytes: opts.indexIntervalBytes });
@@ -277,7 +289,7 @@ export function scanSegment(opts: {
   let next = opts.baseOffset;
   let batches = 0;
   for (;;) {
-    const step = inspectBatchAt(reader, pos, next);
+    const step = inspectBatchAt(reader, pos, next, opts.gaps);
     if (step.row === 'accept') {
       indexes.onBatch(pos, step.baseOffset, step.maxTimestamp);
       next = step.baseOffset + step.lastOffsetDelta + 1;

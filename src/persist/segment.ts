@@ -15,7 +15,10 @@
  * |    ... | ...                | batch i |                  |                 |
  *
  * Invariants: batch i+1 starts where batch i ends; baseOffset(0) = the base offset in the
- * file name; baseOffset(i+1) = baseOffset(i) + lastOffsetDelta(i) + 1; `sizeBytes` (in
+ * file name and baseOffset(i+1) = baseOffset(i) + lastOffsetDelta(i) + 1, except in a
+ * closed segment that compaction rewrote (compaction.ts), where baseOffset(0) >= the name's
+ * offset and baseOffset(i+1) >= baseOffset(i) + lastOffsetDelta(i) + 1 (the gaps are
+ * offsets whose records were dropped; a rewritten segment may even be empty); `sizeBytes` (in
  * memory) never exceeds the bytes on disk that were written completely; the in-memory
  * indexes always describe exactly the batches below `sizeBytes`, and the index files hold
  * their first `entriesWritten` entries. A failed append leaves all three as they were.
@@ -200,7 +203,7 @@ export class Segment {
       const problems: string[] = [];
       let trusted: TrustedState | string = 'the log was not shut down cleanly';
       if (mode !== 'active-scan') {
-        trusted = loadTrusted(fs, fd, paths, baseOffset, size, ctx.indexIntervalBytes);
+        trusted = loadTrusted(fs, fd, paths, baseOffset, size, ctx.indexIntervalBytes, !active);
         if (typeof trusted === 'string') problems.push(`${name}: ${trusted}`);
       }
       let indexes: SegmentIndexes;
@@ -213,7 +216,7 @@ export class Segment {
         nextOffset = trusted.nextOffset;
       } else {
         scanned = true;
-        const scan = scanSegment({ fs, fd, segment: name, baseOffset, sizeBytes: size, indexIntervalBytes: ctx.indexIntervalBytes });
+        const scan = scanSegment({ fs, fd, segment: name, baseOffset, sizeBytes: size, indexIntervalBytes: ctx.indexIntervalBytes, gaps: !active });
         indexes = scan.indexes;
         nextOffset = scan.nextOffset;
         if (scan.report !== null) {
@@ -247,6 +250,35 @@ export class Segment {
       return { segment, scanned, truncation, indexesRebuilt, problems };
     } catch (err) {
       for (const f of opened) closeQuietly(fs, f);
+      throw err;
+    }
+  }
+
+  /**
+   * Opens a closed segment whose files compaction has just put in place (compaction.ts),
+   * with the state the rewrite computed: no index check and no scan, because this process
+   * wrote and fdatasynced every byte of the three files. Throws when the .log's size is not
+   * the one expected.
+   */
+  static openCompacted(
+    ctx: SegmentContext,
+    baseOffset: number,
+    state: { sizeBytes: number; nextOffset: number; indexes: SegmentIndexes },
+    createdMs: number,
+  ): Segment {
+    const paths = segmentPaths(ctx.dir, baseOffset);
+    const fd = ctx.fs.open(paths.log, 'read');
+    try {
+      const size = ctx.fs.size(fd);
+      if (size !== state.sizeBytes) {
+        throw new SluiceError('STORAGE_ERROR', `${segmentFileName(baseOffset, LOG_SUFFIX)} is ${size} bytes after compaction, expected ${state.sizeBytes}`);
+      }
+      return new Segment({
+        fs: ctx.fs, dir: ctx.dir, baseOffset, createdMs, fd, indexFd: -1, timeIndexFd: -1, sizeBytes: size,
+        nextOffset: state.nextOffset, indexes: state.indexes, sealed: true,
+      });
+    } catch (err) {
+      closeQuietly(ctx.fs, fd);
       throw err;
     }
   }
@@ -593,6 +625,7 @@ function loadTrusted(
   baseOffset: number,
   size: number,
   indexIntervalBytes: number,
+  gaps: boolean,
 ): TrustedState | string {
   if (!fs.exists(paths.index)) return 'the offset index is missing';
   if (!fs.exists(paths.timeIndex)) return 'the time index is missing';
@@ -619,7 +652,8 @@ function loadTrusted(
     if (batchLength < BATCH_LENGTH_MIN || batchLength > BATCH_LENGTH_MAX) return `batchLength ${batchLength} at position ${position}`;
     if (v.getInt8(h + MAGIC_OFFSET) !== MAGIC_V2) return `bad magic at position ${position}`;
     const batchBase = readInt64(v, h + BASE_OFFSET_OFFSET);
-    if (batchBase !== expected) return `baseOffset ${batchBase} at position ${position}, expected ${expected}`;
+    // A closed segment may have gaps that compaction left (see the invariants at the top).
+    if (gaps ? batchBase < expected : batchBase !== expected) return `baseOffset ${batchBase} at position ${position}, expected ${expected}`;
     const sizeBytes = LOG_OVERHEAD_BYTES + batchLength;
     if (position + sizeBytes > size) return `torn batch at position ${position}`;
     const maxTimestamp = readInt64(v, h + MAX_TIMESTAMP_OFFSET);

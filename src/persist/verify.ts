@@ -1,7 +1,12 @@
 /**
  * Whole-log verification: reads every segment of a partition folder fully and checks every
- * batch (framing, magic, CRC-32C, record count, contiguous offsets within and across
- * segments) and both index files against the batches. Read-only: it opens nothing for
+ * batch (framing, magic, CRC-32C, record count, offsets within and across segments) and
+ * both index files against the batches. Offsets: contiguous in the last (active) segment;
+ * strictly increasing, gaps allowed, in closed segments (compaction.ts leaves gaps there;
+ * see recovery.ts, "gaps allowed"); between segments contiguous, unless the caller says
+ * the log is compacted (a compacted segment may end below the next one's base, when
+ * compaction dropped its last batches). So a lost segment of a 'delete' topic is still
+ * reported. Read-only: it opens nothing for
  * writing, so the verify pool can run it in piscina workers beside a live owner (it then
  * sees a consistent prefix of the active segment, as a reader would).
  * Owner: the calling thread; no state.
@@ -41,8 +46,13 @@ export interface VerifyReport {
   ok: boolean;
 }
 
-/** Verifies every segment of the partition folder `dir`. Throws STORAGE_ERROR when a file cannot be read. */
-export function verifyPartitionDir(dir: string, fs: FileSystem = nodeFileSystem): VerifyReport {
+/**
+ * Verifies every segment of the partition folder `dir`. `compacted`: the partition's topic
+ * has a compact cleanup policy (gaps between segments allowed). Throws STORAGE_ERROR when
+ * a file cannot be read.
+ */
+export function verifyPartitionDir(dir: string, fs: FileSystem = nodeFileSystem, options: { compacted?: boolean } = {}): VerifyReport {
+  const compacted = options.compacted ?? false;
   try {
     const bases = fs
       .readdir(dir)
@@ -51,8 +61,9 @@ export function verifyPartitionDir(dir: string, fs: FileSystem = nodeFileSystem)
       .sort((a, b) => a - b);
     const segments: SegmentVerifyReport[] = [];
     let previousNext = -1;
-    for (const base of bases) {
-      const { report, nextOffset } = verifySegment(fs, dir, base, previousNext);
+    for (let i = 0; i < bases.length; i++) {
+      const base = bases[i];
+      const { report, nextOffset } = verifySegment(fs, dir, base, previousNext, i < bases.length - 1, compacted);
       segments.push(report);
       previousNext = nextOffset;
     }
@@ -76,13 +87,16 @@ function verifySegment(
   dir: string,
   base: number,
   previousNext: number,
+  closed: boolean,
+  compacted: boolean,
 ): { report: SegmentVerifyReport; nextOffset: number } {
   const file = segmentFileName(base, '.log');
   const fd = fs.open(joinPath(dir, file), 'read');
   try {
     const size = fs.size(fd);
     const errors: VerifyError[] = [];
-    if (previousNext >= 0 && previousNext !== base) {
+    // A compacted segment may end below the next one's base (its last batches dropped), never above.
+    if (previousNext >= 0 && (compacted ? previousNext > base : previousNext !== base)) {
       errors.push({ position: 0, offset: base, code: 'CORRUPT_MESSAGE', message: `${file}: the previous segment ends at offset ${previousNext}, this one starts at ${base}` });
     }
     const reader = new ChunkReader(fs, fd, size);
@@ -90,7 +104,7 @@ function verifySegment(
     let pos = 0;
     let expected = base;
     for (;;) {
-      const step = inspectBatchAt(reader, pos, -1);
+      const step = inspectBatchAt(reader, pos, -1, closed);
       if (step.row === 'end-of-data') break;
       const framed = step.row === 'accept' || step.row === 'crc-bad' || step.row === 'count-bad';
       if (!framed) {
@@ -98,8 +112,9 @@ function verifySegment(
         errors.push({ position: pos, offset: expected, code: 'CORRUPT_MESSAGE', message: `${file} position ${pos}: ${step.detail}` });
         break;
       }
-      if (step.baseOffset !== expected) {
-        errors.push({ position: pos, offset: step.baseOffset, code: 'CORRUPT_MESSAGE', message: `${file} position ${pos}: baseOffset ${step.baseOffset}, expected ${expected}` });
+      if (closed ? step.baseOffset < expected : step.baseOffset !== expected) {
+        const want = closed ? `at least ${expected}` : String(expected);
+        errors.push({ position: pos, offset: step.baseOffset, code: 'CORRUPT_MESSAGE', message: `${file} position ${pos}: baseOffset ${step.baseOffset}, expected ${want}` });
       }
       if (step.row !== 'accept') {
         errors.push({ position: pos, offset: step.baseOffset, code: 'CORRUPT_MESSAGE', message: `${file} position ${pos}: ${step.detail}` });

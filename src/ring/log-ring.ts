@@ -314,6 +314,19 @@ export class LogRing {
     this.#reservedLength = -1;
   }
 
+  /**
+   * Evicts the published entries that lie wholly below `key` (nextKey <= key), oldest
+   * first, as reserve evicts: readers then miss them and ask the owner. For when the
+   * owner's copy on disk changed under them (compaction rewrote those keys' segments), so
+   * that a read never prefers the ring's older bytes. Pending entries are never evicted.
+   */
+  evictBelow(key: number): void {
+    let tail = this.#entryTail;
+    while (tail < this.#entryVisible && this.#slotField(tail, NEXT_KEY_FIELD) <= key) tail += 1;
+    if (tail === this.#entryTail) return;
+    this.#evictTo(tail, tail < this.#entryAppended ? this.#slotField(tail, DATA_POSITION_FIELD) : this.#dataHead);
+  }
+
   /** First appended entry not yet published (absolute entry counter). */
   get pendingStart(): number {
     return this.#entryVisible;

@@ -44,6 +44,7 @@
  */
 import { assert } from '../assert.js';
 import type { WireError } from '../errors.js';
+import type { CompactionResult } from '../persist/compaction.js';
 import type { LogConfig } from '../persist/partition-log.js';
 
 export const CommandKind = { produce: 1, fetch: 2, offsetForTime: 3 } as const;
@@ -123,9 +124,11 @@ export type ControlRequest =
     }
   | { kind: 'close'; id: number; slot: number; deleteFiles: boolean }
   | { kind: 'retention'; id: number }
+  /** A compaction pass of one partition, after any pass already running on it; answered with its result. */
+  | { kind: 'compact'; id: number; slot: number }
   | { kind: 'shutdown'; id: number };
 
 export type ControlReply =
-  | { kind: 'ok'; id: number; report?: RecoveryReportSummary }
+  | { kind: 'ok'; id: number; report?: RecoveryReportSummary; compaction?: CompactionResult }
   | { kind: 'error'; id: number; error: WireError }
   | { kind: 'log'; level: 'info' | 'warn' | 'error'; msg: string; fields: Record<string, unknown> };

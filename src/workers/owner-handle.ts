@@ -13,7 +13,9 @@
  * ring is THROTTLED, not a queue).
  */
 import { Worker } from 'node:worker_threads';
+import { assert } from '../assert.js';
 import { SluiceError, errorCodeOf, type WireError } from '../errors.js';
+import type { CompactionResult } from '../persist/compaction.js';
 import type { LogConfig } from '../persist/partition-log.js';
 import { LogRing } from '../ring/log-ring.js';
 import { SeqlockCells } from '../ring/seqlock-cells.js';
@@ -314,6 +316,15 @@ export class OwnerHandle {
   async runHousekeeping(): Promise<void> {
     this.#available();
     await this.#request({ kind: 'retention', id: 0 });
+  }
+
+  /** Runs a compaction pass of the partition in `slot` (see Engine.compact). */
+  async compactPartition(slot: number): Promise<CompactionResult> {
+    this.#available();
+    if (!this.#slots[slot]) throw new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `slot ${slot} is not open`);
+    const reply = await this.#request({ kind: 'compact', id: 0, slot });
+    assert(reply.kind === 'ok' && reply.compaction !== undefined, 'a compact request is answered with its result');
+    return reply.compaction;
   }
 
   // ------------------------------------------------------------ state

@@ -13,7 +13,12 @@
  *      durable offset, answer every acks=all batch it covers, and start the next one if
  *      more are waiting. So one fsync serves every batch that arrived while the previous
  *      one ran, and the owner never stalls on the disk;
- *   4. housekeeping on a timer: time-based rolls, retention, periodic sync of acks=1 data.
+ *   4. housekeeping on a timer: time-based rolls, retention, periodic sync of acks=1 data,
+ *      and compaction of compacted partitions whose closed segments changed since their
+ *      last pass. A compaction pass runs in the background in slices of about 256 KiB of
+ *      log separated by setImmediate (persist/compaction.ts), so this loop goes on taking
+ *      and writing batches between slices; its swap is one synchronous step between two
+ *      commands, so a read never sees a half-swapped segment.
  * While a pass runs, new commands pile up in the ring; the next pass takes them all, so
  * under load one wake-up and one fsync serve many batches.
  *
@@ -26,12 +31,25 @@
  * answered before the condition its acks level promises holds.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { gunzipSync } from 'node:zlib';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { assert, unreachable } from '../assert.js';
 import { SluiceError, asStorageError, errorNumber, type WireError } from '../errors.js';
+import { isCompacted } from '../persist/cleanup-policy.js';
+import type { CompactionResult } from '../persist/compaction.js';
 import { nodeFileSystem } from '../persist/fs.js';
 import { PartitionLog } from '../persist/partition-log.js';
-import { validateBatchAt, writeBaseOffset, readBatchHeader } from '../persist/record-batch.js';
+import {
+  Compression,
+  COMPRESSION_MASK,
+  CONTROL_BIT,
+  nullKeyRecordIndex,
+  RECORDS_OFFSET,
+  readBatchHeader,
+  validateBatchAt,
+  writeBaseOffset,
+  type BatchHeader,
+} from '../persist/record-batch.js';
 import { LogRing } from '../ring/log-ring.js';
 import { ProducerStates } from './producer-state.js';
 import { SeqlockCells } from '../ring/seqlock-cells.js';
@@ -96,6 +114,12 @@ class OwnedPartition {
   readonly producers = new ProducerStates();
   /** The high watermark last announced to the gateway. */
   notifiedHighWatermark = -1;
+  /** cleanupPolicy 'compact' or 'compact,delete': records need keys; housekeeping compacts. */
+  readonly compacted: boolean;
+  /** The compaction pass running or queued (null when none). */
+  compaction: Promise<CompactionResult> | null = null;
+  /** Set when the partition starts closing: a running compaction pass stops at its next slice. */
+  closing = false;
 
   constructor(slot: number, log: PartitionLog, ring: LogRing, cells: SeqlockCells) {
     this.slot = slot;
@@ -104,6 +128,7 @@ class OwnedPartition {
     this.ringView = new DataView(ring.data.buffer, ring.data.byteOffset, ring.data.byteLength);
     this.cells = cells;
     this.nextOffset = log.logEndOffset;
+    this.compacted = isCompacted(log.config.cleanupPolicy);
   }
 
   publishCells(): void {
@@ -182,8 +207,12 @@ class Owner {
 
   #housekeeping(now: number): void {
     for (const p of this.#partitions) {
+      if (!p) continue;
+      if (p.compacted && p.compaction === null && p.log.compactionDue(now)) {
+        this.#compact(p).catch((err: unknown) => log('error', 'compaction failed', { slot: p.slot, error: String(err) }));
+      }
       // Retention may close a segment's file: not while an fsync of it is in flight.
-      if (!p || p.syncing) continue;
+      if (p.syncing) continue;
       try {
         this.#flush(p);
         p.log.maybeRoll(now);
@@ -259,6 +288,7 @@ class Owner {
       if (producerId >= 0 && baseSequence < 0) {
         throw new SluiceError('INVALID_REQUEST', `idempotent batch of producer ${producerId} has sequence ${baseSequence}`);
       }
+      if (p.compacted) checkKeys(ring.data, batchOff, header);
     } catch (err) {
       return this.#fail(requestId, acks, err);
     }
@@ -354,6 +384,34 @@ class Owner {
     } catch (err) {
       this.#fail(requestId, 1, err);
     }
+  }
+
+  // ------------------------------------------------------------ compaction
+
+  /**
+   * Runs a compaction pass of `p` after the one running or queued (PartitionLog takes one at
+   * a time), in slices on this thread's event loop. Resolves with its result.
+   */
+  #compact(p: OwnedPartition): Promise<CompactionResult> {
+    const previous = p.compaction ?? Promise.resolve(null);
+    const run = previous
+      .catch(() => null)
+      .then(async () => {
+        if (p.closing) throw new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `partition slot ${p.slot} is closing`);
+        const result = await p.log.compact({ yieldNow: yieldToEventLoop, isCancelled: () => p.closing });
+        // The log ring may still hold the closed segments' batches as appended: let reads of
+        // those offsets come from the rewritten files instead (both are correct, these smaller).
+        if (result.segmentsRewritten > 0) p.ring.evictBelow(p.log.activeSegmentBaseOffset);
+        p.publishCells();
+        if (result.segmentsRewritten > 0) log('info', 'compaction rewrote segments', { slot: p.slot, ...result });
+        return result;
+      });
+    p.compaction = run;
+    const clear = () => {
+      if (p.compaction === run) p.compaction = null;
+    };
+    run.then(clear, clear);
+    return run;
   }
 
   // ------------------------------------------------------------ flush and sync
@@ -539,6 +597,11 @@ class Owner {
           for (const p of this.#partitions) if (p) await this.#syncIdle(p);
           this.#housekeeping(Date.now());
           return { kind: 'ok', id: req.id };
+        case 'compact': {
+          const p = this.#partitions[req.slot];
+          if (!p) throw new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `partition slot ${req.slot} is not open on this owner`);
+          return { kind: 'ok', id: req.id, compaction: await this.#compact(p) };
+        }
         case 'shutdown':
           await this.#shutdown();
           return { kind: 'ok', id: req.id };
@@ -582,6 +645,9 @@ class Owner {
   async #close(slot: number, deleteFiles: boolean): Promise<void> {
     const p = this.#partitions[slot];
     if (!p) return;
+    // A compaction pass stops at its next slice and leaves the log as it was.
+    p.closing = true;
+    if (p.compaction !== null) await p.compaction.catch(() => {});
     await this.#drainPartition(p);
     if (this.#partitions[slot] !== p) return; // closed meanwhile
     this.#partitions[slot] = undefined;
@@ -597,6 +663,27 @@ class Owner {
     for (const p of this.#partitions) if (p) await this.#close(p.slot, false);
     this.#stopping = true;
   }
+}
+
+/**
+ * Kafka's rule for compacted topics: every record needs a key, else the whole batch is
+ * INVALID_RECORD. Walks the record varints (no allocation per record); a gzip batch is
+ * inflated first (compacted topics only); a codec the broker cannot decode (snappy, lz4,
+ * zstd) and control batches are not checked (compaction keeps records without a key).
+ */
+function checkKeys(bytes: Uint8Array, batchOff: number, header: BatchHeader): void {
+  if ((header.attributes & CONTROL_BIT) !== 0) return;
+  let section = bytes.subarray(batchOff + RECORDS_OFFSET, batchOff + header.sizeBytes);
+  const codec = header.attributes & COMPRESSION_MASK;
+  if (codec === Compression.gzip) {
+    try {
+      section = gunzipSync(section);
+    } catch (err) {
+      throw new SluiceError('CORRUPT_MESSAGE', `a gzip batch does not inflate: ${(err as Error).message}`);
+    }
+  } else if (codec !== Compression.none) return;
+  const i = nullKeyRecordIndex(section, header.recordCount);
+  if (i >= 0) throw new SluiceError('INVALID_RECORD', `record ${i} of the batch has no key; a compacted topic needs a key on every record`);
 }
 
 function log(level: 'info' | 'warn' | 'error', msg: string, fields: Record<string, unknown>): void {

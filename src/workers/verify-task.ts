@@ -5,6 +5,12 @@
  */
 import { verifyPartitionDir, type VerifyReport } from '../persist/verify.js';
 
-export default function verifyTask(dir: string): VerifyReport {
-  return verifyPartitionDir(dir);
+export interface VerifyTaskInput {
+  dir: string;
+  /** The topic is compacted: gaps between segments are allowed. */
+  compacted: boolean;
+}
+
+export default function verifyTask(input: VerifyTaskInput): VerifyReport {
+  return verifyPartitionDir(input.dir, undefined, { compacted: input.compacted });
 }

@@ -5,7 +5,8 @@
  *   GET    /metrics             Prometheus text format (prom-client)
  *   GET    /topics              {"topics":[names]}
  *   GET    /topics/:name        the topic's description (config and partitions)
- *   POST   /topics              body {name, partitions?, retentionMs?, retentionBytes?, segmentMs?, segmentBytes?} -> 201 description
+ *   POST   /topics              body {name, partitions?, retentionMs?, retentionBytes?, segmentMs?, segmentBytes?,
+ *                                     cleanupPolicy?, deleteRetentionMs?} -> 201 description
  *   DELETE /topics/:name        204
  *   GET    /sluice-client.js    the browser client, as an ES module re-exporting /sluice/client/index.js
  *   GET    /sluice/<path>.js    read-only files under dist/src/ (only .js, no '..', no symlink escape)
@@ -21,7 +22,7 @@
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { sep } from 'node:path';
 import type * as uWS from 'uWebSockets.js';
-import type { Engine } from '../engine/engine.js';
+import type { Engine, TopicConfig } from '../engine/engine.js';
 import { SluiceError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../workers/owner-handle.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -185,12 +186,13 @@ export function registerHttpRoutes(app: uWS.TemplatedApp, ctx: HttpContext): voi
           const { name, ...options } = body as Record<string, unknown>;
           if (typeof name !== 'string') throw new SluiceError('INVALID_TOPIC', 'the body needs "name", a string');
           for (const key of Object.keys(options)) {
-            if (!['partitions', 'retentionMs', 'retentionBytes', 'segmentMs', 'segmentBytes'].includes(key)) {
+            if (!['partitions', 'retentionMs', 'retentionBytes', 'segmentMs', 'segmentBytes', 'cleanupPolicy', 'deleteRetentionMs'].includes(key)) {
               throw new SluiceError('INVALID_ARGUMENT', `unknown topic setting ${JSON.stringify(key)}`);
             }
           }
           if (ctx.closing) throw new SluiceError('ENGINE_CLOSED', 'the server is shutting down');
-          return ctx.engine.createTopic(name, options as Record<string, number>);
+          // The engine checks each value's type and range.
+          return ctx.engine.createTopic(name, options as Partial<TopicConfig>);
         })
         .then(
           (d) => reply.json('201 Created', describeJson(d)),

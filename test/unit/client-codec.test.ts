@@ -9,7 +9,16 @@ import { CreditAccount } from '../../src/client/credit.js';
 import { murmur2, partitionForKey, toPositive } from '../../src/client/murmur2.js';
 import { crc32c } from '../../src/persist/crc32c.js';
 import { crc32cJs, crc32cJsUpdate } from '../../src/persist/crc32c-js.js';
-import { decodeBatch, readBatchHeader, validateBatch } from '../../src/persist/record-batch.js';
+import {
+  decodeBatch,
+  forEachRecordSpan,
+  nullKeyRecordIndex,
+  readBatchHeader,
+  rebuildBatch,
+  recordCountProblem,
+  RECORDS_OFFSET,
+  validateBatch,
+} from '../../src/persist/record-batch.js';
 
 const utf8 = (s: string) => new TextEncoder().encode(s);
 
@@ -113,6 +122,49 @@ describe('client batch codec', () => {
     expect(decoded.flatMap((d) => d.records.map((r) => [r.partition, r.offset]))).toEqual([[3, 0], [3, 1], [3, 2], [3, 3]]);
     both[both.length - 1] ^= 1;
     await expect(decodePayload(both, { topic: 't', partition: 3, offsetMin: 0 })).rejects.toMatchObject({ code: 'CORRUPT_MESSAGE' });
+  });
+
+  it('decodes a batch that compaction thinned: each record at baseOffset + its offsetDelta, gaps skipped', async () => {
+    const five = Array.from({ length: 5 }, (_, i) => ({ key: utf8(`k${i}`), value: utf8(`v${i}`), headers: [], timestamp: 10 + i }));
+    const full = await encodeProducerBatch(five, { producerId: -1, producerEpoch: -1, baseSequence: -1, compression: 'none', now: 1 });
+    new DataView(full.buffer).setBigInt64(0, 100n, false);
+    // Keep records 1 and 4 (offsets 101 and 104), as compaction would: their bytes, unchanged.
+    const spans: [number, number][] = [];
+    forEachRecordSpan(full.subarray(RECORDS_OFFSET), readBatchHeader(new DataView(full.buffer), 0), (span) => {
+      if (span.offsetDelta === 1 || span.offsetDelta === 4) spans.push([span.start, span.end]);
+    });
+    const section = full.subarray(RECORDS_OFFSET);
+    const kept = new Uint8Array(spans.reduce((n, [a, b]) => n + b - a, 0));
+    let at = 0;
+    for (const [a, b] of spans) {
+      kept.set(section.subarray(a, b), at);
+      at += b - a;
+    }
+    const thinned = rebuildBatch(full, kept, 2);
+    expect(readBatchHeader(new DataView(thinned.buffer), 0)).toMatchObject({ baseOffset: 100, lastOffsetDelta: 4, recordCount: 2 });
+    const decoded = await decodePayload(thinned, { topic: 't', partition: 0, offsetMin: 102 });
+    expect(decoded[0].records.map((r) => [r.offset, new TextDecoder().decode(r.value!), r.timestamp])).toEqual([[104, 'v4', 14]]);
+    const all = await decodePayload(thinned, { topic: 't', partition: 0, offsetMin: 0 });
+    expect(all[0].records.map((r) => r.offset)).toEqual([101, 104]);
+    // A producer may not send such a batch: the owner's check is strict.
+    expect(() => validateBatch(thinned)).toThrow(/recordCount 2 does not match lastOffsetDelta 4/);
+    expect(validateBatch(thinned, Number.MAX_SAFE_INTEGER, 'stored').recordCount).toBe(2);
+  });
+
+  it('record count rules: a produced batch fills its offset range, a stored one at most fills it', () => {
+    expect(recordCountProblem(3, 2, 'produced')).toBeNull();
+    expect(recordCountProblem(2, 2, 'produced')).not.toBeNull();
+    expect(recordCountProblem(2, 2, 'stored')).toBeNull();
+    expect(recordCountProblem(1, 0, 'stored')).toBeNull();
+    expect(recordCountProblem(4, 2, 'stored')).not.toBeNull();
+    expect(recordCountProblem(0, 2, 'stored')).not.toBeNull();
+  });
+
+  it('finds the first record without a key by walking varints', async () => {
+    const recs = [{ key: utf8('a'), value: utf8('1') }, { key: utf8(''), value: null }, { key: null, value: utf8('3') }, { key: null, value: null }];
+    const bytes = await encodeProducerBatch(recs.map((r) => ({ ...r, headers: [{ key: 'h', value: null }], timestamp: 1 })), { producerId: -1, producerEpoch: -1, baseSequence: -1, compression: 'none', now: 1 });
+    expect(nullKeyRecordIndex(bytes.subarray(RECORDS_OFFSET), 4)).toBe(2);
+    expect(nullKeyRecordIndex(bytes.subarray(RECORDS_OFFSET), 2)).toBe(-1);
   });
 });
 

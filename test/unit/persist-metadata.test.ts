@@ -10,9 +10,14 @@ const text = (s: string) => new TextEncoder().encode(s);
 // Parsed from text, as loadTopics sees it: in an object literal, a "__proto__" key would set
 // the prototype instead of making an own property.
 const sample: TopicsFile = JSON.parse(`{"version": 1, "topics": {
-  "__proto__": {"partitions": 1, "config": {"retentionMs": -1, "retentionBytes": 1000, "segmentBytes": 16384, "segmentMs": 1000}, "createdAt": 0},
-  "events": {"partitions": 3, "config": {"retentionMs": 604800000, "retentionBytes": -1, "segmentBytes": 1073741824, "segmentMs": 604800000}, "createdAt": 1700000000000}
+  "__proto__": {"partitions": 1, "config": {"retentionMs": -1, "retentionBytes": 1000, "segmentBytes": 16384, "segmentMs": 1000, "cleanupPolicy": "compact", "deleteRetentionMs": 0}, "createdAt": 0},
+  "events": {"partitions": 3, "config": {"retentionMs": 604800000, "retentionBytes": -1, "segmentBytes": 1073741824, "segmentMs": 604800000, "cleanupPolicy": "compact,delete", "deleteRetentionMs": 5000}, "createdAt": 1700000000000}
 }}`);
+
+// A file written before cleanupPolicy and deleteRetentionMs existed.
+const OLD_FORMAT = `{"version": 1, "topics": {
+  "old": {"partitions": 2, "config": {"retentionMs": 1000, "retentionBytes": -1, "segmentBytes": 16384, "segmentMs": 1000}, "createdAt": 5}
+}}`;
 
 describe('writeFileAtomic', () => {
   it('replaces the file, fsyncs the data and the folder, and leaves no temporary file', () => {
@@ -69,6 +74,19 @@ describe('topics.json', () => {
     expect(JSON.parse(readFileSync(path, 'utf8'))).toEqual(JSON.parse(JSON.stringify(sample)));
   });
 
+  it('loads a file written before cleanupPolicy existed with delete and a day of tombstone retention, and saves them', () => {
+    const path = join(tempDir(), 'topics.json');
+    writeFileSync(path, OLD_FORMAT);
+    const loaded = loadTopics(nodeFileSystem, path);
+    expect(loaded.topics.old).toEqual({
+      partitions: 2,
+      config: { retentionMs: 1000, retentionBytes: -1, segmentBytes: 16384, segmentMs: 1000, cleanupPolicy: 'delete', deleteRetentionMs: 86_400_000 },
+      createdAt: 5,
+    });
+    saveTopics(nodeFileSystem, path, loaded);
+    expect(JSON.parse(readFileSync(path, 'utf8')).topics.old.config).toMatchObject({ cleanupPolicy: 'delete', deleteRetentionMs: 86_400_000 });
+  });
+
   const garbled: [string, string][] = [
     ['not JSON', '{"version":1,"topics":{"a":'],
     ['a bare array', '[]'],
@@ -77,6 +95,8 @@ describe('topics.json', () => {
     ['partitions zero', '{"version":1,"topics":{"a":{"partitions":0,"config":{"retentionMs":1,"retentionBytes":1,"segmentBytes":1,"segmentMs":1},"createdAt":0}}}'],
     ['a missing config field', '{"version":1,"topics":{"a":{"partitions":1,"config":{"retentionMs":1,"retentionBytes":1,"segmentBytes":1},"createdAt":0}}}'],
     ['a string where a number belongs', '{"version":1,"topics":{"a":{"partitions":"1","config":{"retentionMs":1,"retentionBytes":1,"segmentBytes":1,"segmentMs":1},"createdAt":0}}}'],
+    ['an unknown cleanupPolicy', '{"version":1,"topics":{"a":{"partitions":1,"config":{"retentionMs":1,"retentionBytes":1,"segmentBytes":1,"segmentMs":1,"cleanupPolicy":"shred"},"createdAt":0}}}'],
+    ['a negative deleteRetentionMs', '{"version":1,"topics":{"a":{"partitions":1,"config":{"retentionMs":1,"retentionBytes":1,"segmentBytes":1,"segmentMs":1,"deleteRetentionMs":-1},"createdAt":0}}}'],
     ['invalid UTF-8', '\xff\xfe'],
   ];
   for (const [what, content] of garbled) {

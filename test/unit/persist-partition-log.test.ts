@@ -49,6 +49,8 @@ describe('PartitionLog basics', () => {
       retentionBytes: -1,
       indexIntervalBytes: 4096,
       batchBytesMax: 1048588,
+      cleanupPolicy: 'delete',
+      deleteRetentionMs: 86_400_000,
     });
   });
 
@@ -56,6 +58,8 @@ describe('PartitionLog basics', () => {
     const dir = tempDir();
     expect(errorCode(() => PartitionLog.open({ dir, config: { ...SMALL_CONFIG, segmentBytes: 10 } }))).toBe('INVALID_ARGUMENT');
     expect(errorCode(() => PartitionLog.open({ dir, config: { ...SMALL_CONFIG, retentionMs: -2 } }))).toBe('INVALID_ARGUMENT');
+    expect(errorCode(() => PartitionLog.open({ dir, config: { ...SMALL_CONFIG, cleanupPolicy: 'shred' as never } }))).toBe('INVALID_ARGUMENT');
+    expect(errorCode(() => PartitionLog.open({ dir, config: { ...SMALL_CONFIG, deleteRetentionMs: -1 } }))).toBe('INVALID_ARGUMENT');
   });
 
   it('appends and reads back batches across many 4 KiB segments, byte for byte', () => {

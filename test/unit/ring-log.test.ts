@@ -369,3 +369,28 @@ describe('LogRing read returns null after overwrite', () => {
     expect(reader.read(6, 16 * 1024)).toBeNull();
   });
 });
+
+describe('LogRing.evictBelow', () => {
+  it('evicts only the published entries wholly below the key; readers then miss them and still read the rest', () => {
+    const { writer, reader } = pair();
+    append(writer, 0, 5, 100);
+    append(writer, 5, 10, 100);
+    append(writer, 10, 12, 100);
+    writer.publish();
+    append(writer, 12, 20, 100); // pending: never evicted
+    writer.evictBelow(9); // [5, 10) reaches past 9: stays
+    expect(reader.read(0, 1 << 20)).toBeNull();
+    expectRead(reader.read(5, 100), 5, 10, entryBytes(5, 10, 100));
+    writer.evictBelow(20);
+    expect(reader.read(5, 100)).toBeNull();
+    expect(reader.read(10, 100)).toBeNull();
+    writer.publish();
+    expectRead(reader.read(12, 100), 12, 20, entryBytes(12, 20, 100));
+    // Appends go on after an eviction, with the ring's room intact.
+    for (let k = 20; k < 200; k++) {
+      expect(append(writer, k, k + 1, 4000)).toBeGreaterThanOrEqual(0);
+      writer.publish();
+    }
+    expectRead(reader.read(199, 4000), 199, 200, entryBytes(199, 200, 4000));
+  });
+});
