@@ -170,14 +170,14 @@ async function runLoad(job: LoadJob, bar: ProgressBar, label: string, total: num
 }
 
 
-interface Broker {
+export interface Broker {
   url: string;
   rssPeakMB(): number | null;
   stop(): Promise<void>;
 }
 
 /** Starts `sluice start --port 0 --data-dir <tmp>` as a child process and samples its RSS. */
-async function startBroker(): Promise<Broker> {
+export async function startBroker(): Promise<Broker> {
   const dataDir = mkdtempSync(join(tmpdir(), 'sluice-wsbench-'));
   const child = spawn(process.execPath, [here('../src/cli/main.js'), 'start', '--port', '0', '--host', '127.0.0.1', '--data-dir', dataDir], {
     stdio: ['ignore', 'ignore', 'pipe'],

@@ -5,9 +5,13 @@
  *
  * Starts at the latest offset unless --from-beginning or --offset says otherwise (as
  * Kafka's console consumer), ends after N records or MS without one (exit 0), or on an
- * error (exit 1). A closed stdout (`| head -1`) ends it quietly with exit 0. --group is
- * reserved for consumer groups (the next issue) and refused for now. Owner: the main
- * thread of the CLI process.
+ * error (exit 1). A closed stdout (`| head -1`) ends it quietly with exit 0.
+ *
+ * With --group G it is a member of consumer group G: the coordinator assigns it
+ * partitions, it starts each at the group's committed offset (--from-beginning applies only
+ * to partitions without one, as Kafka's console consumer), commits what it printed every
+ * COMMIT_INTERVAL_MS and before it exits (also on Ctrl-C or SIGTERM, then exit 130/143),
+ * and leaves the group. Owner: the main thread of the CLI process.
  */
 import { Command } from 'commander';
 import type { ConsumerRecord, StartPosition } from '../client/index.js';
@@ -16,6 +20,7 @@ import {
   brokerUrl,
   clientAction,
   clientCommand,
+  errorLine,
   EXIT_OK,
   exitWithError,
   nonEmpty,
@@ -63,8 +68,13 @@ async function write(data: Buffer): Promise<void> {
   if (!process.stdout.write(data)) await new Promise<void>((resolve) => process.stdout.once('drain', resolve));
 }
 
+/** How often a group consumer commits what it printed. */
+const COMMIT_INTERVAL_MS = 1_000;
+/** The shell's codes for a process ended by SIGINT / SIGTERM, after its clean exit steps. */
+const EXIT_SIGNAL: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
+
 async function consume(topic: string, flags: ConsumeFlags): Promise<number> {
-  if (flags.group !== undefined) throw new SluiceError('INVALID_ARGUMENT', 'consumer groups are not available yet (--group)');
+  if (flags.group !== undefined) return consumeGroup(topic, flags.group, flags);
   const from = startPosition(flags);
   exitQuietlyOnEpipe();
   const client = await openClient(brokerUrl(flags), exitWithError);
@@ -118,6 +128,94 @@ async function consume(topic: string, flags: ConsumeFlags): Promise<number> {
   return EXIT_OK;
 }
 
+/**
+ * `--group`: a group member over one topic. Commits exactly what was printed (the next
+ * offset after the last printed record of each partition), never more: a batch cut short
+ * by --max-messages commits only its printed part.
+ */
+async function consumeGroup(topic: string, groupId: string, flags: ConsumeFlags): Promise<number> {
+  if (flags.partition !== undefined || flags.offset !== undefined) throw new UsageError('--group takes its partitions from the group: no --partition or --offset');
+  exitQuietlyOnEpipe();
+  const client = await openClient(brokerUrl(flags), exitWithError);
+  const printed = new Map<string, { topic: string; partition: number; offset: number }>();
+  const committed = new Map<string, number>();
+  const consumer = client.consumer({
+    groupId,
+    topics: [topic],
+    fromBeginning: flags.fromBeginning === true,
+    autoCommit: false,
+    onRevoked: async (partitions) => {
+      await commitPrinted(partitions.map((p) => `${p.partition}\u0000${p.topic}`));
+      for (const p of partitions) printed.delete(`${p.partition}\u0000${p.topic}`);
+    },
+  });
+  const commitPrinted = async (keys?: string[]): Promise<void> => {
+    const offsets = [...printed.entries()].filter(([k, o]) => (keys === undefined || keys.includes(k)) && committed.get(k) !== o.offset);
+    if (offsets.length === 0) return;
+    try {
+      await consumer.commit(offsets.map(([, o]) => o));
+      for (const [k, o] of offsets) committed.set(k, o.offset);
+    } catch (err) {
+      process.stderr.write(`sluice consume: commit failed: ${errorLine(err)}\n`);
+    }
+  };
+
+  let count = 0;
+  const max = flags.maxMessages ?? Number.POSITIVE_INFINITY;
+  const sep = flags.keySeparator ?? KEY_SEPARATOR_DEFAULT;
+  const progress = new Progress(() => `sluice consume: ${count} records (group ${groupId})`);
+  let stopped = false;
+  let exitCode = EXIT_OK;
+  let finish!: () => void;
+  const done = new Promise<void>((resolve) => {
+    finish = () => {
+      stopped = true;
+      resolve();
+    };
+  });
+  const onSignal = (signal: NodeJS.Signals): void => {
+    exitCode = EXIT_SIGNAL[signal] ?? EXIT_OK;
+    finish();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  let idleTimer: NodeJS.Timeout | undefined;
+  const armIdle = (): void => {
+    if (flags.idleTimeoutMs !== undefined) idleTimer = setTimeout(finish, flags.idleTimeoutMs);
+  };
+  armIdle();
+  const commitTimer = setInterval(() => void commitPrinted(), COMMIT_INTERVAL_MS);
+  const running = consumer.run({
+    eachBatch: async (batch) => {
+      if (stopped) return;
+      clearTimeout(idleTimer);
+      const take = Math.min(batch.records.length, max - count);
+      count += take;
+      await write(formatLines(batch.records, take, flags.printKey === true ? Buffer.from(sep) : null));
+      if (take > 0) printed.set(`${batch.partition}\u0000${batch.topic}`, { topic: batch.topic, partition: batch.partition, offset: batch.records[take - 1].offset + 1 });
+      if (count >= max) finish();
+      else armIdle();
+    },
+  });
+  try {
+    await Promise.race([running, done]);
+  } finally {
+    clearTimeout(idleTimer);
+    clearInterval(commitTimer);
+    progress.stop();
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
+  await commitPrinted();
+  // Leave the group at once (its partitions move now, not after the session timeout).
+  await Promise.race([consumer.close(), new Promise((r) => setTimeout(r, LEAVE_WAIT_MS))]);
+  client.connection.close();
+  return exitCode;
+}
+
+/** How long the CLI waits for a clean LEAVE_GROUP before it exits anyway. */
+const LEAVE_WAIT_MS = 2_000;
+
 const NULL_TEXT = Buffer.from('null');
 const NEWLINE = 0x0a;
 
@@ -159,7 +257,7 @@ export function consumeCommand(): Command {
     .option('--from-beginning', 'start at the log start offset (default: the latest offset)')
     .option('--partition <p>', 'consume only this partition (default: every partition)', nonNegativeInt)
     .option('--offset <o>', 'start at this offset (needs --partition)', nonNegativeInt)
-    .option('--group <g>', 'consumer group (not available yet)')
+    .option('--group <g>', 'consume as a member of this consumer group: committed offsets, shared partitions')
     .option('--max-messages <n>', 'exit after N records', positiveInt)
     .option('--idle-timeout-ms <ms>', 'exit after MS without a record', positiveInt)
     .option('--print-key', 'print the key before the value')

@@ -7,6 +7,7 @@
  *   sluice topics create|list|describe|delete ...   (./topics.ts)
  *   sluice produce TOPIC ...                         (./produce.ts)
  *   sluice consume TOPIC ...                         (./consume.ts)
+ *   sluice groups list|describe|reset-offsets ...    (./groups.ts)
  *   sluice bench ...                                 (./bench.ts)
  *
  * The client commands take --broker URL (default ws://127.0.0.1:7070, or SLUICE_BROKER).
@@ -26,6 +27,7 @@ import { verifyDataDir } from '../workers/verify-pool.js';
 import { benchCommand } from './bench.js';
 import { errorLine, positiveInt } from './client-common.js';
 import { consumeCommand } from './consume.js';
+import { groupsCommand } from './groups.js';
 import { produceCommand } from './produce.js';
 import { topicsCommand } from './topics.js';
 
@@ -160,6 +162,7 @@ function program(): Command {
   cmd.addCommand(topicsCommand());
   cmd.addCommand(produceCommand());
   cmd.addCommand(consumeCommand());
+  cmd.addCommand(groupsCommand());
   cmd.addCommand(benchCommand());
   exitOverrideEverywhere(cmd);
   return cmd;

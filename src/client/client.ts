@@ -8,7 +8,7 @@
  */
 import { SluiceError } from '../errors.js';
 import type { Crc32cFunction } from '../persist/record-batch-codec.js';
-import { Op, type DescribeTopicOk, type MetadataOk, type ServerFrame } from '../ws-gateway/frames.js';
+import { Op, type DescribeGroupOk, type DescribeTopicOk, type FetchCommittedOk, type ListGroupsOk, type MetadataOk, type ResetOffsetsOk, type ServerFrame } from '../ws-gateway/frames.js';
 import { backoffDelayMs, RETRY_BACKOFF } from './backoff.js';
 import { systemClock, type Clock, type Random } from './clock.js';
 import { Connection, isRetriableError, type ConnectionOptions, type RequestFrame } from './connection.js';
@@ -30,6 +30,9 @@ export interface TopicSettings {
 
 export type TopicDescription = Omit<DescribeTopicOk, 'op' | 'correlationId'>;
 export type Metadata = Omit<MetadataOk, 'op' | 'correlationId'>;
+export type GroupSummary = ListGroupsOk['groups'][number];
+export type GroupDescription = Omit<DescribeGroupOk, 'op' | 'correlationId'>;
+export type ResetTarget = 'earliest' | 'latest' | { offset: number } | { timestamp: number };
 export type OffsetSpec = 'earliest' | 'latest' | { timestamp: number };
 
 /** Read-only admin calls retry retriable errors this many times. */
@@ -145,6 +148,40 @@ export class Sluice {
   async listOffsets(topic: string, partition: number, spec: OffsetSpec): Promise<number> {
     const timestamp = spec === 'earliest' ? -2 : spec === 'latest' ? -1 : spec.timestamp;
     return expect(await this.#readOnly({ op: Op.LIST_OFFSETS, topic, partition, timestamp }), Op.LIST_OFFSETS_OK).offset;
+  }
+
+  /** Adds partitions to a topic (only up): the new total count. Groups subscribed to it rebalance. */
+  async createPartitions(topic: string, partitions: number): Promise<TopicDescription> {
+    const d = expect(await this.connection.request({ op: Op.CREATE_PARTITIONS, topic, partitions }), Op.CREATE_PARTITIONS_OK);
+    this.#partitionCounts.set(topic, d.partitions.length);
+    return strip(d);
+  }
+
+  /** Consumer groups: live ones and those known only by their committed offsets. */
+  async listGroups(): Promise<GroupSummary[]> {
+    return expect(await this.#readOnly({ op: Op.LIST_GROUPS }), Op.LIST_GROUPS_OK).groups;
+  }
+
+  /** A group's members and assignment, and per committed partition its offset, log end offset and lag. */
+  async describeGroup(groupId: string): Promise<GroupDescription> {
+    return strip(expect(await this.#readOnly({ op: Op.DESCRIBE_GROUP, groupId }), Op.DESCRIBE_GROUP_OK));
+  }
+
+  /** Committed offsets of a group (all, or of the given partitions), read without joining it. */
+  async committedOffsets(groupId: string, partitions: { topic: string; partition: number }[] = []): Promise<FetchCommittedOk['offsets']> {
+    return expect(await this.#readOnly({ op: Op.FETCH_COMMITTED, groupId, memberId: '', generation: -1, partitions }), Op.FETCH_COMMITTED_OK).offsets;
+  }
+
+  /**
+   * Moves a group's committed offsets (only while the group has no members): to the log
+   * start, the high watermark, an offset (clamped into the log) or the first offset at or
+   * after a timestamp. Every partition of `topics`, or when empty every partition the
+   * group has an offset for. Resolves to the new offsets.
+   */
+  async resetOffsets(groupId: string, to: ResetTarget, topics: string[] = []): Promise<ResetOffsetsOk['offsets']> {
+    const [strategy, value] =
+      to === 'earliest' ? [0, 0] : to === 'latest' ? [1, 0] : 'offset' in to ? [2, to.offset] : [3, to.timestamp];
+    return expect(await this.connection.request({ op: Op.RESET_OFFSETS, groupId, strategy, value, topics }), Op.RESET_OFFSETS_OK).offsets;
   }
 
   /** Flushes and closes producers, closes consumers, then the connection. */

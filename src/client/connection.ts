@@ -23,6 +23,7 @@ import {
   Op,
   opName,
   toSluiceError,
+  type AssignmentPush,
   type ClientFrame,
   type DataPush,
   type HelloOk,
@@ -117,6 +118,7 @@ export class Connection {
   #reconnectTimer: TimerHandle | null = null;
   readonly #reconnectListeners = new Set<() => void>();
   readonly #disconnectListeners = new Set<(err: unknown) => void>();
+  readonly #assignmentListeners = new Set<(push: AssignmentPush) => void>();
   #firstConnect: { resolve: () => void; reject: (err: unknown) => void } | null = null;
   #connections = 0;
 
@@ -166,6 +168,12 @@ export class Connection {
   onReconnected(listener: () => void): () => void {
     this.#reconnectListeners.add(listener);
     return () => this.#reconnectListeners.delete(listener);
+  }
+
+  /** Routes ASSIGNMENT pushes (consumer groups) to `listener`; each group member filters by its group and member id. */
+  onAssignment(listener: (push: AssignmentPush) => void): () => void {
+    this.#assignmentListeners.add(listener);
+    return () => this.#assignmentListeners.delete(listener);
   }
 
   onDisconnected(listener: (err: unknown) => void): () => void {
@@ -314,6 +322,10 @@ export class Connection {
     }
     if (frame.op === Op.DATA || frame.op === Op.SUBSCRIPTION_CLOSED) {
       this.#pushHandlers.get(frame.subscriptionId)?.(frame);
+      return;
+    }
+    if (frame.op === Op.ASSIGNMENT) {
+      for (const listener of [...this.#assignmentListeners]) listener(frame);
       return;
     }
     const out = this.#pending.get(frame.correlationId);

@@ -21,10 +21,11 @@ import type { Clock, Random } from './clock.js';
 import { decodePayload, type ConsumerRecord } from './codec.js';
 import { ClientClosedError, ConnectionLostError, isRetriableError, type Connection } from './connection.js';
 import { CONSUMER_WINDOW_BYTES_DEFAULT, CreditAccount } from './credit.js';
+import { GroupMember, type GroupOptions } from './group-member.js';
 
 export type StartPosition = 'earliest' | 'latest' | { offset: number } | { timestamp: number };
 
-export interface ConsumerOptions {
+export interface ConsumerOptions extends Partial<GroupOptions> {
   /** Where partitions without a position start. Default 'latest' (Kafka's auto.offset.reset). */
   from?: StartPosition;
   /** What to do when the position is out of range (retention removed it). Default 'earliest'. */
@@ -85,9 +86,17 @@ interface Assignment {
   /** Start from here when position is null: the initial request or the reset policy. */
   start: StartPosition;
   active: boolean;
+  /** The next offset after the records the application has finished with (what a group commits); null before any. */
+  processed: number | null;
+  /** A record or batch of this partition is with the application right now. */
+  inHand: boolean;
+  /** Being revoked by the group: hand out nothing more. */
+  revoking: boolean;
 }
 
 const key = (topic: string, partition: number): string => `${partition}\u0000${topic}`;
+/** How often quiesce() looks whether the application finished its records. */
+const QUIESCE_POLL_MS = 5;
 
 export class Consumer implements AsyncIterable<ConsumerRecord> {
   readonly #ctx: ConsumerContext;
@@ -100,6 +109,8 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
   #error: unknown = null;
   #closed = false;
   readonly #offReconnected: () => void;
+  /** Set when the consumer is a member of a consumer group (options.groupId). */
+  readonly #group: GroupMember | null = null;
 
   constructor(ctx: ConsumerContext, options: ConsumerOptions = {}) {
     this.#ctx = ctx;
@@ -112,10 +123,41 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     this.#offReconnected = ctx.connection.onReconnected(() => {
       for (const a of this.#assignments.values()) if (a.active) this.#resubscribe(a);
     });
+    if (options.groupId !== undefined) {
+      this.#group = new GroupMember(
+        ctx.connection,
+        ctx.clock,
+        ctx.random,
+        {
+          assign: (partitions) => Promise.all(partitions.map((p) => this.#assign(p.topic, p.partition, p.from ?? this.#from))).then(() => undefined),
+          unassign: (partitions) => Promise.all(partitions.map((p) => this.#unassign(p.topic, p.partition))).then(() => undefined),
+          quiesce: (partitions, timeoutMs) => this.quiesce(partitions, timeoutMs),
+          processedOffsets: (partitions) => this.processedOffsets(partitions),
+          fail: (err) => this.#fail(err),
+        },
+        options as GroupOptions,
+      );
+      this.#group.start();
+    }
+  }
+
+  /** The consumer group membership, when the consumer was made with a groupId. */
+  get group(): { readonly memberId: string; readonly generation: number; readonly joined: Promise<void> } | null {
+    return this.#group;
+  }
+
+  /**
+   * Commits offsets for the group: the given ones, or the offsets after the records the
+   * application has processed on every owned partition. Resolves once durable.
+   */
+  async commit(offsets?: { topic: string; partition: number; offset: number; metadata?: string }[]): Promise<void> {
+    if (!this.#group) throw new SluiceError('INVALID_ARGUMENT', 'commit() needs a consumer made with a groupId');
+    await this.#group.commit(offsets);
   }
 
   /** Assigns every partition of `topic`. */
   async subscribe(topic: string, options: { from?: StartPosition } = {}): Promise<void> {
+    this.#checkManual();
     const count = await this.#ctx.partitionCount(topic);
     await this.assign(Array.from({ length: count }, (_, partition) => ({ topic, partition, from: options.from })));
   }
@@ -123,11 +165,13 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
   /** Assigns partitions, each from its own start (default: the consumer's `from`). Resolves once subscribed. */
   async assign(partitions: (TopicPartition & { from?: StartPosition })[]): Promise<void> {
     this.#checkOpen();
+    this.#checkManual();
     await Promise.all(partitions.map((p) => this.#assign(p.topic, p.partition, p.from ?? this.#from)));
   }
 
   /** Stops consuming these partitions. */
   async unassign(partitions: TopicPartition[]): Promise<void> {
+    this.#checkManual();
     await Promise.all(partitions.map((p) => this.#unassign(p.topic, p.partition)));
   }
 
@@ -171,9 +215,41 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     return [...this.#assignments.values()].filter((a) => a.paused).map((a) => ({ topic: a.topic, partition: a.partition }));
   }
 
+  /**
+   * For each assigned partition (or the given ones) whose application has finished records:
+   * the offset to commit, i.e. the next offset after the last record processed. A record
+   * handed out by `for await` counts as processed when the loop asks for the next one; a
+   * batch given to run() when its handler resolves.
+   */
+  processedOffsets(partitions?: TopicPartition[]): { topic: string; partition: number; offset: number }[] {
+    const out: { topic: string; partition: number; offset: number }[] = [];
+    const list = partitions ? partitions.map((p) => this.#assignments.get(key(p.topic, p.partition))) : [...this.#assignments.values()];
+    for (const a of list) if (a && a.processed !== null) out.push({ topic: a.topic, partition: a.partition, offset: a.processed });
+    return out;
+  }
+
+  /**
+   * Stops handing out records of these partitions and waits until the application is done
+   * with the ones it holds (or `timeoutMs` passed): the first step of a group revocation.
+   */
+  async quiesce(partitions: TopicPartition[], timeoutMs: number): Promise<void> {
+    const list = partitions.map((p) => this.#assignments.get(key(p.topic, p.partition))).filter((a): a is Assignment => a !== undefined);
+    for (const a of list) a.revoking = true;
+    const deadline = this.#ctx.clock.now() + timeoutMs;
+    while (list.some((a) => a.inHand) && this.#ctx.clock.now() < deadline) {
+      await new Promise((r) => this.#ctx.clock.setTimeout(r as () => void, QUIESCE_POLL_MS));
+    }
+  }
+
+  /** Reports a failure to whoever iterates or runs (the group's fatal errors). */
+  fail(err: unknown): void {
+    this.#fail(err);
+  }
+
   /** Ends every subscription; iterators finish. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    if (this.#group) await this.#group.close().catch(() => undefined);
     this.#closed = true;
     this.#offReconnected();
     const all = [...this.#assignments.values()];
@@ -197,8 +273,16 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
           continue;
         }
         const record = current.records[current.next++];
-        current.assignment.position = record.offset + 1;
-        yield record;
+        const a = current.assignment;
+        a.position = record.offset + 1;
+        a.inHand = true;
+        try {
+          yield record;
+        } finally {
+          a.inHand = false;
+        }
+        // The application asked for the next record: it is done with this one.
+        a.processed = record.offset + 1;
       }
     } finally {
       if (current) this.#finished(current);
@@ -213,11 +297,21 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
       if (!batch) return;
       const records = batch.records.slice(batch.next);
       batch.next = batch.records.length;
-      batch.assignment.position = records[records.length - 1].offset + 1;
+      const a = batch.assignment;
+      a.position = records[records.length - 1].offset + 1;
+      a.inHand = true;
       try {
-        if (options.eachBatch) await options.eachBatch({ topic: batch.assignment.topic, partition: batch.assignment.partition, records, highWatermark: batch.highWatermark });
-        else for (const r of records) await options.eachRecord!(r);
+        if (options.eachBatch) {
+          await options.eachBatch({ topic: a.topic, partition: a.partition, records, highWatermark: batch.highWatermark });
+          a.processed = a.position;
+        } else {
+          for (const r of records) {
+            await options.eachRecord!(r);
+            a.processed = r.offset + 1;
+          }
+        }
       } finally {
+        a.inHand = false;
         this.#finished(batch);
       }
     }
@@ -226,7 +320,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
   // ------------------------------------------------------------ handing out
 
   #isCurrent(batch: ReadyBatch): boolean {
-    return batch.assignment.active && batch.generation === batch.assignment.generation;
+    return batch.assignment.active && !batch.assignment.revoking && batch.generation === batch.assignment.generation;
   }
 
   /** The next batch with records to hand out, waiting for one; null once closed. */
@@ -286,6 +380,10 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     return a;
   }
 
+  #checkManual(): void {
+    if (this.#group) throw new SluiceError('INVALID_ARGUMENT', 'a group consumer gets its partitions from the group coordinator; subscribe/assign/unassign are for consumers without a groupId');
+  }
+
   #checkOpen(): void {
     if (this.#closed) throw new ClientClosedError();
   }
@@ -304,6 +402,9 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
       chain: Promise.resolve(),
       start: from,
       active: true,
+      processed: null,
+      inHand: false,
+      revoking: false,
     };
     this.#assignments.set(key(topic, partition), a);
     await this.#resubscribe(a);

@@ -11,6 +11,13 @@ export const PARTITIONS_PER_TOPIC_MAX = 1024;
 /** Kafka's legal characters; no '/', '\\' or '..' can reach the file system. */
 const TOPIC_NAME_PATTERN = /^[a-zA-Z0-9._-]+$/;
 
+/** Topics the engine keeps for itself (committed group offsets); clients may not produce to, delete or alter them. */
+export const INTERNAL_TOPICS: ReadonlySet<string> = new Set(['__consumer_offsets']);
+
+export function isInternalTopic(name: string): boolean {
+  return INTERNAL_TOPICS.has(name);
+}
+
 export function checkTopicName(name: unknown): string {
   if (typeof name !== 'string' || name.length === 0) {
     throw new SluiceError('INVALID_TOPIC', 'a topic name must be a non-empty string');

@@ -17,6 +17,8 @@
  */
 import type * as uWS from 'uWebSockets.js';
 import type { Engine, TopicDescription } from '../engine/engine.js';
+import type { GroupCoordinator } from '../engine/group-coordinator.js';
+import { isInternalTopic } from '../engine/names.js';
 import { SluiceError } from '../errors.js';
 import {
   BASE_OFFSET_OFFSET,
@@ -43,6 +45,7 @@ import {
   encodeListTopicsOk,
   encodeMetadataOk,
   encodeProduceOk,
+  encodeServerFrame,
   encodeSubscribeOk,
   encodeSubscriptionClosed,
   encodeUnsubscribeOk,
@@ -51,6 +54,7 @@ import {
   Op,
   opName,
   readFrameHeader,
+  type ResponseFrame,
   type ClientFrame,
   type CreateTopicRequest,
   type CreditRequest,
@@ -61,7 +65,8 @@ import {
   type SubscribeRequest,
   type UnsubscribeRequest,
 } from './frames.js';
-import { BATCH_BYTES_MAX, FETCH_BYTES_MAX, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN } from './limits.js';
+import { GroupSession, isGroupRequest } from './group-session.js';
+import { BATCH_BYTES_MAX, FETCH_BYTES_MAX, GROUPS_PROTOCOL_VERSION, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN } from './limits.js';
 import type { GatewayMetrics } from './metrics.js';
 
 /** WebSocket close codes the protocol uses (RFC 6455 section 7.4.1). */
@@ -105,6 +110,7 @@ export interface GatewayContext {
   budgetSpent(conn: Connection): boolean;
   bufferedChanged(deltaBytes: number): void;
   topicDeleted(topic: string): void;
+  readonly coordinator: GroupCoordinator;
 }
 
 export interface SocketData {
@@ -135,6 +141,11 @@ interface Subscription {
   unwatch: () => void;
 }
 
+/** Clients may read internal topics (through groups) but not write, delete or alter them. */
+function checkNotInternal(topic: string): void {
+  if (isInternalTopic(topic)) throw new SluiceError('INVALID_TOPIC', `${topic} is an internal topic of the broker`);
+}
+
 export class Connection {
   readonly #ws: uWS.WebSocket<SocketData>;
   readonly #ctx: GatewayContext;
@@ -146,11 +157,22 @@ export class Connection {
   #bufferedBytes = 0;
   readonly #subs = new Map<number, Subscription>();
   readonly #pendingFetches = new Set<Pending>();
+  readonly #groups: GroupSession;
+  /** The version HELLO agreed on; group requests need 2. */
+  #protocolVersion = 0;
   clientId = '';
 
   constructor(ws: uWS.WebSocket<SocketData>, ctx: GatewayContext) {
     this.#ws = ws;
     this.#ctx = ctx;
+    this.#groups = new GroupSession(
+      ctx.coordinator,
+      ctx.engine,
+      (frame) => {
+        if (this.#open) this.#send(frame);
+      },
+      () => this.clientId,
+    );
     this.#helloTimer = setTimeout(() => this.#helloTimedOut(), ctx.limits.helloTimeoutMs);
   }
 
@@ -218,6 +240,7 @@ export class Connection {
     for (const sub of this.#subs.values()) this.#dropSubscription(sub);
     this.#subs.clear();
     this.#pendingFetches.clear();
+    this.#groups.close();
     this.#ctx.bufferedChanged(-this.#bufferedBytes);
     this.#bufferedBytes = 0;
   }
@@ -337,7 +360,7 @@ export class Connection {
     this.#send(
       encodeHelloOk({
         correlationId: frame.correlationId,
-        protocolVersion: version,
+        protocolVersion: (this.#protocolVersion = version),
         inFlightMax: l.inFlightMax,
         subscriptionsMax: l.subscriptionsMax,
         frameBytesMax: l.frameBytesMax,
@@ -377,6 +400,13 @@ export class Connection {
 
   #execute(frame: ClientFrame, request: Pending): void {
     const engine = this.#ctx.engine;
+    if (isGroupRequest(frame)) {
+      if (this.#protocolVersion < GROUPS_PROTOCOL_VERSION) {
+        throw new SluiceError('UNSUPPORTED_VERSION', `${opName(frame.op)} needs protocol version ${GROUPS_PROTOCOL_VERSION}; this connection speaks ${this.#protocolVersion}`);
+      }
+      this.#settle(request, this.#groups.handle(frame), (body) => encodeServerFrame({ ...body, correlationId: request.correlationId } as ResponseFrame));
+      return;
+    }
     switch (frame.op) {
       case Op.PRODUCE:
         this.#produce(frame, request);
@@ -410,11 +440,19 @@ export class Connection {
         this.#respond(request, encodeDescribeTopicOk({ correlationId: request.correlationId, ...describeBody(engine.describeTopic(frame.topic)) }));
         return;
       case Op.CREATE_TOPIC:
+        checkNotInternal(frame.topic);
         this.#settle(request, engine.createTopic(frame.topic, topicOptions(frame)), (d) =>
           encodeCreateTopicOk({ correlationId: request.correlationId, ...describeBody(d) }),
         );
         return;
+      case Op.CREATE_PARTITIONS:
+        checkNotInternal(frame.topic);
+        this.#settle(request, engine.createPartitions(frame.topic, frame.partitions), (d) =>
+          encodeServerFrame({ op: Op.CREATE_PARTITIONS_OK, correlationId: request.correlationId, ...describeBody(d) }),
+        );
+        return;
       case Op.DELETE_TOPIC:
+        checkNotInternal(frame.topic);
         this.#settle(request, engine.deleteTopic(frame.topic), () => {
           this.#ctx.topicDeleted(frame.topic);
           return encodeDeleteTopicOk({ correlationId: request.correlationId });
@@ -491,6 +529,7 @@ export class Connection {
 
   /** PRODUCE checks the gateway makes before the engine's: acks, the producer id. */
   #checkProduce(frame: ProduceRequest): void {
+    checkNotInternal(frame.topic);
     if (frame.acks !== -1 && frame.acks !== 0 && frame.acks !== 1) {
       throw new SluiceError('INVALID_REQUIRED_ACKS', `acks must be -1 (all), 0 or 1, got ${frame.acks}`);
     }

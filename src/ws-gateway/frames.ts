@@ -85,6 +85,15 @@ export const Op = {
   DESCRIBE_TOPIC: 0x21,
   CREATE_TOPIC: 0x22,
   DELETE_TOPIC: 0x23,
+  CREATE_PARTITIONS: 0x24,
+  JOIN_GROUP: 0x30,
+  HEARTBEAT: 0x31,
+  LEAVE_GROUP: 0x32,
+  COMMIT_OFFSETS: 0x33,
+  FETCH_COMMITTED: 0x34,
+  LIST_GROUPS: 0x35,
+  DESCRIBE_GROUP: 0x36,
+  RESET_OFFSETS: 0x37,
   // responses (server -> client): request op | 0x80
   HELLO_OK: 0x81,
   PRODUCE_OK: 0x82,
@@ -98,38 +107,25 @@ export const Op = {
   DESCRIBE_TOPIC_OK: 0xa1,
   CREATE_TOPIC_OK: 0xa2,
   DELETE_TOPIC_OK: 0xa3,
+  CREATE_PARTITIONS_OK: 0xa4,
+  JOIN_GROUP_OK: 0xb0,
+  HEARTBEAT_OK: 0xb1,
+  LEAVE_GROUP_OK: 0xb2,
+  COMMIT_OFFSETS_OK: 0xb3,
+  FETCH_COMMITTED_OK: 0xb4,
+  LIST_GROUPS_OK: 0xb5,
+  DESCRIBE_GROUP_OK: 0xb6,
+  RESET_OFFSETS_OK: 0xb7,
   // pushes (server -> client, correlationId 0)
   DATA: 0xe0,
   SUBSCRIPTION_CLOSED: 0xe1,
+  ASSIGNMENT: 0xe8,
   // the error response to any request
   ERROR: 0xff,
 } as const;
 export type OpName = keyof typeof Op;
 
-/**
- * Reserved for consumer groups (the next issue): requests 0x30-0x3F, their responses
- * 0xB0-0xBF, group pushes 0xE8-0xEF. Version 1 answers them with a non-fatal ERROR.
- */
-export const ReservedGroupOp = {
-  JOIN_GROUP: 0x30,
-  HEARTBEAT: 0x31,
-  LEAVE_GROUP: 0x32,
-  COMMIT_OFFSETS: 0x33,
-  FETCH_COMMITTED: 0x34,
-} as const;
-export const GROUP_OP_FIRST = 0x30;
-export const GROUP_OP_LAST = 0x3f;
-export const GROUP_PUSH_OP_FIRST = 0xe8;
-export const GROUP_PUSH_OP_LAST = 0xef;
-
-export function isReservedGroupOp(op: number): boolean {
-  return (op >= GROUP_OP_FIRST && op <= GROUP_OP_LAST) || (op >= GROUP_OP_FIRST + RESPONSE_BIT && op <= GROUP_OP_LAST + RESPONSE_BIT) || (op >= GROUP_PUSH_OP_FIRST && op <= GROUP_PUSH_OP_LAST);
-}
-
-const OP_NAMES = new Map<number, string>([
-  ...Object.entries(Op).map(([name, op]) => [op, name] as [number, string]),
-  ...Object.entries(ReservedGroupOp).flatMap(([name, op]) => [[op, name], [op | RESPONSE_BIT, `${name}_OK`]] as [number, string][]),
-]);
+const OP_NAMES = new Map<number, string>(Object.entries(Op).map(([name, op]) => [op, name] as [number, string]));
 
 /** 'PRODUCE', or '0x5a' for a code without a name: for messages and logs. */
 export function opName(op: number): string {
@@ -202,6 +198,41 @@ const CREATE_TOPIC = [
   ['topic', 'string'],
 ] as const satisfies Schema;
 
+const CREATE_PARTITIONS = [['partitions', 'i32'], ['topic', 'string']] as const satisfies Schema;
+const JOIN_GROUP = [
+  ['sessionTimeoutMs', 'u32'],
+  ['rebalanceTimeoutMs', 'u32'],
+  ['groupId', 'string'],
+  ['memberId', 'string'],
+  ['instanceId', 'string'],
+  ['clientId', 'string'],
+  ['assignor', 'string'],
+  ['topics', { list: 'string' }],
+] as const satisfies Schema;
+const HEARTBEAT = [['generation', 'i32'], ['groupId', 'string'], ['memberId', 'string']] as const satisfies Schema;
+const LEAVE_GROUP = [['groupId', 'string'], ['memberId', 'string']] as const satisfies Schema;
+const TOPIC_PARTITION = [['partition', 'i32'], ['topic', 'string']] as const satisfies Schema;
+const OFFSET_COMMIT = [['offset', 'i64'], ['partition', 'i32'], ['topic', 'string'], ['metadata', 'string']] as const satisfies Schema;
+const COMMIT_OFFSETS = [
+  ['generation', 'i32'],
+  ['groupId', 'string'],
+  ['memberId', 'string'],
+  ['offsets', { array: OFFSET_COMMIT }],
+] as const satisfies Schema;
+const FETCH_COMMITTED = [
+  ['generation', 'i32'],
+  ['groupId', 'string'],
+  ['memberId', 'string'],
+  ['partitions', { array: TOPIC_PARTITION }],
+] as const satisfies Schema;
+const GROUP_ONLY = [['groupId', 'string']] as const satisfies Schema;
+const RESET_OFFSETS = [
+  ['value', 'i64'],
+  ['strategy', 'u8'],
+  ['groupId', 'string'],
+  ['topics', { list: 'string' }],
+] as const satisfies Schema;
+
 // Responses and pushes.
 const HELLO_OK = [
   ['protocolVersion', 'u16'],
@@ -243,6 +274,50 @@ const TOPIC_DESCRIPTION = [
   ['topic', 'string'],
   ['partitions', { array: PARTITION_INFO }],
 ] as const satisfies Schema;
+const ASSIGNMENT = [
+  ['generation', 'i32'],
+  ['heartbeatIntervalMs', 'u32'],
+  ['groupId', 'string'],
+  ['memberId', 'string'],
+  ['partitions', { array: TOPIC_PARTITION }],
+] as const satisfies Schema;
+const COMMITTED_OFFSET = [
+  ['offset', 'i64'],
+  ['commitTimestamp', 'i64'],
+  ['partition', 'i32'],
+  ['topic', 'string'],
+  ['metadata', 'string'],
+] as const satisfies Schema;
+const FETCH_COMMITTED_OK = [['offsets', { array: COMMITTED_OFFSET }]] as const satisfies Schema;
+const GROUP_SUMMARY = [['members', 'u32'], ['groupId', 'string'], ['state', 'string'], ['assignor', 'string']] as const satisfies Schema;
+const LIST_GROUPS_OK = [['groups', { array: GROUP_SUMMARY }]] as const satisfies Schema;
+const GROUP_MEMBER = [
+  ['generation', 'i32'],
+  ['memberId', 'string'],
+  ['instanceId', 'string'],
+  ['clientId', 'string'],
+  ['topics', { list: 'string' }],
+  ['partitions', { array: TOPIC_PARTITION }],
+  ['revoking', { array: TOPIC_PARTITION }],
+] as const satisfies Schema;
+const GROUP_OFFSET = [
+  ['offset', 'i64'],
+  ['logEndOffset', 'i64'],
+  ['lag', 'i64'],
+  ['commitTimestamp', 'i64'],
+  ['partition', 'i32'],
+  ['topic', 'string'],
+  ['metadata', 'string'],
+] as const satisfies Schema;
+const DESCRIBE_GROUP_OK = [
+  ['generation', 'i32'],
+  ['groupId', 'string'],
+  ['state', 'string'],
+  ['assignor', 'string'],
+  ['members', { array: GROUP_MEMBER }],
+  ['offsets', { array: GROUP_OFFSET }],
+] as const satisfies Schema;
+const RESET_OFFSETS_OK = [['offsets', { array: OFFSET_COMMIT }]] as const satisfies Schema;
 const DATA = [['highWatermark', 'i64'], ['subscriptionId', 'u32'], ['records', 'bytes']] as const satisfies Schema;
 const SUBSCRIPTION_CLOSED = [
   ['subscriptionId', 'u32'],
@@ -274,6 +349,15 @@ export type ListTopicsRequest = FrameOf<typeof Op.LIST_TOPICS, typeof EMPTY>;
 export type DescribeTopicRequest = FrameOf<typeof Op.DESCRIBE_TOPIC, typeof TOPIC_ONLY>;
 export type CreateTopicRequest = FrameOf<typeof Op.CREATE_TOPIC, typeof CREATE_TOPIC>;
 export type DeleteTopicRequest = FrameOf<typeof Op.DELETE_TOPIC, typeof TOPIC_ONLY>;
+export type CreatePartitionsRequest = FrameOf<typeof Op.CREATE_PARTITIONS, typeof CREATE_PARTITIONS>;
+export type JoinGroupRequest = FrameOf<typeof Op.JOIN_GROUP, typeof JOIN_GROUP>;
+export type HeartbeatRequest = FrameOf<typeof Op.HEARTBEAT, typeof HEARTBEAT>;
+export type LeaveGroupRequest = FrameOf<typeof Op.LEAVE_GROUP, typeof LEAVE_GROUP>;
+export type CommitOffsetsRequest = FrameOf<typeof Op.COMMIT_OFFSETS, typeof COMMIT_OFFSETS>;
+export type FetchCommittedRequest = FrameOf<typeof Op.FETCH_COMMITTED, typeof FETCH_COMMITTED>;
+export type ListGroupsRequest = FrameOf<typeof Op.LIST_GROUPS, typeof EMPTY>;
+export type DescribeGroupRequest = FrameOf<typeof Op.DESCRIBE_GROUP, typeof GROUP_ONLY>;
+export type ResetOffsetsRequest = FrameOf<typeof Op.RESET_OFFSETS, typeof RESET_OFFSETS>;
 
 /** Every frame a client may send, discriminated by `op`. */
 export type ClientFrame =
@@ -289,7 +373,16 @@ export type ClientFrame =
   | ListTopicsRequest
   | DescribeTopicRequest
   | CreateTopicRequest
-  | DeleteTopicRequest;
+  | DeleteTopicRequest
+  | CreatePartitionsRequest
+  | JoinGroupRequest
+  | HeartbeatRequest
+  | LeaveGroupRequest
+  | CommitOffsetsRequest
+  | FetchCommittedRequest
+  | ListGroupsRequest
+  | DescribeGroupRequest
+  | ResetOffsetsRequest;
 
 export type HelloOk = FrameOf<typeof Op.HELLO_OK, typeof HELLO_OK>;
 export type ProduceOk = FrameOf<typeof Op.PRODUCE_OK, typeof PRODUCE_OK>;
@@ -303,6 +396,16 @@ export type ListTopicsOk = FrameOf<typeof Op.LIST_TOPICS_OK, typeof LIST_TOPICS_
 export type DescribeTopicOk = FrameOf<typeof Op.DESCRIBE_TOPIC_OK, typeof TOPIC_DESCRIPTION>;
 export type CreateTopicOk = FrameOf<typeof Op.CREATE_TOPIC_OK, typeof TOPIC_DESCRIPTION>;
 export type DeleteTopicOk = FrameOf<typeof Op.DELETE_TOPIC_OK, typeof EMPTY>;
+export type CreatePartitionsOk = FrameOf<typeof Op.CREATE_PARTITIONS_OK, typeof TOPIC_DESCRIPTION>;
+export type JoinGroupOk = FrameOf<typeof Op.JOIN_GROUP_OK, typeof ASSIGNMENT>;
+export type HeartbeatOk = FrameOf<typeof Op.HEARTBEAT_OK, typeof ASSIGNMENT>;
+export type LeaveGroupOk = FrameOf<typeof Op.LEAVE_GROUP_OK, typeof EMPTY>;
+export type CommitOffsetsOk = FrameOf<typeof Op.COMMIT_OFFSETS_OK, typeof EMPTY>;
+export type FetchCommittedOk = FrameOf<typeof Op.FETCH_COMMITTED_OK, typeof FETCH_COMMITTED_OK>;
+export type ListGroupsOk = FrameOf<typeof Op.LIST_GROUPS_OK, typeof LIST_GROUPS_OK>;
+export type DescribeGroupOk = FrameOf<typeof Op.DESCRIBE_GROUP_OK, typeof DESCRIBE_GROUP_OK>;
+export type ResetOffsetsOk = FrameOf<typeof Op.RESET_OFFSETS_OK, typeof RESET_OFFSETS_OK>;
+export type AssignmentPush = FrameOf<typeof Op.ASSIGNMENT, typeof ASSIGNMENT, 0>;
 export type ErrorFrame = FrameOf<typeof Op.ERROR, typeof ERROR>;
 export type DataPush = FrameOf<typeof Op.DATA, typeof DATA, 0>;
 export type SubscriptionClosedPush = FrameOf<typeof Op.SUBSCRIPTION_CLOSED, typeof SUBSCRIPTION_CLOSED, 0>;
@@ -325,8 +428,17 @@ export type ResponseFrame =
   | DescribeTopicOk
   | CreateTopicOk
   | DeleteTopicOk
+  | CreatePartitionsOk
+  | JoinGroupOk
+  | HeartbeatOk
+  | LeaveGroupOk
+  | CommitOffsetsOk
+  | FetchCommittedOk
+  | ListGroupsOk
+  | DescribeGroupOk
+  | ResetOffsetsOk
   | ErrorFrame;
-export type PushFrame = DataPush | SubscriptionClosedPush;
+export type PushFrame = DataPush | SubscriptionClosedPush | AssignmentPush;
 /** Every frame a server may send, discriminated by `op`. */
 export type ServerFrame = ResponseFrame | PushFrame;
 
@@ -347,6 +459,15 @@ const CLIENT_SCHEMAS: ReadonlyMap<number, Schema> = new Map<number, Schema>([
   [Op.DESCRIBE_TOPIC, TOPIC_ONLY],
   [Op.CREATE_TOPIC, CREATE_TOPIC],
   [Op.DELETE_TOPIC, TOPIC_ONLY],
+  [Op.CREATE_PARTITIONS, CREATE_PARTITIONS],
+  [Op.JOIN_GROUP, JOIN_GROUP],
+  [Op.HEARTBEAT, HEARTBEAT],
+  [Op.LEAVE_GROUP, LEAVE_GROUP],
+  [Op.COMMIT_OFFSETS, COMMIT_OFFSETS],
+  [Op.FETCH_COMMITTED, FETCH_COMMITTED],
+  [Op.LIST_GROUPS, EMPTY],
+  [Op.DESCRIBE_GROUP, GROUP_ONLY],
+  [Op.RESET_OFFSETS, RESET_OFFSETS],
 ]);
 
 const RESPONSE_SCHEMAS: ReadonlyMap<number, Schema> = new Map<number, Schema>([
@@ -362,12 +483,22 @@ const RESPONSE_SCHEMAS: ReadonlyMap<number, Schema> = new Map<number, Schema>([
   [Op.DESCRIBE_TOPIC_OK, TOPIC_DESCRIPTION],
   [Op.CREATE_TOPIC_OK, TOPIC_DESCRIPTION],
   [Op.DELETE_TOPIC_OK, EMPTY],
+  [Op.CREATE_PARTITIONS_OK, TOPIC_DESCRIPTION],
+  [Op.JOIN_GROUP_OK, ASSIGNMENT],
+  [Op.HEARTBEAT_OK, ASSIGNMENT],
+  [Op.LEAVE_GROUP_OK, EMPTY],
+  [Op.COMMIT_OFFSETS_OK, EMPTY],
+  [Op.FETCH_COMMITTED_OK, FETCH_COMMITTED_OK],
+  [Op.LIST_GROUPS_OK, LIST_GROUPS_OK],
+  [Op.DESCRIBE_GROUP_OK, DESCRIBE_GROUP_OK],
+  [Op.RESET_OFFSETS_OK, RESET_OFFSETS_OK],
   [Op.ERROR, ERROR],
 ]);
 
 const PUSH_SCHEMAS: ReadonlyMap<number, Schema> = new Map<number, Schema>([
   [Op.DATA, DATA],
   [Op.SUBSCRIPTION_CLOSED, SUBSCRIPTION_CLOSED],
+  [Op.ASSIGNMENT, ASSIGNMENT],
 ]);
 
 /** The body schema of an op (requests, responses, pushes), or undefined: for tests and docs. */
@@ -401,8 +532,8 @@ export function chooseProtocolVersion(versionMin: number, versionMax: number): n
 for (const [op] of RESPONSE_SCHEMAS) {
   assert(op === Op.ERROR || CLIENT_SCHEMAS.has(op & ~RESPONSE_BIT), `response ${opName(op)} answers a request`);
 }
-for (const [op] of CLIENT_SCHEMAS) assert(op < 0x60 && !isReservedGroupOp(op), `request ${opName(op)} is in the request range`);
-for (const [op] of PUSH_SCHEMAS) assert(op >= 0xe0 && op < 0xff && !isReservedGroupOp(op), `push ${opName(op)} is in the push range`);
+for (const [op] of CLIENT_SCHEMAS) assert(op < 0x60, `request ${opName(op)} is in the request range`);
+for (const [op] of PUSH_SCHEMAS) assert(op >= 0xe0 && op < 0xff, `push ${opName(op)} is in the push range`);
 
 // ---------------------------------------------------------------- errors
 
@@ -961,10 +1092,7 @@ function decodeBody(bytes: Uint8Array, header: FrameHeader, schema: Schema): Rec
 }
 
 function unknownOp(header: FrameHeader, side: string): FrameError {
-  const message = isReservedGroupOp(header.op)
-    ? `op ${opName(header.op)} is reserved for consumer groups and not part of protocol version 1`
-    : `unknown op ${opName(header.op)} for a ${side} frame`;
-  return new FrameError(message, { op: header.op, correlationId: header.correlationId, fatal: false });
+  return new FrameError(`unknown op ${opName(header.op)} for a ${side} frame`, { op: header.op, correlationId: header.correlationId, fatal: false });
 }
 
 /**

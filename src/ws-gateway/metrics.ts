@@ -8,6 +8,7 @@
  *
  * Owner: the gateway (main) thread.
  */
+import type { Groups } from '../engine/groups.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Engine } from '../engine/engine.js';
 
@@ -29,7 +30,7 @@ export class GatewayMetrics {
   readonly bufferedBytes: Gauge;
   readonly subscriptions: Gauge;
 
-  constructor(engine: Engine, gauges: { bufferedBytes(): number; subscriptions(): number }) {
+  constructor(engine: Engine, groups: Pick<Groups, 'coordinator' | 'offsets'>, gauges: { bufferedBytes(): number; subscriptions(): number }) {
     const registers = [this.registry];
     this.recordsIn = new Counter({ name: 'sluice_records_in_total', help: 'records appended through the gateway', labelNames: ['topic'], registers });
     this.bytesIn = new Counter({ name: 'sluice_bytes_in_total', help: 'batch bytes appended through the gateway', labelNames: ['topic'], registers });
@@ -105,6 +106,33 @@ export class GatewayMetrics {
     partitionGauge('sluice_log_start_offset', 'first offset still stored, per partition', 'logStartOffset');
     partitionGauge('sluice_durable_offset', 'offset below which records are fsynced, per partition', 'durableOffset');
     partitionGauge('sluice_partition_size_bytes', 'bytes stored, per partition', 'sizeBytes');
+    new Gauge({
+      name: 'sluice_group_lag',
+      help: "records between a group's committed offset and the partition's high watermark",
+      labelNames: ['group', 'topic', 'partition'],
+      registers,
+      collect() {
+        this.reset();
+        const ends = new Map<string, number[]>();
+        for (const d of describeAll(engine)) ends.set(d.name, d.partitions.map((p) => p.highWatermark));
+        for (const group of groups.offsets.groupIds()) {
+          for (const o of groups.offsets.get(group)) {
+            const end = ends.get(o.topic)?.[o.partition];
+            if (end !== undefined) this.set({ group, topic: o.topic, partition: String(o.partition) }, Math.max(0, end - o.offset));
+          }
+        }
+      },
+    });
+    new Gauge({
+      name: 'sluice_group_members',
+      help: 'live members per consumer group',
+      labelNames: ['group'],
+      registers,
+      collect() {
+        this.reset();
+        for (const g of groups.coordinator.listGroups()) this.set({ group: g.groupId }, g.members);
+      },
+    });
     collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
   }
 }

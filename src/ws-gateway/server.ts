@@ -18,6 +18,8 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type * as uWS from 'uWebSockets.js';
 import type { Engine } from '../engine/engine.js';
+import type { GroupCoordinator } from '../engine/group-coordinator.js';
+import { openGroups, type Groups } from '../engine/groups.js';
 import { SluiceError } from '../errors.js';
 import { crc32cImplementation } from '../persist/crc32c.js';
 import type { Logger } from '../workers/owner-handle.js';
@@ -72,6 +74,8 @@ export interface GatewayOptions {
   staticRoot?: string;
   /** Reported in HELLO_OK and METADATA_OK (default: package.json's version). */
   serverVersion?: string;
+  /** The group coordinator to serve (shared with other listeners); default: one opened over `engine` and closed with the gateway. */
+  groups?: Groups;
 }
 
 export interface Gateway {
@@ -103,13 +107,15 @@ class GatewayServer implements GatewayContext {
   readonly connections = new Set<Connection>();
   #bufferedBytes = 0;
   readonly #budgetWaiters = new Set<Connection>();
+  readonly coordinator: GroupCoordinator;
 
-  constructor(engine: Engine, logger: Logger, limits: GatewayLimits, serverVersion: string) {
+  constructor(engine: Engine, groups: Groups, logger: Logger, limits: GatewayLimits, serverVersion: string) {
     this.engine = engine;
+    this.coordinator = groups.coordinator;
     this.logger = logger;
     this.limits = limits;
     this.serverVersion = serverVersion;
-    this.metrics = new GatewayMetrics(engine, {
+    this.metrics = new GatewayMetrics(engine, groups, {
       bufferedBytes: () => this.#bufferedBytes,
       subscriptions: () => {
         let n = 0;
@@ -163,7 +169,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new SluiceError('INVALID_ARGUMENT', `port must be 0 to 65535, got ${port}`);
   const limits: GatewayLimits = { ...DEFAULT_GATEWAY_LIMITS, ...options.limits };
   const logger = options.logger ?? silentLogger;
-  const server = new GatewayServer(options.engine, logger, limits, options.serverVersion ?? packageVersion());
+  const groups = options.groups ?? (await openGroups(options.engine, { logger }));
+  const server = new GatewayServer(options.engine, groups, logger, limits, options.serverVersion ?? packageVersion());
   const staticRoot = options.staticRoot ?? fileURLToPath(new URL('../', import.meta.url));
 
   const app = uws.App();
@@ -259,6 +266,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         await new Promise((r) => setTimeout(r, SHUTDOWN_POLL_MS));
       }
       for (const c of [...server.connections]) c.end(CloseCode.GOING_AWAY, 'server shutting down');
+      if (!options.groups) groups.close();
       (app as unknown as { close?: () => void }).close?.();
       logger.info({ port: boundPort }, 'gateway closed');
     })();

@@ -140,7 +140,7 @@ describe('the gateway facing bad input', () => {
       v.setUint32(4, id);
       return b;
     };
-    for (const op of [0x5a, F.ReservedGroupOp.JOIN_GROUP, 0x7f]) {
+    for (const op of [0x5a, 0x3f, 0x7f]) {
       const id = c.nextId();
       const answer = c.expect(id);
       c.send(raw(op, id));

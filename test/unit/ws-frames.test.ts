@@ -23,8 +23,6 @@ import {
   expectsResponse,
   FETCH_OK_HEAD_BYTES,
   FrameError,
-  GROUP_OP_FIRST,
-  GROUP_OP_LAST,
   Op,
   opName,
   responseOpOf,
@@ -89,7 +87,7 @@ function structArb(schema: Schema): fc.Arbitrary<Record<string, unknown>> {
   return fc.record(model);
 }
 
-const isPush = (op: number): boolean => op === Op.DATA || op === Op.SUBSCRIPTION_CLOSED;
+const isPush = (op: number): boolean => op === Op.DATA || op === Op.SUBSCRIPTION_CLOSED || op === Op.ASSIGNMENT;
 
 function frameArb<F>(op: number): fc.Arbitrary<F> {
   const correlationId = isPush(op) ? fc.constant(0) : op === Op.ERROR ? fc.integer({ min: 0, max: 0xffff_ffff }) : fc.integer({ min: 1, max: 0xffff_ffff });
@@ -161,8 +159,10 @@ describe('frame codec: round trips', () => {
   });
 
   it('covers every op of the table in both directions', () => {
-    expect(CLIENT_OPS).toEqual([0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x10, 0x11, 0x12, 0x20, 0x21, 0x22, 0x23]);
-    expect(SERVER_OPS).toEqual([0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x90, 0x92, 0xa0, 0xa1, 0xa2, 0xa3, 0xe0, 0xe1, 0xff]);
+    expect(CLIENT_OPS).toEqual([0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x10, 0x11, 0x12, 0x20, 0x21, 0x22, 0x23, 0x24, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37]);
+    expect(SERVER_OPS).toEqual([
+      0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x90, 0x92, 0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xb0, 0xb1, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7, 0xe0, 0xe1, 0xe8, 0xff,
+    ]);
     for (const op of CLIENT_OPS) {
       const response = responseOpOf(op);
       if (op === Op.CREDIT) expect(response).toBeUndefined();
@@ -302,7 +302,7 @@ describe('frame codec: malformed input', () => {
       if (!CLIENT_OPS.includes(op)) {
         const err = decodeError(() => decodeClientFrame(bytes));
         expect(err).toMatchObject({ fatal: false, op, correlationId: 42 });
-        expect(err.message).toMatch(/unknown op|reserved for consumer groups/);
+        expect(err.message).toMatch(/unknown op/);
       }
       if (!SERVER_OPS.includes(op)) {
         const err = decodeError(() => decodeServerFrame(bytes));
@@ -311,15 +311,14 @@ describe('frame codec: malformed input', () => {
     }
   });
 
-  it('names the consumer-group ops as reserved, not unknown', () => {
-    for (let op = GROUP_OP_FIRST; op <= GROUP_OP_LAST; op++) {
-      const err = decodeError(() => decodeClientFrame(rawFrame(op, 1, [1, 2, 3])));
-      expect(err.fatal).toBe(false);
-      expect(err.message).toContain('reserved for consumer groups');
-    }
+  it('names the consumer-group ops, and an unused op by its number', () => {
     expect(opName(0x30)).toBe('JOIN_GROUP');
     expect(opName(0xb1)).toBe('HEARTBEAT_OK');
+    expect(opName(0xe8)).toBe('ASSIGNMENT');
     expect(opName(0x5a)).toBe('0x5a');
+    const err = decodeError(() => decodeClientFrame(rawFrame(0x3f, 1, [1, 2, 3])));
+    expect(err.fatal).toBe(false);
+    expect(err.message).toContain('unknown op 0x3f');
   });
 
   it('rejects a short header, non-zero flags or reserved bits, and a request with correlation id 0, as fatal', () => {

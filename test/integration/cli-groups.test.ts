@@ -1,0 +1,85 @@
+/**
+ * `sluice consume --group` and `sluice groups list|describe|reset-offsets` against a real
+ * `sluice start` process: a group consumer commits exactly what it printed, so the next one
+ * goes on from there; --from-beginning applies only where the group has no offset; resets
+ * need an empty group.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/dist.js';
+import { lines, sluice, startBroker, type Broker } from './cli-helpers.js';
+
+let broker: Broker;
+let dir: ReturnType<typeof tempDir>;
+let b: string[];
+
+beforeAll(async () => {
+  dir = tempDir('cli-groups');
+  broker = await startBroker({ dataDir: dir.path });
+  b = ['--broker', broker.url];
+});
+
+afterAll(async () => {
+  expect(await broker?.stop()).toBe(0);
+  dir?.remove();
+});
+
+async function ok(args: string[], input?: string) {
+  const r = await sluice([...args, ...b], { input });
+  expect(r.stderr, args.join(' ')).not.toMatch(/error|failed/i);
+  expect(r.status, args.join(' ')).toBe(0);
+  return r;
+}
+
+describe('sluice consume --group and sluice groups', () => {
+  it('resumes after what was printed, describes lag, lists, and resets an empty group', async () => {
+    await ok(['topics', 'create', 'jobs', '--partitions', '3']);
+    const values = Array.from({ length: 30 }, (_, i) => `job-${i}`);
+    // Keyed, so that the records spread over the three partitions.
+    await ok(['produce', 'jobs', '--key-separator', ':'], `${values.map((v, i) => `key-${i}:${v}`).join('\n')}\n`);
+    const counts = JSON.parse((await ok(['topics', 'describe', 'jobs', '--json'])).stdout).partitions.map((p: { highWatermark: number }) => p.highWatermark);
+    expect(Math.min(...counts)).toBeGreaterThanOrEqual(2);
+
+    const first = lines((await ok(['consume', 'jobs', '--group', 'workers', '--from-beginning', '--max-messages', '10'])).stdout);
+    expect(first).toHaveLength(10);
+    const described = JSON.parse((await ok(['groups', 'describe', 'workers', '--json'])).stdout);
+    expect(described.members).toEqual([]);
+    expect(described.offsets.reduce((n: number, o: { offset: number }) => n + o.offset, 0)).toBe(10);
+    for (const o of described.offsets) expect(o.lag).toBe(counts[o.partition] - o.offset);
+    const table = lines((await ok(['groups', 'describe', 'workers'])).stdout);
+    expect(table[0]).toMatch(/^group workers\s+state empty/);
+    expect(table.some((l) => /^TOPIC\s+PARTITION\s+COMMITTED\s+LOG-END\s+LAG\s+MEMBER$/.test(l))).toBe(true);
+
+    // The next member of the group goes on after the printed records: no repeats, no gaps.
+    const rest = lines((await ok(['consume', 'jobs', '--group', 'workers', '--from-beginning', '--max-messages', '20'])).stdout);
+    expect(new Set([...first, ...rest])).toEqual(new Set(values));
+    expect(first.length + rest.length).toBe(30);
+
+    const listed = lines((await ok(['groups', 'list'])).stdout);
+    expect(listed[0].split(/\s+/)).toEqual(['GROUP', 'STATE', 'MEMBERS', 'ASSIGNOR']);
+    expect(listed.some((l) => /^workers\s+empty\s+0/.test(l))).toBe(true);
+    expect(JSON.parse((await ok(['groups', 'list', '--json'])).stdout)).toEqual([expect.objectContaining({ groupId: 'workers', members: 0, state: 'empty' })]);
+
+    const reset = JSON.parse((await ok(['groups', 'reset-offsets', 'workers', '--to', 'earliest', '--json'])).stdout);
+    expect(reset.map((o: { offset: number }) => o.offset)).toEqual([0, 0, 0]);
+    const again = lines((await ok(['consume', 'jobs', '--group', 'workers', '--max-messages', '30'])).stdout);
+    expect(new Set(again)).toEqual(new Set(values));
+    await ok(['groups', 'reset-offsets', 'workers', '--to', 'offset', '--offset', '2', '--topic', 'jobs']);
+    const at2 = JSON.parse((await ok(['groups', 'describe', 'workers', '--json'])).stdout);
+    expect(at2.offsets.map((o: { offset: number }) => o.offset)).toEqual([2, 2, 2]);
+  });
+
+  it('starts a new group at the latest offset without --from-beginning, and refuses bad flags', async () => {
+    await ok(['topics', 'create', 'late', '--partitions', '1']);
+    await ok(['produce', 'late'], 'old-1\nold-2\n');
+    const none = await ok(['consume', 'late', '--group', 'latecomers', '--idle-timeout-ms', '1500']);
+    expect(none.stdout).toBe('');
+    const usage = await sluice(['groups', 'reset-offsets', 'latecomers', '--to', 'offset', ...b]);
+    expect(usage.status).toBe(2);
+    expect(usage.stderr).toMatch(/--offset/);
+    const mixed = await sluice(['consume', 'late', '--group', 'g', '--partition', '0', ...b]);
+    expect(mixed.status).toBe(2);
+    const unknown = await sluice(['groups', 'describe', 'never-seen', ...b]);
+    expect(unknown.status).toBe(1);
+    expect(unknown.stderr).toMatch(/GROUP_ID_NOT_FOUND/);
+  });
+});

@@ -1,0 +1,187 @@
+/**
+ * Consumer groups through the real gateway and engine (dist/): the client's group consumer,
+ * the wire ops directly (fencing, bad input), the admin calls and /metrics.
+ */
+import { WebSocket } from 'ws';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { DIST, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+
+type Server = Awaited<ReturnType<typeof loadSluice>>;
+type Client = typeof import('../../src/client/index.js');
+type Frames = typeof import('../../src/ws-gateway/frames.js');
+let S: Server;
+let C: Client;
+let F: Frames;
+
+beforeAll(async () => {
+  S = await loadSluice();
+  C = (await import(new URL('client/index.js', DIST).href)) as Client;
+  F = (await import(new URL('ws-gateway/frames.js', DIST).href)) as Frames;
+});
+
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!();
+});
+
+async function start() {
+  const dir = tempDir('groups');
+  const engine = await S.Engine.open({ dataDir: dir.path, workers: 2, logger: memoryLogger() });
+  const gateway = await S.startGateway({ engine, host: '127.0.0.1', port: 0 });
+  cleanups.push(async () => {
+    await gateway.close();
+    await engine.close();
+    dir.remove();
+  });
+  const url = `ws://127.0.0.1:${gateway.port}/`;
+  const connect = async (clientId = 'it') => {
+    const client = await C.connect({ url, clientId, WebSocket: WebSocket as never });
+    cleanups.push(() => client.close());
+    return client;
+  };
+  return { engine, gateway, url, connect, client: await connect() };
+}
+
+async function produce(client: Awaited<ReturnType<typeof C.connect>>, topic: string, count: number, from = 0): Promise<void> {
+  const p = client.producer({ lingerMs: 1 });
+  await Promise.all(Array.from({ length: count }, (_, i) => p.send({ topic, key: `k${from + i}`, value: `v${from + i}` })));
+  await p.flush();
+}
+
+async function collect(consumer: ReturnType<Awaited<ReturnType<typeof C.connect>>['consumer']>, n: number, timeoutMs = 15_000) {
+  const out: { partition: number; offset: number }[] = [];
+  const it = consumer[Symbol.asyncIterator]();
+  const deadline = Date.now() + timeoutMs;
+  while (out.length < n) {
+    const r = await Promise.race([it.next(), new Promise<null>((r) => setTimeout(() => r(null), Math.max(0, deadline - Date.now())))]);
+    if (r === null) throw new Error(`only ${out.length} of ${n} records within ${timeoutMs} ms`);
+    if (r.done) break;
+    out.push({ partition: r.value.partition, offset: r.value.offset });
+  }
+  // Done with the last record: an iterator left open holds it "in hand", and a revocation
+  // waits for it (up to half the rebalance timeout), as Kafka waits for the next poll.
+  await it.return?.();
+  return out;
+}
+
+const request = (client: Awaited<ReturnType<typeof C.connect>>, frame: any) => client.connection.request(frame) as Promise<any>;
+const codeOf = async (p: Promise<unknown>) => {
+  try {
+    await p;
+    return 'ok';
+  } catch (err) {
+    return (err as { code?: string }).code ?? String(err);
+  }
+};
+
+describe('consumer groups through the gateway', () => {
+  it('two groups on one topic each receive every record; members of one group split it', async () => {
+    const { client, connect } = await start();
+    await client.createTopic('news', { partitions: 4 });
+    await produce(client, 'news', 400);
+    const a = client.consumer({ groupId: 'ga', topics: ['news'], fromBeginning: true });
+    const other = await connect('b');
+    const b1 = other.consumer({ groupId: 'gb', topics: ['news'], fromBeginning: true });
+    const got = await Promise.all([collect(a, 400), collect(b1, 400)]);
+    for (const g of got) expect(new Set(g.map((r) => `${r.partition}:${r.offset}`)).size).toBe(400);
+    // A second member of gb takes half of the partitions.
+    const b2 = (await connect('b2')).consumer({ groupId: 'gb', topics: ['news'], fromBeginning: true });
+    await b2.group!.joined;
+    await expect.poll(async () => (await client.describeGroup('gb')).members.map((m) => m.partitions.length).sort(), { timeout: 10_000 }).toEqual([2, 2]);
+    const d = await client.describeGroup('gb');
+    expect(d.state).toBe('stable');
+    expect(d.assignor).toBe('sticky');
+  });
+
+  it('a member paused past its session timeout is fenced: its commit is refused; a stale generation is refused', async () => {
+    const { client } = await start();
+    await client.createTopic('t', { partitions: 2 });
+    const join = await request(client, { op: F.Op.JOIN_GROUP, groupId: 'g', memberId: '', instanceId: '', clientId: 'z', sessionTimeoutMs: 500, rebalanceTimeoutMs: 0, assignor: '', topics: ['t'] });
+    expect(join.partitions).toHaveLength(2);
+    const commit = (generation: number, partition = 0) =>
+      request(client, { op: F.Op.COMMIT_OFFSETS, groupId: 'g', memberId: join.memberId, generation, offsets: [{ topic: 't', partition, offset: 1, metadata: '' }] });
+    expect(await codeOf(commit(join.generation))).toBe('ok');
+    expect(await codeOf(commit(join.generation + 5))).toBe('ILLEGAL_GENERATION');
+    // Pause (no heartbeat) past the session timeout, then resume.
+    await new Promise((r) => setTimeout(r, 900));
+    expect(await codeOf(commit(join.generation))).toBe('UNKNOWN_MEMBER_ID');
+    expect(await codeOf(request(client, { op: F.Op.HEARTBEAT, groupId: 'g', memberId: join.memberId, generation: join.generation }))).toBe('UNKNOWN_MEMBER_ID');
+    // The commit made before the pause is kept.
+    expect((await client.committedOffsets('g')).map((o) => o.offset)).toEqual([1]);
+  });
+
+  it('refuses bad group input with typed errors and leaves the state unchanged', async () => {
+    const { client } = await start();
+    await client.createTopic('t', { partitions: 2 });
+    const join = (over: Record<string, unknown>) =>
+      request(client, { op: F.Op.JOIN_GROUP, groupId: 'g', memberId: '', instanceId: '', clientId: 'x', sessionTimeoutMs: 5_000, rebalanceTimeoutMs: 0, assignor: '', topics: ['t'], ...over });
+    expect(await codeOf(client.describeGroup('nope'))).toBe('GROUP_ID_NOT_FOUND');
+    expect(await codeOf(join({ groupId: '' }))).toBe('INVALID_GROUP_ID');
+    expect(await codeOf(join({ topics: ['missing'] }))).toBe('UNKNOWN_TOPIC_OR_PARTITION');
+    expect(await codeOf(join({ topics: [] }))).not.toBe('ok');
+    expect(await codeOf(join({ topics: ['__consumer_offsets'] }))).toBe('INVALID_TOPIC');
+    expect(await codeOf(join({ sessionTimeoutMs: 1 }))).toBe('INVALID_SESSION_TIMEOUT');
+    expect(await codeOf(join({ sessionTimeoutMs: 0xffff_ffff }))).toBe('INVALID_SESSION_TIMEOUT');
+    expect(await codeOf(join({ assignor: 'magic' }))).not.toBe('ok');
+    expect(await codeOf(client.describeGroup('g'))).toBe('GROUP_ID_NOT_FOUND');
+    // A real member, then commits it may not make.
+    await client.createTopic('u', { partitions: 1 });
+    const m = await join({ topics: ['t'] });
+    const before = await client.describeGroup('g');
+    const commit = (offsets: unknown[], memberId = m.memberId, generation = m.generation) => request(client, { op: F.Op.COMMIT_OFFSETS, groupId: 'g', memberId, generation, offsets });
+    expect(await codeOf(commit([{ topic: 'u', partition: 0, offset: 1, metadata: '' }]))).toBe('PARTITION_NOT_ASSIGNED');
+    expect(await codeOf(commit([{ topic: 't', partition: 7, offset: 1, metadata: '' }]))).toBe('UNKNOWN_TOPIC_OR_PARTITION');
+    // Metadata longer than a protocol string (STRING_BYTES_MAX) cannot even be sent.
+    expect(await codeOf(commit([{ topic: 't', partition: 0, offset: 1, metadata: 'x'.repeat(5000) }]))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(commit([{ topic: 't', partition: 0, offset: 1, metadata: '' }, { topic: 't', partition: 0, offset: 2, metadata: '' }]))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(commit([{ topic: 't', partition: 0, offset: 1, metadata: '' }], 'who?'))).toBe('UNKNOWN_MEMBER_ID');
+    expect(await codeOf(commit([{ topic: 't', partition: 0, offset: 1, metadata: '' }], '', -1))).toBe('UNKNOWN_MEMBER_ID');
+    expect(await codeOf(client.resetOffsets('g', 'earliest', ['t']))).toBe('NON_EMPTY_GROUP');
+    const after = await client.describeGroup('g');
+    expect(after).toEqual(before);
+    expect(await client.committedOffsets('g')).toEqual([]);
+    // Internal topics are the broker's.
+    expect(await codeOf(client.deleteTopic('__consumer_offsets'))).toBe('INVALID_TOPIC');
+    expect(await codeOf(client.producer().send({ topic: '__consumer_offsets', value: 'x' }))).toBe('INVALID_TOPIC');
+    // The group still works.
+    expect(await codeOf(commit([{ topic: 't', partition: 0, offset: 3, metadata: 'm' }]))).toBe('ok');
+    expect((await client.committedOffsets('g')).map((o) => [o.partition, o.offset, o.metadata])).toEqual([[0, 3, 'm']]);
+  });
+
+  it('describes groups with lag, lists them, resets an empty group, exports lag in /metrics', async () => {
+    const { client, gateway } = await start();
+    await client.createTopic('t', { partitions: 2 });
+    await produce(client, 't', 100);
+    const c = client.consumer({ groupId: 'lagging', topics: ['t'], fromBeginning: true, autoCommit: false });
+    await collect(c, 10);
+    await c.commit([{ topic: 't', partition: 0, offset: 5 }]);
+    const d = await client.describeGroup('lagging');
+    expect(d.members).toHaveLength(1);
+    const end0 = (await client.describeTopic('t')).partitions[0].highWatermark;
+    expect(d.offsets).toEqual([expect.objectContaining({ topic: 't', partition: 0, offset: 5, logEndOffset: end0, lag: end0 - 5 })]);
+    expect((await client.listGroups()).map((g) => [g.groupId, g.members])).toEqual([['lagging', 1]]);
+    const metrics = await (await fetch(`http://127.0.0.1:${gateway.port}/metrics`)).text();
+    expect(metrics).toContain(`sluice_group_lag{group="lagging",topic="t",partition="0"} ${end0 - 5}`);
+    expect(metrics).toContain('sluice_group_members{group="lagging"} 1');
+    await c.close();
+    await expect.poll(async () => (await client.describeGroup('lagging')).members.length).toBe(0);
+    const reset = await client.resetOffsets('lagging', 'latest', ['t']);
+    expect(reset.map((o) => o.partition)).toEqual([0, 1]);
+    const ends = (await client.describeTopic('t')).partitions.map((p) => p.highWatermark);
+    expect(reset.map((o) => o.offset)).toEqual(ends);
+    expect((await client.resetOffsets('lagging', { offset: 3 })).map((o) => o.offset)).toEqual([3, 3]);
+    expect((await client.listGroups()).find((g) => g.groupId === 'lagging')?.state).toBe('empty');
+  });
+
+  it('hands out partitions added to a subscribed topic', async () => {
+    const { client } = await start();
+    await client.createTopic('grow', { partitions: 2 });
+    const c = client.consumer({ groupId: 'g', topics: ['grow'], fromBeginning: true });
+    await c.group!.joined;
+    await client.createPartitions('grow', 4);
+    await expect.poll(async () => (await client.describeGroup('g')).members[0]?.partitions.length, { timeout: 10_000 }).toBe(4);
+    await produce(client, 'grow', 200);
+    const got = await collect(c, 200);
+    expect(new Set(got.map((r) => r.partition))).toEqual(new Set([0, 1, 2, 3]));
+  });
+});
