@@ -49,7 +49,13 @@ describe('the gateway over WebSocket', () => {
   it('answers HELLO with the negotiated version and the limits', async () => {
     const c = await RawClient.connect(gateway.port, { hello: false });
     const ok = as(await c.request((id) => F.encodeHello({ correlationId: id, versionMin: 1, versionMax: 7, clientId: 'me' })), Op.HELLO_OK);
-    expect(ok).toMatchObject({ protocolVersion: 1, inFlightMax: 64, subscriptionsMax: 256, frameBytesMax: 2 * 1024 * 1024, fetchBytesMax: 1024 * 1024, fetchWaitMsMax: 30_000 });
+    // A version-1 client still gets version 1, and its group requests are refused.
+    const v1 = await RawClient.connect(gateway.port, { hello: false });
+    expect(as(await v1.request((id) => F.encodeHello({ correlationId: id, versionMin: 1, versionMax: 1, clientId: 'old' })), Op.HELLO_OK).protocolVersion).toBe(1);
+    const refused = as(await v1.request((id) => F.encodeClientFrame({ op: Op.LIST_GROUPS, correlationId: id })), Op.ERROR);
+    expect(refused.code).toBe('UNSUPPORTED_VERSION');
+    v1.close();
+    expect(ok).toMatchObject({ protocolVersion: 2, inFlightMax: 64, subscriptionsMax: 256, frameBytesMax: 2 * 1024 * 1024, fetchBytesMax: 1024 * 1024, fetchWaitMsMax: 30_000 });
     expect(ok.serverVersion).toMatch(/^\d+\.\d+\.\d+/);
     c.close();
   });
