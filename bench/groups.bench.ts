@@ -51,8 +51,12 @@ export interface GroupsBenchResult {
   cleanLeaveMs: number[];
   deathMs: number[];
   deathLimitMs: number;
+  /** Steady rates (10% to 90% of the records). */
   singleRecordsPerSec: number[];
   groupRecordsPerSec: number[];
+  /** From spawning the processes to the last record. */
+  singleWholeRecordsPerSec: number[];
+  groupWholeRecordsPerSec: number[];
   commitsPerSecInFlight1: number[];
   commitsPerSecInFlight32: number[];
 }
@@ -160,11 +164,19 @@ async function fillTopic(admin: Sluice, topic: string, records: number): Promise
   await producer.close();
 }
 
-/** Starts `processes` workers (group "-" = one plain consumer) and times them to `records` in total. */
-async function consumeRun(url: string, topic: string, group: string, processes: number, records: number): Promise<number> {
+/**
+ * Starts `processes` workers (group "-" = one plain consumer) and measures the steady
+ * rate: records between 10% and 90% of `records` over the time between them (process
+ * start-up, joins and the first assignment churn, and the tail are left out). Also the
+ * whole time from spawning to the last record.
+ */
+async function consumeRun(url: string, topic: string, group: string, processes: number, records: number): Promise<{ steady: number; whole: number }> {
   const children: ChildProcess[] = [];
   const counts: number[] = new Array(processes).fill(0);
   const t0 = performance.now();
+  let t10 = 0;
+  let t90 = 0;
+  const total = () => counts.reduce((a, b) => a + b, 0);
   try {
     for (let i = 0; i < processes; i++) {
       const child = spawn(process.execPath, [here('./groups-worker.js'), url, topic, group, String(CONSUME_WINDOW_BYTES)], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -175,10 +187,13 @@ async function consumeRun(url: string, topic: string, group: string, processes: 
         } catch {
           // not a count line
         }
+        const n = total();
+        if (t10 === 0 && n >= records * 0.1) t10 = performance.now();
+        if (t90 === 0 && n >= records * 0.9) t90 = performance.now();
       });
     }
-    await until(`${records} records consumed`, () => counts.reduce((a, b) => a + b, 0) >= records, 2);
-    return records / ((performance.now() - t0) / 1000);
+    await until(`${records} records consumed`, () => total() >= records, 2);
+    return { steady: (records * 0.8) / ((t90 - t10) / 1000), whole: records / ((performance.now() - t0) / 1000) };
   } finally {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   }
@@ -223,6 +238,8 @@ export async function runGroupsBench(opts: GroupsBenchOptions, log: (line: strin
     deathLimitMs: opts.sessionTimeoutMs + 2 * Math.floor(opts.sessionTimeoutMs / 3),
     singleRecordsPerSec: [],
     groupRecordsPerSec: [],
+    singleWholeRecordsPerSec: [],
+    groupWholeRecordsPerSec: [],
     commitsPerSecInFlight1: [],
     commitsPerSecInFlight32: [],
   };
@@ -234,9 +251,13 @@ export async function runGroupsBench(opts: GroupsBenchOptions, log: (line: strin
       log(`run ${run + 1}: clean leave ${rb.cleanMs.toFixed(1)} ms, death ${rb.deathMs.toFixed(0)} ms`);
       const topic = `consume-${run}`;
       await fillTopic(admin, topic, opts.records);
-      r.singleRecordsPerSec.push(await consumeRun(broker.url, topic, '-', 1, opts.records));
-      r.groupRecordsPerSec.push(await consumeRun(broker.url, topic, `consumers-${run}`, CONSUME_MEMBERS, opts.records));
-      log(`run ${run + 1}: consume single ${Math.round(r.singleRecordsPerSec.at(-1)!)} rec/s, group of ${CONSUME_MEMBERS} ${Math.round(r.groupRecordsPerSec.at(-1)!)} rec/s`);
+      const single = await consumeRun(broker.url, topic, '-', 1, opts.records);
+      const group = await consumeRun(broker.url, topic, `consumers-${run}`, CONSUME_MEMBERS, opts.records);
+      r.singleRecordsPerSec.push(single.steady);
+      r.groupRecordsPerSec.push(group.steady);
+      r.singleWholeRecordsPerSec.push(single.whole);
+      r.groupWholeRecordsPerSec.push(group.whole);
+      log(`run ${run + 1}: consume steady: single ${Math.round(single.steady)} rec/s, group of ${CONSUME_MEMBERS} ${Math.round(group.steady)} rec/s; start to end: ${Math.round(single.whole)}, ${Math.round(group.whole)}`);
       await admin.deleteTopic(topic);
       r.commitsPerSecInFlight1.push(await commitRun(broker.url, admin, run, 1));
       r.commitsPerSecInFlight32.push(await commitRun(broker.url, admin, run, 32));
@@ -261,8 +282,10 @@ export function formatGroupsBench(r: GroupsBenchResult): string {
     '|---|---:|---|---|---|',
     `| rebalance, clean leave (10 members, 100 partitions) | ${m(r.cleanLeaveMs).toFixed(1)} ms | ${r.cleanLeaveMs.map((x) => x.toFixed(1)).join(', ')} | < ${TARGETS.cleanLeaveMs} ms | ${m(r.cleanLeaveMs) < TARGETS.cleanLeaveMs ? 'met' : 'missed'} |`,
     `| rebalance, member dies (session ${r.options.sessionTimeoutMs} ms) | ${m(r.deathMs).toFixed(0)} ms | ${r.deathMs.map((x) => x.toFixed(0)).join(', ')} | < ${r.deathLimitMs} ms | ${m(r.deathMs) < r.deathLimitMs ? 'met' : 'missed'} |`,
-    `| consume, 1 plain consumer | ${Math.round(single).toLocaleString('en')} rec/s | ${r.singleRecordsPerSec.map((x) => Math.round(x)).join(', ')} | | |`,
-    `| consume, group of ${CONSUME_MEMBERS} | ${Math.round(group).toLocaleString('en')} rec/s | ${r.groupRecordsPerSec.map((x) => Math.round(x)).join(', ')} | ratio to 1 consumer: ${(group / single).toFixed(2)} | |`,
+    `| consume, 1 plain consumer, steady | ${Math.round(single).toLocaleString('en')} rec/s | ${r.singleRecordsPerSec.map((x) => Math.round(x)).join(', ')} | | |`,
+    `| consume, group of ${CONSUME_MEMBERS}, steady | ${Math.round(group).toLocaleString('en')} rec/s | ${r.groupRecordsPerSec.map((x) => Math.round(x)).join(', ')} | ratio to 1 consumer: ${(group / single).toFixed(2)} | |`,
+    `| consume, 1 plain consumer, start to end | ${Math.round(m(r.singleWholeRecordsPerSec)).toLocaleString('en')} rec/s | ${r.singleWholeRecordsPerSec.map((x) => Math.round(x)).join(', ')} | | |`,
+    `| consume, group of ${CONSUME_MEMBERS}, start to end | ${Math.round(m(r.groupWholeRecordsPerSec)).toLocaleString('en')} rec/s | ${r.groupWholeRecordsPerSec.map((x) => Math.round(x)).join(', ')} | ratio to 1 consumer: ${(m(r.groupWholeRecordsPerSec) / m(r.singleWholeRecordsPerSec)).toFixed(2)} | |`,
     `| commits/s, 1 in flight | ${Math.round(m(r.commitsPerSecInFlight1)).toLocaleString('en')} | ${r.commitsPerSecInFlight1.map((x) => Math.round(x)).join(', ')} | | |`,
     `| commits/s, 32 in flight | ${Math.round(m(r.commitsPerSecInFlight32)).toLocaleString('en')} | ${r.commitsPerSecInFlight32.map((x) => Math.round(x)).join(', ')} | | |`,
   ].join('\n');

@@ -46,7 +46,8 @@ export function describeGroupText(d: GroupDescription): string {
   const owner = new Map<string, string>();
   for (const m of d.members) for (const p of m.partitions) owner.set(tp(p), m.memberId);
   const rows = [['TOPIC', 'PARTITION', 'COMMITTED', 'LOG-END', 'LAG', 'MEMBER']];
-  for (const o of d.offsets) rows.push([o.topic, String(o.partition), String(o.offset), String(o.logEndOffset), String(o.lag), owner.get(tp(o)) ?? '-']);
+  const dash = (n: number) => (n < 0 ? '-' : String(n));
+  for (const o of d.offsets) rows.push([o.topic, String(o.partition), dash(o.offset), dash(o.logEndOffset), dash(o.lag), owner.get(tp(o)) ?? '-']);
   if (rows.length > 1) out += table(rows);
   return out;
 }

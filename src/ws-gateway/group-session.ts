@@ -187,19 +187,31 @@ export function describeGroupBody(coordinator: GroupCoordinator, engine: Engine,
       partitions: m.partitions.map(tp),
       revoking: m.revoking.map(tp),
     })),
-    offsets: d.offsets.map((o) => {
+    offsets: [...d.offsets, ...uncommitted(d)].map((o) => {
       const logEndOffset = endOffsetOf(engine, o.topic, o.partition);
       return {
         offset: o.offset,
         logEndOffset,
-        lag: logEndOffset < 0 ? -1 : Math.max(0, logEndOffset - o.offset),
+        lag: logEndOffset < 0 || o.offset < 0 ? -1 : Math.max(0, logEndOffset - o.offset),
         commitTimestamp: o.commitTimestamp,
         partition: o.partition,
         topic: o.topic,
         metadata: o.metadata,
       };
-    }),
+    }).sort((a, b) => (a.topic < b.topic ? -1 : a.topic > b.topic ? 1 : a.partition - b.partition)),
   };
+}
+
+/** Partitions assigned to a member without a committed offset: listed with offset -1 (lag unknown), as Kafka's tool shows "-". */
+function uncommitted(d: ReturnType<GroupCoordinator['describeGroup']>) {
+  const committed = new Set(d.offsets.map((o) => `${o.partition}\u0000${o.topic}`));
+  const out: { topic: string; partition: number; offset: number; commitTimestamp: number; metadata: string }[] = [];
+  for (const m of d.members) {
+    for (const p of m.partitions) {
+      if (!committed.has(`${p.partition}\u0000${p.topic}`)) out.push({ topic: p.topic, partition: p.partition, offset: -1, commitTimestamp: -1, metadata: '' });
+    }
+  }
+  return out;
 }
 
 /**

@@ -158,7 +158,12 @@ describe('consumer groups through the gateway', () => {
     const d = await client.describeGroup('lagging');
     expect(d.members).toHaveLength(1);
     const end0 = (await client.describeTopic('t')).partitions[0].highWatermark;
-    expect(d.offsets).toEqual([expect.objectContaining({ topic: 't', partition: 0, offset: 5, logEndOffset: end0, lag: end0 - 5 })]);
+    const end1 = (await client.describeTopic('t')).partitions[1].highWatermark;
+    expect(d.offsets).toEqual([
+      expect.objectContaining({ topic: 't', partition: 0, offset: 5, logEndOffset: end0, lag: end0 - 5 }),
+      // Assigned, never committed: listed without an offset or lag.
+      expect.objectContaining({ topic: 't', partition: 1, offset: -1, logEndOffset: end1, lag: -1 }),
+    ]);
     expect((await client.listGroups()).map((g) => [g.groupId, g.members])).toEqual([['lagging', 1]]);
     const metrics = await (await fetch(`http://127.0.0.1:${gateway.port}/metrics`)).text();
     expect(metrics).toContain(`sluice_group_lag{group="lagging",topic="t",partition="0"} ${end0 - 5}`);
