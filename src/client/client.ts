@@ -26,6 +26,12 @@ export interface TopicSettings {
   retentionBytes?: number;
   segmentMs?: number;
   segmentBytes?: number;
+  /** 'delete' (default), 'compact' or 'compact,delete'. */
+  cleanupPolicy?: 'delete' | 'compact' | 'compact,delete';
+  /** How long a compacted topic keeps tombstones. */
+  deleteRetentionMs?: number;
+  /** More settings by their Kafka names (`{ 'cleanup.policy': 'compact' }`). */
+  configs?: Record<string, string>;
 }
 
 export type TopicDescription = Omit<DescribeTopicOk, 'op' | 'correlationId'>;
@@ -109,6 +115,28 @@ export class Sluice {
   }
 
   async createTopic(topic: string, settings: TopicSettings = {}): Promise<TopicDescription> {
+    if (settings.cleanupPolicy !== undefined || settings.deleteRetentionMs !== undefined || settings.configs !== undefined) {
+      // Settings beyond CREATE_TOPIC's fixed ones travel as Kafka-named configs (version 2).
+      const configs = new Map(Object.entries(settings.configs ?? {}));
+      const named: [string, unknown][] = [
+        ['cleanup.policy', settings.cleanupPolicy],
+        ['delete.retention.ms', settings.deleteRetentionMs],
+        ['retention.ms', settings.retentionMs],
+        ['retention.bytes', settings.retentionBytes],
+        ['segment.ms', settings.segmentMs],
+        ['segment.bytes', settings.segmentBytes],
+      ];
+      for (const [name, value] of named) if (value !== undefined) configs.set(name, String(value));
+      const ok = await this.connection.request({
+        op: Op.CREATE_TOPIC_WITH_CONFIGS,
+        topic,
+        partitions: settings.partitions ?? 0,
+        configs: [...configs].map(([name, value]) => ({ name, value })),
+      });
+      const d = expect(ok, Op.CREATE_TOPIC_WITH_CONFIGS_OK);
+      this.#partitionCounts.set(topic, d.partitions.length);
+      return strip(d);
+    }
     const ok = await this.connection.request({
       op: Op.CREATE_TOPIC,
       topic,
@@ -148,6 +176,12 @@ export class Sluice {
   async listOffsets(topic: string, partition: number, spec: OffsetSpec): Promise<number> {
     const timestamp = spec === 'earliest' ? -2 : spec === 'latest' ? -1 : spec.timestamp;
     return expect(await this.#readOnly({ op: Op.LIST_OFFSETS, topic, partition, timestamp }), Op.LIST_OFFSETS_OK).offset;
+  }
+
+  /** Every setting of a topic by its Kafka name (cleanup.policy, retention.ms, ...). */
+  async describeConfigs(topic: string): Promise<Record<string, string>> {
+    const ok = expect(await this.#readOnly({ op: Op.DESCRIBE_CONFIGS, topic }), Op.DESCRIBE_CONFIGS_OK);
+    return Object.fromEntries(ok.configs.map((c) => [c.name, c.value]));
   }
 
   /** Adds partitions to a topic (only up): the new total count. Groups subscribed to it rebalance. */

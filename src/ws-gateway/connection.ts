@@ -19,6 +19,7 @@ import type * as uWS from 'uWebSockets.js';
 import type { Engine, TopicDescription } from '../engine/engine.js';
 import type { GroupCoordinator } from '../engine/group-coordinator.js';
 import { isInternalTopic } from '../engine/names.js';
+import { topicConfigEntries, topicConfigFromEntries } from '../engine/topic-configs.js';
 import { SluiceError } from '../errors.js';
 import {
   BASE_OFFSET_OFFSET,
@@ -443,6 +444,20 @@ export class Connection {
         checkNotInternal(frame.topic);
         this.#settle(request, engine.createTopic(frame.topic, topicOptions(frame)), (d) =>
           encodeCreateTopicOk({ correlationId: request.correlationId, ...describeBody(d) }),
+        );
+        return;
+      case Op.CREATE_TOPIC_WITH_CONFIGS: {
+        checkNotInternal(frame.topic);
+        const options = { ...topicConfigFromEntries(frame.configs), ...(frame.partitions !== 0 ? { partitions: frame.partitions } : {}) };
+        this.#settle(request, engine.createTopic(frame.topic, options), (d) =>
+          encodeServerFrame({ op: Op.CREATE_TOPIC_WITH_CONFIGS_OK, correlationId: request.correlationId, ...describeBody(d) }),
+        );
+        return;
+      }
+      case Op.DESCRIBE_CONFIGS:
+        this.#respond(
+          request,
+          encodeServerFrame({ op: Op.DESCRIBE_CONFIGS_OK, correlationId: request.correlationId, topic: frame.topic, configs: topicConfigEntries(engine.describeTopic(frame.topic).config) }),
         );
         return;
       case Op.CREATE_PARTITIONS:

@@ -86,6 +86,8 @@ export const Op = {
   CREATE_TOPIC: 0x22,
   DELETE_TOPIC: 0x23,
   CREATE_PARTITIONS: 0x24,
+  CREATE_TOPIC_WITH_CONFIGS: 0x25,
+  DESCRIBE_CONFIGS: 0x26,
   JOIN_GROUP: 0x30,
   HEARTBEAT: 0x31,
   LEAVE_GROUP: 0x32,
@@ -108,6 +110,8 @@ export const Op = {
   CREATE_TOPIC_OK: 0xa2,
   DELETE_TOPIC_OK: 0xa3,
   CREATE_PARTITIONS_OK: 0xa4,
+  CREATE_TOPIC_WITH_CONFIGS_OK: 0xa5,
+  DESCRIBE_CONFIGS_OK: 0xa6,
   JOIN_GROUP_OK: 0xb0,
   HEARTBEAT_OK: 0xb1,
   LEAVE_GROUP_OK: 0xb2,
@@ -199,6 +203,9 @@ const CREATE_TOPIC = [
 ] as const satisfies Schema;
 
 const CREATE_PARTITIONS = [['partitions', 'i32'], ['topic', 'string']] as const satisfies Schema;
+const CONFIG_ENTRY = [['name', 'string'], ['value', 'string']] as const satisfies Schema;
+const CREATE_TOPIC_WITH_CONFIGS = [['partitions', 'i32'], ['topic', 'string'], ['configs', { array: CONFIG_ENTRY }]] as const satisfies Schema;
+const DESCRIBE_CONFIGS_OK = [['topic', 'string'], ['configs', { array: CONFIG_ENTRY }]] as const satisfies Schema;
 const JOIN_GROUP = [
   ['sessionTimeoutMs', 'u32'],
   ['rebalanceTimeoutMs', 'u32'],
@@ -350,6 +357,8 @@ export type DescribeTopicRequest = FrameOf<typeof Op.DESCRIBE_TOPIC, typeof TOPI
 export type CreateTopicRequest = FrameOf<typeof Op.CREATE_TOPIC, typeof CREATE_TOPIC>;
 export type DeleteTopicRequest = FrameOf<typeof Op.DELETE_TOPIC, typeof TOPIC_ONLY>;
 export type CreatePartitionsRequest = FrameOf<typeof Op.CREATE_PARTITIONS, typeof CREATE_PARTITIONS>;
+export type CreateTopicWithConfigsRequest = FrameOf<typeof Op.CREATE_TOPIC_WITH_CONFIGS, typeof CREATE_TOPIC_WITH_CONFIGS>;
+export type DescribeConfigsRequest = FrameOf<typeof Op.DESCRIBE_CONFIGS, typeof TOPIC_ONLY>;
 export type JoinGroupRequest = FrameOf<typeof Op.JOIN_GROUP, typeof JOIN_GROUP>;
 export type HeartbeatRequest = FrameOf<typeof Op.HEARTBEAT, typeof HEARTBEAT>;
 export type LeaveGroupRequest = FrameOf<typeof Op.LEAVE_GROUP, typeof LEAVE_GROUP>;
@@ -375,6 +384,8 @@ export type ClientFrame =
   | CreateTopicRequest
   | DeleteTopicRequest
   | CreatePartitionsRequest
+  | CreateTopicWithConfigsRequest
+  | DescribeConfigsRequest
   | JoinGroupRequest
   | HeartbeatRequest
   | LeaveGroupRequest
@@ -397,6 +408,8 @@ export type DescribeTopicOk = FrameOf<typeof Op.DESCRIBE_TOPIC_OK, typeof TOPIC_
 export type CreateTopicOk = FrameOf<typeof Op.CREATE_TOPIC_OK, typeof TOPIC_DESCRIPTION>;
 export type DeleteTopicOk = FrameOf<typeof Op.DELETE_TOPIC_OK, typeof EMPTY>;
 export type CreatePartitionsOk = FrameOf<typeof Op.CREATE_PARTITIONS_OK, typeof TOPIC_DESCRIPTION>;
+export type CreateTopicWithConfigsOk = FrameOf<typeof Op.CREATE_TOPIC_WITH_CONFIGS_OK, typeof TOPIC_DESCRIPTION>;
+export type DescribeConfigsOk = FrameOf<typeof Op.DESCRIBE_CONFIGS_OK, typeof DESCRIBE_CONFIGS_OK>;
 export type JoinGroupOk = FrameOf<typeof Op.JOIN_GROUP_OK, typeof ASSIGNMENT>;
 export type HeartbeatOk = FrameOf<typeof Op.HEARTBEAT_OK, typeof ASSIGNMENT>;
 export type LeaveGroupOk = FrameOf<typeof Op.LEAVE_GROUP_OK, typeof EMPTY>;
@@ -429,6 +442,8 @@ export type ResponseFrame =
   | CreateTopicOk
   | DeleteTopicOk
   | CreatePartitionsOk
+  | CreateTopicWithConfigsOk
+  | DescribeConfigsOk
   | JoinGroupOk
   | HeartbeatOk
   | LeaveGroupOk
@@ -460,6 +475,8 @@ const CLIENT_SCHEMAS: ReadonlyMap<number, Schema> = new Map<number, Schema>([
   [Op.CREATE_TOPIC, CREATE_TOPIC],
   [Op.DELETE_TOPIC, TOPIC_ONLY],
   [Op.CREATE_PARTITIONS, CREATE_PARTITIONS],
+  [Op.CREATE_TOPIC_WITH_CONFIGS, CREATE_TOPIC_WITH_CONFIGS],
+  [Op.DESCRIBE_CONFIGS, TOPIC_ONLY],
   [Op.JOIN_GROUP, JOIN_GROUP],
   [Op.HEARTBEAT, HEARTBEAT],
   [Op.LEAVE_GROUP, LEAVE_GROUP],
@@ -484,6 +501,8 @@ const RESPONSE_SCHEMAS: ReadonlyMap<number, Schema> = new Map<number, Schema>([
   [Op.CREATE_TOPIC_OK, TOPIC_DESCRIPTION],
   [Op.DELETE_TOPIC_OK, EMPTY],
   [Op.CREATE_PARTITIONS_OK, TOPIC_DESCRIPTION],
+  [Op.CREATE_TOPIC_WITH_CONFIGS_OK, TOPIC_DESCRIPTION],
+  [Op.DESCRIBE_CONFIGS_OK, DESCRIBE_CONFIGS_OK],
   [Op.JOIN_GROUP_OK, ASSIGNMENT],
   [Op.HEARTBEAT_OK, ASSIGNMENT],
   [Op.LEAVE_GROUP_OK, EMPTY],

@@ -68,6 +68,23 @@ describe('sluice consume --group and sluice groups', () => {
     expect(at2.offsets.map((o: { offset: number }) => o.offset)).toEqual([2, 2, 2]);
   });
 
+  it('creates a compacted topic with --config and describes its settings', async () => {
+    await ok(['topics', 'create', 'state', '--partitions', '2', '--config', 'cleanup.policy=compact', '--config', 'delete.retention.ms=1000']);
+    const d = JSON.parse((await ok(['topics', 'describe', 'state', '--json'])).stdout);
+    expect(d.configs).toMatchObject({ 'cleanup.policy': 'compact', 'delete.retention.ms': '1000' });
+    expect(lines((await ok(['topics', 'describe', 'state'])).stdout)[0]).toMatch(/cleanup\.policy compact\s+delete\.retention\.ms 1000/);
+    const bad = await sluice(['topics', 'create', 'bad', '--config', 'cleanup.policy=sometimes', ...b]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/INVALID_ARGUMENT/);
+    const unknown = await sluice(['topics', 'create', 'bad', '--config', 'colour=blue', ...b]);
+    expect(unknown.status).toBe(1);
+    expect(unknown.stderr).toMatch(/unknown topic config "colour"/);
+    // A keyless record is refused by a compacted topic.
+    const keyless = await sluice(['produce', 'state', ...b], { input: 'no-key\n' });
+    expect(keyless.status).toBe(1);
+    expect(keyless.stderr).toMatch(/INVALID_RECORD/);
+  });
+
   it('starts a new group at the latest offset without --from-beginning, and refuses bad flags', async () => {
     await ok(['topics', 'create', 'late', '--partitions', '1']);
     await ok(['produce', 'late'], 'old-1\nold-2\n');
