@@ -174,3 +174,13 @@ export class Progress {
     this.#shown = false;
   }
 }
+
+/** Connects to the broker of `--broker`, runs `body`, closes: for the one-shot admin commands. */
+export async function withClient<T>(flags: { broker?: string }, body: (client: Sluice) => Promise<T>): Promise<T> {
+  const client = await openClient(brokerUrl(flags), exitWithError);
+  try {
+    return await body(client);
+  } finally {
+    await closeClient(client);
+  }
+}

@@ -55,6 +55,36 @@ function startPosition(flags: ConsumeFlags): StartPosition {
   return flags.fromBeginning ? 'earliest' : 'latest';
 }
 
+/** How a consume command ends: `finish()` (N records, a signal) or `idleTimeoutMs` without records after `idle()`. */
+class Ending {
+  stopped = false;
+  readonly done: Promise<void>;
+  #resolve!: () => void;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #idleTimeoutMs: number | undefined;
+
+  constructor(idleTimeoutMs: number | undefined) {
+    this.#idleTimeoutMs = idleTimeoutMs;
+    this.done = new Promise<void>((resolve) => (this.#resolve = resolve));
+    this.idle();
+  }
+
+  finish(): void {
+    this.stopped = true;
+    this.#resolve();
+  }
+
+  /** Records are being handled: the idle clock stops. */
+  busy(): void {
+    clearTimeout(this.#timer);
+  }
+
+  /** Waiting for records: the idle clock runs. */
+  idle(): void {
+    if (this.#idleTimeoutMs !== undefined) this.#timer = setTimeout(() => this.finish(), this.#idleTimeoutMs);
+  }
+}
+
 /** Exits 0 when the reader of stdout went away (EPIPE): `sluice consume ... | head -1` is a normal use. */
 function exitQuietlyOnEpipe(): void {
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
@@ -93,35 +123,23 @@ async function consume(topic: string, flags: ConsumeFlags): Promise<number> {
   const progress = new Progress(() => `sluice consume: ${count} records`);
   // The command ends by resolving `done` (N records, or idle), not by closing the consumer:
   // a clean close unsubscribes, which waits for a broker that may be gone.
-  let stopped = false;
-  let finish!: () => void;
-  const done = new Promise<void>((resolve) => {
-    finish = () => {
-      stopped = true;
-      resolve();
-    };
-  });
-  let idleTimer: NodeJS.Timeout | undefined;
-  const armIdle = (): void => {
-    if (flags.idleTimeoutMs !== undefined) idleTimer = setTimeout(finish, flags.idleTimeoutMs);
-  };
-  armIdle();
+  const end = new Ending(flags.idleTimeoutMs);
   const running = consumer.run({
     eachBatch: async (batch) => {
-      if (stopped) return;
+      if (end.stopped) return;
       // Writing to a slow stdout is not idleness.
-      clearTimeout(idleTimer);
+      end.busy();
       const take = Math.min(batch.records.length, max - count);
       count += take;
       await write(formatLines(batch.records, take, flags.printKey === true ? Buffer.from(sep) : null));
-      if (count >= max) finish();
-      else armIdle();
+      if (count >= max) end.finish();
+      else end.idle();
     },
   });
   try {
-    await Promise.race([running, done]);
+    await Promise.race([running, end.done]);
   } finally {
-    clearTimeout(idleTimer);
+    end.busy();
     progress.stop();
   }
   client.connection.close();
@@ -164,43 +182,31 @@ async function consumeGroup(topic: string, groupId: string, flags: ConsumeFlags)
   const max = flags.maxMessages ?? Number.POSITIVE_INFINITY;
   const sep = flags.keySeparator ?? KEY_SEPARATOR_DEFAULT;
   const progress = new Progress(() => `sluice consume: ${count} records (group ${groupId})`);
-  let stopped = false;
   let exitCode = EXIT_OK;
-  let finish!: () => void;
-  const done = new Promise<void>((resolve) => {
-    finish = () => {
-      stopped = true;
-      resolve();
-    };
-  });
+  const end = new Ending(flags.idleTimeoutMs);
   const onSignal = (signal: NodeJS.Signals): void => {
     exitCode = EXIT_SIGNAL[signal] ?? EXIT_OK;
-    finish();
+    end.finish();
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  let idleTimer: NodeJS.Timeout | undefined;
-  const armIdle = (): void => {
-    if (flags.idleTimeoutMs !== undefined) idleTimer = setTimeout(finish, flags.idleTimeoutMs);
-  };
-  armIdle();
   const commitTimer = setInterval(() => void commitPrinted(), COMMIT_INTERVAL_MS);
   const running = consumer.run({
     eachBatch: async (batch) => {
-      if (stopped) return;
-      clearTimeout(idleTimer);
+      if (end.stopped) return;
+      end.busy();
       const take = Math.min(batch.records.length, max - count);
       count += take;
       await write(formatLines(batch.records, take, flags.printKey === true ? Buffer.from(sep) : null));
       if (take > 0) printed.set(`${batch.partition}\u0000${batch.topic}`, { topic: batch.topic, partition: batch.partition, offset: batch.records[take - 1].offset + 1 });
-      if (count >= max) finish();
-      else armIdle();
+      if (count >= max) end.finish();
+      else end.idle();
     },
   });
   try {
-    await Promise.race([running, done]);
+    await Promise.race([running, end.done]);
   } finally {
-    clearTimeout(idleTimer);
+    end.busy();
     clearInterval(commitTimer);
     progress.stop();
     process.removeListener('SIGINT', onSignal);

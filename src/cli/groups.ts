@@ -13,20 +13,11 @@
  * Owner: the main thread of the CLI process.
  */
 import { Command } from 'commander';
-import type { GroupDescription, ResetTarget, Sluice } from '../client/index.js';
-import { brokerUrl, clientAction, clientCommand, closeClient, exitWithError, nonEmpty, nonNegativeInt, openClient, UsageError } from './client-common.js';
+import type { GroupDescription, ResetTarget } from '../client/index.js';
+import { clientAction, clientCommand, nonEmpty, nonNegativeInt, UsageError, withClient } from './client-common.js';
 
 interface BrokerFlags {
   broker?: string;
-}
-
-async function withClient<T>(flags: BrokerFlags, body: (client: Sluice) => Promise<T>): Promise<T> {
-  const client = await openClient(brokerUrl(flags), exitWithError);
-  try {
-    return await body(client);
-  } finally {
-    await closeClient(client);
-  }
 }
 
 /** Rows as an aligned table: the first column left-aligned, the rest right-aligned. */

@@ -11,21 +11,11 @@
  * CREATE_TOPIC). Owner: the main thread of the CLI process.
  */
 import { Command, InvalidArgumentError } from 'commander';
-import type { Sluice, TopicDescription } from '../client/index.js';
-import { brokerUrl, clientAction, clientCommand, closeClient, exitWithError, limitOrUnlimited, openClient, positiveInt } from './client-common.js';
+import type { TopicDescription } from '../client/index.js';
+import { clientAction, clientCommand, limitOrUnlimited, positiveInt, withClient } from './client-common.js';
 
 interface BrokerFlags {
   broker?: string;
-}
-
-/** Connects, runs `body`, closes. */
-async function withClient<T>(flags: BrokerFlags, body: (client: Sluice) => Promise<T>): Promise<T> {
-  const client = await openClient(brokerUrl(flags), exitWithError);
-  try {
-    return await body(client);
-  } finally {
-    await closeClient(client);
-  }
 }
 
 function unlimited(n: number): string {

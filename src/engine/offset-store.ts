@@ -16,6 +16,7 @@ import { SluiceError } from '../errors.js';
 import { compressionOf, decodeRecords, encodeBatch, forEachBatch, RECORDS_OFFSET, validateBatch } from '../persist/record-batch.js';
 import type { Logger } from '../workers/owner-handle.js';
 import type { Engine } from './engine.js';
+import type { CommittedOffset, OffsetStore as OffsetStoreContract, OffsetToCommit } from './group-coordinator.js';
 import { fnv1a32 } from './names.js';
 import { decodeOffsetKey, decodeOffsetValue, encodeOffsetKey, encodeOffsetValue } from './offset-records.js';
 
@@ -28,20 +29,6 @@ export const OFFSETS_TOPIC_SEGMENT_MS = 60 * 60 * 1000;
 /** Bytes read per fetch while loading. */
 const LOAD_FETCH_BYTES = 1024 * 1024;
 
-export interface CommittedOffset {
-  topic: string;
-  partition: number;
-  offset: number;
-  metadata: string;
-  commitTimestamp: number;
-}
-
-export interface OffsetCommit {
-  topic: string;
-  partition: number;
-  offset: number;
-  metadata: string;
-}
 
 interface Entry extends CommittedOffset {
   /** Offset in __consumer_offsets of the record that set this entry. */
@@ -50,7 +37,7 @@ interface Entry extends CommittedOffset {
 
 const entryKey = (topic: string, partition: number): string => `${partition}\u0000${topic}`;
 
-export class OffsetStore {
+export class OffsetStore implements OffsetStoreContract {
   readonly #engine: Engine;
   readonly #groups = new Map<string, Map<string, Entry>>();
   readonly #now: () => number;
@@ -130,7 +117,7 @@ export class OffsetStore {
   }
 
   /** Appends the commits as one batch (acks=all); resolves once durable and visible. */
-  async commit(groupId: string, offsets: readonly OffsetCommit[]): Promise<void> {
+  async commit(groupId: string, offsets: readonly OffsetToCommit[]): Promise<void> {
     if (offsets.length === 0) return;
     const commitTimestamp = this.#now();
     const records = offsets.map((o) => ({
