@@ -5,14 +5,14 @@
  *   sluice groups describe G [--json]           members and their partitions, then per
  *                                               partition: committed offset, log end offset, lag
  *   sluice groups reset-offsets G --to earliest|latest|offset|timestamp
- *        [--offset N] [--timestamp MS] [--topic T]...
+ *        [--offset N] [--timestamp MS|ISO] [--topic T]...   (also --to offset:N, --to timestamp:MS)
  *                                               only while the group has no members (else
  *                                               NON_EMPTY_GROUP); without --topic, every
  *                                               partition the group has an offset for
  *
  * Owner: the main thread of the CLI process.
  */
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import type { GroupDescription, ResetTarget } from '../client/index.js';
 import { clientAction, clientCommand, nonEmpty, nonNegativeInt, UsageError, withClient } from './client-common.js';
 
@@ -43,7 +43,23 @@ export function describeGroupText(d: GroupDescription): string {
   return out;
 }
 
+/** `--timestamp`: ms since the epoch, or an ISO 8601 date-time (`2026-11-27T10:00:00Z`). */
+function timestampArg(value: string): number {
+  if (/^\d+$/.test(value)) return Number(value);
+  const ms = Date.parse(value);
+  if (!Number.isFinite(ms) || ms < 0) throw new InvalidArgumentError(`expected ms since the epoch or an ISO 8601 date-time, got ${JSON.stringify(value)}`);
+  return ms;
+}
+
 function resetTarget(flags: { to: string; offset?: number; timestamp?: number }): ResetTarget {
+  // `--to offset:N` / `--to offset=N` (and timestamp) are accepted as shorthands.
+  const inline = /^(offset|timestamp)[:=](.+)$/.exec(flags.to);
+  if (inline) {
+    if (flags.offset !== undefined || flags.timestamp !== undefined) throw new UsageError(`--to ${flags.to} already says where; no --offset or --timestamp`);
+    const value = inline[1] === 'offset' ? (/^\d+$/.test(inline[2]) ? Number(inline[2]) : NaN) : timestampArg(inline[2]);
+    if (!Number.isSafeInteger(value)) throw new UsageError(`--to ${flags.to}: expected a non-negative integer`);
+    return inline[1] === 'offset' ? { offset: value } : { timestamp: value };
+  }
   switch (flags.to) {
     case 'earliest':
     case 'latest':
@@ -96,7 +112,7 @@ export function groupsCommand(): Command {
       .argument('<group>', 'group id')
       .requiredOption('--to <where>', 'earliest, latest, offset (with --offset) or timestamp (with --timestamp)')
       .option('--offset <n>', 'with --to offset: the offset (clamped into each log)', nonNegativeInt)
-      .option('--timestamp <ms>', 'with --to timestamp: the first offset at or after this time (ms since the epoch)', nonNegativeInt)
+      .option('--timestamp <when>', 'with --to timestamp: the first offset at or after this time (ms since the epoch, or ISO 8601)', timestampArg)
       .option('--topic <t>', 'reset every partition of this topic (repeatable; default: the partitions the group has offsets for)', (v: string, acc: string[] = []) => [...acc, nonEmpty(v)])
       .option('--json', 'print the new offsets as JSON')
       .action(

@@ -66,6 +66,11 @@ describe('sluice consume --group and sluice groups', () => {
     await ok(['groups', 'reset-offsets', 'workers', '--to', 'offset', '--offset', '2', '--topic', 'jobs']);
     const at2 = JSON.parse((await ok(['groups', 'describe', 'workers', '--json'])).stdout);
     expect(at2.offsets.map((o: { offset: number }) => o.offset)).toEqual([2, 2, 2]);
+    await ok(['groups', 'reset-offsets', 'workers', '--to', 'offset:1']);
+    expect(JSON.parse((await ok(['groups', 'describe', 'workers', '--json'])).stdout).offsets.map((o: { offset: number }) => o.offset)).toEqual([1, 1, 1]);
+    // A time after every record: the high watermark of each partition.
+    const future = JSON.parse((await ok(['groups', 'reset-offsets', 'workers', '--to', 'timestamp', '--timestamp', '2100-01-01T00:00:00Z', '--json'])).stdout);
+    expect(future.map((o: { offset: number }) => o.offset)).toEqual(counts);
   });
 
   it('creates a compacted topic with --config and describes its settings', async () => {
