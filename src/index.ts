@@ -36,3 +36,7 @@ export { verifyDataDir } from './workers/verify-pool.js';
 export type { DataDirVerifyReport } from './workers/verify-pool.js';
 export { startGateway, DEFAULT_GATEWAY_LIMITS } from './ws-gateway/server.js';
 export type { Gateway, GatewayOptions, GatewayLimits } from './ws-gateway/server.js';
+export { openGroups } from './engine/groups.js';
+export type { Groups } from './engine/groups.js';
+export { GroupCoordinator } from './engine/group-coordinator.js';
+export type { GroupDescription, GroupListing, JoinRequest, MemberAssignment } from './engine/group-coordinator.js';

@@ -18,6 +18,18 @@ export interface Groups {
   close(): void;
 }
 
+async function forgetTopic(offsets: OffsetStore, topic: string, logger: Logger | undefined): Promise<void> {
+  for (const groupId of offsets.groupIds()) {
+    const partitions = offsets.get(groupId).filter((o) => o.topic === topic);
+    if (partitions.length === 0) continue;
+    try {
+      await offsets.deleteOffsets(groupId, partitions);
+    } catch (err) {
+      logger?.warn({ groupId, topic, err: err instanceof Error ? err.message : String(err) }, 'could not delete the committed offsets of a deleted topic');
+    }
+  }
+}
+
 export async function openGroups(engine: Engine, options: { logger?: Logger; clock?: CoordinatorClock } = {}): Promise<Groups> {
   const offsets = await OffsetStore.open(engine, { logger: options.logger });
   const coordinator = new GroupCoordinator({
@@ -29,7 +41,12 @@ export async function openGroups(engine: Engine, options: { logger?: Logger; clo
     clock: options.clock,
     logger: options.logger,
   });
-  const unlisten = engine.onTopicsChanged(() => coordinator.topicsChanged());
+  const unlisten = engine.onTopicsChanged((event) => {
+    coordinator.topicsChanged();
+    // As Kafka: the committed offsets of a deleted topic go with it (tombstones), so a topic
+    // created again under the name starts without stale positions.
+    if (event.kind === 'deleted') void forgetTopic(offsets, event.topic, options.logger);
+  });
   let closed = false;
   return {
     coordinator,

@@ -189,4 +189,56 @@ describe('consumer groups through the gateway', () => {
     const got = await collect(c, 200);
     expect(new Set(got.map((r) => r.partition))).toEqual(new Set([0, 1, 2, 3]));
   });
+
+  it('forgets the committed offsets of a deleted topic', async () => {
+    const { client } = await start();
+    await client.createTopic('gone', { partitions: 2 });
+    await client.createTopic('kept', { partitions: 1 });
+    await client.resetOffsets('g', { offset: 0 }, ['gone', 'kept']);
+    expect((await client.committedOffsets('g')).map((o) => o.topic)).toEqual(['gone', 'gone', 'kept']);
+    await client.deleteTopic('gone');
+    await expect.poll(async () => (await client.committedOffsets('g')).map((o) => o.topic)).toEqual(['kept']);
+  });
+
+  it('a member whose connection drops rejoins with its member id and keeps its partitions', async () => {
+    const dir = tempDir('groups-reconnect');
+    const engine = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
+    const groups = await S.openGroups(engine);
+    let gateway = await S.startGateway({ engine, groups, host: '127.0.0.1', port: 0 });
+    const port = gateway.port;
+    cleanups.push(async () => {
+      await gateway.close();
+      groups.close();
+      await engine.close();
+      dir.remove();
+    });
+    const client = await C.connect({ url: `ws://127.0.0.1:${port}/`, clientId: 'r', WebSocket: WebSocket as never, reconnectBackoff: { initialMs: 20, maxMs: 100, multiplier: 2, jitter: 0 } });
+    cleanups.push(() => client.close());
+    await client.createTopic('t', { partitions: 3 });
+    await produce(client, 't', 30);
+    const revoked: unknown[] = [];
+    const c = client.consumer({ groupId: 'g', topics: ['t'], fromBeginning: true, sessionTimeoutMs: 10_000, onRevoked: (ps) => void revoked.push(ps) });
+    const first = await collect(c, 30);
+    const before = await client.describeGroup('g');
+    // The gateway goes away (every socket closed) and comes back on the same port; the
+    // coordinator (shared) keeps the member until its session timeout.
+    await gateway.close();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        gateway = await S.startGateway({ engine, groups, host: '127.0.0.1', port });
+        break;
+      } catch (err) {
+        if (attempt >= 40) throw err; // the old listen socket is released asynchronously
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    await produce(client, 't', 30, 30);
+    const second = await collect(c, 30);
+    const after = await client.describeGroup('g');
+    expect(after.members.map((m) => [m.memberId, m.generation, m.partitions])).toEqual(before.members.map((m) => [m.memberId, m.generation, m.partitions]));
+    expect(revoked).toEqual([]);
+    const seen = new Set([...first, ...second].map((r) => `${r.partition}:${r.offset}`));
+    expect(seen.size).toBe(60);
+  });
 });
+
