@@ -50,7 +50,8 @@ const utf8Encoder = new TextEncoder();
 /** An upper estimate of a record's encoded size, for batching decisions (the encoder sizes exactly). */
 export function recordSizeEstimate(record: RecordInput): number {
   let bytes = RECORD_OVERHEAD_BYTES_ESTIMATE + (record.key?.length ?? 0) + (record.value?.length ?? 0);
-  for (const h of record.headers ?? []) bytes += HEADER_OVERHEAD_BYTES_ESTIMATE + utf8Encoder.encode(h.key).length + (h.value?.length ?? 0);
+  const headers = record.headers;
+  if (headers !== undefined) for (const h of headers) bytes += HEADER_OVERHEAD_BYTES_ESTIMATE + utf8Encoder.encode(h.key).length + (h.value?.length ?? 0);
   return bytes;
 }
 
