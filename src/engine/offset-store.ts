@@ -41,23 +41,21 @@ export class OffsetStore implements OffsetStoreContract {
   readonly #engine: Engine;
   readonly #groups = new Map<string, Map<string, Entry>>();
   readonly #now: () => number;
+  #creating: Promise<void> | null = null;
 
   private constructor(engine: Engine, now: () => number) {
     this.#engine = engine;
     this.#now = now;
   }
 
-  /** Creates the offsets topic when missing and loads every committed offset from it. */
+  /**
+   * Loads every committed offset from the offsets topic. The topic itself is created by the
+   * first commit (as Kafka creates __consumer_offsets on first use), so a broker whose
+   * clients never use groups carries no idle partitions for it.
+   */
   static async open(engine: Engine, options: { logger?: Logger; now?: () => number } = {}): Promise<OffsetStore> {
     const store = new OffsetStore(engine, options.now ?? Date.now);
-    if (!engine.listTopics().includes(OFFSETS_TOPIC)) {
-      await engine.createTopic(OFFSETS_TOPIC, {
-        partitions: OFFSETS_TOPIC_PARTITIONS,
-        cleanupPolicy: 'compact',
-        segmentBytes: OFFSETS_TOPIC_SEGMENT_BYTES,
-        segmentMs: OFFSETS_TOPIC_SEGMENT_MS,
-      });
-    }
+    if (!engine.listTopics().includes(OFFSETS_TOPIC)) return store;
     const skipped = await store.#load();
     if (skipped > 0) options.logger?.warn({ skipped }, 'offsets records that did not decode were skipped');
     return store;
@@ -141,7 +139,31 @@ export class OffsetStore implements OffsetStoreContract {
     });
   }
 
+  /** The offsets topic, created on first use; concurrent first commits share one creation. */
+  #ensureTopic(): Promise<void> {
+    if (this.#engine.listTopics().includes(OFFSETS_TOPIC)) return Promise.resolve();
+    this.#creating ??= this.#engine
+      .createTopic(OFFSETS_TOPIC, {
+        partitions: OFFSETS_TOPIC_PARTITIONS,
+        cleanupPolicy: 'compact',
+        segmentBytes: OFFSETS_TOPIC_SEGMENT_BYTES,
+        segmentMs: OFFSETS_TOPIC_SEGMENT_MS,
+      })
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          // Created meanwhile by someone else is fine; anything else fails this commit (the next one tries again).
+          if (!(err instanceof SluiceError && err.code === 'TOPIC_ALREADY_EXISTS')) throw err;
+        },
+      )
+      .finally(() => {
+        this.#creating = null;
+      });
+    return this.#creating;
+  }
+
   async #append(groupId: string, records: { key: Uint8Array; value: Uint8Array | null; timestamp: number }[], applied: (baseOffset: number) => void): Promise<void> {
+    await this.#ensureTopic();
     const partitions = this.#engine.describeTopic(OFFSETS_TOPIC).partitions.length;
     const batch = encodeBatch(records, { now: this.#now() });
     const baseOffset = await this.#engine.produce(OFFSETS_TOPIC, OffsetStore.partitionOf(groupId, partitions), batch, { acks: 'all' });

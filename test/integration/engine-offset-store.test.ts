@@ -30,6 +30,9 @@ describe('offset store', () => {
     cleanups.push(() => dir.remove());
     let engine = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
     let store = await O.OffsetStore.open(engine);
+    // Created by the first commit, not by open.
+    expect(engine.listTopics()).not.toContain(O.OFFSETS_TOPIC);
+    await Promise.all([store.commit('g0', [{ topic: 'a', partition: 0, offset: 1, metadata: '' }]), store.commit('g9', [{ topic: 'a', partition: 0, offset: 2, metadata: '' }])]);
     expect(engine.describeTopic(O.OFFSETS_TOPIC).config).toMatchObject({ partitions: O.OFFSETS_TOPIC_PARTITIONS, cleanupPolicy: 'compact' });
     await store.commit('g1', [
       { topic: 'a', partition: 0, offset: 5, metadata: 'm' },
@@ -42,7 +45,7 @@ describe('offset store', () => {
       [0, 59],
       [1, 7],
     ]);
-    expect(store.groupIds()).toEqual(['g1']);
+    expect(store.groupIds()).toEqual(['g0', 'g1', 'g9']);
     // Junk in the offsets topic (a record whose key does not decode) is skipped on load.
     await engine.produce(O.OFFSETS_TOPIC, O.OffsetStore.partitionOf('g1', O.OFFSETS_TOPIC_PARTITIONS), B.encodeBatch([{ key: new Uint8Array([0, 9, 1]), value: new Uint8Array([1]) }]));
     await engine.close();
