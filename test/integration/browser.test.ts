@@ -201,6 +201,15 @@ describe('the client in Chromium', () => {
     await page.close();
   });
 
+  it('runs a consumer group of two members in the page: split partitions, every record once, offsets committed', async () => {
+    const { page, errors } = await openPageOnGatewayOrigin();
+    const spec = { clientUrl: `${gatewayOrigin()}/sluice-client.js`, wsUrl: wsUrl(), topic: 'browser-group', groupId: 'browser-readers', records: 200 };
+    const result = await page.evaluate(`window.sluiceTest.group(${JSON.stringify(spec)})`).catch((err: unknown) => ({ failed: String(err) }));
+    expect(result, `errors in the page: ${errors.join('; ')}`).toEqual({ members: 2, partitionsPerMember: [2, 2], distinct: 200, committedTotal: 200 });
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
   it('loads the client cross-origin from a page served by another server', async () => {
     // Module scripts from another origin need CORS: the gateway allows any origin for its public client files.
     for (const path of ['/sluice-client.js', '/sluice/client/index.js']) {
@@ -225,7 +234,7 @@ describe('the client in Chromium', () => {
  */
 async function openPageOnGatewayOrigin(): Promise<{ page: Page; errors: string[] }> {
   const { page, errors } = await openPage(`${gatewayOrigin()}/healthz`, { ready: false });
-  await page.addScriptTag({ type: 'module', content: `${PAGE_MODULE}\nwindow.sluiceTest = { roundtrip, smoke, render }; window.sluiceReady = true;\n` });
+  await page.addScriptTag({ type: 'module', content: `${PAGE_MODULE}\nwindow.sluiceTest = { roundtrip, smoke, group, render }; window.sluiceReady = true;\n` });
   await page.waitForFunction('window.sluiceReady === true');
   return { page, errors };
 }
