@@ -742,12 +742,8 @@ export class Engine {
     const owner = this.#owners[index];
     await owner.kill();
     await owner.ready(); // the restart, with every partition reopened
-
   }
 
-  ownerRestarts(): number[] {
-    return this.#owners.map((o) => o.restarts);
-  }
 
   /** Per owner: serving or not, restarts, requests in flight, command ring fill (for /metrics). */
   ownerStats(): { owner: number; up: boolean; restarts: number; inFlight: number; commandRingUsedBytes: number; commandRingBytes: number }[] {

@@ -71,7 +71,7 @@ export class GatewayMetrics {
       registers,
       collect() {
         this.reset();
-        engine.ownerRestarts().forEach((n, owner) => this.set({ owner: String(owner) }, n));
+        for (const o of engine.ownerStats()) this.set({ owner: String(o.owner) }, o.restarts);
       },
     });
     const ownerGauge = (name: string, help: string, value: (s: ReturnType<Engine['ownerStats']>[number]) => number) =>

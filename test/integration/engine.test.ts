@@ -204,7 +204,7 @@ describe('Engine', () => {
     for (let p = 0; p < 4; p++) {
       await expect(engine.produce('crash', p, batchOf(1, 'after'))).resolves.toBeGreaterThanOrEqual(0);
     }
-    expect(engine.ownerRestarts().reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(1);
+    expect(engine.ownerStats().reduce((a, o) => a + o.restarts, 0)).toBeGreaterThanOrEqual(1);
     for (let p = 0; p < 4; p++) {
       const values = await readAll(engine, 'crash', p);
       expect(values.every((v, i) => v.offset === i)).toBe(true);
