@@ -124,16 +124,13 @@ async function consume(topic: string, flags: ConsumeFlags): Promise<number> {
   // The command ends by resolving `done` (N records, or idle), not by closing the consumer:
   // a clean close unsubscribes, which waits for a broker that may be gone.
   const end = new Ending(flags.idleTimeoutMs);
+  const sepBytes = flags.printKey === true ? Buffer.from(sep) : null;
   const running = consumer.run({
     eachBatch: async (batch) => {
       if (end.stopped) return;
-      // Writing to a slow stdout is not idleness.
-      end.busy();
       const take = Math.min(batch.records.length, max - count);
       count += take;
-      await write(formatLines(batch.records, take, flags.printKey === true ? Buffer.from(sep) : null));
-      if (count >= max) end.finish();
-      else end.idle();
+      await printBatch(batch.records, take, sepBytes, end, count >= max);
     },
   });
   try {
@@ -191,16 +188,15 @@ async function consumeGroup(topic: string, groupId: string, flags: ConsumeFlags)
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   const commitTimer = setInterval(() => void commitPrinted(), COMMIT_INTERVAL_MS);
+  const sepBytes = flags.printKey === true ? Buffer.from(sep) : null;
   const running = consumer.run({
     eachBatch: async (batch) => {
       if (end.stopped) return;
-      end.busy();
       const take = Math.min(batch.records.length, max - count);
       count += take;
-      await write(formatLines(batch.records, take, flags.printKey === true ? Buffer.from(sep) : null));
+      await printBatch(batch.records, take, sepBytes, end, false);
       if (take > 0) printed.set(`${batch.partition}\u0000${batch.topic}`, { topic: batch.topic, partition: batch.partition, offset: batch.records[take - 1].offset + 1 });
       if (count >= max) end.finish();
-      else end.idle();
     },
   });
   try {
@@ -221,6 +217,17 @@ async function consumeGroup(topic: string, groupId: string, flags: ConsumeFlags)
 
 /** How long the CLI waits for a clean LEAVE_GROUP before it exits anyway. */
 const LEAVE_WAIT_MS = 2_000;
+
+/**
+ * Prints the first `take` records of a batch; then `last` ends the command, else the idle
+ * clock starts again (writing to a slow stdout is not idleness).
+ */
+async function printBatch(records: ConsumerRecord[], take: number, sep: Buffer | null, end: Ending, last: boolean): Promise<void> {
+  end.busy();
+  await write(formatLines(records, take, sep));
+  if (last) end.finish();
+  else end.idle();
+}
 
 const NULL_TEXT = Buffer.from('null');
 const NEWLINE = 0x0a;

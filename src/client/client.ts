@@ -8,7 +8,7 @@
  */
 import { SluiceError } from '../errors.js';
 import type { Crc32cFunction } from '../persist/record-batch-codec.js';
-import { Op, type DescribeGroupOk, type DescribeTopicOk, type FetchCommittedOk, type ListGroupsOk, type MetadataOk, type ResetOffsetsOk, type ServerFrame } from '../ws-gateway/frames.js';
+import { Op, ResetStrategy, type DescribeGroupOk, type DescribeTopicOk, type FetchCommittedOk, type ListGroupsOk, type MetadataOk, type ResetOffsetsOk, type ServerFrame } from '../ws-gateway/frames.js';
 import { backoffDelayMs, RETRY_BACKOFF } from './backoff.js';
 import { systemClock, type Clock, type Random } from './clock.js';
 import { Connection, isRetriableError, type ConnectionOptions, type RequestFrame } from './connection.js';
@@ -214,7 +214,13 @@ export class Sluice {
    */
   async resetOffsets(groupId: string, to: ResetTarget, topics: string[] = []): Promise<ResetOffsetsOk['offsets']> {
     const [strategy, value] =
-      to === 'earliest' ? [0, 0] : to === 'latest' ? [1, 0] : 'offset' in to ? [2, to.offset] : [3, to.timestamp];
+      to === 'earliest'
+        ? [ResetStrategy.EARLIEST, 0]
+        : to === 'latest'
+          ? [ResetStrategy.LATEST, 0]
+          : 'offset' in to
+            ? [ResetStrategy.OFFSET, to.offset]
+            : [ResetStrategy.TIMESTAMP, to.timestamp];
     return expect(await this.connection.request({ op: Op.RESET_OFFSETS, groupId, strategy, value, topics }), Op.RESET_OFFSETS_OK).offsets;
   }
 

@@ -21,7 +21,7 @@ import type { Clock, Random } from './clock.js';
 import { decodePayload, type ConsumerRecord } from './codec.js';
 import { ClientClosedError, ConnectionLostError, isRetriableError, type Connection } from './connection.js';
 import { CONSUMER_WINDOW_BYTES_DEFAULT, CreditAccount } from './credit.js';
-import { GroupMember, type GroupOptions } from './group-member.js';
+import { GroupMember, partitionKey, type GroupOptions, type OffsetToCommit } from './group-member.js';
 
 export type StartPosition = 'earliest' | 'latest' | { offset: number } | { timestamp: number };
 
@@ -94,7 +94,7 @@ interface Assignment {
   revoking: boolean;
 }
 
-const key = (topic: string, partition: number): string => `${partition}\u0000${topic}`;
+const key = partitionKey;
 /** How often quiesce() looks whether the application finished its records. */
 const QUIESCE_POLL_MS = 5;
 
@@ -150,7 +150,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
    * Commits offsets for the group: the given ones, or the offsets after the records the
    * application has processed on every owned partition. Resolves once durable.
    */
-  async commit(offsets?: { topic: string; partition: number; offset: number; metadata?: string }[]): Promise<void> {
+  async commit(offsets?: OffsetToCommit[]): Promise<void> {
     if (!this.#group) throw new SluiceError('INVALID_ARGUMENT', 'commit() needs a consumer made with a groupId');
     await this.#group.commit(offsets);
   }

@@ -68,7 +68,17 @@ type ResolvedGroupOptions = Required<Pick<GroupOptions, 'groupId' | 'topics' | '
 
 type AssignmentFrame = Pick<JoinGroupOk | HeartbeatOk | AssignmentPush, 'generation' | 'heartbeatIntervalMs' | 'groupId' | 'memberId' | 'partitions'>;
 
-const key = (topic: string, partition: number): string => `${partition}\u0000${topic}`;
+/** A partition's key in the client's maps (the consumer's and its group member's). */
+export const partitionKey = (topic: string, partition: number): string => `${partition}\u0000${topic}`;
+const key = partitionKey;
+
+/** An offset to commit: the next offset to read (the last processed + 1). */
+export interface OffsetToCommit {
+  topic: string;
+  partition: number;
+  offset: number;
+  metadata?: string;
+}
 
 export class GroupMember {
   readonly #connection: Connection;
@@ -300,23 +310,22 @@ export class GroupMember {
    * Commits offsets: the given ones, or the processed offsets of every owned partition that
    * moved since its last commit. Resolves once durable on the broker.
    */
-  async commit(offsets?: { topic: string; partition: number; offset: number; metadata?: string }[]): Promise<void> {
+  async commit(offsets?: OffsetToCommit[]): Promise<void> {
     if (this.#closed) throw new ClientClosedError();
-    await this.#commit(offsets, this.#generation);
+    await this.#commit(offsets ?? this.#uncommitted(), this.#generation);
   }
 
-  async #commit(offsets: { topic: string; partition: number; offset: number; metadata?: string }[] | undefined, generation: number): Promise<void> {
+  /** The processed offsets of `partitions` (default: every owned one) not committed yet. */
+  #uncommitted(partitions: TopicPartition[] = this.owned()): OffsetToCommit[] {
+    return this.#host.processedOffsets(partitions).filter((o) => this.#committed.get(key(o.topic, o.partition)) !== o.offset);
+  }
+
+  async #commit(offsets: OffsetToCommit[], generation: number): Promise<void> {
+    if (offsets.length === 0) return;
     if (this.#memberId === '' || generation < 0) {
-      if (offsets && offsets.length > 0) throw new SluiceError('REBALANCE_IN_PROGRESS', 'the consumer has not joined its group yet; commit after the assignment', { backoffMs: 100 });
-      return;
+      throw new SluiceError('REBALANCE_IN_PROGRESS', 'the consumer has not joined its group yet; commit after the assignment', { backoffMs: 100 });
     }
-    const list = (offsets ?? this.#host.processedOffsets(this.owned()).filter((o) => this.#committed.get(key(o.topic, o.partition)) !== o.offset)).map((o) => ({
-      topic: o.topic,
-      partition: o.partition,
-      offset: o.offset,
-      metadata: 'metadata' in o && typeof o.metadata === 'string' ? o.metadata : '',
-    }));
-    if (list.length === 0) return;
+    const list = offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset, metadata: o.metadata ?? '' }));
     const ok = await this.#connection.request({ op: Op.COMMIT_OFFSETS, groupId: this.#options.groupId, memberId: this.#memberId, generation, offsets: list });
     if (ok.op !== Op.COMMIT_OFFSETS_OK) throw new SluiceError('INTERNAL', `COMMIT_OFFSETS answered by op ${ok.op}`);
     for (const o of list) this.#committed.set(key(o.topic, o.partition), o.offset);
@@ -325,8 +334,7 @@ export class GroupMember {
   /** Commits the processed offsets of `partitions`; a failure is not fatal (at least once: they are read again). */
   async #commitQuietly(partitions: TopicPartition[] | undefined, generation: number): Promise<void> {
     try {
-      const offsets = this.#host.processedOffsets(partitions ?? this.owned()).filter((o) => this.#committed.get(key(o.topic, o.partition)) !== o.offset);
-      await this.#commit(offsets, generation);
+      await this.#commit(this.#uncommitted(partitions), generation);
     } catch (err) {
       if (err instanceof SluiceError && (err.code === 'UNKNOWN_MEMBER_ID' || err.code === 'ILLEGAL_GENERATION')) this.#onError(err);
     }

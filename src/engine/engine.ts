@@ -31,7 +31,7 @@ import { nodeFileSystem, type FileSystem } from '../persist/fs.js';
 import { DELETE_RETENTION_MS_MAX, isCompacted, parseCleanupPolicy, type CleanupPolicy } from '../persist/cleanup-policy.js';
 import type { CompactionResult } from '../persist/compaction.js';
 import { DEFAULT_LOG_CONFIG, removeDeletedPartitionDirs, type LogConfig } from '../persist/partition-log.js';
-import { loadTopics, readJsonFile, saveTopics, writeJsonFile, type TopicsFile } from '../persist/metadata.js';
+import { loadTopics, readJsonFile, saveTopics, writeJsonFile, type TopicFileConfig, type TopicsFile } from '../persist/metadata.js';
 import { checkBatchFrame } from '../persist/record-batch.js';
 import type { RecoveryReportSummary } from '../workers/commands.js';
 import { OwnerHandle, type Logger, type OwnerLimits, type PartitionState } from '../workers/owner-handle.js';
@@ -73,21 +73,9 @@ const PRODUCER_ID_BLOCK = 1000;
 
 export type Acks = 'all' | -1 | 0 | 1;
 
-export interface TopicConfig {
+/** A topic's settings: its partition count and what topics.json keeps per topic (persist/metadata.ts). */
+export interface TopicConfig extends TopicFileConfig {
   partitions: number;
-  retentionMs: number;
-  retentionBytes: number;
-  segmentBytes: number;
-  segmentMs: number;
-  /**
-   * Kafka's cleanup.policy: 'delete' (default: retention by retentionMs / retentionBytes),
-   * 'compact' (no deletion by time or size; compaction keeps the latest record per key, and
-   * every produced record needs a key) or 'compact,delete' (both). 'delete,compact' is
-   * accepted as 'compact,delete'.
-   */
-  cleanupPolicy: CleanupPolicy;
-  /** Kafka's delete.retention.ms: how long compaction keeps a tombstone (null value) after its segment's newest record; default a day. */
-  deleteRetentionMs: number;
 }
 
 /** What onTopicsChanged listeners hear: `partitions` is the topic's count after the change ('deleted': before it). */

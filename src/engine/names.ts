@@ -18,6 +18,15 @@ export function isInternalTopic(name: string): boolean {
   return INTERNAL_TOPICS.has(name);
 }
 
+/**
+ * The one check every client-facing transport (WebSocket, HTTP admin, a Kafka listener)
+ * makes before a client writes, deletes, alters or joins on a topic: INVALID_TOPIC for an
+ * internal one. The Engine API itself allows them (the broker's own code uses it).
+ */
+export function checkNotInternal(topic: string): void {
+  if (isInternalTopic(topic)) throw new SluiceError('INVALID_TOPIC', `${topic} is an internal topic of the broker`);
+}
+
 export function checkTopicName(name: unknown): string {
   if (typeof name !== 'string' || name.length === 0) {
     throw new SluiceError('INVALID_TOPIC', 'a topic name must be a non-empty string');

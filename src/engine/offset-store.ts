@@ -42,6 +42,8 @@ export class OffsetStore implements OffsetStoreContract {
   readonly #groups = new Map<string, Map<string, Entry>>();
   readonly #now: () => number;
   #creating: Promise<void> | null = null;
+  /** Partitions of the offsets topic once it exists (clients cannot alter it, so it stays). */
+  #partitions = 0;
 
   private constructor(engine: Engine, now: () => number) {
     this.#engine = engine;
@@ -56,6 +58,7 @@ export class OffsetStore implements OffsetStoreContract {
   static async open(engine: Engine, options: { logger?: Logger; now?: () => number } = {}): Promise<OffsetStore> {
     const store = new OffsetStore(engine, options.now ?? Date.now);
     if (!engine.listTopics().includes(OFFSETS_TOPIC)) return store;
+    store.#partitions = engine.describeTopic(OFFSETS_TOPIC).partitions.length;
     const skipped = await store.#load();
     if (skipped > 0) options.logger?.warn({ skipped }, 'offsets records that did not decode were skipped');
     return store;
@@ -141,7 +144,7 @@ export class OffsetStore implements OffsetStoreContract {
 
   /** The offsets topic, created on first use; concurrent first commits share one creation. */
   #ensureTopic(): Promise<void> {
-    if (this.#engine.listTopics().includes(OFFSETS_TOPIC)) return Promise.resolve();
+    if (this.#partitions > 0) return Promise.resolve();
     this.#creating ??= this.#engine
       .createTopic(OFFSETS_TOPIC, {
         partitions: OFFSETS_TOPIC_PARTITIONS,
@@ -150,10 +153,13 @@ export class OffsetStore implements OffsetStoreContract {
         segmentMs: OFFSETS_TOPIC_SEGMENT_MS,
       })
       .then(
-        () => undefined,
+        (d) => {
+          this.#partitions = d.partitions.length;
+        },
         (err: unknown) => {
           // Created meanwhile by someone else is fine; anything else fails this commit (the next one tries again).
           if (!(err instanceof SluiceError && err.code === 'TOPIC_ALREADY_EXISTS')) throw err;
+          this.#partitions = this.#engine.describeTopic(OFFSETS_TOPIC).partitions.length;
         },
       )
       .finally(() => {
@@ -164,9 +170,8 @@ export class OffsetStore implements OffsetStoreContract {
 
   async #append(groupId: string, records: { key: Uint8Array; value: Uint8Array | null; timestamp: number }[], applied: (baseOffset: number) => void): Promise<void> {
     await this.#ensureTopic();
-    const partitions = this.#engine.describeTopic(OFFSETS_TOPIC).partitions.length;
     const batch = encodeBatch(records, { now: this.#now() });
-    const baseOffset = await this.#engine.produce(OFFSETS_TOPIC, OffsetStore.partitionOf(groupId, partitions), batch, { acks: 'all' });
+    const baseOffset = await this.#engine.produce(OFFSETS_TOPIC, OffsetStore.partitionOf(groupId, this.#partitions), batch, { acks: 'all' });
     applied(baseOffset);
   }
 

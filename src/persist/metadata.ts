@@ -90,7 +90,14 @@ export interface TopicFileConfig {
   retentionBytes: number;
   segmentBytes: number;
   segmentMs: number;
+  /**
+   * Kafka's cleanup.policy: 'delete' (default: retention by retentionMs / retentionBytes),
+   * 'compact' (no deletion by time or size; compaction keeps the latest record per key, and
+   * every produced record needs a key) or 'compact,delete' (both). 'delete,compact' is
+   * accepted as 'compact,delete'.
+   */
   cleanupPolicy: CleanupPolicy;
+  /** Kafka's delete.retention.ms: how long compaction keeps a tombstone (null value) after its segment's newest record; default a day. */
   deleteRetentionMs: number;
 }
 

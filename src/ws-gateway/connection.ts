@@ -18,7 +18,7 @@
 import type * as uWS from 'uWebSockets.js';
 import type { Engine, TopicDescription } from '../engine/engine.js';
 import type { GroupCoordinator } from '../engine/group-coordinator.js';
-import { isInternalTopic } from '../engine/names.js';
+import { checkNotInternal } from '../engine/names.js';
 import { topicConfigEntries, topicConfigFromEntries } from '../engine/topic-configs.js';
 import { SluiceError } from '../errors.js';
 import {
@@ -140,11 +140,6 @@ interface Subscription {
   again: boolean;
   retryTimer: ReturnType<typeof setTimeout> | null;
   unwatch: () => void;
-}
-
-/** Clients may read internal topics (through groups) but not write, delete or alter them. */
-function checkNotInternal(topic: string): void {
-  if (isInternalTopic(topic)) throw new SluiceError('INVALID_TOPIC', `${topic} is an internal topic of the broker`);
 }
 
 export class Connection {

@@ -129,6 +129,9 @@ export const Op = {
 } as const;
 export type OpName = keyof typeof Op;
 
+/** RESET_OFFSETS's u8 `strategy`: where the group's offsets go. */
+export const ResetStrategy = { EARLIEST: 0, LATEST: 1, OFFSET: 2, TIMESTAMP: 3 } as const;
+
 const OP_NAMES = new Map<number, string>(Object.entries(Op).map(([name, op]) => [op, name] as [number, string]));
 
 /** 'PRODUCE', or '0x5a' for a code without a name: for messages and logs. */

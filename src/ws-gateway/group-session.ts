@@ -11,12 +11,13 @@
  * Owner: the gateway thread.
  */
 import { SluiceError } from '../errors.js';
-import type { Engine } from '../engine/engine.js';
+import type { Engine, PartitionDescription } from '../engine/engine.js';
 import type { AssignmentListener, GroupCoordinator, MemberAssignment, TopicPartition } from '../engine/group-coordinator.js';
-import { isInternalTopic } from '../engine/names.js';
+import { checkNotInternal } from '../engine/names.js';
 import {
   encodeServerFrame,
   Op,
+  ResetStrategy,
   type ClientFrame,
   type CommitOffsetsRequest,
   type DescribeGroupOk,
@@ -26,8 +27,6 @@ import {
   type ResponseFrame,
 } from './frames.js';
 
-/** RESET_OFFSETS strategies (the u8 `strategy` field). */
-export const ResetStrategy = { EARLIEST: 0, LATEST: 1, OFFSET: 2, TIMESTAMP: 3 } as const;
 
 type GroupOp = (typeof Op)['JOIN_GROUP' | 'HEARTBEAT' | 'LEAVE_GROUP' | 'COMMIT_OFFSETS' | 'FETCH_COMMITTED' | 'LIST_GROUPS' | 'DESCRIBE_GROUP' | 'RESET_OFFSETS'];
 export type GroupRequest = Extract<ClientFrame, { op: GroupOp }>;
@@ -94,9 +93,7 @@ export class GroupSession {
 
   #join(frame: JoinGroupRequest): MemberAssignment {
     if (this.#closed) throw new SluiceError('ENGINE_CLOSED', 'the connection is closing');
-    for (const t of frame.topics) {
-      if (isInternalTopic(t)) throw new SluiceError('INVALID_TOPIC', `${t} is an internal topic; groups cannot subscribe to it`);
-    }
+    for (const t of frame.topics) checkNotInternal(t);
     const listener: AssignmentListener = (a) => {
       if (!this.#closed) this.#push(encodeServerFrame({ op: Op.ASSIGNMENT, correlationId: 0, ...assignmentBody(a) }));
     };
@@ -118,9 +115,7 @@ export class GroupSession {
   }
 
   async #commit(frame: CommitOffsetsRequest): Promise<void> {
-    for (const o of frame.offsets) {
-      if (isInternalTopic(o.topic)) throw new SluiceError('INVALID_TOPIC', `${o.topic} is an internal topic`);
-    }
+    for (const o of frame.offsets) checkNotInternal(o.topic);
     await this.#coordinator.commitOffsets(frame.groupId, frame.memberId, frame.generation, frame.offsets);
   }
 
@@ -160,18 +155,22 @@ function assignmentBody(a: MemberAssignment) {
   };
 }
 
-/** The high watermark of a partition, or -1 when the topic or partition is gone. */
-function endOffsetOf(engine: Engine, topic: string, partition: number): number {
-  try {
-    return engine.describeTopic(topic).partitions[partition]?.highWatermark ?? -1;
-  } catch {
-    return -1;
-  }
+/**
+ * The partitions of topics as the engine describes them, each topic described once per
+ * request (a description covers all its partitions); undefined for a topic that is gone.
+ */
+function topicPartitions(engine: Engine): (topic: string) => PartitionDescription[] | undefined {
+  const described = new Map<string, PartitionDescription[] | undefined>();
+  return (topic) => {
+    if (!described.has(topic)) described.set(topic, engine.listTopics().includes(topic) ? engine.describeTopic(topic).partitions : undefined);
+    return described.get(topic);
+  };
 }
 
 /** DESCRIBE_GROUP_OK's body: members, assignment, and per committed partition its end offset and lag. */
 export function describeGroupBody(coordinator: GroupCoordinator, engine: Engine, groupId: string): Omit<DescribeGroupOk, 'op' | 'correlationId'> {
   const d = coordinator.describeGroup(groupId);
+  const partitionsOf = topicPartitions(engine);
   const tp = (p: TopicPartition) => ({ partition: p.partition, topic: p.topic });
   return {
     generation: d.generation,
@@ -188,7 +187,8 @@ export function describeGroupBody(coordinator: GroupCoordinator, engine: Engine,
       revoking: m.revoking.map(tp),
     })),
     offsets: [...d.offsets, ...uncommitted(d)].map((o) => {
-      const logEndOffset = endOffsetOf(engine, o.topic, o.partition);
+      // The high watermark, or -1 when the topic or partition is gone.
+      const logEndOffset = partitionsOf(o.topic)?.[o.partition]?.highWatermark ?? -1;
       return {
         offset: o.offset,
         logEndOffset,
@@ -220,11 +220,12 @@ function uncommitted(d: ReturnType<GroupCoordinator['describeGroup']>) {
  * partition of `topics`, or, when empty, every partition the group has an offset for.
  */
 export async function resetOffsets(coordinator: GroupCoordinator, engine: Engine, frame: Pick<ResetOffsetsRequest, 'groupId' | 'strategy' | 'value' | 'topics'>) {
+  const partitionsOf = topicPartitions(engine);
   const partitions: TopicPartition[] = [];
   if (frame.topics.length > 0) {
     for (const topic of frame.topics) {
-      if (isInternalTopic(topic)) throw new SluiceError('INVALID_TOPIC', `${topic} is an internal topic`);
-      const count = engine.describeTopic(topic).partitions.length;
+      checkNotInternal(topic);
+      const count = (partitionsOf(topic) ?? engine.describeTopic(topic).partitions).length; // describeTopic: UNKNOWN_TOPIC_OR_PARTITION
       for (let partition = 0; partition < count; partition++) partitions.push({ topic, partition });
     }
   } else {
@@ -233,8 +234,8 @@ export async function resetOffsets(coordinator: GroupCoordinator, engine: Engine
   }
   const offsets: { topic: string; partition: number; offset: number; metadata: string }[] = [];
   for (const p of partitions) {
-    const d = engine.describeTopic(p.topic).partitions[p.partition];
-    if (!d) continue; // the topic shrank? (it cannot); skip a partition that no longer exists
+    const d = partitionsOf(p.topic)?.[p.partition];
+    if (!d) continue; // a committed partition of a topic deleted meanwhile
     let offset: number;
     switch (frame.strategy) {
       case ResetStrategy.EARLIEST:

@@ -23,6 +23,7 @@ import { readFile, realpath, stat } from 'node:fs/promises';
 import { sep } from 'node:path';
 import type * as uWS from 'uWebSockets.js';
 import type { Engine, TopicConfig } from '../engine/engine.js';
+import { checkNotInternal } from '../engine/names.js';
 import { SluiceError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../workers/owner-handle.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -185,6 +186,7 @@ export function registerHttpRoutes(app: uWS.TemplatedApp, ctx: HttpContext): voi
           if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new SluiceError('INVALID_REQUEST', 'the body must be a JSON object');
           const { name, ...options } = body as Record<string, unknown>;
           if (typeof name !== 'string') throw new SluiceError('INVALID_TOPIC', 'the body needs "name", a string');
+          checkNotInternal(name);
           for (const key of Object.keys(options)) {
             if (!['partitions', 'retentionMs', 'retentionBytes', 'segmentMs', 'segmentBytes', 'cleanupPolicy', 'deleteRetentionMs'].includes(key)) {
               throw new SluiceError('INVALID_ARGUMENT', `unknown topic setting ${JSON.stringify(key)}`);
@@ -208,6 +210,12 @@ export function registerHttpRoutes(app: uWS.TemplatedApp, ctx: HttpContext): voi
       const reply = new Reply(res);
       if (ctx.closing) {
         reply.error(new SluiceError('ENGINE_CLOSED', 'the server is shutting down'));
+        return;
+      }
+      try {
+        checkNotInternal(name);
+      } catch (err) {
+        reply.error(err);
         return;
       }
       ctx.engine.deleteTopic(name).then(

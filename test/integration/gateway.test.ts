@@ -263,6 +263,10 @@ describe('the gateway over HTTP', () => {
     const del = await globalThis.fetch(`${base}/topics/http-t`, { method: 'DELETE' });
     expect(del.status).toBe(204);
     expect((await globalThis.fetch(`${base}/topics/http-t`, { method: 'DELETE' })).status).toBe(404);
+    // Internal topics are the broker's, over HTTP as over WebSocket.
+    const internal = await globalThis.fetch(`${base}/topics/__consumer_offsets`, { method: 'DELETE' });
+    expect(internal.status).toBe(400);
+    expect((await internal.json()).error.code).toBe('INVALID_TOPIC');
   });
 
   it('exposes Prometheus metrics: traffic per topic, latency, connections, owners, log end offsets', async () => {
