@@ -295,6 +295,13 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     for (;;) {
       const batch = await this.#nextBatch();
       if (!batch) return;
+      // Checked again in the same synchronous step that marks the batch in hand: a
+      // revocation (quiesce) may have begun between #nextBatch's choice and this turn, and
+      // it must either see this batch in hand or this batch must not be handed out.
+      if (!this.#isCurrent(batch)) {
+        this.#finished(batch);
+        continue;
+      }
       const records = batch.records.slice(batch.next);
       batch.next = batch.records.length;
       const a = batch.assignment;
