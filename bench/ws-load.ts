@@ -119,6 +119,11 @@ async function latencyProduce(job: Extract<LoadJob, { kind: 'latency-produce' }>
     let lagUsMax = 0;
     let lastProgressNs = 0;
     while (sent < job.records) {
+      // Sleep until the next record is due, then send, then yield at once: the client seals
+      // a lingerMs-0 batch at the end of this event-loop turn, so a sleep between the send
+      // and the yield would be charged to the client's latency.
+      const waitUs = (startNs + sent * intervalNs - nowNs()) / 1e3;
+      if (waitUs > SCHEDULE_BLOCK_US_MIN) blockUs(sleeper, Math.min(waitUs, SCHEDULE_BLOCK_US_MAX));
       const now = nowNs();
       if (now > deadlineNs) break;
       // Send every record whose intended time has come, stamped with that time, not with now.
@@ -135,9 +140,7 @@ async function latencyProduce(job: Extract<LoadJob, { kind: 'latency-produce' }>
         line(`progress ${sent}`);
         lastProgressNs = now;
       }
-      const waitUs = (startNs + sent * intervalNs - nowNs()) / 1e3;
-      if (waitUs > SCHEDULE_BLOCK_US_MIN) blockUs(sleeper, Math.min(waitUs, SCHEDULE_BLOCK_US_MAX));
-      await new Promise((r) => setImmediate(r)); // acknowledgements and linger timers run here
+      await new Promise((r) => setImmediate(r)); // acknowledgements, sealing and linger timers run here
     }
     await producer.flush();
     return { records: sent, bytes: sent * job.recordBytes, secs: (nowNs() - startNs) / 1e9, scheduleLagUsMax: lagUsMax, rssPeakMB: process.resourceUsage().maxRSS / 1024 };
