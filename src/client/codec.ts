@@ -96,14 +96,14 @@ export async function gunzip(bytes: Uint8Array): Promise<Uint8Array> {
  */
 export async function encodeProducerBatch(
   records: RecordInput[],
-  options: BatchIdentity & { compression: ClientCompression; now: number; crc32c?: Crc32cFunction },
+  options: BatchIdentity & { compression: ClientCompression; now: number; crc32c?: Crc32cFunction; headroomBytes?: number },
 ): Promise<Uint8Array> {
   const crc = options.crc32c ?? crc32cJs;
   const identity = { producerId: options.producerId, producerEpoch: options.producerEpoch, baseSequence: options.baseSequence, now: options.now };
+  if (options.compression === 'none') return encodeBatchWith(crc, records, { ...identity, headroomBytes: options.headroomBytes });
   const plain = encodeBatchWith(crc, records, identity);
-  if (options.compression === 'none') return plain;
   const compressed = await gzip(plain.subarray(RECORDS_OFFSET));
-  return encodeBatchWith(crc, records, { ...identity, compression: 'gzip', compressedRecords: compressed });
+  return encodeBatchWith(crc, records, { ...identity, compression: 'gzip', compressedRecords: compressed, headroomBytes: options.headroomBytes });
 }
 
 /** One batch of a payload, decoded. */

@@ -22,6 +22,7 @@ import {
   encodeClientFrame,
   Op,
   opName,
+  setCorrelationId,
   toSluiceError,
   type AssignmentPush,
   type ClientFrame,
@@ -86,9 +87,23 @@ export type PushHandler = (frame: DataPush | SubscriptionClosedPush) => void;
 export type RequestFrame = ClientFrame extends infer F ? (F extends ClientFrame ? Omit<F, 'correlationId'> : never) : never;
 
 interface Outgoing {
-  frame: RequestFrame;
+  /** A frame to encode, or one encoded already (its correlationId is set when it is sent). */
+  frame: RequestFrame | Uint8Array;
   resolve: (frame: ServerFrame) => void;
   reject: (err: unknown) => void;
+}
+
+/**
+ * The bytes of a request with `correlationId`: an encoded frame (from writeClientFrame, e.g.
+ * a producer's PRODUCE built around its batch) gets the id written in place; it is sent
+ * once at a time (a retry goes after its previous attempt was answered or its socket died).
+ */
+function encodedWith(frame: RequestFrame | Uint8Array, correlationId: number): Uint8Array {
+  if (frame instanceof Uint8Array) {
+    setCorrelationId(frame, correlationId);
+    return frame;
+  }
+  return encodeClientFrame({ ...frame, correlationId } as ClientFrame);
 }
 
 export async function resolveWebSocket(injected?: WebSocketConstructor): Promise<WebSocketConstructor> {
@@ -97,11 +112,30 @@ export async function resolveWebSocket(injected?: WebSocketConstructor): Promise
   if (platform) return platform;
   // A variable specifier keeps bundlers and browsers from resolving `ws`; only Node gets here.
   const specifier = 'ws';
-  const mod = (await import(specifier)) as { WebSocket?: WebSocketConstructor; default?: WebSocketConstructor };
+  const mod = (await import(specifier)) as { WebSocket?: WsConstructor; default?: WsConstructor };
   const ctor = mod.WebSocket ?? mod.default;
   if (!ctor) throw new SluiceError('INVALID_ARGUMENT', 'no WebSocket: pass one in the options (the `ws` package in Node < 22)');
-  return ctor;
+  return class extends ctor {
+    constructor(url: string) {
+      super(url, undefined, WS_CLIENT_OPTIONS);
+    }
+  };
 }
+
+/** The `ws` package's constructor, with its options argument. */
+type WsConstructor = new (url: string, protocols?: string | string[], options?: object) => WebSocketLike;
+
+/**
+ * Options of the `ws` package in Node. A zero masking key: RFC 6455 masking protects
+ * proxies from frames crafted by untrusted scripts in a browser, which a Node process
+ * sending its own data is not, and `ws` skips the XOR and the copy it needs for a zero key
+ * (a producer's frames were masked at 3% of its time, plus a copy of every byte). Browsers
+ * mask as they must. No compression is negotiated (record batches carry their own).
+ */
+const WS_CLIENT_OPTIONS = Object.freeze({
+  generateMask: (mask: Uint8Array) => mask.fill(0),
+  perMessageDeflate: false,
+});
 
 export class Connection {
   readonly #options: Required<Pick<ConnectionOptions, 'url' | 'clientId' | 'clock' | 'random' | 'reconnectBackoff' | 'connectTimeoutMs'>> & ConnectionOptions;
@@ -182,7 +216,7 @@ export class Connection {
   }
 
   /** Sends a request and resolves with its response (an ERROR frame rejects with the SluiceError). */
-  request(frame: RequestFrame): Promise<ServerFrame> {
+  request(frame: RequestFrame | Uint8Array): Promise<ServerFrame> {
     if (this.#state === 'closed') return Promise.reject(new ClientClosedError());
     return new Promise<ServerFrame>((resolve, reject) => {
       this.#outbox.push({ frame, resolve, reject });
@@ -195,9 +229,9 @@ export class Connection {
    * false when it was dropped because the socket is down (a subscription is recreated on
    * reconnect anyway; acks=0 is at most once).
    */
-  sendNoResponse(frame: RequestFrame): boolean {
+  sendNoResponse(frame: RequestFrame | Uint8Array): boolean {
     if (this.#state !== 'ready' || !this.#socket) return false;
-    this.#socket.send(encodeClientFrame({ ...frame, correlationId: this.#correlationId() } as ClientFrame));
+    this.#socket.send(encodedWith(frame, this.#correlationId()));
     return true;
   }
 
@@ -253,7 +287,7 @@ export class Connection {
       const correlationId = this.#correlationId();
       let bytes: Uint8Array;
       try {
-        bytes = encodeClientFrame({ ...out.frame, correlationId } as ClientFrame);
+        bytes = encodedWith(out.frame, correlationId);
       } catch (err) {
         out.reject(err);
         continue;

@@ -21,7 +21,7 @@
 import { assert } from '../assert.js';
 import { SluiceError } from '../errors.js';
 import type { Crc32cFunction, RecordHeader, RecordInput } from '../persist/record-batch-codec.js';
-import { Op, type ProduceOk } from '../ws-gateway/frames.js';
+import { Op, produceHeadBytes, writeClientFrame, type ProduceOk } from '../ws-gateway/frames.js';
 import { BATCH_BYTES_MAX, IDEMPOTENT_BATCHES_PER_PARTITION } from '../ws-gateway/limits.js';
 import { BatchAccumulator } from './accumulator.js';
 import { backoffDelayMs, RETRY_BACKOFF, type BackoffOptions } from './backoff.js';
@@ -151,6 +151,8 @@ interface SealedBatch {
   baseSequence: number;
   /** Encoded bytes, once ready (encoding with gzip is async). */
   bytes: Uint8Array | null;
+  /** The PRODUCE frame around `bytes` (same buffer: the batch is not copied), sent as it is on every attempt. */
+  frame: Uint8Array | null;
   encoding: Promise<void>;
   attempts: number;
   sizeBytes: number;
@@ -161,6 +163,8 @@ interface SealedBatch {
 interface PartitionState {
   topic: string;
   partition: number;
+  /** Bytes of this partition's PRODUCE frame before the batch. */
+  headBytes: number;
   nextSequence: number;
   /** Sealed, not yet sent, in sequence order. */
   queue: SealedBatch[];
@@ -404,7 +408,7 @@ export class Producer {
     const key = this.#batchKey(topic, partition);
     let state = this.#partitions.get(key);
     if (!state) {
-      state = { topic, partition, nextSequence: 0, queue: [], inFlight: [], failed: [], recovering: false, backoffMs: 0 };
+      state = { topic, partition, headBytes: produceHeadBytes(topic), nextSequence: 0, queue: [], inFlight: [], failed: [], recovering: false, backoffMs: 0 };
       this.#partitions.set(key, state);
     }
     return state;
@@ -425,27 +429,31 @@ export class Producer {
   #numbered(state: PartitionState, records: PendingRecord[], sizeBytes: number): SealedBatch {
     const baseSequence = this.#idempotent ? state.nextSequence : -1;
     if (this.#idempotent) state.nextSequence = (state.nextSequence + records.length) % (SEQUENCE_MAX + 1);
-    const batch: SealedBatch = { topic: state.topic, partition: state.partition, records, baseSequence, bytes: null, encoding: Promise.resolve(), attempts: 0, sizeBytes };
+    const batch: SealedBatch = { topic: state.topic, partition: state.partition, records, baseSequence, bytes: null, frame: null, encoding: Promise.resolve(), attempts: 0, sizeBytes };
+    const producerId = this.#idempotent ? this.#producerId : -1;
     batch.encoding = encodeProducerBatch(
       records,
       {
-        producerId: this.#idempotent ? this.#producerId : -1,
+        producerId,
         producerEpoch: this.#idempotent ? this.#producerEpoch : -1,
         baseSequence,
         compression: this.#compression,
         now: this.#ctx.clock.now(),
         crc32c: this.#ctx.crc32c,
+        headroomBytes: state.headBytes,
       },
-    ).then(
-      (bytes) => {
+    )
+      .then((bytes) => {
+        const frame = new Uint8Array(bytes.buffer, bytes.byteOffset - state.headBytes, state.headBytes + bytes.length);
+        writeClientFrame({ op: Op.PRODUCE, correlationId: 1, producerId, partition: state.partition, acks: this.#acks, topic: state.topic, batch: bytes }, frame);
+        batch.frame = frame;
         batch.bytes = bytes;
-      },
-      (err) => {
+      })
+      .catch((err: unknown) => {
         // An encoding failure is the records' fault (e.g. a bad timestamp): fail them, do not send.
         batch.bytes = new Uint8Array(0);
         this.#settle(batch, err);
-      },
-    );
+      });
     return batch;
   }
 
@@ -464,7 +472,7 @@ export class Producer {
   }
 
   #sendBatch(state: PartitionState, batch: SealedBatch): void {
-    const frame = { op: Op.PRODUCE, producerId: this.#idempotent ? this.#producerId : -1, partition: state.partition, acks: this.#acks, topic: state.topic, batch: batch.bytes! } as const;
+    const frame = batch.frame!;
     if (this.#acks === 0) {
       const sent = this.#ctx.connection.sendNoResponse(frame);
       if (sent) this.#settle(batch, null, -1);

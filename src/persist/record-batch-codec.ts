@@ -248,8 +248,11 @@ function corrupt(message: string): SluiceError {
 
 // ---------------------------------------------------------------- encode
 
+/** Shared by records without headers (read only). */
+const NO_HEADER_KEYS: Uint8Array[] = [];
+
 function headerKeyBytes(headers: RecordHeader[] | undefined): Uint8Array[] {
-  if (!headers || headers.length === 0) return [];
+  if (!headers || headers.length === 0) return NO_HEADER_KEYS;
   return headers.map((h) => textEncoder.encode(h.key));
 }
 
@@ -278,11 +281,12 @@ function recordBodySize(
  * Size of the records section (uncompressed) for these records, so that a caller can
  * reserve space once.
  */
-export function encodedRecordsSize(records: RecordInput[], baseTimestamp: number, now: number): number {
+export function encodedRecordsSize(records: RecordInput[], baseTimestamp: number, now: number, bodySizes?: Int32Array): number {
   let total = 0;
   for (let i = 0; i < records.length; i++) {
     const rec = records[i];
     const body = recordBodySize(rec, (rec.timestamp ?? now) - baseTimestamp, i, headerKeyBytes(rec.headers));
+    if (bodySizes) bodySizes[i] = body;
     total += varintSize(body) + body;
   }
   return total;
@@ -295,12 +299,13 @@ export function writeRecords(
   records: RecordInput[],
   baseTimestamp: number,
   now: number,
+  bodySizes?: Int32Array,
 ): number {
   for (let i = 0; i < records.length; i++) {
     const rec = records[i];
     const headerKeys = headerKeyBytes(rec.headers);
     const tsDelta = (rec.timestamp ?? now) - baseTimestamp;
-    const body = recordBodySize(rec, tsDelta, i, headerKeys);
+    const body = bodySizes ? bodySizes[i] : recordBodySize(rec, tsDelta, i, headerKeys);
     pos = writeVarint(out, pos, body);
     out[pos++] = 0; // record attributes, unused
     pos = writeVarint(out, pos, tsDelta);
@@ -344,12 +349,14 @@ function checkTimestamp(ts: number): void {
 /**
  * Encodes records into one uncompressed RecordBatch v2 (or, with `compressedRecords`, a
  * batch whose records section is that already-compressed blob). Sizes first, then one
- * allocation, filled in place.
+ * allocation, filled in place. With `headroomBytes`, the allocation has that many bytes
+ * before the batch and the result is a view after them (a producer writes its frame's
+ * head there, so the batch is never copied into a frame).
  */
 export function encodeBatchWith(
   crc32c: Crc32cFunction,
   records: RecordInput[],
-  options: EncodeOptions & { now?: number; compressedRecords?: Uint8Array } = {},
+  options: EncodeOptions & { now?: number; compressedRecords?: Uint8Array; headroomBytes?: number } = {},
 ): Uint8Array {
   if (records.length === 0) throw new SluiceError('INVALID_ARGUMENT', 'a batch needs at least one record');
   const now = options.now ?? Date.now();
@@ -363,11 +370,15 @@ export function encodeBatchWith(
   }
   // Kafka's baseTimestamp is the first record's; using the minimum keeps every delta
   // non-negative, which every client decodes the same way.
+  // Each record's body size, computed once for sizing and reused for writing.
+  const bodySizes = options.compressedRecords ? undefined : new Int32Array(records.length);
   const recordsSize = options.compressedRecords
     ? options.compressedRecords.length
-    : encodedRecordsSize(records, baseTimestamp, now);
+    : encodedRecordsSize(records, baseTimestamp, now, bodySizes);
   const total = BATCH_HEADER_BYTES + recordsSize;
-  const out = new Uint8Array(total);
+  // With headroom, the batch is a view at that offset of a larger buffer (a frame built around it).
+  const headroom = options.headroomBytes ?? 0;
+  const out = headroom === 0 ? new Uint8Array(total) : new Uint8Array(headroom + total).subarray(headroom);
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
   const compression = Compression[options.compression ?? 'none'];
   if (compression === undefined) throw new SluiceError('INVALID_ARGUMENT', `unknown compression ${options.compression}`);
@@ -385,7 +396,7 @@ export function encodeBatchWith(
   view.setInt32(RECORD_COUNT_OFFSET, records.length, false);
   if (options.compressedRecords) out.set(options.compressedRecords, RECORDS_OFFSET);
   else {
-    const end = writeRecords(out, RECORDS_OFFSET, records, baseTimestamp, now);
+    const end = writeRecords(out, RECORDS_OFFSET, records, baseTimestamp, now, bodySizes);
     assert(end === total, `encoded ${end} bytes, sized ${total}`);
   }
   view.setUint32(CRC_OFFSET, crc32c(out.subarray(ATTRIBUTES_OFFSET)), false);

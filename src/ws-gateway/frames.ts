@@ -770,7 +770,8 @@ function writeField(view: DataView, bytes: Uint8Array, pos: number, type: FieldT
     case 'bytes': {
       const data = value as Uint8Array;
       view.setUint32(pos, data.length, false);
-      bytes.set(data, pos + 4);
+      // Already in place (a producer encodes its batch where the frame will hold it): no copy.
+      if (data.buffer !== bytes.buffer || data.byteOffset !== bytes.byteOffset + pos + 4) bytes.set(data, pos + 4);
       return pos + 4 + data.length;
     }
   }
@@ -839,6 +840,20 @@ function encodeWith(op: number, schema: Schema, frame: FrameLike): Uint8Array {
   const bytes = new Uint8Array(size);
   writeFrame(op, schema, frame, bytes, 0, size);
   return bytes;
+}
+
+/**
+ * Bytes of a PRODUCE frame before its batch. A producer encodes the batch this far into a
+ * buffer, then writes the frame around it with writeClientFrame, which sees the batch in
+ * place and does not copy it.
+ */
+export function produceHeadBytes(topic: string): number {
+  return FRAME_HEADER_BYTES + 8 + 4 + 1 + 2 + utf8Length(topic) + 4;
+}
+
+/** Sets the correlationId of an encoded frame (a request encoded once, sent again on a retry). */
+export function setCorrelationId(frame: Uint8Array, correlationId: number): void {
+  new DataView(frame.buffer, frame.byteOffset, FRAME_HEADER_BYTES).setUint32(CORRELATION_ID_OFFSET, correlationId, false);
 }
 
 /** The exact encoded size of a client frame (validating it). */

@@ -55,7 +55,9 @@ function fakeConnection() {
   const conn = {
     limits: { batchBytesMax: 1024 * 1024 + 12, inFlightMax: 64 },
     state: 'ready',
-    request(frame: any): Promise<ServerFrame> {
+    request(sent: any): Promise<ServerFrame> {
+      // The producer sends PRODUCE encoded (its batch encoded in place); other requests as objects.
+      const frame = sent instanceof Uint8Array ? decodeClientFrame(sent) : sent;
       if (frame.op === Op.INIT_PRODUCER) return Promise.resolve({ op: Op.INIT_PRODUCER_OK, correlationId: 1, producerId: 77, producerEpoch: 0 });
       return new Promise((resolve, reject) => produces.push({ frame, resolve, reject }));
     },
