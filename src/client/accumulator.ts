@@ -4,50 +4,63 @@
  * since its first record, or on flush. A record larger than `batchBytes` gets a batch of
  * its own. Sealed batches go to `onSeal` in the order they were sealed per key.
  *
+ * What a batch holds is the caller's (`C`, made by `create`): the producer encodes each
+ * record into its open batch as it comes (no object per record). Adding is two steps:
+ * `open(key, sizeBytes)` gives the batch with room for the record (sealing a fuller one
+ * first), the caller appends to it, then `added(key, sizeBytes)` counts it and seals the
+ * batch if it is full.
+ *
  * Browser-safe; owner: the client's thread. The clock is injected so tests drive linger.
  */
 import { assert } from '../assert.js';
 import type { Clock, TimerHandle } from './clock.js';
 
-export interface AccumulatorOptions<T> {
+export interface AccumulatorOptions<C> {
   lingerMs: number;
   batchBytes: number;
   clock: Clock;
-  onSeal: (key: string, items: T[], bytes: number) => void;
+  /** A new, empty batch for `key`. */
+  create: (key: string) => C;
+  onSeal: (key: string, content: C, bytes: number) => void;
 }
 
-interface OpenBatch<T> {
-  items: T[];
+interface OpenBatch<C> {
+  content: C;
   bytes: number;
   timer: TimerHandle | null;
 }
 
-export class BatchAccumulator<T> {
-  readonly #options: AccumulatorOptions<T>;
-  readonly #open = new Map<string, OpenBatch<T>>();
+export class BatchAccumulator<C> {
+  readonly #options: AccumulatorOptions<C>;
+  readonly #open = new Map<string, OpenBatch<C>>();
 
-  constructor(options: AccumulatorOptions<T>) {
+  constructor(options: AccumulatorOptions<C>) {
     assert(options.lingerMs >= 0 && Number.isFinite(options.lingerMs), 'lingerMs is a finite number >= 0');
     assert(options.batchBytes >= 1, 'batchBytes >= 1');
     this.#options = options;
   }
 
-  /** Adds an item of `sizeBytes` to the open batch of `key`. */
-  add(key: string, item: T, sizeBytes: number): void {
+  /** The open batch of `key` with room for `sizeBytes` more: the current one, or a new one after sealing it. */
+  open(key: string, sizeBytes: number): C {
     let batch = this.#open.get(key);
     if (batch && batch.bytes + sizeBytes > this.#options.batchBytes) {
       this.seal(key);
       batch = undefined;
     }
     if (!batch) {
-      batch = { items: [], bytes: 0, timer: null };
-      this.#open.set(key, batch);
-      batch.timer = this.#options.clock.setTimeout(() => {
-        const current = this.#open.get(key);
-        if (current === batch) this.seal(key);
+      const opened: OpenBatch<C> = (batch = { content: this.#options.create(key), bytes: 0, timer: null });
+      this.#open.set(key, opened);
+      opened.timer = this.#options.clock.setTimeout(() => {
+        if (this.#open.get(key) === opened) this.seal(key);
       }, this.#options.lingerMs);
     }
-    batch.items.push(item);
+    return batch.content;
+  }
+
+  /** Counts `sizeBytes` appended to the batch `open` gave; seals it once full. */
+  added(key: string, sizeBytes: number): void {
+    const batch = this.#open.get(key);
+    assert(batch !== undefined, 'added() follows open()');
     batch.bytes += sizeBytes;
     if (batch.bytes >= this.#options.batchBytes) this.seal(key);
   }
@@ -58,7 +71,7 @@ export class BatchAccumulator<T> {
     if (!batch) return;
     this.#open.delete(key);
     if (batch.timer !== null) this.#options.clock.clearTimeout(batch.timer);
-    this.#options.onSeal(key, batch.items, batch.bytes);
+    this.#options.onSeal(key, batch.content, batch.bytes);
   }
 
   /** Seals every open batch. */

@@ -12,13 +12,12 @@ import { crc32cJs } from '../persist/crc32c-js.js';
 import {
   compressionOf,
   decodeRecordsWith,
-  encodeBatchWith,
   RECORDS_OFFSET,
   validateBatchAtWith,
+  type RecordBatchBuilder,
   type BatchHeader,
   type Crc32cFunction,
   type RecordHeader,
-  type RecordInput,
 } from '../persist/record-batch-codec.js';
 
 export type ClientCompression = 'none' | 'gzip';
@@ -47,11 +46,13 @@ export const HEADER_OVERHEAD_BYTES_ESTIMATE = 10;
 
 const utf8Encoder = new TextEncoder();
 
-/** An upper estimate of a record's encoded size, for batching decisions (the encoder sizes exactly). */
-export function recordSizeEstimate(record: RecordInput): number {
-  let bytes = RECORD_OVERHEAD_BYTES_ESTIMATE + (record.key?.length ?? 0) + (record.value?.length ?? 0);
-  const headers = record.headers;
-  if (headers !== undefined) for (const h of headers) bytes += HEADER_OVERHEAD_BYTES_ESTIMATE + utf8Encoder.encode(h.key).length + (h.value?.length ?? 0);
+/** An upper estimate of a record's encoded size, for batching decisions (the builder sizes exactly). */
+export function recordSizeEstimate(key: Uint8Array | null, value: Uint8Array | null, headers: RecordHeader[]): number {
+  let bytes = RECORD_OVERHEAD_BYTES_ESTIMATE + (key?.length ?? 0) + (value?.length ?? 0);
+  for (let i = 0; i < headers.length; i++) {
+    const h = headers[i];
+    bytes += HEADER_OVERHEAD_BYTES_ESTIMATE + utf8Encoder.encode(h.key).length + (h.value?.length ?? 0);
+  }
   return bytes;
 }
 
@@ -91,19 +92,18 @@ export async function gunzip(bytes: Uint8Array): Promise<Uint8Array> {
 }
 
 /**
- * Encodes one producer batch. With gzip, the records section is compressed and the
- * compression bits of the attributes set; the header (with recordCount) stays plain.
+ * Finishes a producer batch: header and CRC; with gzip the records section is compressed
+ * first (asynchronously: a promise) and the compression bits of the attributes set, the
+ * header (with recordCount) staying plain. Uncompressed, the batch is returned at once.
  */
-export async function encodeProducerBatch(
-  records: RecordInput[],
-  options: BatchIdentity & { compression: ClientCompression; now: number; crc32c?: Crc32cFunction; headroomBytes?: number },
-): Promise<Uint8Array> {
+export function finishProducerBatch(
+  builder: RecordBatchBuilder,
+  options: BatchIdentity & { compression: ClientCompression; crc32c?: Crc32cFunction },
+): Uint8Array | Promise<Uint8Array> {
   const crc = options.crc32c ?? crc32cJs;
-  const identity = { producerId: options.producerId, producerEpoch: options.producerEpoch, baseSequence: options.baseSequence, now: options.now };
-  if (options.compression === 'none') return encodeBatchWith(crc, records, { ...identity, headroomBytes: options.headroomBytes });
-  const plain = encodeBatchWith(crc, records, identity);
-  const compressed = await gzip(plain.subarray(RECORDS_OFFSET));
-  return encodeBatchWith(crc, records, { ...identity, compression: 'gzip', compressedRecords: compressed, headroomBytes: options.headroomBytes });
+  const identity = { producerId: options.producerId, producerEpoch: options.producerEpoch, baseSequence: options.baseSequence };
+  if (options.compression === 'none') return builder.finish(crc, identity);
+  return gzip(builder.records()).then((compressed) => builder.finish(crc, { ...identity, compression: 'gzip', compressedRecords: compressed }));
 }
 
 /** One batch of a payload, decoded. */

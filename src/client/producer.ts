@@ -20,13 +20,14 @@
  */
 import { assert } from '../assert.js';
 import { SluiceError } from '../errors.js';
-import type { Crc32cFunction, RecordHeader, RecordInput } from '../persist/record-batch-codec.js';
+import { crc32cJs } from '../persist/crc32c-js.js';
+import { RecordBatchBuilder, restampProducerFields, type Crc32cFunction, type RecordHeader } from '../persist/record-batch-codec.js';
 import { Op, produceHeadBytes, writeClientFrame, type ProduceOk } from '../ws-gateway/frames.js';
 import { BATCH_BYTES_MAX, IDEMPOTENT_BATCHES_PER_PARTITION } from '../ws-gateway/limits.js';
 import { BatchAccumulator } from './accumulator.js';
 import { backoffDelayMs, RETRY_BACKOFF, type BackoffOptions } from './backoff.js';
 import type { Clock, Random } from './clock.js';
-import { encodeProducerBatch, recordSizeEstimate, type ClientCompression } from './codec.js';
+import { finishProducerBatch, recordSizeEstimate, type ClientCompression } from './codec.js';
 import { ClientClosedError, ConnectionLostError, isRetriableError, type Connection } from './connection.js';
 import { partitionForKey } from './murmur2.js';
 
@@ -78,12 +79,13 @@ export interface RecordMetadata {
 
 /**
  * Where a record's answer goes: its own promise (send) or its slot in a sendMany's one
- * promise. `index` is the record's place in its sendMany (0 for send), kept in the
- * PendingRecord, so that a sendMany allocates nothing per record for its answers.
+ * promise. A batch answers runs of records: `count` records of one answer whose places in
+ * it are `index`, `index + 1`, ... (a sendMany's records sealed together are one run), so
+ * a sendMany allocates nothing per record until it resolves.
  */
 interface Answer {
-  done(index: number, m: RecordMetadata): void;
-  fail(index: number, err: unknown): void;
+  done(index: number, count: number, topic: string, partition: number, firstOffset: number): void;
+  fail(index: number, count: number, err: unknown): void;
 }
 
 /** The promise of one send(). */
@@ -96,11 +98,11 @@ class SingleAnswer implements Answer {
     this.#reject = reject;
   }
 
-  done(_index: number, m: RecordMetadata): void {
-    this.#resolve(m);
+  done(_index: number, _count: number, topic: string, partition: number, offset: number): void {
+    this.#resolve({ topic, partition, offset });
   }
 
-  fail(_index: number, err: unknown): void {
+  fail(_index: number, _count: number, err: unknown): void {
     this.#reject(err);
   }
 }
@@ -120,34 +122,57 @@ class SendGroup implements Answer {
     this.#reject = reject;
   }
 
-  done(index: number, m: RecordMetadata): void {
-    this.results[index] = m;
-    this.#countDown();
+  done(index: number, count: number, topic: string, partition: number, firstOffset: number): void {
+    for (let i = 0; i < count; i++) this.results[index + i] = { topic, partition, offset: firstOffset < 0 ? -1 : firstOffset + i };
+    this.#countDown(count);
   }
 
-  fail(_index: number, err: unknown): void {
+  fail(_index: number, count: number, err: unknown): void {
     if (this.error === null) this.error = err;
-    this.#countDown();
+    this.#countDown(count);
   }
 
-  #countDown(): void {
-    if (--this.remaining > 0) return;
+  #countDown(count: number): void {
+    this.remaining -= count;
+    if (this.remaining > 0) return;
     if (this.error !== null) this.#reject(this.error);
     else this.#resolve(this.results);
   }
 }
 
-interface PendingRecord extends RecordInput {
-  answer: Answer;
-  /** The record's place in its sendMany (0 for send). */
-  index: number;
-  sizeBytes: number;
+/**
+ * A partition's open batch: its records encoded as they come, and who to answer, as runs
+ * (a run: `answers[r]` answers the records from `runStarts[r]` in this batch, whose places
+ * in that answer start at `runIndexes[r]`).
+ */
+class OpenBatch {
+  readonly builder: RecordBatchBuilder;
+  readonly answers: Answer[] = [];
+  readonly runStarts: number[] = [];
+  readonly runIndexes: number[] = [];
+
+  constructor(builder: RecordBatchBuilder) {
+    this.builder = builder;
+  }
+
+  /** Appends a record answered by `answer` at `index`. */
+  append(key: Uint8Array | null, value: Uint8Array | null, headers: RecordHeader[], timestamp: number, answer: Answer, index: number): void {
+    const position = this.builder.recordCount;
+    this.builder.append(key, value, headers, timestamp);
+    const last = this.answers.length - 1;
+    if (last >= 0 && this.answers[last] === answer && this.runIndexes[last] + (position - this.runStarts[last]) === index) return;
+    this.answers.push(answer);
+    this.runStarts.push(position);
+    this.runIndexes.push(index);
+  }
 }
 
 interface SealedBatch {
   topic: string;
   partition: number;
-  records: PendingRecord[];
+  /** Its records (encoded) and who to answer for them. */
+  open: OpenBatch;
+  recordCount: number;
   baseSequence: number;
   /** Encoded bytes, once ready (encoding with gzip is async). */
   bytes: Uint8Array | null;
@@ -165,6 +190,8 @@ interface PartitionState {
   partition: number;
   /** Bytes of this partition's PRODUCE frame before the batch. */
   headBytes: number;
+  /** Size of the last batch sealed: the next one's first buffer (full batches stay full without regrowing). */
+  lastBatchBytes: number;
   nextSequence: number;
   /** Sealed, not yet sent, in sequence order. */
   queue: SealedBatch[];
@@ -214,7 +241,9 @@ export class Producer {
   readonly #retryBackoff: BackoffOptions;
   readonly #bufferBytesMax: number;
   readonly #batchBytes: number;
-  readonly #accumulator: BatchAccumulator<PendingRecord>;
+  /** The CRC-32C the batches are sealed with: the injected one (native in Node), else the JS table. */
+  readonly #crc: Crc32cFunction;
+  readonly #accumulator: BatchAccumulator<OpenBatch>;
   readonly #partitions = new Map<string, PartitionState>();
   /** topic -> partition -> the accumulator key of that partition (see #batchKey). */
   readonly #batchKeys = new Map<string, string[]>();
@@ -244,14 +273,19 @@ export class Producer {
     this.#retries = options.retries ?? Number.POSITIVE_INFINITY;
     this.#retryBackoff = options.retryBackoff ?? RETRY_BACKOFF;
     this.#bufferBytesMax = options.bufferBytesMax ?? BUFFER_BYTES_MAX_DEFAULT;
+    this.#crc = ctx.crc32c ?? crc32cJs;
     const batchBytesMax = Math.min(ctx.connection.limits.batchBytesMax, BATCH_BYTES_MAX) - BATCH_HEADER_SLACK_BYTES;
     this.#batchBytes = Math.min(options.batchBytes ?? BATCH_BYTES_DEFAULT, batchBytesMax);
     if (!(this.#batchBytes >= 1)) throw new SluiceError('INVALID_ARGUMENT', 'batchBytes must be >= 1');
-    this.#accumulator = new BatchAccumulator<PendingRecord>({
+    this.#accumulator = new BatchAccumulator<OpenBatch>({
       lingerMs: options.lingerMs ?? LINGER_MS_DEFAULT,
       batchBytes: this.#batchBytes,
       clock: ctx.clock,
-      onSeal: (key, items, bytes) => this.#onSeal(key, items, bytes),
+      create: (key) => {
+        const state = this.#partitions.get(key)!;
+        return new OpenBatch(new RecordBatchBuilder(state.headBytes, state.lastBatchBytes));
+      },
+      onSeal: (key, open, bytes) => this.#onSeal(key, open, bytes),
     });
   }
 
@@ -283,26 +317,21 @@ export class Producer {
 
   /** Validates one record and queues it; answers through `answer` (at `index`), exactly once. `now` is the default timestamp. */
   #submit(record: ProducerRecord, answer: Answer, index: number, now: number): void {
-    if (this.#closed) return answer.fail(index, new ClientClosedError());
-    if (!record || typeof record.topic !== 'string') return answer.fail(index, new SluiceError('INVALID_ARGUMENT', 'send needs { topic, value }'));
-    const pending: PendingRecord = {
-      key: toBytes(record.key),
-      value: toBytes(record.value),
-      headers: toHeaders(record.headers),
-      timestamp: record.timestamp ?? now,
-      answer,
-      index,
-      sizeBytes: 0,
-    };
-    const sizeBytes = recordSizeEstimate(pending);
+    if (this.#closed) return answer.fail(index, 1, new ClientClosedError());
+    if (!record || typeof record.topic !== 'string') return answer.fail(index, 1, new SluiceError('INVALID_ARGUMENT', 'send needs { topic, value }'));
+    const key = toBytes(record.key);
+    const value = toBytes(record.value);
+    const headers = toHeaders(record.headers);
+    const timestamp = record.timestamp ?? now;
+    if (!Number.isSafeInteger(timestamp)) return answer.fail(index, 1, new SluiceError('INVALID_ARGUMENT', `timestamp ${String(timestamp)} is not an integer`));
+    const sizeBytes = recordSizeEstimate(key, value, headers);
     if (sizeBytes > this.#batchBytes && sizeBytes > this.#ctx.connection.limits.batchBytesMax - BATCH_HEADER_SLACK_BYTES) {
-      return answer.fail(index, new SluiceError('MESSAGE_TOO_LARGE', `a record of about ${sizeBytes} bytes does not fit a batch (${this.#ctx.connection.limits.batchBytesMax} bytes)`));
+      return answer.fail(index, 1, new SluiceError('MESSAGE_TOO_LARGE', `a record of about ${sizeBytes} bytes does not fit a batch (${this.#ctx.connection.limits.batchBytesMax} bytes)`));
     }
     this.#unsettledRecords++;
-    pending.sizeBytes = sizeBytes;
     const ready = this.#chain === null && this.#bufferedBytes < this.#bufferBytesMax ? this.#readySync(record.topic) : null;
     if (ready !== null) {
-      this.#enqueue(record, pending, ready);
+      this.#enqueue(record, key, value, headers, timestamp, sizeBytes, answer, index, ready);
       return;
     }
     this.#chainDepth++;
@@ -310,10 +339,10 @@ export class Producer {
       .then(async () => {
         while (this.#bufferedBytes >= this.#bufferBytesMax && !this.#closed) await new Promise<void>((r) => this.#bufferWaiters.push(r));
         await this.#ensureIdentity();
-        this.#enqueue(record, pending, await this.#ctx.partitionCount(record.topic));
+        this.#enqueue(record, key, value, headers, timestamp, sizeBytes, answer, index, await this.#ctx.partitionCount(record.topic));
       })
       .catch((err) => {
-        answer.fail(index, err);
+        answer.fail(index, 1, err);
         this.#recordsDone(1);
       })
       .finally(() => {
@@ -372,10 +401,20 @@ export class Producer {
     }
   }
 
-  #enqueue(record: ProducerRecord, pending: PendingRecord, partitions: number): void {
+  #enqueue(
+    record: ProducerRecord,
+    key: Uint8Array | null,
+    value: Uint8Array | null,
+    headers: RecordHeader[],
+    timestamp: number,
+    sizeBytes: number,
+    answer: Answer,
+    index: number,
+    partitions: number,
+  ): void {
     let partition = record.partition;
     if (partition === undefined) {
-      if (pending.key) partition = partitionForKey(pending.key, partitions);
+      if (key) partition = partitionForKey(key, partitions);
       else {
         partition = this.#sticky.get(record.topic);
         if (partition === undefined || partition >= partitions) {
@@ -385,12 +424,15 @@ export class Producer {
       }
     }
     if (!Number.isInteger(partition) || partition < 0 || partition >= partitions) {
-      pending.answer.fail(pending.index, new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `${record.topic} has ${partitions} partitions, no partition ${partition}`));
+      answer.fail(index, 1, new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `${record.topic} has ${partitions} partitions, no partition ${partition}`));
       this.#recordsDone(1);
       return;
     }
-    this.#bufferedBytes += pending.sizeBytes;
-    this.#accumulator.add(this.#batchKey(record.topic, partition), pending, pending.sizeBytes);
+    const batchKey = this.#batchKey(record.topic, partition);
+    this.#state(record.topic, partition); // the accumulator's create() reads it
+    this.#bufferedBytes += sizeBytes;
+    this.#accumulator.open(batchKey, sizeBytes).append(key, value, headers, timestamp, answer, index);
+    this.#accumulator.added(batchKey, sizeBytes);
   }
 
   /**
@@ -408,53 +450,61 @@ export class Producer {
     const key = this.#batchKey(topic, partition);
     let state = this.#partitions.get(key);
     if (!state) {
-      state = { topic, partition, headBytes: produceHeadBytes(topic), nextSequence: 0, queue: [], inFlight: [], failed: [], recovering: false, backoffMs: 0 };
+      state = { topic, partition, headBytes: produceHeadBytes(topic), lastBatchBytes: 0, nextSequence: 0, queue: [], inFlight: [], failed: [], recovering: false, backoffMs: 0 };
       this.#partitions.set(key, state);
     }
     return state;
   }
 
-  #onSeal(key: string, items: PendingRecord[], sizeBytes: number): void {
+  #onSeal(key: string, open: OpenBatch, sizeBytes: number): void {
     const cut = key.indexOf('\u0000');
     const partition = Number(key.slice(0, cut));
     const topic = key.slice(cut + 1);
     // Records without a key move to another partition once their batch is full (KIP-480).
     if (this.#sticky.get(topic) === partition) this.#sticky.delete(topic);
+    if (open.builder.recordCount === 0) return;
     const state = this.#state(topic, partition);
-    state.queue.push(this.#numbered(state, items, sizeBytes));
+    state.lastBatchBytes = open.builder.sizeBytes;
+    state.queue.push(this.#numbered(state, open, sizeBytes));
     this.#pump(state);
   }
 
-  /** Gives the records the partition's next sequence and starts encoding them. */
-  #numbered(state: PartitionState, records: PendingRecord[], sizeBytes: number): SealedBatch {
+  /** Gives the records the partition's next sequence and finishes their batch (with gzip, asynchronously). */
+  #numbered(state: PartitionState, open: OpenBatch, sizeBytes: number): SealedBatch {
+    const recordCount = open.builder.recordCount;
     const baseSequence = this.#idempotent ? state.nextSequence : -1;
-    if (this.#idempotent) state.nextSequence = (state.nextSequence + records.length) % (SEQUENCE_MAX + 1);
-    const batch: SealedBatch = { topic: state.topic, partition: state.partition, records, baseSequence, bytes: null, frame: null, encoding: Promise.resolve(), attempts: 0, sizeBytes };
+    if (this.#idempotent) state.nextSequence = (state.nextSequence + recordCount) % (SEQUENCE_MAX + 1);
+    const batch: SealedBatch = { topic: state.topic, partition: state.partition, open, recordCount, baseSequence, bytes: null, frame: null, encoding: Promise.resolve(), attempts: 0, sizeBytes };
     const producerId = this.#idempotent ? this.#producerId : -1;
-    batch.encoding = encodeProducerBatch(
-      records,
-      {
-        producerId,
-        producerEpoch: this.#idempotent ? this.#producerEpoch : -1,
-        baseSequence,
-        compression: this.#compression,
-        now: this.#ctx.clock.now(),
-        crc32c: this.#ctx.crc32c,
-        headroomBytes: state.headBytes,
-      },
-    )
-      .then((bytes) => {
-        const frame = new Uint8Array(bytes.buffer, bytes.byteOffset - state.headBytes, state.headBytes + bytes.length);
-        writeClientFrame({ op: Op.PRODUCE, correlationId: 1, producerId, partition: state.partition, acks: this.#acks, topic: state.topic, batch: bytes }, frame);
-        batch.frame = frame;
-        batch.bytes = bytes;
-      })
-      .catch((err: unknown) => {
-        // An encoding failure is the records' fault (e.g. a bad timestamp): fail them, do not send.
-        batch.bytes = new Uint8Array(0);
-        this.#settle(batch, err);
-      });
+    const producerEpoch = this.#idempotent ? this.#producerEpoch : -1;
+    const framed = (bytes: Uint8Array): void => {
+      const frame = new Uint8Array(bytes.buffer, bytes.byteOffset - state.headBytes, state.headBytes + bytes.length);
+      writeClientFrame({ op: Op.PRODUCE, correlationId: 1, producerId, partition: state.partition, acks: this.#acks, topic: state.topic, batch: bytes }, frame);
+      // Renumbered while gzip ran: the header takes the batch's sequence now.
+      if (batch.baseSequence !== baseSequence) restampProducerFields(this.#crc, bytes, producerId, producerEpoch, batch.baseSequence);
+      batch.frame = frame;
+      batch.bytes = bytes;
+    };
+    const failed = (err: unknown): void => {
+      // An encoding failure is the records' fault: fail them, do not send.
+      batch.bytes = new Uint8Array(0);
+      this.#settle(batch, err);
+    };
+    try {
+      const finished = finishProducerBatch(open.builder, { producerId, producerEpoch, baseSequence, compression: this.#compression, crc32c: this.#crc });
+      if (finished instanceof Uint8Array) framed(finished);
+      else batch.encoding = finished.then(framed).catch(failed);
+    } catch (err) {
+      failed(err);
+    }
     return batch;
+  }
+
+  /** Gives a batch not sent yet a new base sequence (after a batch before it was refused for good). */
+  #renumber(state: PartitionState, batch: SealedBatch): void {
+    batch.baseSequence = state.nextSequence;
+    state.nextSequence = (state.nextSequence + batch.recordCount) % (SEQUENCE_MAX + 1);
+    if (batch.bytes !== null && batch.bytes.length > 0) restampProducerFields(this.#crc, batch.bytes, this.#producerId, this.#producerEpoch, batch.baseSequence);
   }
 
   #pump(state: PartitionState): void {
@@ -529,11 +579,8 @@ export class Producer {
       for (const f of failed) if (!f.fatal) survivors.push(f.batch);
       const rest = [...survivors, ...state.queue];
       if (this.#idempotent && failed.length > 0) state.nextSequence = failed[0].batch.baseSequence;
-      state.queue = rest.map((b) => {
-        const renumbered = this.#numbered(state, b.records, b.sizeBytes);
-        renumbered.attempts = b.attempts;
-        return renumbered;
-      });
+      if (this.#idempotent) for (const b of rest) this.#renumber(state, b);
+      state.queue = rest;
     }
     this.#pump(state);
   }
@@ -543,12 +590,14 @@ export class Producer {
     batch.settled = true;
     this.#bufferedBytes -= batch.sizeBytes;
     while (this.#bufferWaiters.length > 0 && this.#bufferedBytes < this.#bufferBytesMax) this.#bufferWaiters.shift()!();
-    for (let i = 0; i < batch.records.length; i++) {
-      const r = batch.records[i];
-      if (err) r.answer.fail(r.index, err);
-      else r.answer.done(r.index, { topic: batch.topic, partition: batch.partition, offset: baseOffset < 0 ? -1 : baseOffset + i });
+    const { answers, runStarts, runIndexes } = batch.open;
+    for (let r = 0; r < answers.length; r++) {
+      const start = runStarts[r];
+      const count = (r + 1 < answers.length ? runStarts[r + 1] : batch.recordCount) - start;
+      if (err) answers[r].fail(runIndexes[r], count, err);
+      else answers[r].done(runIndexes[r], count, batch.topic, batch.partition, baseOffset < 0 ? -1 : baseOffset + start);
     }
-    this.#recordsDone(batch.records.length);
+    this.#recordsDone(batch.recordCount);
   }
 
   #retryDelay(err: unknown, attempt: number): number {

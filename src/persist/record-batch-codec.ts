@@ -346,17 +346,37 @@ function checkTimestamp(ts: number): void {
   if (!Number.isSafeInteger(ts)) throw new SluiceError('INVALID_ARGUMENT', `timestamp ${ts} is not an integer`);
 }
 
+/** Writes the 61-byte header of a batch of `total` bytes at `view`'s start; the CRC is the caller's, once the records are in. */
+function writeBatchHeader(
+  view: DataView,
+  total: number,
+  fields: EncodeOptions & { recordCount: number; baseTimestamp: number; maxTimestamp: number },
+): void {
+  const compression = Compression[fields.compression ?? 'none'];
+  if (compression === undefined) throw new SluiceError('INVALID_ARGUMENT', `unknown compression ${fields.compression}`);
+  view.setBigInt64(BASE_OFFSET_OFFSET, BigInt(fields.baseOffset ?? 0), false);
+  view.setInt32(BATCH_LENGTH_OFFSET, total - LOG_OVERHEAD_BYTES, false);
+  view.setInt32(LEADER_EPOCH_OFFSET, 0, false);
+  view.setInt8(MAGIC_OFFSET, MAGIC_V2);
+  view.setInt16(ATTRIBUTES_OFFSET, compression, false);
+  view.setInt32(LAST_OFFSET_DELTA_OFFSET, fields.recordCount - 1, false);
+  view.setBigInt64(BASE_TIMESTAMP_OFFSET, BigInt(fields.baseTimestamp), false);
+  view.setBigInt64(MAX_TIMESTAMP_OFFSET, BigInt(fields.maxTimestamp), false);
+  view.setBigInt64(PRODUCER_ID_OFFSET, BigInt(fields.producerId ?? -1), false);
+  view.setInt16(PRODUCER_EPOCH_OFFSET, fields.producerEpoch ?? -1, false);
+  view.setInt32(BASE_SEQUENCE_OFFSET, fields.baseSequence ?? -1, false);
+  view.setInt32(RECORD_COUNT_OFFSET, fields.recordCount, false);
+}
+
 /**
  * Encodes records into one uncompressed RecordBatch v2 (or, with `compressedRecords`, a
  * batch whose records section is that already-compressed blob). Sizes first, then one
- * allocation, filled in place. With `headroomBytes`, the allocation has that many bytes
- * before the batch and the result is a view after them (a producer writes its frame's
- * head there, so the batch is never copied into a frame).
+ * allocation, filled in place.
  */
 export function encodeBatchWith(
   crc32c: Crc32cFunction,
   records: RecordInput[],
-  options: EncodeOptions & { now?: number; compressedRecords?: Uint8Array; headroomBytes?: number } = {},
+  options: EncodeOptions & { now?: number; compressedRecords?: Uint8Array } = {},
 ): Uint8Array {
   if (records.length === 0) throw new SluiceError('INVALID_ARGUMENT', 'a batch needs at least one record');
   const now = options.now ?? Date.now();
@@ -376,24 +396,9 @@ export function encodeBatchWith(
     ? options.compressedRecords.length
     : encodedRecordsSize(records, baseTimestamp, now, bodySizes);
   const total = BATCH_HEADER_BYTES + recordsSize;
-  // With headroom, the batch is a view at that offset of a larger buffer (a frame built around it).
-  const headroom = options.headroomBytes ?? 0;
-  const out = headroom === 0 ? new Uint8Array(total) : new Uint8Array(headroom + total).subarray(headroom);
+  const out = new Uint8Array(total);
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  const compression = Compression[options.compression ?? 'none'];
-  if (compression === undefined) throw new SluiceError('INVALID_ARGUMENT', `unknown compression ${options.compression}`);
-  view.setBigInt64(BASE_OFFSET_OFFSET, BigInt(options.baseOffset ?? 0), false);
-  view.setInt32(BATCH_LENGTH_OFFSET, total - LOG_OVERHEAD_BYTES, false);
-  view.setInt32(LEADER_EPOCH_OFFSET, 0, false);
-  view.setInt8(MAGIC_OFFSET, MAGIC_V2);
-  view.setInt16(ATTRIBUTES_OFFSET, compression, false);
-  view.setInt32(LAST_OFFSET_DELTA_OFFSET, records.length - 1, false);
-  view.setBigInt64(BASE_TIMESTAMP_OFFSET, BigInt(baseTimestamp), false);
-  view.setBigInt64(MAX_TIMESTAMP_OFFSET, BigInt(maxTimestamp), false);
-  view.setBigInt64(PRODUCER_ID_OFFSET, BigInt(options.producerId ?? -1), false);
-  view.setInt16(PRODUCER_EPOCH_OFFSET, options.producerEpoch ?? -1, false);
-  view.setInt32(BASE_SEQUENCE_OFFSET, options.baseSequence ?? -1, false);
-  view.setInt32(RECORD_COUNT_OFFSET, records.length, false);
+  writeBatchHeader(view, total, { ...options, recordCount: records.length, baseTimestamp, maxTimestamp });
   if (options.compressedRecords) out.set(options.compressedRecords, RECORDS_OFFSET);
   else {
     const end = writeRecords(out, RECORDS_OFFSET, records, baseTimestamp, now, bodySizes);
@@ -401,6 +406,151 @@ export function encodeBatchWith(
   }
   view.setUint32(CRC_OFFSET, crc32c(out.subarray(ATTRIBUTES_OFFSET)), false);
   return out;
+}
+
+/** Smallest buffer a RecordBatchBuilder starts with. */
+const BUILDER_BYTES_MIN = 1024;
+
+/**
+ * Builds one RecordBatch v2 a record at a time, as Kafka's MemoryRecordsBuilder: a record
+ * is encoded into the batch's buffer when it is appended, so a producer keeps no object
+ * per record, and `finish` writes the header and the CRC. baseTimestamp is the first
+ * record's timestamp (Kafka's rule: a later record's delta may be negative). The buffer
+ * starts at `initialBytes` and doubles when a record does not fit; `headroomBytes` are
+ * left free before the batch, so that a frame can be written around it without a copy.
+ * Owner: one thread; a builder is finished once.
+ */
+export class RecordBatchBuilder {
+  readonly #headroom: number;
+  #buf: Uint8Array;
+  /** Where the next record goes, in #buf. */
+  #pos: number;
+  #count = 0;
+  #baseTimestamp = 0;
+  #maxTimestamp = 0;
+  #finished = false;
+
+  constructor(headroomBytes: number, initialBytes: number) {
+    assert(Number.isInteger(headroomBytes) && headroomBytes >= 0, 'headroomBytes is an integer >= 0');
+    this.#headroom = headroomBytes;
+    this.#buf = new Uint8Array(headroomBytes + Math.max(BUILDER_BYTES_MIN, initialBytes | 0));
+    this.#pos = headroomBytes + RECORDS_OFFSET;
+  }
+
+  get recordCount(): number {
+    return this.#count;
+  }
+
+  /** Bytes of the batch so far (header included). */
+  get sizeBytes(): number {
+    return this.#pos - this.#headroom;
+  }
+
+  /**
+   * Appends a record (offsetDelta = the records before it); returns its encoded bytes.
+   * Header keys are encoded as UTF-8 here. A timestamp that is not a safe integer is
+   * INVALID_ARGUMENT and appends nothing.
+   */
+  append(key: Uint8Array | null, value: Uint8Array | null, headers: RecordHeader[], timestamp: number): number {
+    assert(!this.#finished, 'append to a finished RecordBatchBuilder');
+    checkTimestamp(timestamp);
+    if (this.#count === 0) this.#baseTimestamp = this.#maxTimestamp = timestamp;
+    else if (timestamp > this.#maxTimestamp) this.#maxTimestamp = timestamp;
+    const tsDelta = timestamp - this.#baseTimestamp;
+    const headerKeys = headerKeyBytes(headers);
+    let body = 1 + varintSize(tsDelta) + varintSize(this.#count);
+    body += key === null ? 1 : varintSize(key.length) + key.length;
+    body += value === null ? 1 : varintSize(value.length) + value.length;
+    body += varintSize(headers.length);
+    for (let h = 0; h < headers.length; h++) {
+      const v = headers[h].value;
+      body += varintSize(headerKeys[h].length) + headerKeys[h].length + (v === null ? 1 : varintSize(v.length) + v.length);
+    }
+    const size = varintSize(body) + body;
+    this.#ensure(size);
+    const out = this.#buf;
+    let pos = writeVarint(out, this.#pos, body);
+    out[pos++] = 0; // record attributes, unused
+    pos = writeVarint(out, pos, tsDelta);
+    pos = writeVarint(out, pos, this.#count);
+    if (key === null) out[pos++] = 1; // zigzag(-1)
+    else {
+      pos = writeVarint(out, pos, key.length);
+      out.set(key, pos);
+      pos += key.length;
+    }
+    if (value === null) out[pos++] = 1;
+    else {
+      pos = writeVarint(out, pos, value.length);
+      out.set(value, pos);
+      pos += value.length;
+    }
+    pos = writeVarint(out, pos, headers.length);
+    for (let h = 0; h < headers.length; h++) {
+      const k = headerKeys[h];
+      pos = writeVarint(out, pos, k.length);
+      out.set(k, pos);
+      pos += k.length;
+      const v = headers[h].value;
+      if (v === null) out[pos++] = 1;
+      else {
+        pos = writeVarint(out, pos, v.length);
+        out.set(v, pos);
+        pos += v.length;
+      }
+    }
+    assert(pos === this.#pos + size, `appended ${pos - this.#pos} bytes, sized ${size}`);
+    this.#pos = pos;
+    this.#count++;
+    return size;
+  }
+
+  /** The records section so far (a view), e.g. to compress it. */
+  records(): Uint8Array {
+    return this.#buf.subarray(this.#headroom + RECORDS_OFFSET, this.#pos);
+  }
+
+  /**
+   * Writes the header and the CRC; returns the batch, a view with the headroom before it in
+   * the same buffer. With `compressedRecords` (the compressed records()), the batch holds
+   * those instead, in a new buffer with the same headroom.
+   */
+  finish(crc32c: Crc32cFunction, options: EncodeOptions & { compressedRecords?: Uint8Array } = {}): Uint8Array {
+    assert(!this.#finished, 'a RecordBatchBuilder is finished once');
+    if (this.#count === 0) throw new SluiceError('INVALID_ARGUMENT', 'a batch needs at least one record');
+    this.#finished = true;
+    let out: Uint8Array;
+    if (options.compressedRecords) {
+      const total = BATCH_HEADER_BYTES + options.compressedRecords.length;
+      out = new Uint8Array(this.#headroom + total).subarray(this.#headroom);
+      out.set(options.compressedRecords, RECORDS_OFFSET);
+    } else {
+      out = this.#buf.subarray(this.#headroom, this.#pos);
+    }
+    const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+    writeBatchHeader(view, out.length, { ...options, recordCount: this.#count, baseTimestamp: this.#baseTimestamp, maxTimestamp: this.#maxTimestamp });
+    view.setUint32(CRC_OFFSET, crc32c(out.subarray(ATTRIBUTES_OFFSET)), false);
+    return out;
+  }
+
+  #ensure(bytes: number): void {
+    if (this.#pos + bytes <= this.#buf.length) return;
+    const grown = new Uint8Array(Math.max(this.#buf.length * 2, this.#pos + bytes));
+    grown.set(this.#buf.subarray(0, this.#pos));
+    this.#buf = grown;
+  }
+}
+
+/**
+ * Rewrites a batch's producer id, epoch and base sequence (a producer renumbering a batch
+ * it has not sent yet) and its CRC, in place.
+ */
+export function restampProducerFields(crc32c: Crc32cFunction, batch: Uint8Array, producerId: number, producerEpoch: number, baseSequence: number): void {
+  const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+  view.setBigInt64(PRODUCER_ID_OFFSET, BigInt(producerId), false);
+  view.setInt16(PRODUCER_EPOCH_OFFSET, producerEpoch, false);
+  view.setInt32(BASE_SEQUENCE_OFFSET, baseSequence, false);
+  view.setUint32(CRC_OFFSET, crc32c(batch.subarray(ATTRIBUTES_OFFSET)), false);
 }
 
 // ---------------------------------------------------------------- header and validation

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { backoffDelayMs } from '../../src/client/backoff.js';
-import { decodePayload, encodeProducerBatch } from '../../src/client/codec.js';
+import { decodePayload, finishProducerBatch, type BatchIdentity, type ClientCompression } from '../../src/client/codec.js';
 import { CreditAccount } from '../../src/client/credit.js';
 import { murmur2, partitionForKey, toPositive } from '../../src/client/murmur2.js';
 import { crc32c } from '../../src/persist/crc32c.js';
@@ -19,8 +19,16 @@ import {
   RECORDS_OFFSET,
   validateBatch,
 } from '../../src/persist/record-batch.js';
+import { RecordBatchBuilder, type RecordInput } from '../../src/persist/record-batch-codec.js';
 
 const utf8 = (s: string) => new TextEncoder().encode(s);
+
+/** A producer batch as the producer builds one: each record appended to a RecordBatchBuilder, then finished. */
+async function encodeProducerBatch(records: RecordInput[], options: BatchIdentity & { compression: ClientCompression; now: number; headroomBytes?: number }): Promise<Uint8Array> {
+  const builder = new RecordBatchBuilder(options.headroomBytes ?? 0, 0);
+  for (const r of records) builder.append(r.key ?? null, r.value, r.headers ?? [], r.timestamp ?? options.now);
+  return finishProducerBatch(builder, options);
+}
 
 describe('murmur2 (Kafka default partitioner)', () => {
   // Kafka's own vectors (clients UtilsTest.testMurmur2) and kafkajs's Java-generated ones

@@ -11,11 +11,22 @@ const flush = async () => {
   for (let i = 0; i < 20; i++) await Promise.resolve();
 };
 
+/** An accumulator of item lists, as the tests below use it: add = open + push + added. */
+function listAccumulator(options: { lingerMs: number; batchBytes: number; clock: FakeClock; onSeal: (key: string, items: number[]) => void }) {
+  const acc = new BatchAccumulator<number[]>({ ...options, create: () => [] });
+  return Object.assign(acc, {
+    add(key: string, item: number, sizeBytes: number) {
+      acc.open(key, sizeBytes).push(item);
+      acc.added(key, sizeBytes);
+    },
+  });
+}
+
 describe('batch accumulation', () => {
   it('seals a partition batch when lingerMs passes since its first record', () => {
     const clock = new FakeClock();
     const sealed: [string, number[]][] = [];
-    const acc = new BatchAccumulator<number>({ lingerMs: 10, batchBytes: 1000, clock, onSeal: (k, items) => sealed.push([k, items]) });
+    const acc = listAccumulator({ lingerMs: 10, batchBytes: 1000, clock, onSeal: (k, items) => sealed.push([k, items]) });
     acc.add('a', 1, 10);
     clock.advance(5);
     acc.add('a', 2, 10);
@@ -32,7 +43,7 @@ describe('batch accumulation', () => {
   it('seals when the next record would pass batchBytes, and gives an oversized record its own batch', () => {
     const clock = new FakeClock();
     const sealed: number[][] = [];
-    const acc = new BatchAccumulator<number>({ lingerMs: 1000, batchBytes: 100, clock, onSeal: (_k, items) => sealed.push(items) });
+    const acc = listAccumulator({ lingerMs: 1000, batchBytes: 100, clock, onSeal: (_k, items) => sealed.push(items) });
     acc.add('p', 1, 40);
     acc.add('p', 2, 40);
     acc.add('p', 3, 40); // 120 > 100: seals [1, 2] first

@@ -5,9 +5,13 @@ import {
   decodeBatch,
   encodeBatch,
   forEachBatch,
+  readBatchHeader,
+  RecordBatchBuilder,
+  restampProducerFields,
   validateBatch,
   type RecordInput,
 } from '../../src/persist/record-batch.js';
+import { crc32c } from '../../src/persist/crc32c.js';
 
 const YEAR_MS = 365 * 24 * 3600 * 1000;
 
@@ -77,6 +81,45 @@ function expectRoundTrip(records: RecordInput[], baseOffset: number): Uint8Array
 }
 
 describe('RecordBatch v2 codec (properties)', () => {
+  it('a RecordBatchBuilder, a record at a time, decodes like encodeBatch: any order of timestamps, growth from a tiny buffer, headroom left untouched', () => {
+    fc.assert(
+      fc.property(batchArb, fc.integer({ min: 0, max: 64 }), fc.integer({ min: 0, max: 300 }), ({ records }, headroom, initialBytes) => {
+        const builder = new RecordBatchBuilder(headroom, initialBytes);
+        let appended = 0;
+        for (const r of records) appended += builder.append(r.key ?? null, r.value, r.headers ?? [], r.timestamp!);
+        expect(builder.sizeBytes).toBe(61 + appended);
+        const batch = builder.finish(crc32c, { producerId: 5, producerEpoch: 1, baseSequence: 7 });
+        expect(batch.byteOffset).toBe(headroom);
+        expect(batch.length).toBe(61 + appended);
+        expect(new Uint8Array(batch.buffer, 0, headroom).every((b) => b === 0)).toBe(true);
+        const header = validateBatch(batch);
+        expect(header).toMatchObject({ recordCount: records.length, producerId: 5, producerEpoch: 1, baseSequence: 7, baseTimestamp: records[0].timestamp });
+        expect(header.maxTimestamp).toBe(Math.max(...records.map((r) => r.timestamp!)));
+        const decoded = decodeBatch(batch).records;
+        decoded.forEach((d, i) => {
+          const r = records[i];
+          expect(d.offset).toBe(i);
+          expect(d.timestamp).toBe(r.timestamp);
+          expect(same(d.key, r.key ?? null)).toBe(true);
+          expect(same(d.value, r.value)).toBe(true);
+          expect(d.headers.map((h) => h.key)).toEqual((r.headers ?? []).map((h) => h.key));
+        });
+        // Renumbering in place keeps the batch valid, with the new fields.
+        restampProducerFields(crc32c, batch, 6, 2, 1000);
+        expect(validateBatch(batch)).toMatchObject({ producerId: 6, producerEpoch: 2, baseSequence: 1000, recordCount: records.length });
+        expect(readBatchHeader(new DataView(batch.buffer, batch.byteOffset, batch.length), 0).crc).toBe(validateBatch(batch).crc);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('a RecordBatchBuilder refuses a timestamp that is not a safe integer, and an empty batch, appending nothing', () => {
+    const builder = new RecordBatchBuilder(0, 0);
+    expect(() => builder.append(null, null, [], 1.5)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    expect(builder.recordCount).toBe(0);
+    expect(() => builder.finish(crc32c)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
+
   it('decode(encode(records)) gives the records back: null and empty keys and values, headers, timestamps over years', () => {
     fc.assert(
       fc.property(batchArb, ({ baseOffset, records }) => {
