@@ -106,24 +106,26 @@ export function finishProducerBatch(
   return gzip(builder.records()).then((compressed) => builder.finish(crc, { ...identity, compression: 'gzip', compressedRecords: compressed }));
 }
 
-/** One batch of a payload, decoded. */
-export interface DecodedClientBatch {
-  header: BatchHeader;
+/** The records of a payload, decoded, and the offset after its last batch. */
+export interface DecodedPayload {
   records: ConsumerRecord[];
+  /** baseOffset + lastOffsetDelta + 1 of the last batch (-1 for an empty payload). */
+  nextOffset: number;
 }
 
 /**
  * Validates and decodes the whole batches of a DATA / FETCH_OK payload, in order, keeping
- * only records at or after `offsetMin` (the first batch may start below it). A truncated
- * trailing batch is not expected from Sluice (it sends whole batches) and is CORRUPT_MESSAGE.
+ * only records at or after `offsetMin` (the first batch may start below it), into one
+ * array. A truncated trailing batch is not expected from Sluice (it sends whole batches)
+ * and is CORRUPT_MESSAGE.
  */
 export async function decodePayload(
   payload: Uint8Array,
   where: { topic: string; partition: number; offsetMin: number; crc32c?: Crc32cFunction },
-): Promise<DecodedClientBatch[]> {
+): Promise<DecodedPayload> {
   const crc = where.crc32c ?? crc32cJs;
   const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
-  const out: DecodedClientBatch[] = [];
+  const out: DecodedPayload = { records: [], nextOffset: -1 };
   let pos = 0;
   while (pos < payload.length) {
     // Stored batches: compaction may have left fewer records than the batch's offset range.
@@ -133,8 +135,8 @@ export async function decodePayload(
     if (compression === 'gzip') section = await gunzip(section);
     else if (compression !== 'none') throw new SluiceError('CORRUPT_MESSAGE', `${compression} batches are not supported by this client (none and gzip are)`);
     const { topic, partition } = where;
-    const records = decodeRecordsWith<ConsumerRecord>(section, header, where.offsetMin, (offset, timestamp, key, value, headers) => ({ topic, partition, offset, timestamp, key, value, headers }), []);
-    out.push({ header, records });
+    decodeRecordsWith<ConsumerRecord>(section, header, where.offsetMin, (offset, timestamp, key, value, headers) => ({ topic, partition, offset, timestamp, key, value, headers }), out.records);
+    out.nextOffset = header.baseOffset + header.lastOffsetDelta + 1;
     pos += header.sizeBytes;
   }
   return out;

@@ -516,13 +516,9 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
 
   async #onData(a: Assignment, generation: number, push: DataPush): Promise<void> {
     if (generation !== a.generation || !a.active) return;
-    const batches = await decodePayload(push.records, { topic: a.topic, partition: a.partition, offsetMin: a.fetchOffset, crc32c: this.#ctx.crc32c });
+    const { records, nextOffset } = await decodePayload(push.records, { topic: a.topic, partition: a.partition, offsetMin: a.fetchOffset, crc32c: this.#ctx.crc32c });
     if (generation !== a.generation || !a.active) return;
-    const records: ConsumerRecord[] = [];
-    for (const b of batches) {
-      for (const r of b.records) records.push(r);
-      a.fetchOffset = Math.max(a.fetchOffset, b.header.baseOffset + b.header.lastOffsetDelta + 1);
-    }
+    a.fetchOffset = Math.max(a.fetchOffset, nextOffset);
     const ready: ReadyBatch = { assignment: a, generation, records, next: 0, creditBytes: push.records.length, highWatermark: push.highWatermark };
     if (records.length === 0) {
       this.#finished(ready);

@@ -212,6 +212,14 @@ class Reader {
     this.end = end;
   }
   varint(): number {
+    // Most varints here (deltas, lengths under 64) are one byte.
+    if (this.pos < this.end) {
+      const b = this.buf[this.pos];
+      if (b < 0x80) {
+        this.pos++;
+        return (b >>> 1) ^ -(b & 1);
+      }
+    }
     let result = 0;
     let scale = 1;
     for (let i = 0; i < 10; i++) {

@@ -115,8 +115,9 @@ describe('client batch codec', () => {
     expect(bytes.length).toBeLessThan(1000);
     validateBatch(bytes);
     const decoded = await decodePayload(bytes, { topic: 't', partition: 0, offsetMin: 5 });
-    expect(decoded[0].records.map((r) => r.offset)).toEqual(Array.from({ length: 15 }, (_, i) => i + 5));
-    expect(decoded[0].records[0].value!.length).toBe(200);
+    expect(decoded.records.map((r) => r.offset)).toEqual(Array.from({ length: 15 }, (_, i) => i + 5));
+    expect(decoded.records[0].value!.length).toBe(200);
+    expect(decoded.nextOffset).toBe(20);
   });
 
   it('decodes back-to-back batches and refuses a corrupt one', async () => {
@@ -127,7 +128,8 @@ describe('client batch codec', () => {
     both.set(a);
     both.set(b, a.length);
     const decoded = await decodePayload(both, { topic: 't', partition: 3, offsetMin: 0 });
-    expect(decoded.flatMap((d) => d.records.map((r) => [r.partition, r.offset]))).toEqual([[3, 0], [3, 1], [3, 2], [3, 3]]);
+    expect(decoded.records.map((r) => [r.partition, r.offset])).toEqual([[3, 0], [3, 1], [3, 2], [3, 3]]);
+    expect(decoded.nextOffset).toBe(4);
     both[both.length - 1] ^= 1;
     await expect(decodePayload(both, { topic: 't', partition: 3, offsetMin: 0 })).rejects.toMatchObject({ code: 'CORRUPT_MESSAGE' });
   });
@@ -151,9 +153,10 @@ describe('client batch codec', () => {
     const thinned = rebuildBatch(full, kept, 2);
     expect(readBatchHeader(new DataView(thinned.buffer), 0)).toMatchObject({ baseOffset: 100, lastOffsetDelta: 4, recordCount: 2 });
     const decoded = await decodePayload(thinned, { topic: 't', partition: 0, offsetMin: 102 });
-    expect(decoded[0].records.map((r) => [r.offset, new TextDecoder().decode(r.value!), r.timestamp])).toEqual([[104, 'v4', 14]]);
+    expect(decoded.records.map((r) => [r.offset, new TextDecoder().decode(r.value!), r.timestamp])).toEqual([[104, 'v4', 14]]);
+    expect(decoded.nextOffset).toBe(105);
     const all = await decodePayload(thinned, { topic: 't', partition: 0, offsetMin: 0 });
-    expect(all[0].records.map((r) => r.offset)).toEqual([101, 104]);
+    expect(all.records.map((r) => r.offset)).toEqual([101, 104]);
     // A producer may not send such a batch: the owner's check is strict.
     expect(() => validateBatch(thinned)).toThrow(/recordCount 2 does not match lastOffsetDelta 4/);
     expect(validateBatch(thinned, Number.MAX_SAFE_INTEGER, 'stored').recordCount).toBe(2);
