@@ -185,10 +185,20 @@ function uvarintSize(u: number): number {
 }
 
 export function varintSize(n: number): number {
-  return uvarintSize(zigzag(n));
+  return n >= -64 && n < 64 ? 1 : uvarintSize(zigzag(n));
 }
 
 function writeUvarint(buf: Uint8Array, pos: number, u: number): number {
+  // One and two bytes (every delta and length under 8 KiB) without the general loop.
+  if (u < 0x80) {
+    buf[pos] = u;
+    return pos + 1;
+  }
+  if (u < 0x4000) {
+    buf[pos] = (u & 0x7f) | 0x80;
+    buf[pos + 1] = u >>> 7;
+    return pos + 2;
+  }
   while (u >= 0x80) {
     buf[pos++] = (u % 128) | 0x80;
     u = Math.floor(u / 128);
@@ -507,7 +517,8 @@ export class RecordBatchBuilder {
         pos += v.length;
       }
     }
-    assert(pos === this.#pos + size, `appended ${pos - this.#pos} bytes, sized ${size}`);
+    // (The message is built only on failure: this runs per record.)
+    if (pos !== this.#pos + size) assert(false, `appended ${pos - this.#pos} bytes, sized ${size}`);
     this.#pos = pos;
     this.#count++;
     return size;
