@@ -3,13 +3,18 @@
  *
  *   node dist/bench/engine.bench.js [--smoke] [--runs N] [--gib G] [--memory-gib G] [--dir D]
  *                                   [--acks 1|all|both] [--partitions 1,4,64] [--no-read] [--prewarm]
+ *                                   [--crc-on-owner] [--segment-bytes B]
  *
  * --acks, --partitions and --no-read choose a subset (for A/B runs of one figure);
  * --memory-gib 0 skips the memory run. --prewarm writes and deletes a scratch file of the
  * run's size (untimed) right before each measured write: on this VM, memory left free for
  * about two seconds goes back to the host and page-cache writes into it run at about
  * 0.5 GB/s instead of 2.4-2.8 GB/s into pages just freed, which otherwise swamps whatever
- * the engine's own CPU costs are.
+ * the engine's own CPU costs are. --crc-on-owner has the owners verify CRCs (the default
+ * is the gateway thread, right after its copy into the log ring). --segment-bytes sets the
+ * bench topic's segment size (default Kafka's 1 GiB, which a 1 GiB run on one partition
+ * crosses at its very end: the roll's synchronous fdatasync of the whole segment is then
+ * part of the measured time).
  *
  * 1. Disk limits: buffered sequential write of 1 MiB blocks; the same with fdatasync
  *    after every 1 MiB.
@@ -49,6 +54,10 @@ export interface EngineBenchOptions {
   noRead?: boolean;
   /** Recycle page-cache memory right before each measured write (see the top comment). */
   prewarm?: boolean;
+  /** Engine.open limits overrides (e.g. { crcOnGateway: false }). */
+  limits?: Record<string, unknown>;
+  /** segmentBytes of the bench topic (default: the engine's). */
+  segmentBytes?: number;
 }
 
 interface Row {
@@ -233,9 +242,9 @@ export async function runEngineBench(opts: EngineBenchOptions): Promise<EngineBe
           const dataDir = join(root, `e-${acks}-${partitions}-${r}`);
           process.stderr.write(`run acks=${acks} ${partitions}p #${r}\n`);
           settle();
-          const engine = await Engine.open({ dataDir, workers: cpus().length, logger: quiet });
+          const engine = await Engine.open({ dataDir, workers: cpus().length, logger: quiet, limits: opts.limits });
           try {
-            await engine.createTopic('bench', { partitions });
+            await engine.createTopic('bench', { partitions, ...(opts.segmentBytes ? { segmentBytes: opts.segmentBytes } : {}) });
             if (opts.prewarm) prewarmPageCache(root, Math.round(opts.bytesPerRun * 1.1));
             const res = await produceFor(engine, 'bench', partitions, batch, opts.bytesPerRun, acks);
             rates.push(res.records / res.secs);
@@ -360,6 +369,8 @@ if (import.meta.url === `file://${process.argv[1]}` && process.argv[2] === '--me
     partitionCounts: partitionsIdx >= 0 ? process.argv[partitionsIdx + 1].split(',').map(Number) : undefined,
     noRead: process.argv.includes('--no-read'),
     prewarm: process.argv.includes('--prewarm'),
+    limits: process.argv.includes('--crc-on-owner') ? { crcOnGateway: false } : undefined,
+    segmentBytes: process.argv.includes('--segment-bytes') ? arg('--segment-bytes', 0) : undefined,
   });
   process.stdout.write(formatEngineBench(result) + '\n');
   process.stdout.write(JSON.stringify(result) + '\n');

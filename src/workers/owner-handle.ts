@@ -28,7 +28,7 @@ import { SluiceError, errorCodeOf, type WireError } from '../errors.js';
 import type { CompactionResult } from '../persist/compaction.js';
 import type { LogConfig } from '../persist/partition-log.js';
 import { checkBatchCrcAt } from '../persist/record-batch.js';
-import { COPY_ALIGN_BYTES, LogRing } from '../ring/log-ring.js';
+import { COPY_ALIGN_BYTES, ENTRY_BYTES_DIVISOR, LogRing } from '../ring/log-ring.js';
 import { SeqlockCells } from '../ring/seqlock-cells.js';
 import { SpscRing } from '../ring/spsc-ring.js';
 import {
@@ -146,6 +146,8 @@ export class OwnerHandle {
   #nextControlId = 1;
   readonly #slots: (Slot | undefined)[] = [];
   readonly #cellScratch = new Float64Array(CELL_COUNT);
+  /** Realigns batches on their way into a log ring (see #copyIntoRing); allocated once. */
+  readonly #staging: Uint8Array;
   /** Restarts so far, for metrics and tests. */
   restarts = 0;
   /** Called when a partition's high watermark moved (the engine wakes long polls and subscribers). */
@@ -156,6 +158,7 @@ export class OwnerHandle {
     this.#limits = limits;
     this.#logger = logger;
     this.#workerUrl = workerUrl;
+    this.#staging = new Uint8Array(limits.logRingBytes / ENTRY_BYTES_DIVISOR + COPY_ALIGN_BYTES);
     this.#spawn();
   }
 
@@ -403,13 +406,14 @@ export class OwnerHandle {
     const ring = this.#commands;
     const at = ring.reserve(CMD_HEADER_BYTES);
     if (at < 0) throw this.#throttled('command ring full');
-    // Same alignment as the source, so the one copy runs word by word.
-    const dataAt = logRing.reserve(batch.length, batch.byteOffset & (COPY_ALIGN_BYTES - 1));
+    // Back to back with the previous batch (no alignment pad), so that the owner writes a
+    // run of them with one write call.
+    const dataAt = logRing.reserve(batch.length);
     // The log ring is full of batches the owner has not written out yet (many in flight for
     // this partition): this one goes inside the command, which is bounded too (THROTTLED
     // when full). It leaves a key gap in the log ring, which tail reads stop at.
     if (dataAt < 0) return this.#produceInline(slot, batch, acks);
-    logRing.data.set(batch, dataAt);
+    this.#copyIntoRing(logRing.data, dataAt, batch);
     let flags = 0;
     if (this.#limits.crcOnGateway) {
       try {
@@ -433,6 +437,24 @@ export class OwnerHandle {
     v.setUint32(at + CMD_RING_ENTRY_OFFSET, logRing.reservedEntry >>> 0, true);
     logRing.commit(); // the command ring's commit below hands the entry over
     return this.#commitProduce(at, acks);
+  }
+
+  /**
+   * Copies `batch` to `target[at..]` (shared memory). V8 copies into shared memory word by
+   * word only between addresses equal mod 8 (about 21 GB/s here), byte by byte otherwise
+   * (about 3 GB/s); so a batch whose alignment differs from its place in the ring goes
+   * through the staging buffer, placed at the ring's alignment: an ordinary memmove there,
+   * then an aligned copy (together about 10 GB/s).
+   */
+  #copyIntoRing(target: Uint8Array, at: number, batch: Uint8Array): void {
+    const align = at & (COPY_ALIGN_BYTES - 1);
+    if (((batch.byteOffset - align) & (COPY_ALIGN_BYTES - 1)) === 0) {
+      target.set(batch, at);
+      return;
+    }
+    const staged = this.#staging.subarray(align, align + batch.length);
+    staged.set(batch);
+    target.set(staged, at);
   }
 
   /** A batch too large for the log ring: it travels inside the command frame. */
