@@ -2,6 +2,19 @@
  * Engine benchmark: the disk's own limits first, then the engine against them, in one run.
  *
  *   node dist/bench/engine.bench.js [--smoke] [--runs N] [--gib G] [--memory-gib G] [--dir D]
+ *                                   [--acks 1|all|both] [--partitions 1,4,64] [--no-read] [--prewarm]
+ *                                   [--crc-on-owner] [--segment-bytes B]
+ *
+ * --acks, --partitions and --no-read choose a subset (for A/B runs of one figure);
+ * --memory-gib 0 skips the memory run. --prewarm writes and deletes a scratch file of the
+ * run's size (untimed) right before each measured write: on this VM, memory left free for
+ * about two seconds goes back to the host and page-cache writes into it run at about
+ * 0.5 GB/s instead of 2.4-2.8 GB/s into pages just freed, which otherwise swamps whatever
+ * the engine's own CPU costs are. --crc-on-owner has the owners verify CRCs (the default
+ * is the gateway thread, right after its copy into the log ring). --segment-bytes sets the
+ * bench topic's segment size (default Kafka's 1 GiB, which a 1 GiB run on one partition
+ * crosses at its very end: the roll's synchronous fdatasync of the whole segment is then
+ * part of the measured time).
  *
  * 1. Disk limits: buffered sequential write of 1 MiB blocks; the same with fdatasync
  *    after every 1 MiB.
@@ -33,6 +46,18 @@ export interface EngineBenchOptions {
   bytesPerRun: number;
   memoryBytes: number;
   dir?: string;
+  /** Which acks levels to run (default both). */
+  acks?: (1 | 'all')[];
+  /** Partition counts to run (default 1, 4, 64; smoke 1, 4). */
+  partitionCounts?: number[];
+  /** Skip the read-back after each acks=1 run. */
+  noRead?: boolean;
+  /** Recycle page-cache memory right before each measured write (see the top comment). */
+  prewarm?: boolean;
+  /** Engine.open limits overrides (e.g. { crcOnGateway: false }). */
+  limits?: Record<string, unknown>;
+  /** segmentBytes of the bench topic (default: the engine's). */
+  segmentBytes?: number;
 }
 
 interface Row {
@@ -41,6 +66,8 @@ interface Row {
   mbPerSec: number;
   limitName: string;
   ratio: number;
+  /** Retriable refusals (THROTTLED) the producer backed off from, median over runs. */
+  throttles?: number;
 }
 
 export interface EngineBenchResult {
@@ -62,8 +89,19 @@ function settle(): void {
   execFileSync('sync');
 }
 
-function diskWrite(dir: string, bytes: number, syncEvery: number): number {
+/** Writes and deletes `bytes` of scratch file: the page cache then reuses just-freed pages. */
+function prewarmPageCache(dir: string, bytes: number): void {
+  const path = join(dir, `prewarm-${Date.now()}.bin`);
+  const block = Buffer.alloc(1024 * 1024, 0xa5);
+  const fd = openSync(path, 'w');
+  for (let written = 0; written < bytes; ) written += writeSync(fd, block, 0, block.length, written);
+  closeSync(fd);
+  rmSync(path); // dirty pages of a deleted file are dropped, not written back
+}
+
+function diskWrite(dir: string, bytes: number, syncEvery: number, prewarm = false): number {
   settle();
+  if (prewarm) prewarmPageCache(dir, bytes);
   const path = join(dir, `disk-${Date.now()}.bin`);
   const block = Buffer.alloc(1024 * 1024, 0x5a);
   const fd = openSync(path, 'w');
@@ -93,11 +131,12 @@ function makeBatch(seed: number): Uint8Array {
   return encodeBatch(records);
 }
 
-async function produceFor(engine: Engine, topic: string, partitions: number, batch: Uint8Array, bytes: number, acks: 1 | 'all', onProgress?: () => void): Promise<{ secs: number; records: number; bytes: number }> {
+async function produceFor(engine: Engine, topic: string, partitions: number, batch: Uint8Array, bytes: number, acks: 1 | 'all', onProgress?: () => void): Promise<{ secs: number; records: number; bytes: number; throttles: number }> {
   const batchesTotal = Math.max(partitions, Math.ceil(bytes / batch.length));
   const window = Math.min(WINDOW_TOTAL_MAX, WINDOW_PER_PARTITION * partitions);
   let sent = 0;
   let done = 0;
+  let throttles = 0;
   const t0 = process.hrtime.bigint();
   await new Promise<void>((resolve, reject) => {
     let inflight = 0;
@@ -123,6 +162,7 @@ async function produceFor(engine: Engine, topic: string, partitions: number, bat
           (err: unknown) => {
             inflight--;
             if (err instanceof SluiceError && err.retriable) {
+              throttles++;
               sent--; // send it again after the hint
               setTimeout(pump, err.backoffMs ?? 1);
             } else reject(err);
@@ -133,7 +173,7 @@ async function produceFor(engine: Engine, topic: string, partitions: number, bat
     pump();
   });
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  return { secs, records: batchesTotal * RECORDS_PER_BATCH, bytes: batchesTotal * batch.length };
+  return { secs, records: batchesTotal * RECORDS_PER_BATCH, bytes: batchesTotal * batch.length, throttles };
 }
 
 /**
@@ -185,30 +225,35 @@ export async function runEngineBench(opts: EngineBenchOptions): Promise<EngineBe
     const buffered: number[] = [];
     const synced: number[] = [];
     for (let r = 0; r < opts.runs; r++) {
-      buffered.push(diskWrite(root, limitBytes, 0));
-      synced.push(diskWrite(root, limitBytes, 1024 * 1024));
+      buffered.push(diskWrite(root, limitBytes, 0, opts.prewarm));
+      synced.push(diskWrite(root, limitBytes, 1024 * 1024, opts.prewarm));
     }
     const limits = { bufferedWriteMBps: median(buffered), fdatasync1MiBMBps: median(synced) };
     const rows: Row[] = [];
     const batch = makeBatch(1);
-    const partitionCounts = opts.smoke ? [1, 4] : [1, 4, 64];
-    for (const acks of [1, 'all'] as const) {
+    const partitionCounts = opts.partitionCounts ?? (opts.smoke ? [1, 4] : [1, 4, 64]);
+    for (const acks of opts.acks ?? ([1, 'all'] as const)) {
       for (const partitions of partitionCounts) {
         const rates: number[] = [];
         const mbs: number[] = [];
         const reads: number[] = [];
+        const throttles: number[] = [];
         for (let r = 0; r < opts.runs; r++) {
           const dataDir = join(root, `e-${acks}-${partitions}-${r}`);
           process.stderr.write(`run acks=${acks} ${partitions}p #${r}\n`);
           settle();
-          const engine = await Engine.open({ dataDir, workers: cpus().length, logger: quiet });
+          const engine = await Engine.open({ dataDir, workers: cpus().length, logger: quiet, limits: opts.limits });
           try {
-            await engine.createTopic('bench', { partitions });
+            await engine.createTopic('bench', { partitions, ...(opts.segmentBytes ? { segmentBytes: opts.segmentBytes } : {}) });
+            if (opts.prewarm) prewarmPageCache(root, Math.round(opts.bytesPerRun * 1.1));
             const res = await produceFor(engine, 'bench', partitions, batch, opts.bytesPerRun, acks);
             rates.push(res.records / res.secs);
             mbs.push(res.bytes / res.secs / 1e6);
-            const rb = await readBack(engine, 'bench', partitions);
-            reads.push(rb.bytes / rb.secs / 1e6);
+            throttles.push(res.throttles);
+            if (!opts.noRead) {
+              const rb = await readBack(engine, 'bench', partitions);
+              reads.push(rb.bytes / rb.secs / 1e6);
+            }
           } finally {
             await engine.close();
             rmSync(dataDir, { recursive: true, force: true });
@@ -221,8 +266,9 @@ export async function runEngineBench(opts: EngineBenchOptions): Promise<EngineBe
           mbPerSec: median(mbs),
           limitName: acks === 1 ? 'buffered write' : 'fdatasync/1MiB',
           ratio: median(mbs) / limit,
+          throttles: median(throttles),
         });
-        if (acks === 1) {
+        if (acks === 1 && !opts.noRead) {
           rows.push({
             name: `read back ${partitions}p`,
             recordsPerSec: (median(reads) * 1e6) / (batch.length / RECORDS_PER_BATCH),
@@ -233,8 +279,11 @@ export async function runEngineBench(opts: EngineBenchOptions): Promise<EngineBe
         }
       }
     }
-    process.stderr.write(`memory run (${(opts.memoryBytes / 1e9).toFixed(1)} GB, separate process)\n`);
-    const memory = memoryRunInChild(root, opts.memoryBytes);
+    let memory: EngineBenchResult['memory'] = { producedBytes: 0, rssPeakMB: 0, rssStartMB: 0 };
+    if (opts.memoryBytes > 0) {
+      process.stderr.write(`memory run (${(opts.memoryBytes / 1e9).toFixed(1)} GB, separate process)\n`);
+      memory = memoryRunInChild(root, opts.memoryBytes);
+    }
     return { env, limits, rows, memory };
   } finally {
     rmSync(root, { recursive: true, force: true });
@@ -285,13 +334,14 @@ export function formatEngineBench(r: EngineBenchResult): string {
   lines.push(`node ${r.env.node}, ${r.env.cores} cores (${r.env.cpu}), crc32c ${r.env.crc32c}`);
   lines.push(`disk: buffered sequential write ${r.limits.bufferedWriteMBps.toFixed(0)} MB/s; fdatasync every 1 MiB ${r.limits.fdatasync1MiBMBps.toFixed(0)} MB/s`);
   lines.push('');
-  lines.push('| run | records/s | MB/s | limit | ratio |');
-  lines.push('|---|---:|---:|---|---:|');
+  lines.push('| run | records/s | MB/s | limit | ratio | throttled |');
+  lines.push('|---|---:|---:|---|---:|---:|');
   for (const row of r.rows) {
-    lines.push(`| ${row.name} | ${Math.round(row.recordsPerSec).toLocaleString('en-US')} | ${row.mbPerSec.toFixed(0)} | ${row.limitName} | ${(row.ratio * 100).toFixed(0)}% |`);
+    const throttled = row.throttles === undefined ? '' : String(row.throttles);
+    lines.push(`| ${row.name} | ${Math.round(row.recordsPerSec).toLocaleString('en-US')} | ${row.mbPerSec.toFixed(0)} | ${row.limitName} | ${(row.ratio * 100).toFixed(0)}% | ${throttled} |`);
   }
   lines.push('');
-  lines.push(`memory: peak RSS ${r.memory.rssPeakMB.toFixed(0)} MB (start ${r.memory.rssStartMB.toFixed(0)} MB) while ${(r.memory.producedBytes / 1e9).toFixed(2)} GB were produced`);
+  if (r.memory.producedBytes > 0) lines.push(`memory: peak RSS ${r.memory.rssPeakMB.toFixed(0)} MB (start ${r.memory.rssStartMB.toFixed(0)} MB) while ${(r.memory.producedBytes / 1e9).toFixed(2)} GB were produced`);
   return lines.join('\n');
 }
 
@@ -306,12 +356,21 @@ if (import.meta.url === `file://${process.argv[1]}` && process.argv[2] === '--me
 } else if (import.meta.url === `file://${process.argv[1]}`) {
   const smoke = process.argv.includes('--smoke');
   const dirIdx = process.argv.indexOf('--dir');
+  const acksIdx = process.argv.indexOf('--acks');
+  const acksArg = acksIdx >= 0 ? process.argv[acksIdx + 1] : 'both';
+  const partitionsIdx = process.argv.indexOf('--partitions');
   const result = await runEngineBench({
     smoke,
     runs: arg('--runs', smoke ? 1 : 3),
     bytesPerRun: Math.round(arg('--gib', smoke ? 0.01 : 1) * 1024 ** 3),
     memoryBytes: Math.round(arg('--memory-gib', smoke ? 0.02 : 5) * 1024 ** 3),
     dir: dirIdx >= 0 ? process.argv[dirIdx + 1] : undefined,
+    acks: acksArg === '1' ? [1] : acksArg === 'all' ? ['all'] : undefined,
+    partitionCounts: partitionsIdx >= 0 ? process.argv[partitionsIdx + 1].split(',').map(Number) : undefined,
+    noRead: process.argv.includes('--no-read'),
+    prewarm: process.argv.includes('--prewarm'),
+    limits: process.argv.includes('--crc-on-owner') ? { crcOnGateway: false } : undefined,
+    segmentBytes: process.argv.includes('--segment-bytes') ? arg('--segment-bytes', 0) : undefined,
   });
   process.stdout.write(formatEngineBench(result) + '\n');
   process.stdout.write(JSON.stringify(result) + '\n');

@@ -58,6 +58,11 @@ export const THROTTLE_BACKOFF_MS = 5;
 export const HOUSEKEEPING_INTERVAL_MS = 5_000;
 /** acks=1 data is fsynced at least this often, so the durable offset keeps up. */
 export const FLUSH_INTERVAL_MS = 1_000;
+/**
+ * Whether the gateway thread verifies each produced batch's CRC-32C, in the log ring right
+ * after copying it there, instead of the owner (see OwnerHandle.produce).
+ */
+export const CRC_ON_GATEWAY = true;
 /** Longest long poll of a fetch, as Kafka's fetch.max.wait.ms is bounded by the request timeout. */
 export const FETCH_WAIT_MS_MAX = 30_000;
 /** Owner threads: one per core by default, capped so a big box does not spawn hundreds. */
@@ -205,6 +210,7 @@ export class Engine {
       throttleBackoffMs: THROTTLE_BACKOFF_MS,
       housekeepingIntervalMs: HOUSEKEEPING_INTERVAL_MS,
       flushIntervalMs: FLUSH_INTERVAL_MS,
+      crcOnGateway: CRC_ON_GATEWAY,
       ...options.limits,
     };
     const owners: OwnerHandle[] = [];
@@ -496,7 +502,8 @@ export class Engine {
       const { owner, slot } = this.#partition(topic, partition);
       const acks = checkAcks(options?.acks ?? 'all');
       if (!(batch instanceof Uint8Array)) throw new SluiceError('INVALID_ARGUMENT', 'the batch must be a Uint8Array holding one RecordBatch v2');
-      // Framing only here; the owner checks the CRC where the batch lands in shared memory.
+      // Framing only here; the CRC is checked where the batch lands in shared memory (by
+      // the owner handle right after its copy into the log ring, or by the owner).
       checkBatchFrame(batch, DEFAULT_LOG_CONFIG.batchBytesMax);
       const result = owner.produce(slot, batch, acks);
       this.#inFlightProduces++;

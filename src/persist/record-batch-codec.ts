@@ -666,6 +666,18 @@ export function validateBatchAtWith(
   return header;
 }
 
+/**
+ * Only the CRC-32C check of the batch of `sizeBytes` bytes at `pos` (whose framing was checked
+ * already, e.g. by checkBatchFrame on the same bytes): throws CORRUPT_MESSAGE on a mismatch.
+ */
+export function checkBatchCrcAtWith(crc32c: Crc32cFunction, bytes: Uint8Array, view: DataView, pos: number, sizeBytes: number): void {
+  const stored = view.getUint32(pos + CRC_OFFSET, false);
+  const crc = crc32c(bytes.subarray(pos + ATTRIBUTES_OFFSET, pos + sizeBytes));
+  if (crc !== stored) {
+    throw corrupt(`CRC32C mismatch: stored ${stored.toString(16)}, computed ${crc.toString(16)}`);
+  }
+}
+
 /** Validates `bytes` as exactly one batch. */
 export function validateBatchWith(
   crc32c: Crc32cFunction,

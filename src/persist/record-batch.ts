@@ -9,6 +9,7 @@
  */
 import { crc32c } from './crc32c.js';
 import {
+  checkBatchCrcAtWith,
   decodeBatchWith,
   encodeBatchWith,
   rebuildBatchWith,
@@ -40,6 +41,14 @@ export function encodeBatch(records: RecordInput[], options: EncodeOptions & { n
  */
 export function validateBatchAt(bytes: Uint8Array, view: DataView, pos: number, sizeBytesMax: number, origin: BatchOrigin = 'produced'): BatchHeader {
   return validateBatchAtWith(crc32c, bytes, view, pos, sizeBytesMax, origin);
+}
+
+/**
+ * Only the CRC-32C of the batch of `sizeBytes` bytes at `pos`, whose framing was checked
+ * already: the gateway runs it on a batch it just copied into a log ring.
+ */
+export function checkBatchCrcAt(bytes: Uint8Array, view: DataView, pos: number, sizeBytes: number): void {
+  checkBatchCrcAtWith(crc32c, bytes, view, pos, sizeBytes);
 }
 
 /** Validates `bytes` as exactly one batch. */

@@ -5,9 +5,9 @@
  *
  * Owning threads: exactly one writer thread calls reserve/commit/freeBytes/waitForSpace and
  * exactly one reader thread calls peek/advance/release/releaseAdvanced/isEmpty/wait/
- * waitAsync. Each thread holds its own SpscRing instance over the same SharedArrayBuffer
- * (`SpscRing.create(capacityBytes)` on one side, `new SpscRing(sab)` on the other); the
- * instance keeps that thread's private cursor and caches in #fields.
+ * waitAsync/writeMark/isBefore. Each thread holds its own SpscRing instance over the same
+ * SharedArrayBuffer (`SpscRing.create(capacityBytes)` on one side, `new SpscRing(sab)` on
+ * the other); the instance keeps that thread's private cursor and caches in #fields.
  *
  * SharedArrayBuffer layout (every Int32 cell on its own 64-byte line, so the writer's
  * stores and the reader's stores never share a cache line):
@@ -358,6 +358,21 @@ export class SpscRing {
       Atomics.store(this.#cells, WRITER_WAITING_CELL, 0);
       Atomics.notify(this.#cells, READ_CELL, 1);
     }
+  }
+
+  /**
+   * A mark after every frame committed so far (the write counter now). With isBefore, a
+   * reader can take exactly the frames committed before some event, however fast the
+   * writer goes on committing.
+   */
+  writeMark(): number {
+    this.#writeSeen = Atomics.load(this.#cells, WRITE_CELL);
+    return this.#writeSeen;
+  }
+
+  /** Whether a frame committed before `mark` (from writeMark) is still to be peeked. */
+  isBefore(mark: number): boolean {
+    return ((mark - this.#read) | 0) > 0;
   }
 
   /** True when there is no frame to peek. */

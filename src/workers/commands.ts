@@ -14,19 +14,29 @@
  * |-------:|-----:|--------------|------------------------------------------------------------|
  * |      0 |    1 | kind         | CommandKind                                                |
  * |      1 |    1 | acks         | produce: 0, 1 or -1 (all) as i8                            |
- * |      2 |    1 | batchPad     | produce: bytes (0-7) between this header and the batch     |
+ * |      2 |    1 | flags        | produceInRing: CMD_FLAG_CRC_CHECKED; else 0                |
  * |      3 |    1 | reserved     | 0                                                          |
  * |      4 |    4 | requestId    | u32, echoed in the completion                              |
  * |      8 |    4 | slot         | u32, the owner-local partition slot                        |
  * |     12 |    4 | length       | produce: batch bytes; fetch: maxBytes                      |
  * |     16 |    8 | argument     | f64: fetch offset, or the timestamp for offsetForTime      |
- * | 24+pad |    - | batch        | produce only: one RecordBatch v2, as the producer sent it  |
+ * |     16 |    4 | ringPosition | produceInRing: i32, LogRing data counter of the batch      |
+ * |     20 |    4 | ringEntry    | produceInRing: u32, LogRing entry counter (mod 2^32)       |
+ * |     24 |    - | batch        | produceInline only: one RecordBatch v2, as it was sent     |
  *
- * Why batchPad: the owner copies the batch into the partition's log ring, where entries sit
- * back to back, and V8 copies shared memory word by word only between addresses equal mod
- * 8 (about 18 GB/s here, against 2 GB/s byte by byte). The gateway knows the length of
- * every batch it sent to a partition, so it predicts where in the log ring the next one
- * lands (mod 8) and pads the command so that the batch sits at the same alignment.
+ * Two ways a produced batch reaches its owner:
+ * - produceInRing (every batch that fits the partition's log ring): the gateway copied the
+ *   batch straight into the log ring as a committed, not yet visible entry (LogRing's data
+ *   writer) and sends only where it lies. The owner (LogRing's entry writer) validates it
+ *   there, stamps baseOffset in place and appends the entry, or appends it void when it is
+ *   rejected, so every ring command becomes exactly one entry, in command order. With
+ *   CMD_FLAG_CRC_CHECKED the gateway verified the CRC-32C of those very bytes after copying
+ *   them (no thread writes them again before the owner publishes them), so the owner checks
+ *   the framing but not the CRC again; without it the owner checks the CRC.
+ * - produceInline (a batch larger than the log ring's entryBytesMax): the batch travels in
+ *   the command frame; the owner validates it there and writes it to the segment file from
+ *   there. It never enters the log ring, which leaves a key gap there (readers stop at it
+ *   and ask the owner).
  *
  * Completion frame (owner -> gateway):
  *
@@ -47,21 +57,25 @@ import type { WireError } from '../errors.js';
 import type { CompactionResult } from '../persist/compaction.js';
 import type { LogConfig } from '../persist/partition-log.js';
 
-export const CommandKind = { produce: 1, fetch: 2, offsetForTime: 3 } as const;
+export const CommandKind = { produceInline: 1, fetch: 2, offsetForTime: 3, produceInRing: 4 } as const;
 
 export const CMD_KIND_OFFSET = 0;
 export const CMD_ACKS_OFFSET = CMD_KIND_OFFSET + 1;
-export const CMD_BATCH_PAD_OFFSET = CMD_ACKS_OFFSET + 1;
-export const CMD_RESERVED_OFFSET = CMD_BATCH_PAD_OFFSET + 1;
+export const CMD_FLAGS_OFFSET = CMD_ACKS_OFFSET + 1;
+export const CMD_RESERVED_OFFSET = CMD_FLAGS_OFFSET + 1;
 export const CMD_REQUEST_ID_OFFSET = CMD_RESERVED_OFFSET + 1;
 export const CMD_SLOT_OFFSET = CMD_REQUEST_ID_OFFSET + 4;
 export const CMD_LENGTH_OFFSET = CMD_SLOT_OFFSET + 4;
 export const CMD_ARGUMENT_OFFSET = CMD_LENGTH_OFFSET + 4;
+export const CMD_RING_POSITION_OFFSET = CMD_ARGUMENT_OFFSET; // produceInRing: shares the argument
+export const CMD_RING_ENTRY_OFFSET = CMD_RING_POSITION_OFFSET + 4;
 export const CMD_HEADER_BYTES = CMD_ARGUMENT_OFFSET + 8;
+export const CMD_BATCH_OFFSET = CMD_HEADER_BYTES; // produceInline
+assert(CMD_RING_ENTRY_OFFSET + 4 === CMD_HEADER_BYTES, 'the ring position and entry fill the argument');
 assert(CMD_HEADER_BYTES === 24, 'command header is 24 bytes');
-assert(CMD_HEADER_BYTES % 8 === 0, 'a batch with pad 0 starts 8-byte aligned in the command ring');
-/** Alignment the batch pad serves: V8's word-by-word copy of shared memory. */
-export const COPY_ALIGN_BYTES = 8;
+assert(CMD_HEADER_BYTES % 8 === 0, 'an inline batch starts 8-byte aligned in the command ring');
+/** flags bit: the gateway verified the batch's CRC-32C where it lies in the log ring. */
+export const CMD_FLAG_CRC_CHECKED = 1;
 
 export const DONE_REQUEST_ID_OFFSET = 0;
 export const DONE_ERROR_OFFSET = DONE_REQUEST_ID_OFFSET + 4;

@@ -2,10 +2,14 @@
  * The owner thread: the single writer of the partitions assigned to it.
  *
  * Loop (one pass):
- *   1. drain the command ring: for each produce, validate the batch (size, framing, CRC32C)
- *      where it lies in shared memory, assign its offset by copying it into the partition's
- *      log ring and rewriting baseOffset there (outside the CRC); serve fetches of older
- *      offsets from disk straight into the completion ring;
+ *   1. drain the command ring: for each produce, validate the batch (size, framing, CRC32C
+ *      unless the gateway verified it, idempotence) where it lies in shared memory. Most
+ *      batches lie in the partition's log ring already (the gateway copied them there): the
+ *      owner assigns the offset by rewriting baseOffset in place (outside the CRC) and
+ *      appends the entry, or appends it void when it is rejected, so that readers skip it;
+ *      a batch too large for the log ring came inside the command and is written to the
+ *      segment file from there. Serve fetches of older offsets from disk straight into the
+ *      completion ring;
  *   2. flush: write every partition's pending log-ring entries to its active segment, one
  *      write per contiguous run, then publish them (high watermark) and answer acks=1;
  *   3. group commit: start an fdatasync of each dirty segment on libuv's thread pool; while
@@ -28,7 +32,10 @@
  *
  * Owner: this file runs in an owner worker thread only. Invariants: a partition slot is
  * owned by exactly one owner; offsets are assigned only here, contiguously; nothing is
- * answered before the condition its acks level promises holds.
+ * answered before the condition its acks level promises holds; every produceInRing command
+ * becomes exactly one log ring entry (appended or void), in command order; no batch is
+ * written to a segment file before its framing and CRC were verified (by this thread, or
+ * by the gateway on the very bytes in the log ring: CMD_FLAG_CRC_CHECKED).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { gunzipSync } from 'node:zlib';
@@ -40,6 +47,7 @@ import type { CompactionResult } from '../persist/compaction.js';
 import { nodeFileSystem } from '../persist/fs.js';
 import { PartitionLog } from '../persist/partition-log.js';
 import {
+  checkBatchFrameAt,
   Compression,
   COMPRESSION_MASK,
   CONTROL_BIT,
@@ -57,12 +65,14 @@ import { SpscRing } from '../ring/spsc-ring.js';
 import {
   CMD_ACKS_OFFSET,
   CMD_ARGUMENT_OFFSET,
-  CMD_BATCH_PAD_OFFSET,
-  CMD_HEADER_BYTES,
-  COPY_ALIGN_BYTES,
+  CMD_BATCH_OFFSET,
+  CMD_FLAG_CRC_CHECKED,
+  CMD_FLAGS_OFFSET,
   CMD_KIND_OFFSET,
   CMD_LENGTH_OFFSET,
   CMD_REQUEST_ID_OFFSET,
+  CMD_RING_ENTRY_OFFSET,
+  CMD_RING_POSITION_OFFSET,
   CMD_SLOT_OFFSET,
   Cell,
   CommandKind,
@@ -95,6 +105,7 @@ const textEncoder = new TextEncoder();
 class OwnedPartition {
   readonly slot: number;
   readonly log: PartitionLog;
+  /** This thread is its entry writer (the gateway writes the batches' bytes). */
   readonly ring: LogRing;
   readonly ringView: DataView;
   readonly cells: SeqlockCells;
@@ -241,8 +252,12 @@ class Owner {
       bytes += ring.frameLength;
       const kind = view.getUint8(off + CMD_KIND_OFFSET);
       switch (kind) {
-        case CommandKind.produce:
-          this.#produce(off);
+        case CommandKind.produceInRing:
+          bytes += view.getUint32(off + CMD_LENGTH_OFFSET, true);
+          this.#produceInRing(off);
+          break;
+        case CommandKind.produceInline:
+          this.#produceInline(off);
           break;
         case CommandKind.fetch:
           this.#fetch(off);
@@ -262,7 +277,78 @@ class Owner {
     return this.#partitions[slot];
   }
 
-  #produce(off: number): void {
+  /**
+   * Validates a produced batch where it lies (framing, size, CRC-32C unless `crcChecked`,
+   * keys of a compacted topic) and applies the idempotence table. Returns its header when it
+   * is to be appended, or the base offset of the stored batch it duplicates. Throws a
+   * SluiceError when it is rejected.
+   */
+  #admit(p: OwnedPartition, bytes: Uint8Array, view: DataView, pos: number, length: number, crcChecked: boolean): BatchHeader | number {
+    const sizeBytesMax = p.log.config.batchBytesMax;
+    const header = crcChecked ? checkBatchFrameAt(bytes, view, pos, sizeBytesMax) : validateBatchAt(bytes, view, pos, sizeBytesMax);
+    if (header.sizeBytes !== length) {
+      throw new SluiceError('CORRUPT_MESSAGE', `batch claims ${header.sizeBytes} bytes but ${length} were sent`);
+    }
+    const { producerId, baseSequence } = header;
+    if (producerId >= 0 && baseSequence < 0) {
+      throw new SluiceError('INVALID_REQUEST', `idempotent batch of producer ${producerId} has sequence ${baseSequence}`);
+    }
+    if (p.compacted) checkKeys(bytes, pos, header);
+    if (producerId >= 0) {
+      const verdict = p.producers.check(producerId, header.producerEpoch, baseSequence, header.recordCount);
+      // Stored already: answer with its offset once the acks level holds for it, which the
+      // next flush (and sync) guarantees, since it was appended before.
+      if (verdict.kind === 'duplicate') return verdict.baseOffset;
+    }
+    return header;
+  }
+
+  /** Assigns the next offsets to an admitted batch; returns its base offset. */
+  #assign(p: OwnedPartition, header: BatchHeader): number {
+    const base = p.nextOffset;
+    if (header.producerId >= 0) {
+      p.producers.record(header.producerId, header.producerEpoch, header.baseSequence, header.recordCount, base);
+    }
+    p.nextOffset = base + header.recordCount;
+    return base;
+  }
+
+  /** A batch the gateway copied into the partition's log ring (see commands.ts). */
+  #produceInRing(off: number): void {
+    const view = this.#commands.view;
+    const requestId = view.getUint32(off + CMD_REQUEST_ID_OFFSET, true);
+    const acks = view.getInt8(off + CMD_ACKS_OFFSET);
+    const crcChecked = (view.getUint8(off + CMD_FLAGS_OFFSET) & CMD_FLAG_CRC_CHECKED) !== 0;
+    const slot = view.getUint32(off + CMD_SLOT_OFFSET, true);
+    const length = view.getUint32(off + CMD_LENGTH_OFFSET, true);
+    const position = view.getInt32(off + CMD_RING_POSITION_OFFSET, true);
+    const entry = view.getUint32(off + CMD_RING_ENTRY_OFFSET, true);
+    const p = this.#partition(slot);
+    // Not open: the ring the command names went with the partition (closed, or not ours).
+    if (!p) return this.#fail(requestId, acks, new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `partition slot ${slot} is not open on this owner`));
+    const ring = p.ring;
+    const at = position & (ring.dataBytes - 1);
+    this.#dirty.add(p); // a flush publishes the entry, void or not, so its room comes back
+    let admitted: BatchHeader | number;
+    try {
+      admitted = this.#admit(p, ring.data, p.ringView, at, length, crcChecked);
+    } catch (err) {
+      ring.appendVoid(entry, p.nextOffset, position, length);
+      return this.#fail(requestId, acks, err);
+    }
+    if (typeof admitted === 'number') {
+      ring.appendVoid(entry, p.nextOffset, position, length);
+      p.unflushed.push(requestId, acks, admitted);
+      return;
+    }
+    const base = this.#assign(p, admitted);
+    writeBaseOffset(p.ringView, at, base);
+    ring.append(entry, base, p.nextOffset, position, length);
+    p.unflushed.push(requestId, acks, base);
+  }
+
+  /** A batch too large for the log ring, inside the command: written to the file from there. */
+  #produceInline(off: number): void {
     const ring = this.#commands;
     const view = ring.view;
     const requestId = view.getUint32(off + CMD_REQUEST_ID_OFFSET, true);
@@ -271,69 +357,30 @@ class Owner {
     const length = view.getUint32(off + CMD_LENGTH_OFFSET, true);
     const p = this.#partition(slot);
     if (!p) return this.#fail(requestId, acks, new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `partition slot ${slot} is not open on this owner`));
-    const batchOff = off + CMD_HEADER_BYTES + view.getUint8(off + CMD_BATCH_PAD_OFFSET);
-    let recordCount: number;
-    let producerId: number;
-    let producerEpoch: number;
-    let baseSequence: number;
+    // The log ring's pending batches come first in the file (and a failed flush resets
+    // the offsets and producer states this batch is checked against).
+    this.#flush(p);
+    const batchOff = off + CMD_BATCH_OFFSET;
+    let admitted: BatchHeader | number;
     try {
-      const header = validateBatchAt(ring.data, view, batchOff, p.log.config.batchBytesMax);
-      if (header.sizeBytes !== length) {
-        throw new SluiceError('CORRUPT_MESSAGE', `batch claims ${header.sizeBytes} bytes but ${length} were sent`);
-      }
-      recordCount = header.recordCount;
-      producerId = header.producerId;
-      producerEpoch = header.producerEpoch;
-      baseSequence = header.baseSequence;
-      if (producerId >= 0 && baseSequence < 0) {
-        throw new SluiceError('INVALID_REQUEST', `idempotent batch of producer ${producerId} has sequence ${baseSequence}`);
-      }
-      if (p.compacted) checkKeys(ring.data, batchOff, header);
+      admitted = this.#admit(p, ring.data, view, batchOff, length, false);
     } catch (err) {
       return this.#fail(requestId, acks, err);
     }
-    if (producerId >= 0) {
-      let verdict;
-      try {
-        verdict = p.producers.check(producerId, producerEpoch, baseSequence, recordCount);
-      } catch (err) {
-        return this.#fail(requestId, acks, err);
-      }
-      if (verdict.kind === 'duplicate') {
-        // Stored already: answer with its offset once the acks level holds for it, which
-        // the next flush (and sync) guarantees, since it was appended before.
-        p.unflushed.push(requestId, acks, verdict.baseOffset);
-        this.#dirty.add(p);
-        return;
-      }
+    this.#dirty.add(p);
+    if (typeof admitted === 'number') {
+      p.unflushed.push(requestId, acks, admitted);
+      return;
     }
     const base = p.nextOffset;
-    const next = base + recordCount;
-    if (producerId >= 0) p.producers.record(producerId, producerEpoch, baseSequence, recordCount, base);
-    // Same alignment as the batch has here, so the copy runs word by word.
-    const alignTo = batchOff & (COPY_ALIGN_BYTES - 1);
-    let at = p.ring.reserve(base, next, length, alignTo);
-    if (at < 0) {
-      // The ring is full of entries not yet on disk: flush them, then retry once.
-      this.#flush(p);
-      at = p.ring.reserve(base, next, length, alignTo);
+    writeBaseOffset(view, batchOff, base);
+    try {
+      p.log.append(ring.data.subarray(batchOff, batchOff + length), base, base + admitted.recordCount);
+    } catch (err) {
+      return this.#fail(requestId, acks, asStorageError(err, 'append'));
     }
-    if (at >= 0) {
-      p.ring.data.set(ring.data.subarray(batchOff, batchOff + length), at);
-      writeBaseOffset(p.ringView, at, base);
-      p.ring.commit();
-    } else {
-      // Too large for the ring: write it straight from the command ring.
-      writeBaseOffset(view, batchOff, base);
-      try {
-        p.log.append(ring.data.subarray(batchOff, batchOff + length), base, next);
-      } catch (err) {
-        return this.#fail(requestId, acks, asStorageError(err, 'append'));
-      }
-    }
-    p.nextOffset = next;
+    this.#assign(p, admitted);
     p.unflushed.push(requestId, acks, base);
-    this.#dirty.add(p);
   }
 
   #fetch(off: number): void {
@@ -401,7 +448,7 @@ class Owner {
         const result = await p.log.compact({ yieldNow: yieldToEventLoop, isCancelled: () => p.closing });
         // The log ring may still hold the closed segments' batches as appended: let reads of
         // those offsets come from the rewritten files instead (both are correct, these smaller).
-        if (result.segmentsRewritten > 0) p.ring.evictBelow(p.log.activeSegmentBaseOffset);
+        if (result.segmentsRewritten > 0) p.ring.hideBelow(p.log.activeSegmentBaseOffset);
         p.publishCells();
         if (result.segmentsRewritten > 0) log('info', 'compaction rewrote segments', { slot: p.slot, ...result });
         return result;
@@ -422,12 +469,17 @@ class Owner {
     let i = ring.pendingStart;
     try {
       while (i !== end) {
+        if (ring.entryIsVoid(i)) {
+          i++; // a rejected batch: never written out
+          continue;
+        }
         const runStart = ring.entryDataOffset(i);
         let runEnd = runStart + ring.entryLength(i);
         const first = ring.entryFirstKey(i);
         let next = ring.entryNextKey(i);
         i++;
-        while (i !== end && ring.entryDataOffset(i) === runEnd && ring.entryFirstKey(i) === next) {
+        // A void entry right after the run has offset runEnd and key next too: stop at it.
+        while (i !== end && !ring.entryIsVoid(i) && ring.entryDataOffset(i) === runEnd && ring.entryFirstKey(i) === next) {
           runEnd += ring.entryLength(i);
           next = ring.entryNextKey(i);
           i++;
@@ -524,10 +576,15 @@ class Owner {
     }
   }
 
-  /** A write failed: the log truncated itself back; drop what the ring held and fail it. */
+  /**
+   * A write failed: the log truncated itself back; the ring's pending entries it no longer
+   * holds become void (published, so their room comes back, never read) and their requests
+   * fail.
+   */
   #failUnflushed(p: OwnedPartition, error: SluiceError): void {
     log('error', 'append failed', { slot: p.slot, error: error.message });
-    p.ring.reset(p.log.logEndOffset);
+    p.ring.voidPending(p.log.logEndOffset);
+    p.ring.publish();
     p.nextOffset = p.log.logEndOffset;
     // The failed batches were recorded as stored: forget, so that their resends append.
     p.producers.clear();
@@ -626,8 +683,9 @@ class Owner {
         warn: (o: object, msg?: string) => log('warn', msg ?? 'log', { dir: req.dir, ...o }),
       },
     });
+    // A fresh ring (the gateway makes one per open): its entries start at logEndOffset.
     const ring = new LogRing(req.logRing);
-    ring.reset(partitionLog.logEndOffset);
+    assert(ring.appendedEnd === 0 && ring.pendingStart === 0, 'a partition opens with a fresh log ring');
     const p = new OwnedPartition(req.slot, partitionLog, ring, new SeqlockCells(req.cells));
     partitionLog.forEachActiveBatchHeader((h) => {
       if (h.producerId >= 0 && h.baseSequence >= 0) p.producers.record(h.producerId, h.producerEpoch, h.baseSequence, h.recordCount, h.baseOffset);
@@ -648,6 +706,12 @@ class Owner {
     // A compaction pass stops at its next slice and leaves the log as it was.
     p.closing = true;
     if (p.compaction !== null) await p.compaction.catch(() => {});
+    // Every command for this partition was committed before the gateway asked to close it:
+    // take them all now (and no more than those: other partitions may be busy), so none is
+    // left to meet a later partition opened in the same slot.
+    const mark = this.#commands.writeMark();
+    while (this.#commands.isBefore(mark)) this.#pass();
+    if (this.#partitions[slot] !== p) return; // closed meanwhile
     await this.#drainPartition(p);
     if (this.#partitions[slot] !== p) return; // closed meanwhile
     this.#partitions[slot] = undefined;

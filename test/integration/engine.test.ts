@@ -128,6 +128,58 @@ describe('Engine', () => {
     expect(values.map((v) => v.offset)).toEqual([...Array(12).keys()]);
   });
 
+  it.each([true, false])('turns batches rejected in the log ring into gaps readers skip (CRC on the gateway: %s)', async (crcOnGateway) => {
+    const { engine, dataDir } = await openEngine({ workers: 1, limits: { crcOnGateway } });
+    await engine.createTopic('rej', { partitions: 1 });
+    const { producerId } = await engine.initProducerId();
+    const a = S.encodeBatch([{ value: S.utf8('a0') }, { value: S.utf8('a1') }], { producerId, producerEpoch: 0, baseSequence: 0 });
+    const badCrc = batchOf(3, 'bad');
+    badCrc[badCrc.length - 1] ^= 0xff;
+    const b = batchOf(4, 'b');
+    // Sent together, so the rejected ones lie in the ring between a and b.
+    const answers = await Promise.allSettled([
+      engine.produce('rej', 0, a, { acks: 1 }),
+      engine.produce('rej', 0, badCrc, { acks: 1 }),
+      engine.produce('rej', 0, a, { acks: 1 }), // a duplicate: answered with a's offset, stored once
+      engine.produce('rej', 0, badCrc, { acks: 0 }),
+      engine.produce('rej', 0, b, { acks: 1 }),
+    ]);
+    expect(answers.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as { code: string }).code))).toEqual([0, 'CORRUPT_MESSAGE', 0, -1, 2]);
+    const res = await engine.fetch('rej', 0, 0, { maxBytes: 1024 * 1024 });
+    expect(Buffer.isBuffer(res.records)).toBe(false); // served from the log ring, not by the owner
+    const expected = Buffer.concat([Buffer.from(a), Buffer.from(b)]);
+    new DataView(expected.buffer, expected.byteOffset).setBigInt64(a.length, 2n, false); // b's baseOffset, stamped by the owner
+    expect(Buffer.from(res.records).equals(expected)).toBe(true);
+    expect(res.highWatermark).toBe(6);
+    expect(statSync(join(dataDir, 'rej-0', '00000000000000000000.log')).size).toBe(a.length + b.length);
+    expect((await readAll(engine, 'rej', 0)).map((v) => v.offset)).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
+  it('sends batches that find the log ring full inside the command instead, never THROTTLED for it, all stored in order', async () => {
+    const { engine } = await openEngine({ workers: 1, limits: { logRingBytes: 64 * 1024, logRingEntries: 64 } });
+    await engine.createTopic('full', { partitions: 1 });
+    const batches = Array.from({ length: 60 }, (_, i) => batchOf(10, `f${i}-${'x'.repeat(2000)}`)); // about 20 KiB each
+    const bases = await Promise.all(batches.map((b) => engine.produce('full', 0, b, { acks: 1 })));
+    expect(bases).toEqual(batches.map((_, i) => i * 10));
+    const values = await readAll(engine, 'full', 0);
+    expect(values.map((v) => v.offset)).toEqual([...Array(600).keys()]);
+    expect(values[599].value.startsWith('f59-')).toBe(true);
+  });
+
+  it('a topic deleted with produces in flight and recreated in the same slot holds only its own records', async () => {
+    const { engine } = await openEngine({ workers: 1 });
+    for (let round = 0; round < 5; round++) {
+      await engine.createTopic('again', { partitions: 1 });
+      const old = Array.from({ length: 20 }, (_, i) => engine.produce('again', 0, batchOf(5, `old${round}-${i}`), { acks: i % 2 === 0 ? 1 : 0 }));
+      await engine.deleteTopic('again');
+      await Promise.allSettled(old);
+      await engine.createTopic('again', { partitions: 1 });
+      expect(await engine.produce('again', 0, batchOf(2, `new${round}`), { acks: 1 })).toBe(0);
+      expect((await readAll(engine, 'again', 0)).map((v) => v.value)).toEqual([`new${round}-0`, `new${round}-1`]);
+      await engine.deleteTopic('again');
+    }
+  });
+
   it('keeps data across a clean close and reopen, and continues offsets', async () => {
     const dir = tempDir('reopen');
     cleanups.push(() => dir.remove());

@@ -1,7 +1,8 @@
-// LogRing in one thread: a writer instance and a reader instance over the same
-// SharedArrayBuffer. Races are staged deterministically by running writer steps in the
-// middle of a reader's copy (see 'read returns null after overwrite'); free-running races
-// are in test/integration/ring-log-threads.test.ts.
+// LogRing in one thread: a writer instance (data writer and entry writer at once, unless a
+// test separates them) and a reader instance over the same SharedArrayBuffer. Races are
+// staged deterministically by running writer steps in the middle of a reader's copy (see
+// 'read returns null after overwrite'); free-running races are in
+// test/integration/ring-log-threads.test.ts.
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   LOG_RING_DATA_BYTES_MIN,
@@ -25,12 +26,30 @@ function entryBytes(firstKey: number, nextKey: number, length: number): Uint8Arr
   return bytes;
 }
 
-/** Appends one entry (reserve, copy, commit); returns the data offset or -1. */
-function append(ring: LogRing, firstKey: number, nextKey: number, length: number): number {
-  const offset = ring.reserve(firstKey, nextKey, length);
+/**
+ * Appends one entry as the two writers do (data writer: reserve, copy, commit; entry writer:
+ * append with its keys); returns the data offset or -1.
+ */
+function append(ring: LogRing, firstKey: number, nextKey: number, length: number, entryWriter: LogRing = ring): number {
+  const offset = ring.reserve(length);
   if (offset === -1) return -1;
   ring.data.set(entryBytes(firstKey, nextKey, length), offset);
+  const entry = ring.reservedEntry;
+  const position = ring.reservedPosition;
   ring.commit();
+  entryWriter.append(entry, firstKey, nextKey, position, length);
+  return offset;
+}
+
+/** Appends one rejected entry of `length` garbage bytes as void at `key`; returns its offset or -1. */
+function appendVoid(ring: LogRing, key: number, length: number): number {
+  const offset = ring.reserve(length);
+  if (offset === -1) return -1;
+  ring.data.fill(0xee, offset, offset + length);
+  const entry = ring.reservedEntry;
+  const position = ring.reservedPosition;
+  ring.commit();
+  ring.appendVoid(entry, key, position, length);
   return offset;
 }
 
@@ -130,7 +149,7 @@ describe('LogRing append, publish and read', () => {
   it('accepts entries of zero bytes and of exactly entryBytesMax, and answers -1 above it', () => {
     const { writer, reader } = pair();
     expect(append(writer, 0, 1, 0)).toBe(0);
-    expect(writer.reserve(1, 2, writer.entryBytesMax + 1)).toBe(-1);
+    expect(writer.reserve(writer.entryBytesMax + 1)).toBe(-1);
     expect(append(writer, 1, 2, writer.entryBytesMax)).toBe(0);
     writer.publish();
     expectRead(reader.read(0, 0), 0, 1, new Uint8Array(0));
@@ -149,15 +168,28 @@ describe('LogRing append, publish and read', () => {
     }
   });
 
-  it('refuses keys that go back or entries that hold no key', () => {
+  it('refuses keys that go back, appended entries that hold no key, and entries out of commit order', () => {
     const { writer } = pair();
     append(writer, 10, 20, 1);
-    expect(() => writer.reserve(19, 25, 1)).toThrow(/must not go back/);
-    expect(() => writer.reserve(20, 20, 1)).toThrow(/firstKey < nextKey/);
-    expect(() => writer.reserve(-1, 2, 1)).toThrow();
-    expect(() => writer.reserve(2 ** 53, 2 ** 53 + 2, 1)).toThrow();
+    // Key checks come first: these throw before the (uncommitted) entry number is looked at.
+    const e = writer.appendedEnd;
+    expect(() => writer.append(e, 19, 25, 8, 1)).toThrow(/must not go back/);
+    expect(() => writer.append(e, 20, 20, 8, 1)).toThrow(/firstKey < nextKey/);
+    expect(() => writer.append(e, -1, 2, 8, 1)).toThrow();
+    expect(() => writer.append(e, 2 ** 53, 2 ** 53 + 2, 8, 1)).toThrow();
+    expect(() => writer.appendVoid(e, 19, 8, 0)).toThrow(/must not go back/);
     expect(() => writer.commit()).toThrow(/without a successful reserve/);
-    expect(writer.reserve(20, 21, 1)).toBeGreaterThanOrEqual(0);
+    expect(() => writer.reservedEntry).toThrow(/without a successful reserve/);
+    // Entry numbers must follow the commits: one skipped or repeated is a programmer error.
+    const offset = writer.reserve(4);
+    const entry = writer.reservedEntry;
+    const position = writer.reservedPosition;
+    writer.commit();
+    expect(() => writer.append(entry + 1, 20, 21, position, 4)).toThrow(/commit order/);
+    expect(() => writer.append(entry - 1, 20, 21, position, 4)).toThrow(/commit order/);
+    writer.append(entry + 2 ** 32, 20, 21, position, 4); // the command carries it mod 2^32
+    expect(writer.entryDataOffset(entry)).toBe(offset);
+    expect(append(writer, 21, 22, 1)).toBeGreaterThanOrEqual(0);
   });
 
   it('iterates pending entries by absolute index without allocating, and publishes a prefix', () => {
@@ -179,7 +211,7 @@ describe('LogRing append, publish and read', () => {
     expect(writer.pendingStart).toBe(3);
     expect(reader.visibleNextKey()).toBe(7);
     expect(() => writer.publish(2)).toThrow();
-    expect(() => writer.entryLength(3)).toThrow(/live/);
+    expect(() => writer.entryLength(3)).toThrow(/is appended/);
   });
 });
 
@@ -214,10 +246,10 @@ describe('LogRing wrap and eviction', () => {
   it('never evicts an unpublished entry: reserve answers -1 until publish', () => {
     const { writer, reader } = pair();
     for (let key = 0; key < 8; key++) append(writer, key, key + 1, 8 * 1024);
-    expect(writer.reserve(8, 9, 1)).toBe(-1);
+    expect(writer.reserve(1)).toBe(-1);
     writer.publish(3);
     expect(append(writer, 8, 9, 8 * 1024)).toBe(0); // evicts entry 0 only
-    expect(writer.reserve(9, 10, 16 * 1024 + 1)).toBe(-1); // needs entries 1, 2 and 3 (pending)
+    expect(writer.reserve(16 * 1024 + 1)).toBe(-1); // needs entries 1, 2 and 3 (pending)
     expect(reader.oldestKey()).toBe(1); // and -1 evicted nothing
     writer.publish();
     expect(append(writer, 9, 10, 16 * 1024 + 1)).toBe(8 * 1024);
@@ -227,7 +259,7 @@ describe('LogRing wrap and eviction', () => {
   it('answers -1 when every entry slot is pending, and evicts for a slot once published', () => {
     const { writer, reader } = pair(DATA_BYTES, 4);
     for (let key = 0; key < 4; key++) append(writer, key, key + 1, 10);
-    expect(writer.reserve(4, 5, 10)).toBe(-1);
+    expect(writer.reserve(10)).toBe(-1);
     writer.publish();
     expect(append(writer, 4, 5, 10)).toBe(40);
     writer.publish();
@@ -235,20 +267,28 @@ describe('LogRing wrap and eviction', () => {
     expectRead(reader.read(1, 1000), 1, 5, concat(...[1, 2, 3, 4].map((k) => entryBytes(k, k + 1, 10))));
   });
 
-  it('drops everything at reset, pending entries included, and accepts lower keys afterwards', () => {
+  it('voids the pending entries a truncation dropped, keeps those below it, and accepts lower keys afterwards', () => {
     const { writer, reader } = pair();
     append(writer, 100, 110, 10);
     writer.publish();
-    append(writer, 110, 120, 10);
-    writer.reset(105);
-    expect(reader.read(100, 1000)).toBeNull();
-    expect(reader.oldestKey()).toBe(-1);
-    expect(reader.visibleNextKey()).toBe(-1);
-    expect(writer.pendingStart).toBe(writer.appendedEnd);
-    expect(() => writer.reserve(104, 106, 1)).toThrow(/must not go back/);
-    append(writer, 105, 106, 10);
+    append(writer, 110, 115, 10); // written before the failure: stays
+    append(writer, 115, 120, 10); // lost with the truncation
+    appendVoid(writer, 120, 10);
+    append(writer, 120, 130, 10); // lost too
+    expect(() => writer.voidPending(105)).toThrow(/below a published key/);
+    writer.voidPending(115);
+    expect(writer.entryIsVoid(1)).toBe(false);
+    for (const i of [2, 3, 4]) {
+      expect(writer.entryIsVoid(i)).toBe(true);
+      expect(writer.entryFirstKey(i)).toBe(115);
+    }
     writer.publish();
-    expectRead(reader.read(105, 1000), 105, 106, entryBytes(105, 106, 10));
+    expect(reader.visibleNextKey()).toBe(115);
+    expectRead(reader.read(100, 1000), 100, 115, concat(entryBytes(100, 110, 10), entryBytes(110, 115, 10)));
+    expect(reader.read(115, 1000)).toBeNull();
+    append(writer, 115, 118, 10);
+    writer.publish();
+    expectRead(reader.read(110, 1000), 110, 118, concat(entryBytes(110, 115, 10), entryBytes(115, 118, 10)));
   });
 
   it('serves every published key a random workload leaves in the ring, with the right bytes (seeded)', () => {
@@ -263,15 +303,13 @@ describe('LogRing wrap and eviction', () => {
         const firstKey = key + (next() % 4 === 0 ? next() % 3 : 0);
         const nextKey = firstKey + 1 + (next() % 5);
         const length = next() % 4 === 0 ? next() % (writer.entryBytesMax + 1) : next() % 2000;
-        const offset = writer.reserve(firstKey, nextKey, length);
-        if (offset === -1) {
-          expect(length <= writer.entryBytesMax, `seed ${seed} step ${step}`).toBe(true);
-          writer.publish(); // what the owner does: flush, publish, retry
-          expect(append(writer, firstKey, nextKey, length), `seed ${seed} step ${step}`).toBeGreaterThanOrEqual(0);
-        } else {
-          writer.data.set(entryBytes(firstKey, nextKey, length), offset);
-          writer.commit();
+        const rejected = next() % 8 === 0; // a rejected batch: a void entry, no key used
+        const write = () => (rejected ? appendVoid(writer, key, length) : append(writer, firstKey, nextKey, length));
+        if (write() === -1) {
+          writer.publish(); // the owner flushes and publishes, the gateway tries again
+          expect(write(), `seed ${seed} step ${step}`).toBeGreaterThanOrEqual(0);
         }
+        if (rejected) continue;
         model.set(firstKey, { nextKey, length });
         key = nextKey;
       } else if (action < 8) {
@@ -350,7 +388,7 @@ describe('LogRing read returns null after overwrite', () => {
   it('returns null when the entry is evicted after the copy, even though the copy happened to be intact', () => {
     const { writer, reader } = fullRing();
     interleave(8 * 1024, 'after', () => {
-      expect(writer.reserve(8, 9, 8 * 1024)).toBe(0); // tails move; no byte written yet
+      expect(writer.reserve(8 * 1024)).toBe(0); // tails move; no byte written yet
     });
     expect(reader.read(0, 8 * 1024)).toBeNull();
   });
@@ -363,30 +401,133 @@ describe('LogRing read returns null after overwrite', () => {
     expectRead(reader.read(1, 8 * 1024), 1, 2, entryBytes(1, 2, 8 * 1024));
   });
 
-  it('returns null when a reset happens during the copy', () => {
+  it('returns null when the entry is evicted to make room for a reservation the gateway then abandons', () => {
     const { writer, reader } = fullRing();
-    interleave(16 * 1024, 'after', () => writer.reset(8));
-    expect(reader.read(6, 16 * 1024)).toBeNull();
+    interleave(16 * 1024, 'after', () => {
+      expect(writer.reserve(16 * 1024)).toBe(0); // evicts entries 0 and 1; never committed
+    });
+    expect(reader.read(1, 16 * 1024)).toBeNull();
+    expectRead(reader.read(2, 8 * 1024), 2, 3, entryBytes(2, 3, 8 * 1024));
   });
 });
 
-describe('LogRing.evictBelow', () => {
-  it('evicts only the published entries wholly below the key; readers then miss them and still read the rest', () => {
+describe('LogRing void entries (rejected batches)', () => {
+  it('skips void entries between, before and after readable ones, copying none of their bytes', () => {
+    const { writer, reader } = pair();
+    appendVoid(writer, 0, 50);
+    append(writer, 0, 5, 100);
+    appendVoid(writer, 5, 70);
+    appendVoid(writer, 5, 0);
+    append(writer, 5, 9, 30);
+    appendVoid(writer, 9, 20);
+    writer.publish();
+    const [a, b] = [entryBytes(0, 5, 100), entryBytes(5, 9, 30)];
+    expectRead(reader.read(0, 1 << 20), 0, 9, concat(a, b));
+    expectRead(reader.read(3, 100), 0, 5, a); // b would pass maxBytes
+    expectRead(reader.read(5, 1 << 20), 5, 9, b);
+    expect(reader.read(9, 1 << 20)).toBeNull(); // only a void entry holds "9": nothing to read
+    expect(reader.visibleNextKey()).toBe(9);
+    expect(reader.oldestKey()).toBe(0);
+  });
+
+  it('never lets a void entry join a read across a wrap, and frees its room on eviction', () => {
+    const { writer, reader } = pair();
+    expect(append(writer, 0, 1, 30 * 1024)).toBe(0);
+    expect(appendVoid(writer, 1, 30 * 1024)).toBe(30 * 1024);
+    writer.publish();
+    expect(append(writer, 1, 2, 5 * 1024)).toBe(0); // wraps, evicts entry 0
+    writer.publish();
+    expect(reader.read(0, 1 << 20)).toBeNull();
+    expectRead(reader.read(1, 1 << 20), 1, 2, entryBytes(1, 2, 5 * 1024));
+    expect(append(writer, 2, 3, 30 * 1024)).toBe(5 * 1024); // evicts the void entry
+    writer.publish();
+    expectRead(reader.read(1, 1 << 20), 1, 3, concat(entryBytes(1, 2, 5 * 1024), entryBytes(2, 3, 30 * 1024)));
+  });
+
+  it('counts void entries for slots and bytes: the data writer never needs to hear which were rejected', () => {
+    const { writer, reader } = pair(DATA_BYTES, 4);
+    for (let n = 0; n < 4; n++) appendVoid(writer, 0, 10);
+    expect(writer.reserve(1)).toBe(-1); // four slots, all pending
+    writer.publish();
+    expect(append(writer, 0, 1, 10)).toBe(40);
+    writer.publish();
+    expectRead(reader.read(0, 1000), 0, 1, entryBytes(0, 1, 10));
+  });
+});
+
+describe('LogRing with the data writer and the entry writer apart', () => {
+  it('hands entries over by number and position; the entry writer never reserves, the data writer never keys', () => {
+    const dataWriter = LogRing.create({ dataBytes: DATA_BYTES, entriesMax: 8 });
+    const entryWriter = new LogRing(dataWriter.sab);
+    const reader = new LogRing(dataWriter.sab);
+    // Three batches in flight before the owner looks at any of them.
+    const handed: { entry: number; position: number; length: number }[] = [];
+    for (const length of [100, 200, 300]) {
+      const offset = dataWriter.reserve(length);
+      dataWriter.data.fill(length & 0xff, offset, offset + length);
+      handed.push({ entry: dataWriter.reservedEntry, position: dataWriter.reservedPosition, length });
+      dataWriter.commit();
+    }
+    expect(reader.read(0, 1 << 20)).toBeNull(); // committed is not visible
+    entryWriter.append(handed[0].entry, 0, 1, handed[0].position, handed[0].length);
+    entryWriter.appendVoid(handed[1].entry, 1, handed[1].position, handed[1].length);
+    entryWriter.append(handed[2].entry, 1, 4, handed[2].position, handed[2].length);
+    expect(reader.read(0, 1 << 20)).toBeNull(); // pending is not visible
+    entryWriter.publish();
+    const result = reader.read(0, 1 << 20)!;
+    expect(result.firstKey).toBe(0);
+    expect(result.nextKey).toBe(4);
+    expect(result.bytes.length).toBe(400);
+    expect(result.bytes[0]).toBe(100);
+    expect(result.bytes[399]).toBe(300 & 0xff);
+    // The data writer sees what the entry writer published and evicts it for room.
+    for (let n = 0; n < 200; n++) {
+      const offset = dataWriter.reserve(1000);
+      expect(offset, `reservation ${n}`).toBeGreaterThanOrEqual(0);
+      const entry = dataWriter.reservedEntry;
+      const position = dataWriter.reservedPosition;
+      dataWriter.commit();
+      entryWriter.append(entry, 4 + n, 5 + n, position, 1000);
+      entryWriter.publish();
+    }
+    expect(reader.visibleNextKey()).toBe(204);
+  });
+
+  it('answers -1 while the entries it must evict are committed but not yet appended or published', () => {
+    const dataWriter = LogRing.create({ dataBytes: DATA_BYTES, entriesMax: 8 });
+    const entryWriter = new LogRing(dataWriter.sab);
+    const handed: [number, number][] = [];
+    for (let n = 0; n < 8; n++) {
+      dataWriter.reserve(8 * 1024);
+      handed.push([dataWriter.reservedEntry, dataWriter.reservedPosition]);
+      dataWriter.commit();
+    }
+    expect(dataWriter.reserve(1)).toBe(-1); // every slot and byte is committed
+    entryWriter.append(handed[0][0], 0, 1, handed[0][1], 8 * 1024);
+    expect(dataWriter.reserve(1)).toBe(-1); // appended, not published
+    entryWriter.publish();
+    expect(dataWriter.reserve(1)).toBe(0); // entry 0 evicted
+  });
+});
+
+describe('LogRing.hideBelow', () => {
+  it('hides only the published entries wholly below the key; readers then miss them and still read the rest', () => {
     const { writer, reader } = pair();
     append(writer, 0, 5, 100);
     append(writer, 5, 10, 100);
     append(writer, 10, 12, 100);
     writer.publish();
     append(writer, 12, 20, 100); // pending: never evicted
-    writer.evictBelow(9); // [5, 10) reaches past 9: stays
+    writer.hideBelow(9); // [5, 10) reaches past 9: stays
     expect(reader.read(0, 1 << 20)).toBeNull();
     expectRead(reader.read(5, 100), 5, 10, entryBytes(5, 10, 100));
-    writer.evictBelow(20);
+    writer.hideBelow(20);
+    expect(reader.oldestKey()).toBe(-1); // every published entry is hidden; [12, 20) is pending
     expect(reader.read(5, 100)).toBeNull();
     expect(reader.read(10, 100)).toBeNull();
     writer.publish();
     expectRead(reader.read(12, 100), 12, 20, entryBytes(12, 20, 100));
-    // Appends go on after an eviction, with the ring's room intact.
+    // Appends go on after hiding, with the ring's room intact, and hidden entries are evicted as usual.
     for (let k = 20; k < 200; k++) {
       expect(append(writer, k, k + 1, 4000)).toBeGreaterThanOrEqual(0);
       writer.publish();
