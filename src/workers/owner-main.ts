@@ -119,6 +119,8 @@ class OwnedPartition {
   inSync: number[] = [];
   /** True while an fdatasync runs on the thread pool for this partition. */
   syncing = false;
+  /** The flush interval came while a sync was in flight: sync again when it ends (acks=1 data stays within one interval). */
+  syncDue = false;
   /** Called when the fsync in flight finishes (close and shutdown wait for it). */
   readonly syncWaiters: (() => void)[] = [];
   /** Idempotent producers' sequences, so a re-sent batch is stored once. */
@@ -207,7 +209,10 @@ class Owner {
     if (now >= this.#nextFlushMs) {
       this.#nextFlushMs = now + this.#init.flushIntervalMs;
       for (const p of this.#partitions) {
-        if (p && p.log.durableOffset < p.log.logEndOffset) this.#startSync(p);
+        if (p && p.log.durableOffset < p.log.logEndOffset) {
+          if (p.syncing) p.syncDue = true;
+          else this.#startSync(p);
+        }
       }
     }
     if (now >= this.#nextHousekeepingMs) {
@@ -542,7 +547,13 @@ class Owner {
     } else {
       p.publishCells();
       this.#completeSynced(p, p.inSync);
-      if (p.unsynced.length > 0 || p.log.durableOffset < p.log.logEndOffset) this.#startSync(p);
+      // The next sync starts at once only for acks=all requests waiting on it. acks=1 data
+      // waits for the flush interval (or rides along with the next acks=all sync): a write
+      // next to an fdatasync of the same file runs at half speed here (2.4 -> 1.2 GB/s), and
+      // chaining syncs for acks=1 data kept one in flight almost all the time (acks=1 on 1
+      // partition: 859 -> 1,137 MB/s without the chain).
+      if (p.unsynced.length > 0 || (p.syncDue && p.log.durableOffset < p.log.logEndOffset)) this.#startSync(p);
+      p.syncDue = false;
     }
     if (!p.syncing) for (const wake of p.syncWaiters.splice(0)) wake();
   }
