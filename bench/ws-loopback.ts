@@ -8,12 +8,16 @@
  *
  * Server commands (text messages): `up <bytes>`: count binary bytes received, answer
  * `done` once `bytes` arrived; `down <bytes>`: send that many bytes in 1 MiB binary
- * messages, honouring backpressure (send()'s result and drain).
+ * messages, honouring backpressure (send()'s result and drain); `echo`: send every binary
+ * message back as it is (the round-trip latency of two hops between processes, the floor
+ * under the broker's four: producer -> gateway -> owner -> gateway -> consumer).
+ *
  *
  * Owner: the main thread of each side. Bounded: every transfer has a byte count and the
  * client a deadline.
  */
 import { createRequire } from 'node:module';
+import * as hdr from 'hdr-histogram-js';
 import type * as uWS from 'uWebSockets.js';
 import { WebSocket } from 'ws';
 
@@ -29,6 +33,7 @@ function serve(): void {
     upBytesWanted: number;
     upBytes: number;
     downBytesLeft: number;
+    echo: boolean;
   }
   const payload = new Uint8Array(LOOPBACK_MESSAGE_BYTES).fill(0x62);
   const pushDown = (ws: uWS.WebSocket<State>): void => {
@@ -49,11 +54,15 @@ function serve(): void {
     maxLifetime: 0,
     compression: uws.DISABLED,
     upgrade: (res, req, context) => {
-      res.upgrade<State>({ upBytesWanted: 0, upBytes: 0, downBytesLeft: 0 }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
+      res.upgrade<State>({ upBytesWanted: 0, upBytes: 0, downBytesLeft: 0, echo: false }, req.getHeader('sec-websocket-key'), req.getHeader('sec-websocket-protocol'), req.getHeader('sec-websocket-extensions'), context);
     },
     message: (ws, message, isBinary) => {
       const s = ws.getUserData();
       if (isBinary) {
+        if (s.echo) {
+          ws.send(message, true);
+          return;
+        }
         s.upBytes += message.byteLength;
         if (s.upBytesWanted > 0 && s.upBytes >= s.upBytesWanted) {
           s.upBytesWanted = 0;
@@ -68,6 +77,8 @@ function serve(): void {
       } else if (cmd === 'down') {
         s.downBytesLeft = Number(arg);
         pushDown(ws);
+      } else if (cmd === 'echo') {
+        s.echo = true;
       }
     },
     drain: (ws) => pushDown(ws),
@@ -142,6 +153,62 @@ export async function measureLoopback(port: number, bytes: number, timeoutMs: nu
     return { upMBps: total / upSecs / 1e6, downMBps: total / downSecs / 1e6 };
   } finally {
     clearTimeout(timeout);
+    ws.close();
+  }
+}
+
+export interface EchoResult {
+  /** Round trip (client -> server -> client) at a fixed rate, µs, corrected for coordinated omission. */
+  p50Us: number;
+  p99Us: number;
+  p999Us: number;
+}
+
+/**
+ * Round trips of `messages` 100-byte messages sent at `ratePerSec` on a fixed schedule
+ * (each stamped with its intended send time, as the broker's latency run does) to a server
+ * started with `serve()`, which echoes them. A new connection; the server's echo mode
+ * lasts as long as it.
+ */
+export async function measureEcho(port: number, messages: number, ratePerSec: number, timeoutMs: number): Promise<EchoResult> {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/`, { perMessageDeflate: false });
+  ws.binaryType = 'nodebuffer';
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => resolve());
+    ws.once('error', reject);
+  });
+  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 });
+  const nowNs = (): number => Number(process.hrtime.bigint());
+  const deadlineNs = nowNs() + timeoutMs * 1e6;
+  try {
+    let received = 0;
+    const all = new Promise<void>((resolve, reject) => {
+      ws.on('message', (data: Buffer) => {
+        histogram.recordValue(Math.max(1, Math.round((nowNs() - data.readDoubleLE(0)) / 1e3)));
+        if (++received >= messages) resolve();
+      });
+      ws.once('close', () => reject(new Error('loopback: the socket closed during the echo run')));
+    });
+    ws.send('echo');
+    const sleeper = new Int32Array(new SharedArrayBuffer(4));
+    const intervalNs = 1e9 / ratePerSec;
+    const startNs = nowNs() + 10e6;
+    for (let sent = 0; sent < messages && nowNs() < deadlineNs; ) {
+      const waitMs = (startNs + sent * intervalNs - nowNs()) / 1e6;
+      if (waitMs > 0.02) Atomics.wait(sleeper, 0, 0, Math.min(waitMs, 1));
+      const now = nowNs();
+      while (sent < messages && startNs + sent * intervalNs <= now) {
+        const message = Buffer.alloc(100);
+        message.writeDoubleLE(startNs + sent * intervalNs, 0);
+        ws.send(message, { binary: true, compress: false });
+        sent++;
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+    const timer = setTimeout(() => ws.terminate(), Math.max(0, (deadlineNs - nowNs()) / 1e6));
+    await all.finally(() => clearTimeout(timer));
+    return { p50Us: histogram.getValueAtPercentile(50), p99Us: histogram.getValueAtPercentile(99), p999Us: histogram.getValueAtPercentile(99.9) };
+  } finally {
     ws.close();
   }
 }

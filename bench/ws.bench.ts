@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { connect, type Sluice } from '../src/client/index.js';
 import { crc32c, crc32cImplementation } from '../src/persist/crc32c.js';
 import type { LoadJob, LoadResult } from './ws-load.js';
-import { measureLoopback } from './ws-loopback.js';
+import { measureEcho, measureLoopback, type EchoResult } from './ws-loopback.js';
 
 /** Issue 3's targets. */
 export const TARGETS = Object.freeze({
@@ -84,7 +84,7 @@ export interface ThroughputFigure {
 export interface WsBenchResult {
   env: { node: string; cpu: string; cores: number; memGiB: number; crc32c: string; date: string; broker: string };
   settings: { records: number; recordBytes: number; runs: number; partitions: number; producerThreads: number; consumerThreads: number; batchBytes: number; lingerMs: number; latencyRatePerSec: number; latencyRecords: number };
-  loopback: { upMBps: number; downMBps: number; runsUp: number[]; runsDown: number[] };
+  loopback: { upMBps: number; downMBps: number; runsUp: number[]; runsDown: number[]; echo: EchoResult; echoRuns: EchoResult[] };
   produceAcksAll: ThroughputFigure;
   produceAcks1: ThroughputFigure;
   consume: ThroughputFigure;
@@ -228,7 +228,7 @@ export async function startBroker(): Promise<Broker> {
   };
 }
 
-async function loopbackRuns(opts: WsBenchOptions, bar: ProgressBar): Promise<{ up: number[]; down: number[] }> {
+async function loopbackRuns(opts: WsBenchOptions, bar: ProgressBar): Promise<{ up: number[]; down: number[]; echo: EchoResult[] }> {
   const { child, done } = runChild([here('./ws-loopback.js'), 'server'], () => undefined, 5 * 60_000);
   done.catch(() => undefined);
   try {
@@ -243,14 +243,16 @@ async function loopbackRuns(opts: WsBenchOptions, bar: ProgressBar): Promise<{ u
     });
     const up: number[] = [];
     const down: number[] = [];
+    const echo: EchoResult[] = [];
     for (let r = 0; r < opts.runs; r++) {
       bar.start(`loopback ws #${r + 1}`, opts.runs);
       const res = await measureLoopback(port, opts.loopbackBytes, 60_000);
       up.push(res.upMBps);
       down.push(res.downMBps);
+      echo.push(await measureEcho(port, opts.latencyRecords, LATENCY_RATE_PER_SEC, 60_000));
       bar.end();
     }
-    return { up, down };
+    return { up, down, echo };
   } finally {
     child.stdin!.end();
     setTimeout(() => child.kill('SIGKILL'), 2000).unref();
@@ -302,8 +304,9 @@ export async function runWsBench(opts: WsBenchOptions): Promise<WsBenchResult> {
     if (opts.progress) process.stderr.write(`${s}\n`);
   };
   const loop = await loopbackRuns(opts, bar);
-  const loopback = { upMBps: median(loop.up), downMBps: median(loop.down), runsUp: loop.up, runsDown: loop.down };
-  say(`loopback ws: up ${loopback.upMBps.toFixed(0)} MB/s, down ${loopback.downMBps.toFixed(0)} MB/s`);
+  const echo = { p50Us: median(loop.echo.map((e) => e.p50Us)), p99Us: median(loop.echo.map((e) => e.p99Us)), p999Us: median(loop.echo.map((e) => e.p999Us)) };
+  const loopback = { upMBps: median(loop.up), downMBps: median(loop.down), runsUp: loop.up, runsDown: loop.down, echo, echoRuns: loop.echo };
+  say(`loopback ws: up ${loopback.upMBps.toFixed(0)} MB/s, down ${loopback.downMBps.toFixed(0)} MB/s; echo round trip at ${LATENCY_RATE_PER_SEC}/s p50 ${echo.p50Us} µs, p99 ${echo.p99Us} µs`);
 
   const broker = opts.broker ? null : await startBroker();
   const url = opts.broker ?? broker!.url;
@@ -390,6 +393,8 @@ export function formatWsBench(r: WsBenchResult): string {
   out.push('|---|---:|---:|---:|---:|');
   out.push(`| measured (median of runs; max of runs) | ${ms(r.latency.p50Us)} | ${ms(r.latency.p99Us)} | ${ms(r.latency.p999Us)} | ${ms(r.latency.maxUs)} |`);
   out.push(`| target | 1 ms | 5 ms | 20 ms | |`);
+  const e = r.loopback.echo;
+  out.push(`| raw loopback echo round trip (uWS echo server, ws client, same rate; median of runs) | ${ms(e.p50Us)} | ${ms(e.p99Us)} | ${ms(e.p999Us)} | |`);
   out.push('');
   out.push(`broker peak RSS: ${r.brokerRssPeakMB === null ? 'n/a (external broker)' : `${r.brokerRssPeakMB.toFixed(0)} MB`}; load processes peak RSS ${r.loadRssPeakMB.toFixed(0)} MB; latency sender fell behind its schedule by at most ${ms(r.latency.scheduleLagUsMax)}`);
   return out.join('\n');

@@ -26,6 +26,9 @@ describe('sluice bench (smoke)', () => {
       expect(r.settings).toMatchObject({ recordBytes: 100, runs: 1 });
       expect(r.loopback.upMBps).toBeGreaterThan(0);
       expect(r.loopback.downMBps).toBeGreaterThan(0);
+      expect(r.loopback.echoRuns).toHaveLength(1);
+      expect(r.loopback.echo.p50Us).toBeGreaterThan(0);
+      expect(r.loopback.echo.p50Us).toBeLessThanOrEqual(r.loopback.echo.p999Us);
       for (const f of [r.produceAcksAll, r.produceAcks1, r.consume]) {
         expect(f.recordsPerSec).toBeGreaterThan(0);
         expect(f.mbPerSec).toBeGreaterThan(0);
