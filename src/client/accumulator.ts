@@ -7,8 +7,8 @@
  * What a batch holds is the caller's (`C`, made by `create`): the producer encodes each
  * record into its open batch as it comes (no object per record). Adding is two steps:
  * `open(key, sizeBytes)` gives the batch with room for the record (sealing a fuller one
- * first), the caller appends to it, then `added(key, sizeBytes)` counts it and seals the
- * batch if it is full.
+ * first), the caller appends to its `content`, then `added(batch, sizeBytes)` counts it
+ * and seals the batch if it is full.
  *
  * Browser-safe; owner: the client's thread. The clock is injected so tests drive linger.
  */
@@ -24,8 +24,9 @@ export interface AccumulatorOptions<C> {
   onSeal: (key: string, content: C, bytes: number) => void;
 }
 
-interface OpenBatch<C> {
-  content: C;
+export interface OpenBatch<C> {
+  readonly key: string;
+  readonly content: C;
   bytes: number;
   timer: TimerHandle | null;
 }
@@ -41,28 +42,26 @@ export class BatchAccumulator<C> {
   }
 
   /** The open batch of `key` with room for `sizeBytes` more: the current one, or a new one after sealing it. */
-  open(key: string, sizeBytes: number): C {
+  open(key: string, sizeBytes: number): OpenBatch<C> {
     let batch = this.#open.get(key);
     if (batch && batch.bytes + sizeBytes > this.#options.batchBytes) {
       this.seal(key);
       batch = undefined;
     }
     if (!batch) {
-      const opened: OpenBatch<C> = (batch = { content: this.#options.create(key), bytes: 0, timer: null });
+      const opened: OpenBatch<C> = (batch = { key, content: this.#options.create(key), bytes: 0, timer: null });
       this.#open.set(key, opened);
       opened.timer = this.#options.clock.setTimeout(() => {
         if (this.#open.get(key) === opened) this.seal(key);
       }, this.#options.lingerMs);
     }
-    return batch.content;
+    return batch;
   }
 
-  /** Counts `sizeBytes` appended to the batch `open` gave; seals it once full. */
-  added(key: string, sizeBytes: number): void {
-    const batch = this.#open.get(key);
-    assert(batch !== undefined, 'added() follows open()');
+  /** Counts `sizeBytes` appended to the batch `open` gave (still open); seals it once full. */
+  added(batch: OpenBatch<C>, sizeBytes: number): void {
     batch.bytes += sizeBytes;
-    if (batch.bytes >= this.#options.batchBytes) this.seal(key);
+    if (batch.bytes >= this.#options.batchBytes) this.seal(batch.key);
   }
 
   /** Seals the open batch of `key`, if any. */

@@ -185,6 +185,12 @@ interface SealedBatch {
   settled?: boolean;
 }
 
+/** A topic's partitions (by number) and its sticky partition for records without a key (KIP-480; -1: none yet). */
+interface TopicState {
+  partitions: PartitionState[];
+  sticky: number;
+}
+
 interface PartitionState {
   topic: string;
   partition: number;
@@ -248,9 +254,7 @@ export class Producer {
   readonly #accumulator: BatchAccumulator<OpenBatch>;
   readonly #partitions = new Map<string, PartitionState>();
   /** topic -> partition -> its state (the same objects as #partitions, found without building a key). */
-  readonly #topicStates = new Map<string, PartitionState[]>();
-  /** Sticky partition per topic for records without a key (KIP-480): changes when its batch is sealed. */
-  readonly #sticky = new Map<string, number>();
+  readonly #topicStates = new Map<string, TopicState>();
   #identity: Promise<{ producerId: number; producerEpoch: number }> | null = null;
   #producerId = -1;
   #producerEpoch = -1;
@@ -414,15 +418,13 @@ export class Producer {
     index: number,
     partitions: number,
   ): void {
+    const topic = this.#topic(record.topic);
     let partition = record.partition;
     if (partition === undefined) {
       if (key) partition = partitionForKey(key, partitions);
       else {
-        partition = this.#sticky.get(record.topic);
-        if (partition === undefined || partition >= partitions) {
-          partition = Math.floor(this.#ctx.random() * partitions);
-          this.#sticky.set(record.topic, partition);
-        }
+        if (topic.sticky < 0 || topic.sticky >= partitions) topic.sticky = Math.floor(this.#ctx.random() * partitions);
+        partition = topic.sticky;
       }
     }
     if (!Number.isInteger(partition) || partition < 0 || partition >= partitions) {
@@ -430,21 +432,28 @@ export class Producer {
       this.#recordsDone(1);
       return;
     }
-    const batchKey = this.#state(record.topic, partition).key; // the accumulator's create() finds the state by it
+    const state = topic.partitions[partition] ?? this.#state(record.topic, partition);
     this.#bufferedBytes += sizeBytes;
-    this.#accumulator.open(batchKey, sizeBytes).append(key, value, headers, timestamp, answer, index);
-    this.#accumulator.added(batchKey, sizeBytes);
+    const open = this.#accumulator.open(state.key, sizeBytes); // its create() finds the state by the key
+    open.content.append(key, value, headers, timestamp, answer, index);
+    this.#accumulator.added(open, sizeBytes);
   }
 
-  /** A partition's state, made on first use; one map lookup (by topic) on the send path. */
-  #state(topic: string, partition: number): PartitionState {
-    let states = this.#topicStates.get(topic);
-    if (states === undefined) this.#topicStates.set(topic, (states = []));
-    let state = states[partition];
+  /** A topic's state, made on first use: the send path's one map lookup. */
+  #topic(name: string): TopicState {
+    let topic = this.#topicStates.get(name);
+    if (topic === undefined) this.#topicStates.set(name, (topic = { partitions: [], sticky: -1 }));
+    return topic;
+  }
+
+  /** A partition's state, made on first use. */
+  #state(topicName: string, partition: number): PartitionState {
+    const topic = this.#topic(topicName);
+    let state = topic.partitions[partition];
     if (state === undefined) {
-      const key = `${partition}\u0000${topic}`;
-      state = { topic, partition, key, headBytes: produceHeadBytes(topic), lastBatchBytes: 0, nextSequence: 0, queue: [], inFlight: [], failed: [], recovering: false, backoffMs: 0 };
-      states[partition] = state;
+      const key = `${partition}\u0000${topicName}`;
+      state = { topic: topicName, partition, key, headBytes: produceHeadBytes(topicName), lastBatchBytes: 0, nextSequence: 0, queue: [], inFlight: [], failed: [], recovering: false, backoffMs: 0 };
+      topic.partitions[partition] = state;
       this.#partitions.set(key, state);
     }
     return state;
@@ -455,7 +464,8 @@ export class Producer {
     const partition = Number(key.slice(0, cut));
     const topic = key.slice(cut + 1);
     // Records without a key move to another partition once their batch is full (KIP-480).
-    if (this.#sticky.get(topic) === partition) this.#sticky.delete(topic);
+    const sticky = this.#topic(topic);
+    if (sticky.sticky === partition) sticky.sticky = -1;
     if (open.builder.recordCount === 0) return;
     const state = this.#state(topic, partition);
     state.lastBatchBytes = open.builder.sizeBytes;

@@ -16,8 +16,9 @@ function listAccumulator(options: { lingerMs: number; batchBytes: number; clock:
   const acc = new BatchAccumulator<number[]>({ ...options, create: () => [] });
   return Object.assign(acc, {
     add(key: string, item: number, sizeBytes: number) {
-      acc.open(key, sizeBytes).push(item);
-      acc.added(key, sizeBytes);
+      const batch = acc.open(key, sizeBytes);
+      batch.content.push(item);
+      acc.added(batch, sizeBytes);
     },
   });
 }
