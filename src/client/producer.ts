@@ -57,7 +57,8 @@ export interface ProducerOptions {
   bufferBytesMax?: number;
 }
 
-export type HeadersInput = Record<string, string | Uint8Array | null> | RecordHeader[];
+/** Header values as bytes or strings (UTF-8), in an object or, to repeat a key or keep an order, an array. */
+export type HeadersInput = Record<string, string | Uint8Array | null> | { key: string; value: string | Uint8Array | null }[];
 
 export interface ProducerRecord {
   topic: string;
@@ -222,9 +223,12 @@ export interface ProducerContext {
 
 const utf8 = new TextEncoder();
 
-function toBytes(v: Uint8Array | string | null | undefined): Uint8Array | null {
+/** Bytes of a key, value or header value: a string is UTF-8; anything but bytes, a string or null is INVALID_ARGUMENT. */
+function toBytes(v: Uint8Array | string | null | undefined, what: string): Uint8Array | null {
   if (v === undefined || v === null) return null;
-  return typeof v === 'string' ? utf8.encode(v) : v;
+  if (typeof v === 'string') return utf8.encode(v);
+  if (v instanceof Uint8Array) return v;
+  throw new SluiceError('INVALID_ARGUMENT', `${what} must be a Uint8Array, a string or null, got ${typeof v}`);
 }
 
 /** Shared by every record sent without headers (frozen: nothing writes a record's headers). */
@@ -232,8 +236,11 @@ const NO_HEADERS: RecordHeader[] = Object.freeze([]) as unknown as RecordHeader[
 
 function toHeaders(h: HeadersInput | undefined): RecordHeader[] {
   if (!h) return NO_HEADERS;
-  if (Array.isArray(h)) return h;
-  return Object.entries(h).map(([key, value]) => ({ key, value: toBytes(value) }));
+  const entries: [unknown, Uint8Array | string | null][] = Array.isArray(h) ? h.map((x) => [x?.key, x?.value]) : Object.entries(h);
+  return entries.map(([key, value]) => {
+    if (typeof key !== 'string') throw new SluiceError('INVALID_ARGUMENT', `a header key must be a string, got ${typeof key}`);
+    return { key, value: toBytes(value, `header ${key}`) };
+  });
 }
 
 function acksNumber(acks: Acks): -1 | 0 | 1 {
@@ -325,9 +332,16 @@ export class Producer {
   #submit(record: ProducerRecord, answer: Answer, index: number, now: number): void {
     if (this.#closed) return answer.fail(index, 1, new ClientClosedError());
     if (!record || typeof record.topic !== 'string') return answer.fail(index, 1, new SluiceError('INVALID_ARGUMENT', 'send needs { topic, value }'));
-    const key = toBytes(record.key);
-    const value = toBytes(record.value);
-    const headers = toHeaders(record.headers);
+    let key: Uint8Array | null;
+    let value: Uint8Array | null;
+    let headers: RecordHeader[];
+    try {
+      key = toBytes(record.key, 'key');
+      value = toBytes(record.value, 'value');
+      headers = toHeaders(record.headers);
+    } catch (err) {
+      return answer.fail(index, 1, err);
+    }
     const timestamp = record.timestamp ?? now;
     if (!Number.isSafeInteger(timestamp)) return answer.fail(index, 1, new SluiceError('INVALID_ARGUMENT', `timestamp ${String(timestamp)} is not an integer`));
     const sizeBytes = recordSizeEstimate(key, value, headers);
@@ -433,9 +447,16 @@ export class Producer {
       return;
     }
     const state = topic.partitions[partition] ?? this.#state(record.topic, partition);
-    this.#bufferedBytes += sizeBytes;
     const open = this.#accumulator.open(state.key, sizeBytes); // its create() finds the state by the key
-    open.content.append(key, value, headers, timestamp, answer, index);
+    try {
+      open.content.append(key, value, headers, timestamp, answer, index);
+    } catch (err) {
+      // Nothing was appended (the builder checks before it writes): this record alone fails.
+      answer.fail(index, 1, err);
+      this.#recordsDone(1);
+      return;
+    }
+    this.#bufferedBytes += sizeBytes;
     this.#accumulator.added(open, sizeBytes);
   }
 

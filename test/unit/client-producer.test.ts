@@ -3,7 +3,7 @@ import { BatchAccumulator } from '../../src/client/accumulator.js';
 import { Connection, ConnectionLostError, type WebSocketLike } from '../../src/client/connection.js';
 import { Producer } from '../../src/client/producer.js';
 import { SluiceError } from '../../src/errors.js';
-import { readBatchHeader } from '../../src/persist/record-batch.js';
+import { decodeBatch, readBatchHeader } from '../../src/persist/record-batch.js';
 import { decodeClientFrame, encodeServerFrame, Op, type ClientFrame, type ServerFrame } from '../../src/ws-gateway/frames.js';
 import { FakeClock } from './client-fake-clock.js';
 
@@ -82,6 +82,41 @@ function seqOf(frame: { batch: Uint8Array }) {
   const h = readBatchHeader(new DataView(frame.batch.buffer, frame.batch.byteOffset, frame.batch.byteLength), 0);
   return { producerId: h.producerId, baseSequence: h.baseSequence, count: h.recordCount };
 }
+
+describe('producer input', () => {
+  it('refuses a key, value or header that is not bytes, a string or null, and a bad timestamp, for that record alone', async () => {
+    const clock = new FakeClock();
+    const { conn, produces } = fakeConnection();
+    const producer = new Producer({ connection: conn, clock, random: () => 0, partitionCount: async () => 1, cachedPartitionCount: () => 1 }, { lingerMs: 1 });
+    const bad = [
+      producer.send({ topic: 't', value: 42 as unknown as string }),
+      producer.send({ topic: 't', key: {} as unknown as string, value: 'v' }),
+      producer.send({ topic: 't', value: 'v', headers: [{ key: 'h', value: 7 as unknown as string }] }),
+      producer.send({ topic: 't', value: 'v', headers: [{ key: 3 as unknown as string, value: 'x' }] }),
+      producer.send({ topic: 't', value: 'v', timestamp: 1.5 }),
+    ];
+    const many = producer.sendMany([
+      { topic: 't', value: 'ok-1', headers: [{ key: 'a', value: 'text' }, { key: 'a', value: null }] },
+      { topic: 't', value: new Date() as unknown as string },
+      { topic: 't', value: 'ok-2', headers: { b: new Uint8Array([1, 2]) } },
+    ]);
+    for (const p of bad) await expect(p).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await flush(); // the producer id, then the good records join their batch
+    clock.advance(1);
+    await flush();
+    // The good records went out in one batch; header strings are UTF-8 bytes.
+    const sent = produces.splice(0);
+    expect(sent.length).toBeGreaterThanOrEqual(1);
+    const last = sent.at(-1)!;
+    const records = decodeBatch(last.frame.batch).records;
+    expect(records.map((r) => new TextDecoder().decode(r.value!))).toEqual(['ok-1', 'ok-2']);
+    expect(records[0].headers.map((h) => [h.key, h.value === null ? null : new TextDecoder().decode(h.value)])).toEqual([['a', 'text'], ['a', null]]);
+    expect(Array.from(records[1].headers[0].value!)).toEqual([1, 2]);
+    for (const p of sent) p.resolve({ op: Op.PRODUCE_OK, correlationId: 1, baseOffset: 0, logStartOffset: 0 });
+    await expect(many).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await producer.flush(); // nothing is left unanswered
+  });
+});
 
 describe('producer sequence numbering', () => {
   it('numbers batches per partition from 0, by record count, and keeps the same bytes when a batch is resent', async () => {
