@@ -544,6 +544,10 @@ export class Engine {
       if (result.records.length >= minBytes || remainingMs <= 0 || this.#closed) return result;
       // Long poll: wait until the partition's high watermark moves or the time is up.
       await this.#waitForAdvance(ref, result.highWatermark, remainingMs);
+      // The topic may have been deleted meanwhile, and its slot given to another partition.
+      if (this.#partition(topic, partition) !== ref) {
+        throw new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `topic ${topic} was deleted or recreated during the fetch`);
+      }
     }
   }
 

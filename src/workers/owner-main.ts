@@ -588,21 +588,38 @@ class Owner {
   }
 
   /**
-   * A write failed: the log truncated itself back; the ring's pending entries it no longer
-   * holds become void (published, so their room comes back, never read) and their requests
-   * fail.
+   * A write failed: the log truncated itself back to the end of the last run it wrote; the
+   * ring's pending entries it no longer holds become void (published, so their room comes
+   * back, never read) and their requests fail. The runs written before the failure are in
+   * the file and visible: their requests (and duplicates of them) are answered as stored, as
+   * a flush would, so that a producer never re-sends a batch the log keeps.
    */
   #failUnflushed(p: OwnedPartition, error: SluiceError): void {
     log('error', 'append failed', { slot: p.slot, error: error.message });
-    p.ring.voidPending(p.log.logEndOffset);
+    const storedEnd = p.log.logEndOffset;
+    p.ring.voidPending(storedEnd);
     p.ring.publish();
-    p.nextOffset = p.log.logEndOffset;
-    // The failed batches were recorded as stored: forget, so that their resends append.
-    p.producers.clear();
-    const u = p.unflushed;
-    for (let k = 0; k < u.length; k += 3) this.#fail(u[k], u[k + 1], error);
-    u.length = 0;
+    p.nextOffset = storedEnd;
+    // The failed batches were recorded as stored: forget them, so that their resends append.
+    p.producers.forgetFrom(storedEnd);
     p.publishCells();
+    if (storedEnd !== p.notifiedHighWatermark) {
+      p.notifiedHighWatermark = storedEnd;
+      this.#complete(NOTIFY_REQUEST_ID, storedEnd, p);
+    }
+    const u = p.unflushed;
+    for (let k = 0; k < u.length; k += 3) {
+      const requestId = u[k];
+      const acks = u[k + 1];
+      const base = u[k + 2];
+      // base is the batch's own offset, or a duplicate's original's: either way stored iff below the end.
+      if (base >= storedEnd) this.#fail(requestId, acks, error);
+      else if (acks === -1) {
+        p.unsynced.push(requestId, base);
+        this.#needSync.add(p);
+      } else if (acks === 1) this.#complete(requestId, base, p);
+    }
+    u.length = 0;
   }
 
   // ------------------------------------------------------------ completions

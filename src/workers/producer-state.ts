@@ -66,6 +66,24 @@ class Producer {
     this.lastSeq = lastSeq;
   }
 
+  /**
+   * Forgets the remembered batches stored at or after `offset` (a failed write did not keep
+   * them). Returns false when none is left: the state before them is unknown then.
+   */
+  forgetFrom(offset: number): boolean {
+    const kept: number[] = [];
+    const start = this.count < RECENT_BATCHES ? 0 : this.next;
+    for (let k = 0; k < this.count; k++) {
+      const at = ((start + k) % RECENT_BATCHES) * 3;
+      if (this.recent[at + 2] < offset) kept.push(this.recent[at], this.recent[at + 1], this.recent[at + 2]);
+    }
+    if (kept.length === this.count * 3) return true;
+    this.count = 0;
+    this.next = 0;
+    for (let k = 0; k < kept.length; k += 3) this.remember(kept[k], kept[k + 1], kept[k + 2]);
+    return this.count > 0;
+  }
+
   duplicateOf(firstSeq: number, lastSeq: number): number {
     for (let i = 0; i < this.count; i++) {
       if (this.recent[i * 3] === firstSeq && this.recent[i * 3 + 1] === lastSeq) return this.recent[i * 3 + 2];
@@ -127,7 +145,19 @@ export class ProducerStates {
     p.remember(baseSequence, last, baseOffset);
   }
 
-  /** Forgets everything (after a failed write, whose batches the producers will resend). */
+  /**
+   * After a failed write cut the log back to `offset`: forgets the batches recorded at or
+   * after it, whose producers will resend them, and keeps the rest, so that a re-send of a
+   * batch that was written is still recognised. A producer left with no batch is forgotten
+   * (its state is lost, as after a rebuild).
+   */
+  forgetFrom(offset: number): void {
+    for (const [producerId, p] of this.#producers) {
+      if (!p.forgetFrom(offset)) this.#producers.delete(producerId);
+    }
+  }
+
+  /** Forgets everything. */
   clear(): void {
     this.#producers.clear();
   }

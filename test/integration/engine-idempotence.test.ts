@@ -1,3 +1,5 @@
+import { mkdirSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
 
@@ -64,6 +66,33 @@ describe('idempotent produce', () => {
     const stored = await values(engine, 'm');
     expect(stored).toHaveLength(200);
     expect(stored).toEqual(Array.from({ length: 200 }, (_, i) => `m-${i}`));
+  });
+
+  it('answers the batches a failed flush did write as stored, fails only the rest, and still recognises their re-sends', async () => {
+    const dir = tempDir('idem-flushfail');
+    cleanups.push(() => dir.remove());
+    const engine = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
+    cleanups.unshift(() => engine.close());
+    await engine.createTopic('t', { partitions: 1, segmentBytes: 16 * 1024 });
+    const { producerId, producerEpoch } = await engine.initProducerId();
+    const x = batch(producerId, producerEpoch, 0, 2, 'x');
+    const y = S.encodeBatch([{ value: S.utf8('y'.repeat(20_000)) }]);
+    // The roll y needs (at offset 2) cannot create its segment: a directory holds that name.
+    const blocker = join(dir.path, 't-0', '00000000000000000002.log');
+    mkdirSync(blocker);
+    // Sent together so that one flush writes x, skips the duplicate's void entry and fails on y.
+    const answers = await Promise.allSettled([
+      engine.produce('t', 0, x, { acks: 1 }),
+      engine.produce('t', 0, x, { acks: 1 }),
+      engine.produce('t', 0, y, { acks: 1 }),
+    ]);
+    expect(engine.describeTopic('t').partitions[0].highWatermark).toBe(2); // x is in the log
+    expect(answers.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as { code: string }).code))).toEqual([0, 0, 'STORAGE_ERROR']);
+    rmdirSync(blocker);
+    // A re-send of x (as after any lost answer) is recognised, not stored a second time.
+    expect(await engine.produce('t', 0, x, { acks: 1 })).toBe(0);
+    expect(await engine.produce('t', 0, batch(producerId, producerEpoch, 2, 1, 'x'), { acks: 'all' })).toBe(2);
+    expect(await values(engine, 't')).toEqual(['x-0', 'x-1', 'x-2']);
   });
 
   it('recognises a re-sent batch after a broker restart, and never reuses a producer id', async () => {

@@ -180,6 +180,20 @@ describe('Engine', () => {
     }
   });
 
+  it('ends a long poll of a deleted topic instead of answering with the records of the topic that took its slot', async () => {
+    const { engine } = await openEngine({ workers: 1 });
+    await engine.createTopic('gone', { partitions: 1 });
+    await engine.produce('gone', 0, batchOf(1, 'gone'), { acks: 1 });
+    const poll = engine.fetch('gone', 0, 1, { minBytes: 1, maxWaitMs: 5000 }).then(
+      (r) => r,
+      (e: { code: string }) => e.code,
+    );
+    await engine.deleteTopic('gone');
+    await engine.createTopic('other', { partitions: 1 }); // the same owner and slot
+    await engine.produce('other', 0, batchOf(3, 'other'), { acks: 1 });
+    expect(await poll).toBe('UNKNOWN_TOPIC_OR_PARTITION');
+  });
+
   it('keeps data across a clean close and reopen, and continues offsets', async () => {
     const dir = tempDir('reopen');
     cleanups.push(() => dir.remove());

@@ -17,6 +17,19 @@ describe('idempotent producer state (the decision table, row by row)', () => {
     expect(s.check(7, 0, 10, 5)).toEqual({ kind: 'duplicate', baseOffset: 110 });
   });
 
+  it('after a failed write forgets only the batches at or after its end, keeping earlier ones and their order', () => {
+    const s = new ProducerStates();
+    for (let i = 0; i < RECENT_BATCHES + 2; i++) s.record(7, 0, i * 10, 10, 100 + i * 10); // the ring wrapped
+    s.record(8, 0, 0, 1, 500); // only batches past the cut: forgotten entirely
+    s.forgetFrom(150);
+    expect(s.check(7, 0, 40, 10)).toEqual({ kind: 'duplicate', baseOffset: 140 });
+    expect(s.check(7, 0, 50, 10)).toEqual({ kind: 'append' }); // the next after the last kept
+    expect(() => s.check(7, 0, 70, 10)).toThrow(expect.objectContaining({ code: 'OUT_OF_ORDER_SEQUENCE' }));
+    expect(s.check(8, 0, 5, 1)).toEqual({ kind: 'append' }); // unknown again
+    s.record(7, 0, 50, 10, 150);
+    expect(s.check(7, 0, 20, 10)).toEqual({ kind: 'duplicate', baseOffset: 120 });
+  });
+
   it('refuses a gap or an overlap with OUT_OF_ORDER_SEQUENCE (retriable)', () => {
     const s = new ProducerStates();
     s.record(7, 0, 0, 10, 100);
