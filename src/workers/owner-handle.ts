@@ -200,6 +200,10 @@ export class OwnerHandle {
 
   #onExit(gen: number, code: number): void {
     if (gen !== this.#generation) return;
+    // Answers the owner wrote before it died are still in the completion ring: deliver them
+    // first, so a request that was stored (and synced, for acks=all) is not failed and then
+    // stored again by the client's retry.
+    this.#drainCompletions(this.#completions);
     const failure = new SluiceError('OWNER_UNAVAILABLE', `owner ${this.index} exited (code ${code}); retry`);
     this.#failAll(failure);
     if (this.#state === 'closed') return;

@@ -156,9 +156,4 @@ export class ProducerStates {
       if (!p.forgetFrom(offset)) this.#producers.delete(producerId);
     }
   }
-
-  /** Forgets everything. */
-  clear(): void {
-    this.#producers.clear();
-  }
 }
