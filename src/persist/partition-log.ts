@@ -234,6 +234,8 @@ export class PartitionLog {
   #durableOffset: number;
   readonly #recoveryReport: RecoveryReport;
   #syncsInFlight = 0;
+  /** The segments fdatasyncs in flight are syncing, with their count (retention must not close them under them). */
+  readonly #syncingSegments = new Map<Segment, number>();
   /** Set when an fdatasync failed: writes refuse until a reopen (see the invariants above). */
   #failure: string | null = null;
   #closed = false;
@@ -495,7 +497,8 @@ export class PartitionLog {
    * owner keeps appending meanwhile: that is what lets one fsync serve every batch that
    * arrived while the previous one ran. `callback` runs on this thread; on failure the log
    * refuses writes, as after a failed sync(). While a sync is in flight the caller must not
-   * apply retention, close or delete the log (`syncInFlight` says so): the fd must stay open.
+   * close or delete the log (`syncInFlight` says so): the fd must stay open. Retention and
+   * rolls may run: retention keeps the segment being synced until its sync is done.
    */
   syncAsync(callback: (err: SluiceError | null) => void): number {
     this.#checkWritable();
@@ -508,8 +511,12 @@ export class PartitionLog {
       return -1;
     }
     this.#syncsInFlight++;
+    this.#syncingSegments.set(active, (this.#syncingSegments.get(active) ?? 0) + 1);
     active.syncAsync((err) => {
       this.#syncsInFlight--;
+      const left = this.#syncingSegments.get(active)! - 1;
+      if (left === 0) this.#syncingSegments.delete(active);
+      else this.#syncingSegments.set(active, left);
       if (err !== null) {
         this.#failure = `fdatasync of ${active.name}`;
         callback(asStorageError(err, `sync ${this.dir}`));
@@ -722,6 +729,8 @@ export class PartitionLog {
         const expired = retentionMs >= 0 && now - oldest.largestTimestamp > retentionMs;
         const oversize = retentionBytes >= 0 && this.sizeBytes - oldest.sizeBytes >= retentionBytes;
         if (!expired && !oversize) break;
+        // A segment rolled while its fsync runs stays until the fsync is done (next housekeeping).
+        if (this.#syncingSegments.has(oldest)) break;
         // Out of memory first: once its .log is renamed, the segment no longer exists.
         this.#segments.shift();
         this.#closedBytes -= oldest.sizeBytes;

@@ -227,8 +227,8 @@ class Owner {
       if (p.compacted && p.compaction === null && p.log.compactionDue(now)) {
         this.#compact(p).catch((err: unknown) => log('error', 'compaction failed', { slot: p.slot, error: String(err) }));
       }
-      // Retention may close a segment's file: not while an fsync of it is in flight.
-      if (p.syncing) continue;
+      // Runs while an fsync is in flight (under steady acks=all load one nearly always is):
+      // retention keeps a segment whose fsync is running (PartitionLog.applyRetention).
       try {
         this.#flush(p);
         p.log.maybeRoll(now);

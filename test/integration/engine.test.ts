@@ -414,6 +414,35 @@ describe('Engine retention and corruption', () => {
     expect(kept[kept.length - 1].offset).toBe(d.logEndOffset - 1);
   });
 
+  it('retention runs under a steady acks=all load, with an fsync nearly always in flight, and never deletes a segment being synced', async () => {
+    const { engine } = await openEngine({ workers: 1 });
+    await engine.createTopic('s', { partitions: 1, segmentBytes: 16 * 1024, retentionBytes: 32 * 1024 });
+    const deadline = Date.now() + 20_000;
+    let produced = 0;
+    let stop = false;
+    // Eight producers keep acks=all appends (and so the owner's chained fsyncs) going.
+    const producers = Array.from({ length: 8 }, async (_, w) => {
+      for (let i = 0; i < 400 && !stop && Date.now() < deadline; i++) {
+        await engine.produce('s', 0, batchOf(10, `s${w}-${i}`), { acks: -1 });
+        produced++;
+      }
+    });
+    let logStart = 0;
+    for (let round = 0; round < 200 && logStart === 0 && Date.now() < deadline; round++) {
+      await engine.runHousekeeping();
+      logStart = engine.describeTopic('s').partitions[0].logStartOffset;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    stop = true;
+    await Promise.all(producers);
+    expect(logStart).toBeGreaterThan(0);
+    const d = engine.describeTopic('s').partitions[0];
+    expect(d.logEndOffset).toBe(produced * 10);
+    const kept = await readAll(engine, 's', 0, d.logStartOffset);
+    expect(kept[0].offset).toBe(d.logStartOffset);
+    expect(kept[kept.length - 1].offset).toBe(d.logEndOffset - 1);
+  });
+
   it('a byte flipped in an older segment is found by verify and reported by a fetch that reaches it', async () => {
     const dir = tempDir('corrupt');
     cleanups.push(() => dir.remove());

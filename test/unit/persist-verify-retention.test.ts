@@ -138,6 +138,24 @@ describe('retention', () => {
     log.close({ clean: true });
   });
 
+  it('keeps a segment whose asynchronous fdatasync is still running, and deletes it once the sync is done', async () => {
+    const dir = tempDir();
+    const log = PartitionLog.open({ dir, config: { ...CONFIG, retentionBytes: 0 } });
+    appendBatch(log, { count: 3, valueBytes: 120 });
+    const syncing = log.activeSegmentBaseOffset;
+    const done = new Promise<unknown>((resolve) => expect(log.syncAsync(resolve)).toBeGreaterThan(0));
+    // Rolls happen while the fsync runs: the synced segment is now closed and over retention.
+    while (log.segmentCount < 3) appendBatch(log, { count: 3, valueBytes: 120 });
+    expect(log.segmentBaseOffsets()[0]).toBe(syncing);
+    expect(log.applyRetention(0).segmentsDeleted).toBe(0); // the oldest is being synced: nothing goes past it
+    expect(log.segmentBaseOffsets()[0]).toBe(syncing);
+    expect(await done).toBe(null);
+    const closed = log.segmentCount - 1;
+    expect(log.applyRetention(0).segmentsDeleted).toBe(closed);
+    expect(log.segmentCount).toBe(1);
+    log.close({ clean: true });
+  });
+
   it('survives a reopen: logStartOffset is the first remaining segment', () => {
     const { dir, log } = filled({ ...CONFIG, retentionBytes: 3000 });
     log.applyRetention(0);
