@@ -21,7 +21,7 @@ import * as hdr from 'hdr-histogram-js';
 import { connect } from '../src/client/index.js';
 import { crc32c } from '../src/persist/crc32c.js';
 import type { Acks } from '../src/client/index.js';
-import type { ConsumeTask, ProduceTask, ThreadResult } from './ws-worker.js';
+import { MARK_SLOTS, type ConsumeTask, type ProduceTask, type ThreadResult } from './ws-worker.js';
 
 const PROGRESS_INTERVAL_MS = 200;
 /** Latencies above this (µs) are clamped into the histogram's last bucket. */
@@ -43,6 +43,9 @@ export interface LoadResult {
   records: number;
   bytes: number;
   secs: number;
+  /** Throughput jobs: records and seconds between the job's 10% and 90% marks (ws-worker.ts `advance`); 0 when not reached. */
+  steadyRecords?: number;
+  steadySecs?: number;
   /** Latency jobs (consumer side): microseconds. */
   latencyUs?: { p50: number; p99: number; p999: number; max: number; mean: number; count: number };
   /** Latency producer: how far behind its schedule it fell at worst (µs). */
@@ -64,6 +67,8 @@ async function throughput(job: Extract<LoadJob, { kind: 'produce' | 'consume' }>
     concurrentTasksPerWorker: 1,
   });
   const progress = new Int32Array(new SharedArrayBuffer(4));
+  const marks = new BigInt64Array(new SharedArrayBuffer(8 * MARK_SLOTS));
+  const total = job.kind === 'produce' ? job.records : Object.values(job.expected).reduce((a, b) => a + b, 0);
   const ticker = setInterval(() => line(`progress ${Atomics.load(progress, 0)}`), PROGRESS_INTERVAL_MS);
   // Threads connect and warm up first; they all start at this instant.
   const startAtNs = nowNs() + 500e6;
@@ -73,23 +78,26 @@ async function throughput(job: Extract<LoadJob, { kind: 'produce' | 'consume' }>
     for (let t = 0; t < job.threads; t++) {
       if (job.kind === 'produce') {
         const share = Math.floor(job.records / job.threads) + (t < job.records % job.threads ? 1 : 0);
-        const task: ProduceTask = { kind: 'produce', url: job.url, topic: job.topic, records: share, recordBytes: job.recordBytes, acks: job.acks, lingerMs: job.lingerMs, batchBytes: job.batchBytes, startAtNs, deadlineNs, progress };
+        const task: ProduceTask = { kind: 'produce', url: job.url, topic: job.topic, records: share, recordBytes: job.recordBytes, acks: job.acks, lingerMs: job.lingerMs, batchBytes: job.batchBytes, startAtNs, deadlineNs, progress, marks, total };
         tasks.push(pool.run(task));
       } else {
         const expected: Record<number, number> = {};
         for (const p of Object.keys(job.expected).map(Number)) if (p % job.threads === t) expected[p] = job.expected[p];
         if (Object.keys(expected).length === 0) continue;
-        const task: ConsumeTask = { kind: 'consume', url: job.url, topic: job.topic, expected, windowBytes: job.windowBytes, startAtNs, deadlineNs, progress };
+        const task: ConsumeTask = { kind: 'consume', url: job.url, topic: job.topic, expected, windowBytes: job.windowBytes, startAtNs, deadlineNs, progress, marks, total };
         tasks.push(pool.run(task));
       }
     }
     const results = await Promise.all(tasks);
     const start = Math.min(...results.map((r) => r.startNs));
     const end = Math.max(...results.map((r) => r.endNs));
+    const reached = marks[2] > 0n && marks[0] > 0n;
     return {
       records: results.reduce((s, r) => s + r.records, 0),
       bytes: results.reduce((s, r) => s + r.bytes, 0),
       secs: (end - start) / 1e9,
+      steadyRecords: reached ? Number(marks[3] - marks[1]) : 0,
+      steadySecs: reached ? Number(marks[2] - marks[0]) / 1e9 : 0,
       rssPeakMB: process.resourceUsage().maxRSS / 1024,
     };
   } finally {

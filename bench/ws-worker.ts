@@ -30,6 +30,10 @@ export interface ProduceTask {
   deadlineNs: number;
   /** [0]: records acknowledged so far by every thread (Atomics.add), for progress. */
   progress: Int32Array;
+  /** The steady-state marks of the whole job (see `advance`). */
+  marks: BigInt64Array;
+  /** Records of the whole job (every thread). */
+  total: number;
 }
 
 export interface ConsumeTask {
@@ -42,6 +46,8 @@ export interface ConsumeTask {
   startAtNs: number;
   deadlineNs: number;
   progress: Int32Array;
+  marks: BigInt64Array;
+  total: number;
 }
 
 export interface ThreadResult {
@@ -52,6 +58,34 @@ export interface ThreadResult {
 }
 
 const nowNs = (): number => Number(process.hrtime.bigint());
+
+/** Where the steady-state window starts and ends, as fractions of the job's records. */
+export const STEADY_FROM = 0.1;
+export const STEADY_TO = 0.9;
+/** marks: [time (ns) and records done when STEADY_FROM was crossed, the same for STEADY_TO]. */
+export const MARK_SLOTS = 4;
+
+/**
+ * Counts `n` more records done by this thread into the job's shared progress, and stamps
+ * the instant (and the count) when the job as a whole crosses STEADY_FROM and STEADY_TO of
+ * its records: the steady rate between them leaves out connection set-up, subscription,
+ * and the JIT warm-up of a fresh thread. Atomics.add makes exactly one thread see each
+ * crossing.
+ */
+export function advance(task: { progress: Int32Array; marks: BigInt64Array; total: number }, n: number): void {
+  const after = Atomics.add(task.progress, 0, n) + n;
+  const before = after - n;
+  const from = task.total * STEADY_FROM;
+  const to = task.total * STEADY_TO;
+  if (before < from && after >= from) {
+    Atomics.store(task.marks, 0, process.hrtime.bigint());
+    Atomics.store(task.marks, 1, BigInt(after));
+  }
+  if (before < to && after >= to) {
+    Atomics.store(task.marks, 2, process.hrtime.bigint());
+    Atomics.store(task.marks, 3, BigInt(after));
+  }
+}
 
 async function waitUntil(ns: number): Promise<void> {
   const ms = (ns - nowNs()) / 1e6;
@@ -78,13 +112,13 @@ async function produce(task: ProduceTask): Promise<ThreadResult> {
       sent += n;
       if (window.length >= SEND_CHUNKS_IN_FLIGHT_MAX) {
         await window.shift();
-        Atomics.add(task.progress, 0, SEND_CHUNK_RECORDS);
+        advance(task, SEND_CHUNK_RECORDS);
         acked += SEND_CHUNK_RECORDS;
       }
     }
     await producer.flush();
     const endNs = nowNs();
-    Atomics.add(task.progress, 0, sent - acked);
+    advance(task, sent - acked);
     return { records: sent, bytes: sent * task.recordBytes, startNs, endNs };
   } finally {
     await client.close();
@@ -112,7 +146,7 @@ async function consume(task: ConsumeTask): Promise<ThreadResult> {
         const rs = batch.records;
         records += rs.length;
         for (let i = 0; i < rs.length; i++) bytes += rs[i].value?.length ?? 0;
-        Atomics.add(task.progress, 0, rs.length);
+        advance(task, rs.length);
         if (records >= wanted && endNs === 0) {
           endNs = nowNs();
           void consumer.close();

@@ -79,6 +79,10 @@ export interface ThroughputFigure {
   /** recordsPerSec / the issue's target (undefined where the issue sets none). */
   targetRatio?: number;
   runs: number[];
+  /** The rate between 10% and 90% of each run's records (no set-up, no warm-up; ws-worker.ts `advance`), median. */
+  steadyRecordsPerSec: number;
+  steadyTargetRatio?: number;
+  steadyRuns: number[];
 }
 
 export interface WsBenchResult {
@@ -283,10 +287,25 @@ async function latencyRun(url: string, topic: string, opts: WsBenchOptions, bar:
   }
 }
 
-function figure(records: number[], mb: number[], loopbackMBps: number, target?: number): ThroughputFigure {
+function figure(records: number[], mb: number[], steady: number[], loopbackMBps: number, target?: number): ThroughputFigure {
   const recordsPerSec = median(records);
   const mbPerSec = median(mb);
-  return { recordsPerSec, mbPerSec, loopbackRatio: mbPerSec / loopbackMBps, targetRatio: target ? recordsPerSec / target : undefined, runs: records };
+  const steadyRecordsPerSec = median(steady);
+  return {
+    recordsPerSec,
+    mbPerSec,
+    loopbackRatio: mbPerSec / loopbackMBps,
+    targetRatio: target ? recordsPerSec / target : undefined,
+    runs: records,
+    steadyRecordsPerSec,
+    steadyTargetRatio: target ? steadyRecordsPerSec / target : undefined,
+    steadyRuns: steady,
+  };
+}
+
+/** Records per second between the 10% and 90% marks of a load job (0 when the job did not reach them). */
+function steadyRate(r: LoadResult): number {
+  return r.steadySecs ? (r.steadyRecords ?? 0) / r.steadySecs : 0;
 }
 
 async function expectedPerPartition(admin: Sluice, topic: string): Promise<Record<number, number>> {
@@ -311,7 +330,7 @@ export async function runWsBench(opts: WsBenchOptions): Promise<WsBenchResult> {
   const broker = opts.broker ? null : await startBroker();
   const url = opts.broker ?? broker!.url;
   const admin = await connect({ url, clientId: 'bench-admin', crc32c });
-  const acc = { allR: [] as number[], allM: [] as number[], oneR: [] as number[], oneM: [] as number[], conR: [] as number[], conM: [] as number[] };
+  const acc = { allR: [] as number[], allM: [] as number[], allS: [] as number[], oneR: [] as number[], oneM: [] as number[], oneS: [] as number[], conR: [] as number[], conM: [] as number[], conS: [] as number[] };
   const lat: WsBenchResult['latency']['runs'] = [];
   let lagMax = 0;
   let latCount = 0;
@@ -331,7 +350,8 @@ export async function runWsBench(opts: WsBenchOptions): Promise<WsBenchResult> {
         loadRss = Math.max(loadRss, res.rssPeakMB);
         (acks === 'all' ? acc.allR : acc.oneR).push(res.records / res.secs);
         (acks === 'all' ? acc.allM : acc.oneM).push(res.bytes / res.secs / 1e6);
-        say(`produce acks=${acks} #${r + 1}: ${Math.round(res.records / res.secs).toLocaleString('en-US')} records/s`);
+        (acks === 'all' ? acc.allS : acc.oneS).push(steadyRate(res));
+        say(`produce acks=${acks} #${r + 1}: ${Math.round(res.records / res.secs).toLocaleString('en-US')} records/s (steady ${Math.round(steadyRate(res)).toLocaleString('en-US')})`);
       }
       const backlog = `bench-${tag}-acks1-${r}`;
       const expected = await expectedPerPartition(admin, backlog);
@@ -341,7 +361,8 @@ export async function runWsBench(opts: WsBenchOptions): Promise<WsBenchResult> {
       if (con.records < total) throw new Error(`consume run read ${con.records} of ${total} records`);
       acc.conR.push(con.records / con.secs);
       acc.conM.push(con.bytes / con.secs / 1e6);
-      say(`consume #${r + 1}: ${Math.round(con.records / con.secs).toLocaleString('en-US')} records/s`);
+      acc.conS.push(steadyRate(con));
+      say(`consume #${r + 1}: ${Math.round(con.records / con.secs).toLocaleString('en-US')} records/s (steady ${Math.round(steadyRate(con)).toLocaleString('en-US')})`);
       const latTopic = `bench-${tag}-latency-${r}`;
       await admin.createTopic(latTopic, { partitions: 1 });
       const l = await latencyRun(url, latTopic, opts, bar);
@@ -363,9 +384,9 @@ export async function runWsBench(opts: WsBenchOptions): Promise<WsBenchResult> {
     env: { node: process.version, cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), crc32c: crc32cImplementation, date: new Date().toISOString(), broker: opts.broker ?? 'child process: sluice start --port 0' },
     settings: { records: opts.records, recordBytes: opts.recordBytes, runs: opts.runs, partitions: PARTITIONS, producerThreads: opts.producerThreads, consumerThreads: opts.consumerThreads, batchBytes: THROUGHPUT_BATCH_BYTES, lingerMs: THROUGHPUT_LINGER_MS, latencyRatePerSec: LATENCY_RATE_PER_SEC, latencyRecords: opts.latencyRecords },
     loopback,
-    produceAcksAll: figure(acc.allR, acc.allM, loopback.upMBps, TARGETS.produceRecordsPerSec),
-    produceAcks1: figure(acc.oneR, acc.oneM, loopback.upMBps),
-    consume: figure(acc.conR, acc.conM, loopback.downMBps, TARGETS.consumeRecordsPerSec),
+    produceAcksAll: figure(acc.allR, acc.allM, acc.allS, loopback.upMBps, TARGETS.produceRecordsPerSec),
+    produceAcks1: figure(acc.oneR, acc.oneM, acc.oneS, loopback.upMBps),
+    consume: figure(acc.conR, acc.conM, acc.conS, loopback.downMBps, TARGETS.consumeRecordsPerSec),
     latency: { p50Us: median(lat.map((x) => x.p50Us)), p99Us: median(lat.map((x) => x.p99Us)), p999Us: median(lat.map((x) => x.p999Us)), maxUs: Math.max(...lat.map((x) => x.maxUs)), count: latCount, scheduleLagUsMax: lagMax, runs: lat },
     brokerRssPeakMB: broker ? broker.rssPeakMB() : null,
     loadRssPeakMB: loadRss,
@@ -382,9 +403,10 @@ export function formatWsBench(r: WsBenchResult): string {
   out.push(`${r.settings.records.toLocaleString('en-US')} records of ${r.settings.recordBytes} B per run, ${r.settings.runs} runs (medians), ${r.settings.partitions} partitions, ${r.settings.producerThreads} producer / ${r.settings.consumerThreads} consumer threads, batchBytes ${r.settings.batchBytes}, lingerMs ${r.settings.lingerMs}`);
   out.push(`loopback WebSocket (uWS server, ws client, 1 MiB messages): client->server ${r.loopback.upMBps.toFixed(0)} MB/s, server->client ${r.loopback.downMBps.toFixed(0)} MB/s`);
   out.push('');
-  out.push('| run | records/s | MB/s | of loopback | target | of target |');
-  out.push('|---|---:|---:|---:|---:|---:|');
-  const row = (name: string, f: ThroughputFigure, target: string) => out.push(`| ${name} | ${fmtInt(f.recordsPerSec)} | ${f.mbPerSec.toFixed(1)} | ${pct(f.loopbackRatio)} | ${target} | ${pct(f.targetRatio)} |`);
+  out.push('| run | records/s, start to end | MB/s | of loopback | steady records/s (10-90%) | target | of target (start to end / steady) |');
+  out.push('|---|---:|---:|---:|---:|---:|---:|');
+  const row = (name: string, f: ThroughputFigure, target: string) =>
+    out.push(`| ${name} | ${fmtInt(f.recordsPerSec)} | ${f.mbPerSec.toFixed(1)} | ${pct(f.loopbackRatio)} | ${fmtInt(f.steadyRecordsPerSec)} | ${target} | ${target ? `${pct(f.targetRatio)} / ${pct(f.steadyTargetRatio)}` : ''} |`);
   row('produce acks=all', r.produceAcksAll, '1,000,000');
   row('produce acks=1', r.produceAcks1, '');
   row('consume backlog', r.consume, '2,000,000');
