@@ -41,7 +41,7 @@ interface BenchFlags {
 
 export function benchCommand(): Command {
   return new Command('bench')
-    .description('benchmark produce, consume and end-to-end latency over loopback WebSocket, against the raw loopback bandwidth')
+    .description('benchmark produce, consume (start to end and steady rates) and end-to-end latency over loopback WebSocket, against the raw loopback bandwidth and echo round trip')
     .option('--broker <url>', 'ws://host:port/ of a running broker (default: start one in a child process)', brokerUrl)
     .option('--records <n>', 'records per throughput run (default 2,000,000; --smoke 20,000)', positiveInt)
     .option('--record-bytes <n>', 'record value size in bytes (default 100)', recordBytes)
