@@ -102,6 +102,8 @@ const PUMP_WAIT_MS = 250;
 /** Restart back-off after an owner died: doubles per quick death, up to the cap. */
 const RESTART_DELAY_MS_MIN = 20;
 const RESTART_DELAY_MS_MAX = 2000;
+/** Attempts of a partition close across owner restarts (each waits for the restart to finish). */
+const CLOSE_ATTEMPTS_MAX = 3;
 /** An owner that lived this long is healthy again: its restart back-off resets. */
 const HEALTHY_LIFETIME_MS = 10_000;
 
@@ -333,9 +335,24 @@ export class OwnerHandle {
     return reply.kind === 'ok' && reply.report ? reply.report : { scanned: false, truncations: [], indexesRebuilt: [] };
   }
 
+  /**
+   * Closes (and with `deleteFiles` deletes) a partition. Waits out an owner restart and
+   * retries after one that interrupted it (at most CLOSE_ATTEMPTS_MAX attempts): a restart
+   * reopens every partition this handle holds, so a close that failed because the owner
+   * died would otherwise leave the partition open in the new thread, its files held open
+   * after its topic was deleted.
+   */
   async closePartition(slot: number, deleteFiles: boolean): Promise<void> {
-    this.#available();
-    await this.#request({ kind: 'close', id: 0, slot, deleteFiles });
+    for (let attempt = 1; ; attempt++) {
+      for (let waits = 0; this.#state === 'restarting' && waits < CLOSE_ATTEMPTS_MAX; waits++) await this.#ready;
+      this.#available();
+      try {
+        await this.#request({ kind: 'close', id: 0, slot, deleteFiles });
+        break;
+      } catch (err) {
+        if (!(err instanceof SluiceError && err.code === 'OWNER_UNAVAILABLE') || attempt >= CLOSE_ATTEMPTS_MAX) throw err;
+      }
+    }
     this.#slots[slot] = undefined;
   }
 

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, statSync, unlinkSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync, statSync, unlinkSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
@@ -304,6 +304,42 @@ describe('Engine owner deaths', () => {
     // Each partition holds a segment and two index files: 4 leaking restarts would add about 100.
     expect(openFds() - before).toBeLessThan(8);
     for (let p = 0; p < 8; p++) await expect(engine.produce('fds', p, batchOf(1, 'after'))).resolves.toBe(3);
+  });
+});
+
+describe('Engine owner deaths and deletes', () => {
+  const fdsInto = (dir: string): string[] =>
+    readdirSync('/proc/self/fd').flatMap((fd) => {
+      try {
+        const target = readlinkSync(`/proc/self/fd/${fd}`);
+        return target.startsWith(dir + '/') ? [target] : [];
+      } catch {
+        return []; // closed meanwhile
+      }
+    });
+
+  it('deletes a topic while its owner restarts: the delete waits for the restart, and nothing of the topic stays open or on disk', async () => {
+    const { engine, dataDir } = await openEngine({ workers: 1 });
+    await engine.createTopic('gone', { partitions: 2 });
+    await engine.createTopic('kept', { partitions: 1 });
+    for (let p = 0; p < 2; p++) await engine.produce('gone', p, batchOf(5, 'g'));
+    await engine.produce('kept', 0, batchOf(5, 'k'));
+    const crashed = engine.crashOwner(0); // resolves once the restart has reopened every partition it held
+    const deadline = Date.now() + 10_000;
+    while (engine.ownerStats()[0].up && Date.now() < deadline) await new Promise((r) => setImmediate(r));
+    expect(engine.ownerStats()[0].up).toBe(false); // exited, restart pending
+    await engine.deleteTopic('gone');
+    await crashed;
+    expect(engine.ownerStats()[0].up).toBe(true);
+    expect(engine.listTopics()).toEqual(['kept']);
+    for (let p = 0; p < 2; p++) {
+      expect(fdsInto(join(dataDir, `gone-${p}`))).toEqual([]);
+      expect(existsSync(join(dataDir, `gone-${p}`))).toBe(false);
+    }
+    // A topic of the same name starts empty; the other topic kept its records.
+    await engine.createTopic('gone', { partitions: 1 });
+    expect(await engine.produce('gone', 0, batchOf(2, 'new'))).toBe(0);
+    expect(engine.describeTopic('kept').partitions[0].logEndOffset).toBe(5);
   });
 });
 
