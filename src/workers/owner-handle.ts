@@ -104,6 +104,8 @@ const RESTART_DELAY_MS_MIN = 20;
 const RESTART_DELAY_MS_MAX = 2000;
 /** Attempts of a partition close across owner restarts (each waits for the restart to finish). */
 const CLOSE_ATTEMPTS_MAX = 3;
+/** How long a partition close waits for an owner restart in all. */
+const CLOSE_RESTART_WAIT_MS = 10_000;
 /** An owner that lived this long is healthy again: its restart back-off resets. */
 const HEALTHY_LIFETIME_MS = 10_000;
 
@@ -219,31 +221,42 @@ export class OwnerHandle {
       setTimeout(() => {
         if (this.#state === 'closed') return resolve();
         this.#spawn();
-        this.#reopenAll().then(
-          () => {
-            if (this.#state !== 'closed') this.#state = 'running';
-            this.#logger.info({ owner: this.index }, 'owner restarted');
-            resolve();
-          },
-          (err: unknown) => {
-            this.#logger.error({ owner: this.index, err: String(err) }, 'owner failed to reopen its partitions');
-            resolve();
-          },
-        );
+        const generation = this.#generation;
+        const reopened = new Set<number>();
+        // A partition that fails to reopen (not a death: that starts the next restart) is
+        // retried with back-off until it opens, so the owner comes back once the cause is
+        // fixed; meanwhile its requests get OWNER_UNAVAILABLE (retriable), never a hang.
+        const attempt = (retryMs: number): void => {
+          this.#reopenAll(reopened).then(
+            () => {
+              if (this.#state !== 'closed') this.#state = 'running';
+              this.#logger.info({ owner: this.index }, 'owner restarted');
+              resolve();
+            },
+            (err: unknown) => {
+              if (generation !== this.#generation || this.#state === 'closed') return resolve(); // died again, or closed
+              this.#logger.error({ owner: this.index, err: String(err), retryMs }, 'owner failed to reopen its partitions; retrying');
+              setTimeout(() => attempt(Math.min(RESTART_DELAY_MS_MAX, retryMs * 2)), retryMs);
+            },
+          );
+        };
+        attempt(RESTART_DELAY_MS_MIN);
       }, delay);
     });
   }
 
-  async #reopenAll(): Promise<void> {
+  /** Reopens every partition this handle holds that is not in `reopened` yet, adding each to it. */
+  async #reopenAll(reopened: Set<number>): Promise<void> {
     for (let slot = 0; slot < this.#slots.length; slot++) {
       const s = this.#slots[slot];
-      if (!s) continue;
+      if (!s || reopened.has(slot)) continue;
       // Fresh shared memory: the dead thread's rings may hold half-written entries, and the
       // entries this thread committed but the dead owner never appended are lost with it.
       s.logRing = LogRing.create({ dataBytes: this.#limits.logRingBytes, entriesMax: this.#limits.logRingEntries });
       s.logRingView = logRingView(s.logRing);
       s.cells = SeqlockCells.create(CELL_COUNT);
       await this.#request({ kind: 'open', id: 0, slot, dir: s.dir, config: s.config, logRing: s.logRing.sab, cells: s.cells.sab });
+      reopened.add(slot);
     }
   }
 
@@ -343,14 +356,26 @@ export class OwnerHandle {
    * after its topic was deleted.
    */
   async closePartition(slot: number, deleteFiles: boolean): Promise<void> {
+    const deadline = Date.now() + CLOSE_RESTART_WAIT_MS;
     for (let attempt = 1; ; attempt++) {
-      for (let waits = 0; this.#state === 'restarting' && waits < CLOSE_ATTEMPTS_MAX; waits++) await this.#ready;
-      this.#available();
+      while (this.#state === 'restarting' && Date.now() < deadline) {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([this.#ready, new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))]);
+        clearTimeout(timer);
+      }
       try {
+        this.#available();
         await this.#request({ kind: 'close', id: 0, slot, deleteFiles });
         break;
       } catch (err) {
-        if (!(err instanceof SluiceError && err.code === 'OWNER_UNAVAILABLE') || attempt >= CLOSE_ATTEMPTS_MAX) throw err;
+        const unavailable = err instanceof SluiceError && err.code === 'OWNER_UNAVAILABLE';
+        if (unavailable && attempt < CLOSE_ATTEMPTS_MAX && Date.now() < deadline) continue;
+        // Give the partition up all the same (a restart would reopen it under a deleted topic); its files stay.
+        if (unavailable) {
+          this.#logger.error({ owner: this.index, slot, dir: this.#slots[slot]?.dir }, 'a partition could not be closed while its owner restarted; its files are left on disk');
+          this.#slots[slot] = undefined;
+        }
+        throw err;
       }
     }
     this.#slots[slot] = undefined;

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readlinkSync, statSync, unlinkSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync, renameSync, statSync, unlinkSync, openSync, readSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
@@ -317,6 +317,26 @@ describe('Engine owner deaths and deletes', () => {
         return []; // closed meanwhile
       }
     });
+
+  it('an owner whose partition cannot be reopened after a crash keeps retrying, answers OWNER_UNAVAILABLE meanwhile, and serves again once the cause is gone', async () => {
+    const { engine, dataDir } = await openEngine({ workers: 1 });
+    await engine.createTopic('t', { partitions: 1 });
+    await engine.createTopic('u', { partitions: 1 });
+    expect(await engine.produce('t', 0, batchOf(5, 'a'), { acks: 1 })).toBe(0);
+    const dir = join(dataDir, 't-0');
+    renameSync(dir, `${dir}.away`); // the live owner keeps its open files
+    writeFileSync(dir, 'not a folder');
+    const crashed = engine.crashOwner(0);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(engine.ownerStats()[0].up).toBe(false);
+    await expect(engine.produce('u', 0, batchOf(1, 'b'))).rejects.toMatchObject({ code: 'OWNER_UNAVAILABLE' });
+    unlinkSync(dir);
+    renameSync(`${dir}.away`, dir);
+    await crashed; // the next retry reopens both partitions
+    expect(engine.ownerStats()[0].up).toBe(true);
+    expect(await engine.produce('t', 0, batchOf(1, 'c'), { acks: 1 })).toBe(5);
+    expect(await engine.produce('u', 0, batchOf(1, 'd'))).toBe(0);
+  });
 
   it('deletes a topic while its owner restarts: the delete waits for the restart, and nothing of the topic stays open or on disk', async () => {
     const { engine, dataDir } = await openEngine({ workers: 1 });
