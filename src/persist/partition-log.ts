@@ -192,6 +192,15 @@ export interface PartitionLogOptions {
   logger?: Logger;
 }
 
+/** Closes the handles of a segment compaction replaced: its file is gone from the folder, so a failure loses nothing. */
+function closeReplaced(segment: Segment): void {
+  try {
+    segment.close();
+  } catch {
+    // nothing to lose
+  }
+}
+
 /** Rethrows anything but assertions and typed errors as STORAGE_ERROR with context. */
 /** Read size of the header walk of forEachActiveBatchHeader: large reads, few syscalls. */
 const HEADER_SCAN_CHUNK_BYTES = 1024 * 1024;
@@ -236,6 +245,8 @@ export class PartitionLog {
   #syncsInFlight = 0;
   /** The segments fdatasyncs in flight are syncing, with their count (retention must not close them under them). */
   readonly #syncingSegments = new Map<Segment, number>();
+  /** Segments replaced (compaction) while an fdatasync of theirs ran: closed when it is done. */
+  readonly #closeAfterSync = new Set<Segment>();
   /** Set when an fdatasync failed: writes refuse until a reopen (see the invariants above). */
   #failure: string | null = null;
   #closed = false;
@@ -515,8 +526,11 @@ export class PartitionLog {
     active.syncAsync((err) => {
       this.#syncsInFlight--;
       const left = this.#syncingSegments.get(active)! - 1;
-      if (left === 0) this.#syncingSegments.delete(active);
-      else this.#syncingSegments.set(active, left);
+      if (left > 0) this.#syncingSegments.set(active, left);
+      else {
+        this.#syncingSegments.delete(active);
+        if (this.#closeAfterSync.delete(active)) closeReplaced(active);
+      }
       if (err !== null) {
         this.#failure = `fdatasync of ${active.name}`;
         callback(asStorageError(err, `sync ${this.dir}`));
@@ -829,11 +843,9 @@ export class PartitionLog {
         const fresh = Segment.openCompacted(this.#ctx, c.baseOffset, c, old.createdMs);
         this.#segments[i] = fresh;
         this.#closedBytes += fresh.sizeBytes - old.sizeBytes;
-        try {
-          old.close();
-        } catch {
-          // The old file is gone from the folder; closing its descriptor loses nothing.
-        }
+        // An fdatasync of it may still run (it rolled during the sync): close after that.
+        if (this.#syncingSegments.has(old)) this.#closeAfterSync.add(old);
+        else closeReplaced(old);
       }
     } catch (err) {
       this.#failure = `compaction swap in ${this.dir}`;

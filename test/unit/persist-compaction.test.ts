@@ -165,6 +165,42 @@ describe('compaction', () => {
     log.close({ clean: true });
   });
 
+  it("a segment rolled while its fdatasync runs can be compacted: the old file handle stays open until the sync is done", async () => {
+    // A file system whose asynchronous fdatasyncs wait until the test releases them.
+    const held: (() => void)[] = [];
+    let holding = true;
+    class HeldSyncs extends FaultyFileSystem {
+      override fdatasyncAsync(fd: number, callback: (err: Error | null) => void): void {
+        if (!holding) return super.fdatasyncAsync(fd, callback); // compaction's own syncs
+        held.push(() => {
+          try {
+            this.fdatasync(fd);
+          } catch (err) {
+            callback(err as Error);
+            return;
+          }
+          callback(null);
+        });
+      }
+    }
+    const log = open(tempDir(), CONFIG, new HeldSyncs());
+    const a = appender(log);
+    for (let i = 0; i < 8; i++) a.batch([{ key: `k${i % 3}`, value: `v${i}` }]);
+    const synced = new Promise<unknown>((resolve) => expect(log.syncAsync(resolve)).toBeGreaterThan(0));
+    holding = false;
+    expect(held).toHaveLength(1);
+    const syncing = log.activeSegmentBaseOffset;
+    for (let i = 0; i < 100 && log.activeSegmentBaseOffset === syncing; i++) a.batch([{ key: `k${i % 3}`, value: `w${i}`.repeat(20) }]); // rolls
+    expect(log.activeSegmentBaseOffset).not.toBe(syncing);
+    const result = await log.compact({ now: T0 });
+    expect(result.segmentsRewritten).toBeGreaterThan(0);
+    held.splice(0).forEach((release) => release()); // the sync of the segment compaction replaced
+    expect(await synced).toBe(null);
+    a.batch([{ key: 'k0', value: 'after' }]); // still writable
+    expect(log.verify()).toMatchObject({ ok: true });
+    log.close({ clean: true });
+  });
+
   it('reads the same after a clean and after an unclean reopen', async () => {
     const dir = tempDir();
     const a = filled(dir);
