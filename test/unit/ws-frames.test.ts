@@ -19,6 +19,8 @@ import {
   encodeListOffsets,
   encodeProduce,
   encodeServerFrame,
+  produceHeadBytes,
+  setCorrelationId,
   errorFrameOf,
   expectsResponse,
   FETCH_OK_HEAD_BYTES,
@@ -409,6 +411,23 @@ describe('frame codec: malformed input', () => {
 });
 
 describe('frame codec: encoders', () => {
+  it('builds a PRODUCE frame around a batch already in place (produceHeadBytes), byte for byte as encodeProduce, and sets a correlationId in place', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 60 }), fc.uint8Array({ minLength: 1, maxLength: 300 }), fc.integer({ min: 1, max: 0xffff_ffff }), (topic, bytes, id) => {
+        const fields = { producerId: 7, partition: 3, acks: -1, topic };
+        const head = produceHeadBytes(topic);
+        const buffer = new Uint8Array(head + bytes.length);
+        const batch = buffer.subarray(head);
+        batch.set(bytes);
+        expect(writeClientFrame({ op: Op.PRODUCE, correlationId: 1, ...fields, batch }, buffer)).toBe(buffer.length);
+        setCorrelationId(buffer, id);
+        expect(buffer).toEqual(encodeProduce({ correlationId: id, ...fields, batch: bytes }));
+        expect(decodeClientFrame(buffer)).toMatchObject({ op: Op.PRODUCE, correlationId: id, topic });
+      }),
+      { numRuns: 200, seed: testSeed() },
+    );
+  });
+
   it('rejects values that do not fit their wire type with INVALID_ARGUMENT', () => {
     const produce = { correlationId: 1, producerId: -1, partition: 0, acks: -1, topic: 't', batch: new Uint8Array(1) };
     const bad: [string, unknown][] = [
