@@ -115,6 +115,8 @@ export const LOG_RING_ENTRIES_MAX_MIN = 2;
 export const LOG_RING_ENTRIES_MAX_MAX = 2 ** 20;
 /** An entry is at most dataBytes / this, so evicting older entries always makes room. */
 export const ENTRY_BYTES_DIVISOR = 2;
+/** Reads that raced an eviction try again at most this often, then report nothing visible (every loop is bounded). */
+const READ_RETRIES_MAX = 1000;
 export const CACHE_LINE_BYTES = 64;
 /** Copies out of shared memory are word-wise only between addresses equal modulo this. */
 export const COPY_ALIGN_BYTES = 8;
@@ -564,9 +566,9 @@ export class LogRing {
     return { bytes, firstKey, nextKey };
   }
 
-  /** firstKey of the oldest entry a reader may see, or -1 when none is visible. */
+  /** firstKey of the oldest entry a reader may see, or -1 when none is visible (or the writer kept evicting under the read). */
   oldestKey(): number {
-    for (;;) {
+    for (let attempt = 0; attempt < READ_RETRIES_MAX; attempt++) {
       const tail = Atomics.load(this.#cells, ENTRY_TAIL_CELL);
       const start = this.#readableStart(tail);
       if (((Atomics.load(this.#cells, ENTRY_VISIBLE_CELL) - start) | 0) <= 0) return -1;
@@ -574,11 +576,12 @@ export class LogRing {
       Atomics.add(this.#fence, 0, 1);
       if (Atomics.load(this.#cells, ENTRY_TAIL_CELL) === tail) return key;
     }
+    return -1;
   }
 
-  /** nextKey of the newest visible entry, or -1 when none is visible. */
+  /** nextKey of the newest visible entry, or -1 when none is visible (or the writer kept evicting under the read). */
   visibleNextKey(): number {
-    for (;;) {
+    for (let attempt = 0; attempt < READ_RETRIES_MAX; attempt++) {
       const tail = Atomics.load(this.#cells, ENTRY_TAIL_CELL);
       const newest = (Atomics.load(this.#cells, ENTRY_VISIBLE_CELL) - 1) | 0;
       if (((newest - tail) | 0) < 0) return -1;
@@ -586,6 +589,7 @@ export class LogRing {
       Atomics.add(this.#fence, 0, 1);
       if (((newest - Atomics.load(this.#cells, ENTRY_TAIL_CELL)) | 0) >= 0) return key;
     }
+    return -1;
   }
 
   /**
