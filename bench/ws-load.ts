@@ -36,7 +36,7 @@ const SCHEDULE_BLOCK_US_MAX = 1000;
 export type LoadJob =
   | { kind: 'produce'; url: string; topic: string; threads: number; records: number; recordBytes: number; acks: Acks; lingerMs: number; batchBytes: number; timeoutMs: number }
   | { kind: 'consume'; url: string; topic: string; threads: number; expected: Record<number, number>; windowBytes: number; timeoutMs: number }
-  | { kind: 'latency-produce'; url: string; topic: string; ratePerSec: number; records: number; recordBytes: number; timeoutMs: number; acks?: Acks; lingerMs?: number }
+  | { kind: 'latency-produce'; url: string; topic: string; ratePerSec: number; records: number; recordBytes: number; timeoutMs: number }
   | { kind: 'latency-consume'; url: string; topic: string; records: number; timeoutMs: number };
 
 export interface LoadResult {
@@ -114,7 +114,7 @@ function blockUs(sleeper: Int32Array, us: number): void {
 async function latencyProduce(job: Extract<LoadJob, { kind: 'latency-produce' }>): Promise<LoadResult> {
   const client = await connect({ url: job.url, clientId: 'bench-latency-producer', crc32c });
   try {
-    const producer = client.producer({ acks: job.acks ?? 'all', lingerMs: job.lingerMs ?? 0 });
+    const producer = client.producer({ acks: 'all', lingerMs: 0 });
     await client.metadata();
     const warm = new Uint8Array(job.recordBytes);
     new DataView(warm.buffer).setFloat64(0, -1, true); // the consumer skips negative stamps

@@ -342,8 +342,7 @@ export class Producer {
     } catch (err) {
       return answer.fail(index, 1, err);
     }
-    const timestamp = record.timestamp ?? now;
-    if (!Number.isSafeInteger(timestamp)) return answer.fail(index, 1, new SluiceError('INVALID_ARGUMENT', `timestamp ${String(timestamp)} is not an integer`));
+    const timestamp = record.timestamp ?? now; // checked by the batch builder (#enqueue fails the record alone)
     const sizeBytes = recordSizeEstimate(key, value, headers);
     if (sizeBytes > this.#batchBytes && sizeBytes > this.#ctx.connection.limits.batchBytesMax - BATCH_HEADER_SLACK_BYTES) {
       return answer.fail(index, 1, new SluiceError('MESSAGE_TOO_LARGE', `a record of about ${sizeBytes} bytes does not fit a batch (${this.#ctx.connection.limits.batchBytesMax} bytes)`));
@@ -481,14 +480,11 @@ export class Producer {
   }
 
   #onSeal(key: string, open: OpenBatch, sizeBytes: number): void {
-    const cut = key.indexOf('\u0000');
-    const partition = Number(key.slice(0, cut));
-    const topic = key.slice(cut + 1);
+    const state = this.#partitions.get(key)!;
     // Records without a key move to another partition once their batch is full (KIP-480).
-    const sticky = this.#topic(topic);
-    if (sticky.sticky === partition) sticky.sticky = -1;
+    const topic = this.#topic(state.topic);
+    if (topic.sticky === state.partition) topic.sticky = -1;
     if (open.builder.recordCount === 0) return;
-    const state = this.#state(topic, partition);
     state.lastBatchBytes = open.builder.sizeBytes;
     state.queue.push(this.#numbered(state, open, sizeBytes));
     this.#pump(state);

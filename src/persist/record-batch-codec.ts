@@ -274,17 +274,18 @@ function headerKeyBytes(headers: RecordHeader[] | undefined): Uint8Array[] {
   return headers.map((h) => textEncoder.encode(h.key));
 }
 
+/** Bytes of a record after its length varint. `headerKeys`: the headers' keys as UTF-8. */
 function recordBodySize(
-  rec: RecordInput,
+  key: Uint8Array | null,
+  value: Uint8Array | null,
+  headers: RecordHeader[],
+  headerKeys: Uint8Array[],
   timestampDelta: number,
   offsetDelta: number,
-  headerKeys: Uint8Array[],
 ): number {
   let size = 1 + varintSize(timestampDelta) + varintSize(offsetDelta);
-  const key = rec.key ?? null;
   size += key === null ? 1 : varintSize(key.length) + key.length;
-  size += rec.value === null ? 1 : varintSize(rec.value.length) + rec.value.length;
-  const headers = rec.headers ?? [];
+  size += value === null ? 1 : varintSize(value.length) + value.length;
   size += varintSize(headers.length);
   for (let i = 0; i < headers.length; i++) {
     const k = headerKeys[i];
@@ -295,6 +296,40 @@ function recordBodySize(
   return size;
 }
 
+/** Writes one record, its length (`body`, from recordBodySize) first; returns the position after it. */
+function writeRecord(
+  out: Uint8Array,
+  pos: number,
+  body: number,
+  key: Uint8Array | null,
+  value: Uint8Array | null,
+  headers: RecordHeader[],
+  headerKeys: Uint8Array[],
+  timestampDelta: number,
+  offsetDelta: number,
+): number {
+  pos = writeVarint(out, pos, body);
+  out[pos++] = 0; // record attributes, unused
+  pos = writeVarint(out, pos, timestampDelta);
+  pos = writeVarint(out, pos, offsetDelta);
+  pos = writeNullableBytes(out, pos, key);
+  pos = writeNullableBytes(out, pos, value);
+  pos = writeVarint(out, pos, headers.length);
+  for (let h = 0; h < headers.length; h++) {
+    pos = writeNullableBytes(out, pos, headerKeys[h]);
+    pos = writeNullableBytes(out, pos, headers[h].value);
+  }
+  return pos;
+}
+
+/** A varint length (-1 for null), then the bytes. */
+function writeNullableBytes(out: Uint8Array, pos: number, bytes: Uint8Array | null): number {
+  if (bytes === null) return writeVarint(out, pos, -1);
+  pos = writeVarint(out, pos, bytes.length);
+  out.set(bytes, pos);
+  return pos + bytes.length;
+}
+
 /**
  * Size of the records section (uncompressed) for these records, so that a caller can
  * reserve space once.
@@ -303,7 +338,8 @@ export function encodedRecordsSize(records: RecordInput[], baseTimestamp: number
   let total = 0;
   for (let i = 0; i < records.length; i++) {
     const rec = records[i];
-    const body = recordBodySize(rec, (rec.timestamp ?? now) - baseTimestamp, i, headerKeyBytes(rec.headers));
+    const headers = rec.headers ?? NO_HEADERS;
+    const body = recordBodySize(rec.key ?? null, rec.value, headers, headerKeyBytes(headers), (rec.timestamp ?? now) - baseTimestamp, i);
     if (bodySizes) bodySizes[i] = body;
     total += varintSize(body) + body;
   }
@@ -321,41 +357,12 @@ export function writeRecords(
 ): number {
   for (let i = 0; i < records.length; i++) {
     const rec = records[i];
-    const headerKeys = headerKeyBytes(rec.headers);
-    const tsDelta = (rec.timestamp ?? now) - baseTimestamp;
-    const body = bodySizes ? bodySizes[i] : recordBodySize(rec, tsDelta, i, headerKeys);
-    pos = writeVarint(out, pos, body);
-    out[pos++] = 0; // record attributes, unused
-    pos = writeVarint(out, pos, tsDelta);
-    pos = writeVarint(out, pos, i);
     const key = rec.key ?? null;
-    if (key === null) pos = writeVarint(out, pos, -1);
-    else {
-      pos = writeVarint(out, pos, key.length);
-      out.set(key, pos);
-      pos += key.length;
-    }
-    if (rec.value === null) pos = writeVarint(out, pos, -1);
-    else {
-      pos = writeVarint(out, pos, rec.value.length);
-      out.set(rec.value, pos);
-      pos += rec.value.length;
-    }
-    const headers = rec.headers ?? [];
-    pos = writeVarint(out, pos, headers.length);
-    for (let h = 0; h < headers.length; h++) {
-      const k = headerKeys[h];
-      pos = writeVarint(out, pos, k.length);
-      out.set(k, pos);
-      pos += k.length;
-      const v = headers[h].value;
-      if (v === null) pos = writeVarint(out, pos, -1);
-      else {
-        pos = writeVarint(out, pos, v.length);
-        out.set(v, pos);
-        pos += v.length;
-      }
-    }
+    const headers = rec.headers ?? NO_HEADERS;
+    const headerKeys = headerKeyBytes(headers);
+    const tsDelta = (rec.timestamp ?? now) - baseTimestamp;
+    const body = bodySizes ? bodySizes[i] : recordBodySize(key, rec.value, headers, headerKeys, tsDelta, i);
+    pos = writeRecord(out, pos, body, key, rec.value, headers, headerKeys, tsDelta, i);
   }
   return pos;
 }
@@ -476,47 +483,10 @@ export class RecordBatchBuilder {
     else if (timestamp > this.#maxTimestamp) this.#maxTimestamp = timestamp;
     const tsDelta = timestamp - this.#baseTimestamp;
     const headerKeys = headerKeyBytes(headers);
-    let body = 1 + varintSize(tsDelta) + varintSize(this.#count);
-    body += key === null ? 1 : varintSize(key.length) + key.length;
-    body += value === null ? 1 : varintSize(value.length) + value.length;
-    body += varintSize(headers.length);
-    for (let h = 0; h < headers.length; h++) {
-      const v = headers[h].value;
-      body += varintSize(headerKeys[h].length) + headerKeys[h].length + (v === null ? 1 : varintSize(v.length) + v.length);
-    }
+    const body = recordBodySize(key, value, headers, headerKeys, tsDelta, this.#count);
     const size = varintSize(body) + body;
     this.#ensure(size);
-    const out = this.#buf;
-    let pos = writeVarint(out, this.#pos, body);
-    out[pos++] = 0; // record attributes, unused
-    pos = writeVarint(out, pos, tsDelta);
-    pos = writeVarint(out, pos, this.#count);
-    if (key === null) out[pos++] = 1; // zigzag(-1)
-    else {
-      pos = writeVarint(out, pos, key.length);
-      out.set(key, pos);
-      pos += key.length;
-    }
-    if (value === null) out[pos++] = 1;
-    else {
-      pos = writeVarint(out, pos, value.length);
-      out.set(value, pos);
-      pos += value.length;
-    }
-    pos = writeVarint(out, pos, headers.length);
-    for (let h = 0; h < headers.length; h++) {
-      const k = headerKeys[h];
-      pos = writeVarint(out, pos, k.length);
-      out.set(k, pos);
-      pos += k.length;
-      const v = headers[h].value;
-      if (v === null) out[pos++] = 1;
-      else {
-        pos = writeVarint(out, pos, v.length);
-        out.set(v, pos);
-        pos += v.length;
-      }
-    }
+    const pos = writeRecord(this.#buf, this.#pos, body, key, value, headers, headerKeys, tsDelta, this.#count);
     // (The message is built only on failure: this runs per record.)
     if (pos !== this.#pos + size) assert(false, `appended ${pos - this.#pos} bytes, sized ${size}`);
     this.#pos = pos;

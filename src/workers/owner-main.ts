@@ -117,8 +117,10 @@ class OwnedPartition {
   unsynced: number[] = [];
   /** The same pairs for the batches the fsync in flight covers. */
   inSync: number[] = [];
-  /** True while an fdatasync runs on the thread pool for this partition. */
-  syncing = false;
+  /** True while an fdatasync runs on the thread pool for this partition (the log counts them). */
+  get syncing(): boolean {
+    return this.log.syncInFlight;
+  }
   /** The flush interval came while a sync was in flight: sync again when it ends (acks=1 data stays within one interval). */
   syncDue = false;
   /** Called when the fsync in flight finishes (close and shutdown wait for it). */
@@ -532,14 +534,12 @@ class Owner {
       this.#completeSynced(p, p.unsynced);
       return;
     }
-    p.syncing = true;
     const covered = p.unsynced;
     p.unsynced = p.inSync;
     p.inSync = covered;
   }
 
   #syncDone(p: OwnedPartition, err: SluiceError | null): void {
-    p.syncing = false;
     if (err !== null) {
       log('error', 'fdatasync failed', { slot: p.slot, error: err.message });
       this.#failSynced(p.inSync, err);

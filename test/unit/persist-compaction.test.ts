@@ -171,16 +171,8 @@ describe('compaction', () => {
     let holding = true;
     class HeldSyncs extends FaultyFileSystem {
       override fdatasyncAsync(fd: number, callback: (err: Error | null) => void): void {
-        if (!holding) return super.fdatasyncAsync(fd, callback); // compaction's own syncs
-        held.push(() => {
-          try {
-            this.fdatasync(fd);
-          } catch (err) {
-            callback(err as Error);
-            return;
-          }
-          callback(null);
-        });
+        if (holding) held.push(() => super.fdatasyncAsync(fd, callback));
+        else super.fdatasyncAsync(fd, callback); // compaction's own syncs
       }
     }
     const log = open(tempDir(), CONFIG, new HeldSyncs());
