@@ -3,6 +3,7 @@
  * run: `npm test` builds first.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
+import { afterEach } from 'vitest';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -24,4 +25,16 @@ export function memoryLogger(): { lines: { level: string; msg?: string; obj: obj
     lines.push({ level, msg, obj });
   };
   return { lines, info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+/**
+ * The cleanups of a test file: push functions during a test; after each test they run,
+ * last first. Registers the file's afterEach hook.
+ */
+export function cleanupsAfterEach(): (() => Promise<unknown> | unknown)[] {
+  const cleanups: (() => Promise<unknown> | unknown)[] = [];
+  afterEach(async () => {
+    while (cleanups.length) await cleanups.pop()!();
+  });
+  return cleanups;
 }

@@ -3,8 +3,8 @@
  * engine (dist/, worker threads). `npm test` builds first.
  */
 import { WebSocket } from 'ws';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DIST, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cleanupsAfterEach, DIST, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
 
 type Server = Awaited<ReturnType<typeof loadSluice>>;
 type Client = typeof import('../../src/client/index.js');
@@ -16,10 +16,7 @@ beforeAll(async () => {
   C = (await import(new URL('client/index.js', DIST).href)) as Client;
 });
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
+const cleanups = cleanupsAfterEach();
 
 const str = (b: Uint8Array | null) => (b === null ? null : new TextDecoder().decode(b));
 

@@ -1,8 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cleanupsAfterEach, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
 import { seededRandom } from '../helpers/random.js';
 
 type Sluice = Awaited<ReturnType<typeof loadSluice>>;
@@ -13,10 +13,7 @@ beforeAll(async () => {
   S = await loadSluice();
 });
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
+const cleanups = cleanupsAfterEach();
 
 async function openEngine(dataDir?: string): Promise<{ engine: Engine; dataDir: string }> {
   const dir = dataDir ? null : tempDir('compaction');

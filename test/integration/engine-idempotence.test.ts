@@ -1,17 +1,14 @@
 import { mkdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cleanupsAfterEach, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
 
 type Sluice = Awaited<ReturnType<typeof loadSluice>>;
 let S: Sluice;
 beforeAll(async () => {
   S = await loadSluice();
 });
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
+const cleanups = cleanupsAfterEach();
 
 function batch(producerId: number, producerEpoch: number, baseSequence: number, n: number, tag: string): Uint8Array {
   const records = Array.from({ length: n }, (_, i) => ({ value: S.utf8(`${tag}-${baseSequence + i}`) }));

@@ -3,8 +3,8 @@
  * __consumer_offsets, read back into memory when the engine opens again; newer commits win;
  * tombstones delete; records that do not decode are skipped.
  */
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DIST, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cleanupsAfterEach, DIST, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
 
 type Server = Awaited<ReturnType<typeof loadSluice>>;
 type Store = typeof import('../../src/engine/offset-store.js');
@@ -19,10 +19,7 @@ beforeAll(async () => {
   B = (await import(new URL('persist/record-batch.js', DIST).href)) as Batch;
 });
 
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
+const cleanups = cleanupsAfterEach();
 
 describe('offset store', () => {
   it('keeps the latest commit per partition across reopenings, deletes on tombstones, skips junk', async () => {

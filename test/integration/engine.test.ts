@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readlinkSync, renameSync, statSync, unlinkSync, openSync, readSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cleanupsAfterEach, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
 
 type Sluice = Awaited<ReturnType<typeof loadSluice>>;
 let S: Sluice;
@@ -10,10 +10,7 @@ beforeAll(async () => {
   S = await loadSluice();
 });
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
+const cleanups = cleanupsAfterEach();
 
 async function openEngine(options: { dataDir?: string; workers?: number; limits?: object } = {}) {
   const dir = options.dataDir ? null : tempDir('engine');

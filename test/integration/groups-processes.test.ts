@@ -10,8 +10,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DIST, tempDir } from '../helpers/dist.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cleanupsAfterEach, DIST, tempDir } from '../helpers/dist.js';
 import { startBroker, type Broker } from './cli-helpers.js';
 
 type Client = typeof import('../../src/client/index.js');
@@ -25,10 +25,7 @@ const FIXTURE = fileURLToPath(new URL('../fixtures/group-consumer.mjs', import.m
 const SESSION_TIMEOUT_MS = 3_000;
 const HEARTBEAT_MS = Math.floor(SESSION_TIMEOUT_MS / 3);
 
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
+const cleanups = cleanupsAfterEach();
 
 interface Member {
   name: string;

@@ -3,8 +3,8 @@
  * the wire ops directly (fencing, bad input), the admin calls and /metrics.
  */
 import { WebSocket } from 'ws';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DIST, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cleanupsAfterEach, DIST, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
 
 type Server = Awaited<ReturnType<typeof loadSluice>>;
 type Client = typeof import('../../src/client/index.js');
@@ -19,10 +19,7 @@ beforeAll(async () => {
   F = (await import(new URL('ws-gateway/frames.js', DIST).href)) as Frames;
 });
 
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length) await cleanups.pop()!();
-});
+const cleanups = cleanupsAfterEach();
 
 async function start() {
   const dir = tempDir('groups');
