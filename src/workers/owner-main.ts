@@ -549,9 +549,9 @@ class Owner {
       this.#completeSynced(p, p.inSync);
       // The next sync starts at once only for acks=all requests waiting on it. acks=1 data
       // waits for the flush interval (or rides along with the next acks=all sync): a write
-      // next to an fdatasync of the same file runs at half speed here (2.4 -> 1.2 GB/s), and
-      // chaining syncs for acks=1 data kept one in flight almost all the time (acks=1 on 1
-      // partition: 859 -> 1,137 MB/s without the chain).
+      // next to an fdatasync of the same file runs at half speed or less here (2.6-3.4 GB/s
+      // alone, 0.8-1.8 GB/s beside an fdatasync loop), and chaining syncs for acks=1 data
+      // kept one in flight almost all the time (docs/benchmarks.md, Engine section).
       if (p.unsynced.length > 0 || (p.syncDue && p.log.durableOffset < p.log.logEndOffset)) this.#startSync(p);
       p.syncDue = false;
     }
