@@ -479,9 +479,8 @@ export class RecordBatchBuilder {
   append(key: Uint8Array | null, value: Uint8Array | null, headers: RecordHeader[], timestamp: number): number {
     assert(!this.#finished, 'append to a finished RecordBatchBuilder');
     checkTimestamp(timestamp);
-    if (this.#count === 0) this.#baseTimestamp = this.#maxTimestamp = timestamp;
-    else if (timestamp > this.#maxTimestamp) this.#maxTimestamp = timestamp;
-    const tsDelta = timestamp - this.#baseTimestamp;
+    const first = this.#count === 0;
+    const tsDelta = first ? 0 : timestamp - this.#baseTimestamp;
     const headerKeys = headerKeyBytes(headers);
     const body = recordBodySize(key, value, headers, headerKeys, tsDelta, this.#count);
     const size = varintSize(body) + body;
@@ -491,6 +490,8 @@ export class RecordBatchBuilder {
     if (pos !== this.#pos + size) assert(false, `appended ${pos - this.#pos} bytes, sized ${size}`);
     this.#pos = pos;
     this.#count++;
+    if (first) this.#baseTimestamp = this.#maxTimestamp = timestamp;
+    else if (timestamp > this.#maxTimestamp) this.#maxTimestamp = timestamp;
     return size;
   }
 
