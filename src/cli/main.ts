@@ -2,7 +2,7 @@
 /**
  * The `sluice` command. Exit codes: 0 ok, 1 error, 2 usage.
  *
- *   sluice start [--data-dir D] [--workers N] [--host H] [--port P] [--config FILE]
+ *   sluice start [--data-dir D] [--workers N] [--host H] [--port P] [--flush-interval-ms MS] [--config FILE]
  *   sluice verify [--data-dir D] [--threads N]
  *   sluice topics create|list|describe|delete ...   (./topics.ts)
  *   sluice produce TOPIC ...                         (./produce.ts)
@@ -12,7 +12,7 @@
  *
  * The client commands take --broker URL (default ws://127.0.0.1:7070, or SLUICE_BROKER).
  * Settings come, from strongest to weakest, from flags, environment variables
- * (SLUICE_DATA_DIR, SLUICE_WORKERS, SLUICE_HOST, SLUICE_PORT), the config file (JSON) and
+ * (SLUICE_DATA_DIR, SLUICE_WORKERS, SLUICE_HOST, SLUICE_PORT, SLUICE_FLUSH_INTERVAL_MS), the config file (JSON) and
  * the defaults. `start` serves the WebSocket protocol and HTTP on one port (0: any free
  * port; the start line says which). Owner: the main thread of the CLI process.
  */
@@ -40,6 +40,25 @@ interface StartSettings {
   workers?: number;
   host: string;
   port: number;
+  /** fsync acks=1 data at least this often (ms); -1 or absent: never (Engine's default). */
+  flushIntervalMs?: number;
+}
+
+/** A flush interval: -1 (never) or 1 ms to a day (Engine.open checks the range). */
+function flushInterval(value: string): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || (n !== -1 && n < 1)) throw new InvalidArgumentError('expected -1 (never) or a number of milliseconds');
+  return n;
+}
+
+function envFlushInterval(name: string): number | undefined {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return undefined;
+  try {
+    return flushInterval(raw);
+  } catch {
+    throw new SluiceError('INVALID_ARGUMENT', `${name}=${raw} is not -1 (never) or a number of milliseconds`);
+  }
 }
 
 /** A TCP port; 0 asks the system for a free one. */
@@ -85,6 +104,7 @@ function startSettings(flags: Record<string, unknown>): StartSettings {
     workers: pick<number | undefined>(flags.workers, envInt('SLUICE_WORKERS'), file.workers, undefined),
     host: pick(flags.host, process.env.SLUICE_HOST || undefined, file.host, DEFAULT_HOST),
     port: pick(flags.port, envPort('SLUICE_PORT'), file.port, DEFAULT_PORT),
+    flushIntervalMs: pick<number | undefined>(flags.flushIntervalMs, envFlushInterval('SLUICE_FLUSH_INTERVAL_MS'), file.flushIntervalMs, undefined),
   };
 }
 
@@ -98,7 +118,7 @@ async function start(flags: Record<string, unknown>): Promise<void> {
   process.once('SIGINT', () => stopRequested('SIGINT'));
   process.once('SIGTERM', () => stopRequested('SIGTERM'));
   const logger = pino({ level: process.env.SLUICE_LOG_LEVEL ?? 'info', base: undefined }, pino.destination(2));
-  const engine = await Engine.open({ dataDir: settings.dataDir, workers: settings.workers, logger });
+  const engine = await Engine.open({ dataDir: settings.dataDir, workers: settings.workers, flushIntervalMs: settings.flushIntervalMs, logger });
   let gateway;
   try {
     gateway = await startGateway({ engine, host: settings.host, port: settings.port, logger });
@@ -151,7 +171,8 @@ function program(): Command {
     .option('--port <port>', `port for WebSocket and HTTP (default ${DEFAULT_PORT}, or SLUICE_PORT; 0 picks a free one)`, portNumber)
     .option('--data-dir <dir>', `data directory (default ${DEFAULT_DATA_DIR}, or SLUICE_DATA_DIR)`)
     .option('--workers <n>', 'owner threads (default: one per core, or SLUICE_WORKERS)', positiveInt)
-    .option('--config <file>', 'JSON config file with dataDir, workers, host, port')
+    .option('--flush-interval-ms <ms>', 'fsync acks=1 data at least this often (default -1: never, as Kafka; or SLUICE_FLUSH_INTERVAL_MS)', flushInterval)
+    .option('--config <file>', 'JSON config file with dataDir, workers, host, port, flushIntervalMs')
     .action(start);
   cmd
     .command('verify')

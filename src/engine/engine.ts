@@ -44,9 +44,14 @@ import { DataDirLock } from './lock.js';
 export const COMMAND_RING_BYTES = 8 * 1024 * 1024;
 /** A frame may be a quarter of the ring: a full fetch (1 MiB, or one maximal batch) fits. */
 export const COMPLETION_RING_BYTES = 8 * 1024 * 1024;
-/** Recent data per partition readable without a hop to the owner; 64 partitions = 64 MiB. */
-export const LOG_RING_BYTES = 1024 * 1024;
-/** Entries (batches) per log ring: 1 MiB of 1 KiB batches. */
+/**
+ * Recent data per partition readable without a hop to the owner, and where produced batches
+ * wait for their owner; 64 partitions = 128 MiB. 2 MiB holds 16 batches of 100 KB in flight:
+ * acks=1 on one partition went from 1,085-1,221 to 1,345-1,410 MB/s over 1 MiB (fourth
+ * session, docs/benchmarks.md).
+ */
+export const LOG_RING_BYTES = 2 * 1024 * 1024;
+/** Entries (batches) per log ring: 2 MiB of 2 KiB batches. */
 export const LOG_RING_ENTRIES = 1024;
 /** One fetch returns at most this (at least one whole batch even if larger), as Kafka's max.partition.fetch.bytes. */
 export const FETCH_BYTES_MAX = 1024 * 1024;
@@ -56,8 +61,17 @@ export const IN_FLIGHT_MAX = 8192;
 export const THROTTLE_BACKOFF_MS = 5;
 /** How often owners apply retention and time-based rolls (Kafka: 5 minutes). */
 export const HOUSEKEEPING_INTERVAL_MS = 5_000;
-/** acks=1 data is fsynced at least this often, so the durable offset keeps up. */
-export const FLUSH_INTERVAL_MS = 1_000;
+/**
+ * acks=1 data is fsynced on a timer only when `flushIntervalMs` asks for it (Kafka's
+ * log.flush.interval.ms, whose default is also never): acks=1 survives a crash of the
+ * process, and a crash of the machine loses what the kernel had not written back yet
+ * (Linux: dirty pages older than about 30 s are written within 5 s more). -1 = never.
+ * Measured here (docs/benchmarks.md, fourth session): a 1 s timer cost 30-40% of acks=1
+ * throughput, because a write beside an fdatasync of the same file runs at half speed.
+ */
+export const FLUSH_INTERVAL_MS_DEFAULT = -1;
+/** The longest flushIntervalMs: a day. */
+export const FLUSH_INTERVAL_MS_MAX = 24 * 60 * 60 * 1000;
 /**
  * Whether the gateway thread verifies each produced batch's CRC-32C, in the log ring right
  * after copying it there, instead of the owner (see OwnerHandle.produce).
@@ -100,6 +114,11 @@ export interface EngineOptions {
   logger?: Logger;
   /** Defaults for topics created without a setting. */
   topicDefaults?: Partial<TopicConfig>;
+  /**
+   * fsync acks=1 data at least this often, in ms (Kafka's log.flush.interval.ms); default
+   * -1, never: acks=all requests, segment rolls and close sync it (FLUSH_INTERVAL_MS_DEFAULT).
+   */
+  flushIntervalMs?: number;
   /** Overrides of the limits above, for tests and tuning. */
   limits?: Partial<OwnerLimits>;
   fs?: FileSystem;
@@ -195,6 +214,8 @@ export class Engine {
     }
     const workers = options.workers ?? Math.min(availableParallelism(), OWNERS_MAX);
     checkInteger(workers, 'workers', 1, OWNERS_MAX);
+    const flushIntervalMs = options.flushIntervalMs ?? FLUSH_INTERVAL_MS_DEFAULT;
+    if (flushIntervalMs !== -1) checkInteger(flushIntervalMs, 'flushIntervalMs (-1 = never)', 1, FLUSH_INTERVAL_MS_MAX);
     const logger = options.logger ?? defaultLogger();
     const fs = options.fs ?? nodeFileSystem;
     const defaults = checkTopicConfig({ ...DEFAULT_TOPIC_CONFIG, ...options.topicDefaults });
@@ -209,7 +230,7 @@ export class Engine {
       inFlightMax: IN_FLIGHT_MAX,
       throttleBackoffMs: THROTTLE_BACKOFF_MS,
       housekeepingIntervalMs: HOUSEKEEPING_INTERVAL_MS,
-      flushIntervalMs: FLUSH_INTERVAL_MS,
+      flushIntervalMs,
       crcOnGateway: CRC_ON_GATEWAY,
       ...options.limits,
     };

@@ -121,7 +121,7 @@ export interface OwnerInit {
   completionRing: SharedArrayBuffer;
   /** How often the owner checks retention and time-based rolls. */
   housekeepingIntervalMs: number;
-  /** acks=1 data is fsynced at least this often, so the durable offset keeps moving. */
+  /** acks=1 data is fsynced at least this often; -1 = only by acks=all syncs, rolls and close (engine.ts FLUSH_INTERVAL_MS_DEFAULT). */
   flushIntervalMs: number;
   fetchBytesMax: number;
 }

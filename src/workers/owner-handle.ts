@@ -141,6 +141,8 @@ export class OwnerHandle {
   #completions!: SpscRing;
   #generation = 0;
   #state: 'starting' | 'running' | 'restarting' | 'closed' = 'starting';
+  /** Set once shutdown() has asked the thread to end: its exit is then expected. */
+  #shuttingDown = false;
   #startedAtMs = 0;
   #restartDelayMs = RESTART_DELAY_MS_MIN;
   #ready!: Promise<void>;
@@ -210,7 +212,10 @@ export class OwnerHandle {
     this.#drainCompletions(this.#completions);
     const failure = new SluiceError('OWNER_UNAVAILABLE', `owner ${this.index} exited (code ${code}); retry`);
     this.#failAll(failure);
-    if (this.#state === 'closed') return;
+    // A shutdown's own end is no death. Its answer and the exit can reach this thread in one
+    // turn (Node drains the port right before it emits 'exit'), ahead of the code awaiting
+    // that answer, so the state is still 'running' here: #shuttingDown tells them apart.
+    if (this.#state === 'closed' || this.#shuttingDown) return;
     this.#logger.error({ owner: this.index, code }, 'owner thread died; restarting and recovering its partitions');
     this.#state = 'restarting';
     this.restarts++;
@@ -279,6 +284,7 @@ export class OwnerHandle {
   async shutdown(): Promise<void> {
     if (this.#state === 'closed') return;
     await this.#ready;
+    this.#shuttingDown = true;
     try {
       if (this.#state === 'running') await this.#request({ kind: 'shutdown', id: 0 });
     } finally {

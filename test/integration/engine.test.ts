@@ -12,11 +12,11 @@ beforeAll(async () => {
 
 const cleanups = cleanupsAfterEach();
 
-async function openEngine(options: { dataDir?: string; workers?: number; limits?: object } = {}) {
+async function openEngine(options: { dataDir?: string; workers?: number; limits?: object; flushIntervalMs?: number } = {}) {
   const dir = options.dataDir ? null : tempDir('engine');
   const dataDir = options.dataDir ?? dir!.path;
   const logger = memoryLogger();
-  const engine = await S.Engine.open({ dataDir, workers: options.workers ?? 2, logger, limits: options.limits as any });
+  const engine = await S.Engine.open({ dataDir, workers: options.workers ?? 2, logger, limits: options.limits as any, flushIntervalMs: options.flushIntervalMs });
   cleanups.push(async () => {
     await engine.close();
     dir?.remove();
@@ -71,6 +71,32 @@ describe('Engine', () => {
     expect(d.partitions[1].durableOffset).toBe(20);
     expect(d.partitions[1].sizeBytes).toBeGreaterThan(0);
     expect(d.partitions[0].logEndOffset).toBe(0);
+  });
+
+  it('syncs acks=1 data on the flush interval when one is set, and only with an acks=all request or the close when not (Kafka\'s default)', async () => {
+    const waitFor = async (cond: () => boolean, ms: number) => {
+      const until = Date.now() + ms;
+      while (!cond() && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+      return cond();
+    };
+    const timed = await openEngine({ flushIntervalMs: 100 });
+    await timed.engine.createTopic('f', { partitions: 1 });
+    await timed.engine.produce('f', 0, batchOf(5, 'a'), { acks: 1 });
+    expect(await waitFor(() => timed.engine.describeTopic('f').partitions[0].durableOffset === 5, 3_000)).toBe(true);
+
+    const never = await openEngine();
+    await never.engine.createTopic('f', { partitions: 1 });
+    await never.engine.produce('f', 0, batchOf(5, 'a'), { acks: 1 });
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(never.engine.describeTopic('f').partitions[0]).toMatchObject({ highWatermark: 5, durableOffset: 0 });
+    await never.engine.produce('f', 0, batchOf(2, 'b'), { acks: 'all' });
+    expect(never.engine.describeTopic('f').partitions[0].durableOffset).toBe(7);
+
+    const badDir = tempDir('engine-flush');
+    cleanups.push(() => badDir.remove());
+    for (const bad of [0, -2, 1.5, 'x', 24 * 60 * 60 * 1000 + 1]) {
+      await expect(S.Engine.open({ dataDir: badDir.path, flushIntervalMs: bad as number })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    }
   });
 
   it('fetch at the high watermark returns no records; a fetch from the middle of a batch returns the whole batch', async () => {

@@ -17,10 +17,10 @@ const CLI = join(fileURLToPath(new URL('../../', import.meta.url)), 'dist/src/cl
 
 
 
-function startProcess(dataDir: string, port: number) {
-  const child = spawn(process.execPath, [CLI, 'start', '--data-dir', dataDir, '--workers', '1'], {
+function startProcess(dataDir: string, port: number, extra: string[] = [], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, [CLI, 'start', '--data-dir', dataDir, '--workers', '1', ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, SLUICE_PORT: String(port) },
+    env: { ...process.env, SLUICE_PORT: String(port), ...env },
   });
   let seen = '';
   const started = new Promise<Record<string, unknown>>((resolve, reject) => {
@@ -71,6 +71,35 @@ describe('sluice start', () => {
       expect(values).toEqual(['v0', 'v1', 'v2', 'v3', 'v4']);
       second.child.kill('SIGINT');
       expect(await second.exited).toBe(0);
+    } finally {
+      dir.remove();
+    }
+  }, 40_000);
+
+  it('--flush-interval-ms syncs acks=1 data on a timer; a bad value is a usage error (exit 2) or, from the environment, an error (exit 1)', async () => {
+    const dir = tempDir('gateway-cli-flush');
+    try {
+      const port = await freePort();
+      const bad = startProcess(dir.path, port, ['--flush-interval-ms', '0']);
+      expect(await bad.exited).toBe(2);
+      const badEnv = startProcess(dir.path, port, [], { SLUICE_FLUSH_INTERVAL_MS: 'soon' });
+      expect(await badEnv.exited).toBe(1);
+
+      const p = startProcess(dir.path, port, ['--flush-interval-ms', '100']);
+      await p.started;
+      const c = await RawClient.connect(port);
+      as(await c.request((id) => F.encodeCreateTopic({ correlationId: id, topic: 'flushed', partitions: 1, retentionMs: 0, retentionBytes: 0, segmentMs: 0, segmentBytes: 0 })), Op.CREATE_TOPIC_OK);
+      const batch = S.encodeBatch([{ value: S.utf8('v') }, { value: S.utf8('w') }]);
+      as(await c.request((id) => F.encodeProduce({ correlationId: id, producerId: -1, partition: 0, acks: 1, topic: 'flushed', batch })), Op.PRODUCE_OK);
+      let durable = -1;
+      for (const until = Date.now() + 5_000; durable !== 2 && Date.now() < until; ) {
+        await new Promise((r) => setTimeout(r, 50));
+        const d = (await (await fetch(`http://127.0.0.1:${port}/topics/flushed`)).json()) as { partitions: { durableOffset: number }[] };
+        durable = d.partitions[0].durableOffset;
+      }
+      expect(durable).toBe(2);
+      p.child.kill('SIGTERM');
+      expect(await p.exited).toBe(0);
     } finally {
       dir.remove();
     }
