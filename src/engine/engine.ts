@@ -330,6 +330,9 @@ export class Engine {
       for (const t of report.truncations) {
         this.#logger.warn({ topic: name, partition: p, ...t }, 'recovery truncated a torn or corrupt tail');
       }
+      if (report.segmentsDropped.length > 0) {
+        this.#logger.warn({ topic: name, partition: p, segments: report.segmentsDropped }, 'recovery dropped the segments after a torn one');
+      }
       if (report.indexesRebuilt.length > 0) {
         this.#logger.warn({ topic: name, partition: p, indexes: report.indexesRebuilt }, 'recovery rebuilt indexes');
       }

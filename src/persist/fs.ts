@@ -184,6 +184,9 @@ export class FaultyFileSystem implements FileSystem {
   readonly #inner: FileSystem;
   readonly #pathByFd = new Map<number, string>();
   readonly #faults: ArmedFault[] = [];
+  /** fdatasyncAsync calls held back while #holding (path, start). */
+  readonly #held: { path: string | undefined; start: () => void }[] = [];
+  #holding = false;
   /** Calls per operation, for tests that count syscalls (e.g. one write per append). */
   readonly calls: Record<FaultOp, number> = {
     open: 0, write: 0, read: 0, fdatasync: 0, ftruncate: 0, rename: 0, unlink: 0, fsyncDir: 0, writeFile: 0,
@@ -211,6 +214,39 @@ export class FaultyFileSystem implements FileSystem {
 
   failNextFdatasync(pathEndsWith?: string): this {
     return this.inject({ op: 'fdatasync', pathEndsWith, code: 'EIO' });
+  }
+
+  /**
+   * From now on fdatasyncAsync calls wait (nothing is synced, nobody is called back) until
+   * releaseAsyncSyncs(): an fdatasync that takes as long as the test wants, or, never
+   * released, one that a crash interrupted.
+   */
+  holdAsyncSyncs(): this {
+    this.#holding = true;
+    return this;
+  }
+
+  /**
+   * Starts the held fdatasyncAsync calls (on `pathEndsWith` only, when given), each as it
+   * would have started (faults apply then; the callback comes on a later turn); with no
+   * argument also stops holding. Returns how many it started.
+   */
+  releaseAsyncSyncs(pathEndsWith?: string): number {
+    if (pathEndsWith === undefined) this.#holding = false;
+    const chosen = this.#held.filter((h) => pathEndsWith === undefined || (h.path !== undefined && h.path.endsWith(pathEndsWith)));
+    for (const h of chosen) this.#held.splice(this.#held.indexOf(h), 1);
+    for (const h of chosen) h.start();
+    return chosen.length;
+  }
+
+  /** Paths of the files open through this object (a test checks descriptors are closed, or kept open). */
+  get openFiles(): string[] {
+    return [...this.#pathByFd.values()];
+  }
+
+  /** Paths of the fdatasyncAsync calls held back, in call order. */
+  get heldAsyncSyncs(): (string | undefined)[] {
+    return this.#held.map((h) => h.path);
   }
 
   /** Faults armed and not yet fired. */
@@ -325,6 +361,14 @@ export class FaultyFileSystem implements FileSystem {
 
   /** Faults apply as to fdatasync; the callback comes on a later turn, as the real one's does. */
   fdatasyncAsync(fd: number, callback: (err: Error | null) => void): void {
+    if (this.#holding) {
+      this.#held.push({ path: this.#pathByFd.get(fd), start: () => this.#fdatasyncLater(fd, callback) });
+      return;
+    }
+    this.#fdatasyncLater(fd, callback);
+  }
+
+  #fdatasyncLater(fd: number, callback: (err: Error | null) => void): void {
     setImmediate(() => {
       try {
         this.fdatasync(fd);

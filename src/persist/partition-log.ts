@@ -3,11 +3,14 @@
  * last one active. Appends, rolls, reads, offset-for-timestamp, retention, sync, recovery
  * on open and a clean-shutdown marker on close, as Kafka's UnifiedLog/LocalLog.
  * Owner: the partition's owner thread, exclusively (single writer, no locks); synchronous
- * file I/O only, through the injected FileSystem.
+ * file I/O through the injected FileSystem, except the fdatasyncs of syncAsync() and of a
+ * roll, which run on libuv's thread pool and call back on the owner thread.
  *
  * Folder layout:
  *   <20-digit base>.log / .index / .timeindex   one segment each (formats in their files)
  *   .clean-shutdown                             empty; present only between a clean close and the next open
+ *   .recovery-point                             base offset of the oldest segment not known to be on stable
+ *                                               storage (18 bytes, recovery-point.ts); replaced by a rename
  *   *.deleted, *.tmp                            ours, on their way out; open removes them
  *   *.cleaned, <base>.log.swap                  a compaction pass's files (compaction.ts); open removes
  *                                               the first and completes the second
@@ -20,13 +23,37 @@
  *   compaction never touches it;
  * - logStartOffset = the first segment's base offset <= durableOffset <= logEndOffset = the
  *   active segment's next offset;
- * - offsets below durableOffset are on stable storage (fdatasync returned);
+ * - offsets below durableOffset are on stable storage (fdatasync returned); it is contiguous,
+ *   so it never passes the end of a rolled segment whose seal fdatasync has not returned,
+ *   and syncAsync() calls back only once durableOffset reaches the offset it returned;
+ * - every segment that ends at or below the recovery point (in memory, and the value in
+ *   `.recovery-point`, which may lag behind it) is on stable storage, .log and indexes: it
+ *   is the base of the oldest segment whose roll's fdatasync has not completed, or of the
+ *   active segment;
+ * - a segment whose fdatasync runs on the thread pool (syncAsync, or the seal of a roll)
+ *   stays open until it calls back, whatever retention, compaction or close do meanwhile;
  * - the in-memory state never claims bytes that a failed write did not write: a failed
  *   append is cut back from the files before its error is rethrown, so a retry appends
  *   cleanly;
- * - after a failed fdatasync the log refuses writes (STORAGE_ERROR) until it is reopened:
- *   the kernel may have dropped the dirty pages and a second fdatasync would lie
- *   ("fsyncgate"), so only the recovery scan of a reopen can say what is on disk.
+ * - after a failed fdatasync (a sync or a roll's seal) the log refuses writes (STORAGE_ERROR)
+ *   until it is reopened: the kernel may have dropped the dirty pages and a second fdatasync
+ *   would lie ("fsyncgate"), so only the recovery scan of a reopen can say what is on disk.
+ *
+ * Recovery after a crash (no clean-shutdown marker), as Kafka's log recovery:
+ * - segments that end at or below the recovery point are trusted (cheap index check);
+ * - every segment from the recovery point on is scanned batch by batch: a rolled segment
+ *   whose seal fdatasync never returned may have lost pages in a machine crash. If one of
+ *   them has a torn or corrupt tail (or, outside compacted topics, ends below the next
+ *   segment's base), every later segment is deleted and it is cut there, becoming the
+ *   active segment: nothing after a torn point can be trusted, and no acks=all batch can
+ *   be lost by this, because durableOffset never passed the torn segment's end;
+ * - `.recovery-point` missing or unreadable: every segment is scanned (Kafka's rule when it
+ *   has no recovery point). This is always safe. It costs one full scan, once, for a data
+ *   directory written before recovery points existed that was not shut down cleanly (a clean
+ *   shutdown leaves the marker, which needs no scan), or after a machine crash kept the
+ *   rename of a new file but lost its bytes (the runtime writes are not fsynced). The open
+ *   then writes the file durably (fsynced, then renamed, then the folder fsynced), so a new
+ *   partition has it before its first roll.
  *
  * Errors: file system failures surface as STORAGE_ERROR (retriable); corrupt bytes as
  * CORRUPT_MESSAGE; offsets outside [logStartOffset, logEndOffset] as OFFSET_OUT_OF_RANGE.
@@ -46,7 +73,7 @@ import {
 } from './cleanup-policy.js';
 import { crc32c } from './crc32c.js';
 import type { FileSystem } from './fs.js';
-import { dirName, joinPath, nodeFileSystem } from './fs.js';
+import { dirName, joinPath, nodeFileSystem, writeFileDurable } from './fs.js';
 import {
   APPEND_BYTES_MAX,
   BATCH_BYTES_LIMIT,
@@ -76,6 +103,7 @@ import {
 } from './record-batch.js';
 import type { TruncationReport } from './recovery.js';
 import {
+  deleteSegmentFiles,
   DELETED_SUFFIX,
   INDEX_SUFFIX,
   LOG_SUFFIX,
@@ -85,9 +113,11 @@ import {
   segmentFileName,
   type SegmentContext,
   type SegmentLoadMode,
+  type SegmentLoadResult,
   TIME_INDEX_SUFFIX,
 } from './segment.js';
 import { verifyPartitionDir, type VerifyReport } from './verify.js';
+import { decodeRecoveryPoint, encodeRecoveryPoint, RECOVERY_POINT_FILE } from './recovery-point.js';
 import {
   commitCleanedSegments,
   compactSegments,
@@ -101,6 +131,7 @@ export { verifyPartitionDir } from './verify.js';
 export type { SegmentVerifyReport, VerifyError, VerifyReport } from './verify.js';
 export type { TruncationReport } from './recovery.js';
 export type { CompactionResult } from './compaction.js';
+export { RECOVERY_POINT_FILE } from './recovery-point.js';
 
 /** Per-partition log settings; -1 means unlimited for the retention limits, as Kafka. */
 export interface LogConfig {
@@ -158,7 +189,11 @@ const SILENT_LOGGER: Logger = { info() {}, warn() {} };
 export interface RecoveryReport {
   /** Whether the active segment was scanned batch by batch (no clean-shutdown marker, or its cheap check failed). */
   scanned: boolean;
+  /** Every segment read batch by batch (from the recovery point on after a crash, and any whose cheap check failed), oldest first. */
+  segmentsScanned: string[];
   truncations: TruncationReport[];
+  /** Segments deleted because an earlier one, not known to be synced, had a torn tail (see the top of the file). */
+  segmentsDropped: string[];
   /** Index file names that were rewritten because they did not match the log. */
   indexesRebuilt: string[];
   /** Why a cheap check failed, corruption kept in closed segments, gaps between segments, leftovers removed. */
@@ -201,10 +236,10 @@ function closeReplaced(segment: Segment): void {
   }
 }
 
-/** Rethrows anything but assertions and typed errors as STORAGE_ERROR with context. */
 /** Read size of the header walk of forEachActiveBatchHeader: large reads, few syscalls. */
 const HEADER_SCAN_CHUNK_BYTES = 1024 * 1024;
 
+/** Rethrows anything but assertions and typed errors as STORAGE_ERROR with context. */
 function storageError(err: unknown, what: string): Error {
   if (err instanceof AssertionError) return err;
   return asStorageError(err, what);
@@ -242,11 +277,25 @@ export class PartitionLog {
   #closedBytes: number;
   #durableOffset: number;
   readonly #recoveryReport: RecoveryReport;
+  /** syncAsync() calls that have not called back (their fdatasync runs, or they wait in #syncWaiters). */
   #syncsInFlight = 0;
-  /** The segments fdatasyncs in flight are syncing, with their count (retention must not close them under them). */
+  /** The segments fdatasyncs in flight are syncing (syncAsync and seals), with their count (retention must not close them under them). */
   readonly #syncingSegments = new Map<Segment, number>();
-  /** Segments replaced (compaction) while an fdatasync of theirs ran: closed when it is done. */
+  /** Segments replaced (compaction) or closed (close) while an fdatasync of theirs ran: closed when it is done. */
   readonly #closeAfterSync = new Set<Segment>();
+  /**
+   * Rolled segments whose seal fdatasync has not succeeded, oldest first (a failed one stays:
+   * it is never known synced). durableOffset stops at the first of them not fully synced.
+   */
+  readonly #unsealed: Segment[] = [];
+  /** Seal fdatasyncs that have not called back. */
+  #sealsInFlight = 0;
+  /** syncAsync() callbacks whose own fdatasync is done but whose target waits for a seal. */
+  readonly #syncWaiters: { target: number; done: (err: SluiceError | null) => void }[] = [];
+  /** whenSealed() callbacks. */
+  readonly #sealWaiters: (() => void)[] = [];
+  /** The recovery point last written to `.recovery-point` (-1: none written by this log). */
+  #recoveryPointWritten: number;
   /** Set when an fdatasync failed: writes refuse until a reopen (see the invariants above). */
   #failure: string | null = null;
   #closed = false;
@@ -267,6 +316,7 @@ export class PartitionLog {
     logger: Logger;
     segments: Segment[];
     report: RecoveryReport;
+    recoveryPointWritten: number;
   }) {
     this.dir = opts.dir;
     this.config = Object.freeze({ ...opts.config });
@@ -281,16 +331,20 @@ export class PartitionLog {
     this.#closedBytes = closed;
     this.#durableOffset = this.#active.nextOffset;
     this.#cleanedUpTo = this.logStartOffset;
+    this.#recoveryPointWritten = opts.recoveryPointWritten;
   }
 
   // -------------------------------------------------------------- open and recovery
 
   /**
    * Opens (creating if missing) the log in `dir`. With the clean-shutdown marker, segments
-   * are trusted and only their indexes checked cheaply; without it, the active segment is
-   * scanned with the recovery decision table and a torn or corrupt tail cut. Closed
-   * segments are never scanned unless their indexes fail the check. The marker is removed
-   * durably before this returns, so a crash after it always scans.
+   * are trusted and only their indexes checked cheaply; without it, every segment from the
+   * recovery point on is scanned with the recovery decision table, a torn or corrupt tail
+   * of the active segment is cut, and a torn closed segment is cut with every later segment
+   * dropped (see the top of the file). Segments below the recovery point are never scanned
+   * unless their indexes fail the check. Everything is durable when this returns: the
+   * scanned segments are fdatasynced, the recovery point file then names the active segment,
+   * and the marker is removed durably, so a crash after it always scans.
    */
   static open(opts: PartitionLogOptions): PartitionLog {
     validateLogConfig(opts.config);
@@ -305,38 +359,43 @@ export class PartitionLog {
         // The new folder's own entry must survive a power cut too, or its segments vanish with it.
         fs.fsyncDir(dirName(dir));
       }
-      const report: RecoveryReport = { scanned: false, truncations: [], indexesRebuilt: [], problems: [] };
+      const report: RecoveryReport = {
+        scanned: false, segmentsScanned: [], truncations: [], segmentsDropped: [], indexesRebuilt: [], problems: [],
+      };
       const bases = removeLeftovers(fs, dir, report);
       const markerPath = joinPath(dir, CLEAN_SHUTDOWN_MARKER);
       const clean = fs.exists(markerPath);
       const ctx: SegmentContext = { fs, dir, indexIntervalBytes: opts.config.indexIntervalBytes };
       const now = clock.now();
+      const stored = readRecoveryPoint(fs, dir);
+      let dirChanged = false;
       if (bases.length === 0) {
         segments.push(Segment.create(ctx, 0, now));
-        fs.fsyncDir(dir);
+        dirChanged = true;
+      } else {
+        // A clean close synced everything; else scan from the recovery point, or everything when it is not known.
+        let recoveryPoint = Infinity;
+        if (!clean) recoveryPoint = typeof stored === 'number' ? stored : 0;
+        if (!clean && typeof stored === 'string') report.problems.push(`${RECOVERY_POINT_FILE}: ${stored}; every segment is scanned`);
+        const compacted = isCompacted(opts.config.cleanupPolicy);
+        loadSegments({ ctx, bases, clean, recoveryPoint, compacted, now, segments, report });
       }
-      for (let i = 0; i < bases.length; i++) {
-        const last = i === bases.length - 1;
-        const mode: SegmentLoadMode = !last ? 'closed' : clean ? 'active-trusted' : 'active-scan';
-        const loaded = Segment.load(ctx, bases[i], mode, now);
-        segments.push(loaded.segment);
-        if (loaded.scanned && last) report.scanned = true;
-        if (loaded.truncation !== null) report.truncations.push(loaded.truncation);
-        report.indexesRebuilt.push(...loaded.indexesRebuilt);
-        report.problems.push(...loaded.problems);
-        // A compacted segment may end below the next base (its last batches dropped), never above.
-        const prevNext = i > 0 ? segments[i - 1].nextOffset : 0;
-        if (i > 0 && (isCompacted(opts.config.cleanupPolicy) ? prevNext > bases[i] : prevNext !== bases[i])) {
-          report.problems.push(`${loaded.segment.name}: starts at ${bases[i]}, the segment before ends at ${segments[i - 1].nextOffset}`);
-        }
-      }
+      const active = segments[segments.length - 1];
       // Bytes a killed process left in the page cache are readable but not yet durable.
-      segments[segments.length - 1].sync(true);
+      active.sync(true);
+      // Every segment is durable now: the active segment is the oldest not known synced.
+      let recoveryPointWritten = typeof stored === 'number' ? stored : -1;
+      if (recoveryPointWritten !== active.baseOffset) {
+        writeRecoveryPoint(fs, dir, active.baseOffset, { durable: true });
+        recoveryPointWritten = active.baseOffset;
+        dirChanged = true;
+      }
       if (clean) {
         fs.unlink(markerPath);
-        fs.fsyncDir(dir);
+        dirChanged = true;
       }
-      const log = new PartitionLog({ dir, config: opts.config, fs, clock, logger, segments, report });
+      if (dirChanged) fs.fsyncDir(dir);
+      const log = new PartitionLog({ dir, config: opts.config, fs, clock, logger, segments, report, recoveryPointWritten });
       log.#logOpen(clean);
       return log;
     } catch (err) {
@@ -354,11 +413,12 @@ export class PartitionLog {
   #logOpen(clean: boolean): void {
     const r = this.#recoveryReport;
     const fields = {
-      dir: this.dir, clean, scanned: r.scanned, logStartOffset: this.logStartOffset, logEndOffset: this.logEndOffset,
-      segments: this.#segments.length,
+      dir: this.dir, clean, scanned: r.scanned, segmentsScanned: r.segmentsScanned.length, logStartOffset: this.logStartOffset,
+      logEndOffset: this.logEndOffset, segments: this.#segments.length,
     };
-    if (r.truncations.length > 0 || r.indexesRebuilt.length > 0 || r.problems.length > 0) {
-      this.#logger.warn({ ...fields, truncations: r.truncations, indexesRebuilt: r.indexesRebuilt, problems: r.problems }, 'partition log recovered');
+    if (r.truncations.length > 0 || r.segmentsDropped.length > 0 || r.indexesRebuilt.length > 0 || r.problems.length > 0) {
+      const details = { truncations: r.truncations, segmentsDropped: r.segmentsDropped, indexesRebuilt: r.indexesRebuilt, problems: r.problems };
+      this.#logger.warn({ ...fields, ...details }, 'partition log recovered');
     } else this.#logger.info(fields, 'partition log opened');
   }
 
@@ -460,20 +520,19 @@ export class PartitionLog {
   }
 
   /**
-   * Closes the active segment (final time index entry, fdatasync of the .log and both
-   * indexes) and starts a new one at logEndOffset (files created, folder fsynced). A
-   * failure leaves the old segment sealed and the next append retries the roll.
+   * Closes the active segment and starts a new one at logEndOffset: the old segment's final
+   * index entries are written, its seal fdatasync (.log and both indexes) starts on the
+   * thread pool (#startSeal), and the new segment's files are created and the folder fsynced
+   * (small, synchronous). Appends go on into the new segment while the seal runs; until it
+   * calls back, durableOffset stays at or below the old segment's end. A failure leaves the
+   * old segment sealed (its seal running) and the next append retries the rest of the roll.
    */
   #roll(): void {
     const old = this.#active;
-    if (!old.isSealed) old.finishIndexes();
-    try {
-      old.seal();
-    } catch (err) {
-      this.#failure = `fdatasync while rolling ${old.name}`;
-      throw err;
+    if (!old.isSealed) {
+      old.finishIndexes();
+      this.#startSeal(old);
     }
-    this.#durableOffset = old.nextOffset;
     const next = Segment.create(this.#ctx, old.nextOffset, this.#clock.now());
     try {
       this.#fs.fsyncDir(this.dir);
@@ -486,58 +545,175 @@ export class PartitionLog {
   }
 
   /**
-   * fdatasync of the active segment; then durableOffset = logEndOffset. A no-op when
-   * nothing was written since the last sync. A failure is STORAGE_ERROR and the log then
-   * refuses writes until reopened.
+   * The seal of a rolled segment, on libuv's thread pool: as Kafka flushes a rolled segment
+   * in the background, so that a roll of a large segment written with acks=1 (not yet
+   * fsynced) does not stall the owner and every partition it owns for seconds.
+   */
+  #startSeal(segment: Segment): void {
+    this.#unsealed.push(segment);
+    this.#sealsInFlight++;
+    this.#trackSync(segment);
+    segment.sealAsync((err) => this.#sealDone(segment, err));
+  }
+
+  #sealDone(segment: Segment, err: Error | null): void {
+    this.#sealsInFlight--;
+    this.#untrackSync(segment);
+    if (err === null) this.#unsealed.splice(this.#unsealed.indexOf(segment), 1);
+    // After close the fd was only kept open for the fdatasync; the folder may even be another log's now.
+    if (!this.#closed) {
+      if (err !== null) {
+        this.#failure ??= `fdatasync while rolling ${segment.name}`;
+        const error = asStorageError(err, `seal ${segment.name} of ${this.dir}`);
+        this.#logger.warn({ dir: this.dir, segment: segment.name, err: error.message }, 'fdatasync of a rolled segment failed; the log refuses writes until reopened');
+        for (const w of this.#syncWaiters.splice(0)) w.done(error);
+      } else {
+        this.#durableMoved();
+        this.#storeRecoveryPoint();
+      }
+    }
+    if (this.#sealsInFlight === 0) for (const wake of this.#sealWaiters.splice(0)) wake();
+  }
+
+  /** The base offset of the oldest segment not known to be on stable storage. */
+  get #recoveryPoint(): number {
+    return this.#unsealed.length > 0 ? this.#unsealed[0].baseOffset : this.#active.baseOffset;
+  }
+
+  /**
+   * Writes a recovery point that moved up to `.recovery-point`, not fsynced (see
+   * writeRecoveryPoint). A failure costs only a longer scan after a crash: it is logged.
+   */
+  #storeRecoveryPoint(): void {
+    const point = this.#recoveryPoint;
+    if (point <= this.#recoveryPointWritten) return;
+    try {
+      writeRecoveryPoint(this.#fs, this.dir, point, { durable: false });
+      this.#recoveryPointWritten = point;
+    } catch (err) {
+      this.#logger.warn({ dir: this.dir, recoveryPoint: point, err: (err as Error).message }, 'could not write the recovery point; a recovery after a crash will scan more');
+    }
+  }
+
+  #trackSync(segment: Segment): void {
+    this.#syncingSegments.set(segment, (this.#syncingSegments.get(segment) ?? 0) + 1);
+  }
+
+  #untrackSync(segment: Segment): void {
+    const left = this.#syncingSegments.get(segment)! - 1;
+    if (left > 0) {
+      this.#syncingSegments.set(segment, left);
+      return;
+    }
+    this.#syncingSegments.delete(segment);
+    if (this.#closeAfterSync.delete(segment)) closeReplaced(segment);
+  }
+
+  /**
+   * durableOffset from the segments' synced offsets: the first rolled segment not fully
+   * synced stops it (everything before it is synced), else the active segment's synced
+   * offset. Never moves back.
+   */
+  #refreshDurable(): void {
+    let durable = this.#active.syncedOffset;
+    for (const s of this.#unsealed) {
+      if (s.syncedOffset < s.nextOffset) {
+        durable = s.syncedOffset;
+        break;
+      }
+    }
+    if (durable > this.#durableOffset) this.#durableOffset = durable;
+  }
+
+  /** After an fdatasync returned: durableOffset moves, and the syncAsync() callbacks it now covers run. */
+  #durableMoved(): void {
+    this.#refreshDurable();
+    if (this.#syncWaiters.length === 0) return;
+    const ready = this.#syncWaiters.filter((w) => w.target <= this.#durableOffset);
+    if (ready.length === 0) return;
+    const waiting = this.#syncWaiters.filter((w) => w.target > this.#durableOffset);
+    this.#syncWaiters.length = 0;
+    this.#syncWaiters.push(...waiting);
+    for (const w of ready) w.done(null);
+  }
+
+  /** Runs `done` once durableOffset reaches `target`: now, or when the seal that holds it back calls back. */
+  #whenDurable(target: number, done: (err: SluiceError | null) => void): void {
+    this.#refreshDurable();
+    if (this.#durableOffset >= target) return done(null);
+    if (this.#failure !== null) return done(new SluiceError('STORAGE_ERROR', `partition log ${this.dir}: ${this.#failure}`));
+    assert(this.#sealsInFlight > 0, `durableOffset ${this.#durableOffset} of ${this.dir} is below ${target} with no fdatasync in flight`);
+    this.#syncWaiters.push({ target, done });
+  }
+
+  /**
+   * fdatasync of everything not yet durable: the rolled segments whose seal still runs (on
+   * the thread pool; their files stay open until it calls back), then the active segment;
+   * then durableOffset = logEndOffset. A no-op when nothing was written since the last
+   * sync. Blocks for as long as those fdatasyncs take: for close, shutdown and tools; the
+   * owner's hot path uses syncAsync(). A failure is STORAGE_ERROR and the log then refuses
+   * writes until reopened.
    */
   sync(): void {
     this.#checkWritable();
-    if (this.#durableOffset === this.logEndOffset && !this.#active.hasUnsyncedBytes) return;
+    const active = this.#active;
+    this.#refreshDurable();
+    if (this.#durableOffset === this.logEndOffset && !active.hasUnsyncedBytes) return;
+    let syncing = active;
     try {
-      this.#active.sync();
+      for (const s of this.#unsealed) {
+        syncing = s;
+        s.sync();
+        s.syncIndexes();
+      }
+      syncing = active;
+      active.sync();
     } catch (err) {
-      this.#failure = `fdatasync of ${this.#active.name}`;
+      this.#failure = `fdatasync of ${syncing.name}`;
       throw storageError(err, `sync ${this.dir}`);
     }
-    this.#durableOffset = this.logEndOffset;
+    this.#durableMoved();
   }
 
   /**
    * Starts an fdatasync of the active segment on libuv's thread pool and returns the offset
    * it will make durable, or -1 when everything is durable already (no callback then). The
    * owner keeps appending meanwhile: that is what lets one fsync serve every batch that
-   * arrived while the previous one ran. `callback` runs on this thread; on failure the log
-   * refuses writes, as after a failed sync(). While a sync is in flight the caller must not
-   * close or delete the log (`syncInFlight` says so): the fd must stay open. Retention and
-   * rolls may run: retention keeps the segment being synced until its sync is done.
+   * arrived while the previous one ran. `callback` runs on this thread once durableOffset
+   * has reached the returned offset: when the fdatasync returns, or later, when the seal of
+   * a rolled segment before it returns (durableOffset is contiguous), or at once when only
+   * a seal was missing. On failure (of either) the log refuses writes, as after a failed
+   * sync(). `syncInFlight` is true until every callback ran; the caller should not close
+   * the log before (the log keeps a syncing segment's files open until its fdatasync
+   * returns, but the callback would find the log closed). Retention and rolls may run:
+   * retention keeps the segment being synced until its sync is done.
    */
   syncAsync(callback: (err: SluiceError | null) => void): number {
     this.#checkWritable();
     const target = this.logEndOffset;
     const active = this.#active;
-    if (this.#durableOffset === target && !active.hasUnsyncedBytes) return -1;
-    if (!active.hasUnsyncedBytes) {
-      // Written bytes were made durable by a roll; only the offset lags.
-      this.#durableOffset = target;
-      return -1;
-    }
+    this.#refreshDurable();
+    if (this.#durableOffset >= target && !active.hasUnsyncedBytes) return -1;
     this.#syncsInFlight++;
-    this.#syncingSegments.set(active, (this.#syncingSegments.get(active) ?? 0) + 1);
-    active.syncAsync((err) => {
+    const done = (err: SluiceError | null): void => {
       this.#syncsInFlight--;
-      const left = this.#syncingSegments.get(active)! - 1;
-      if (left > 0) this.#syncingSegments.set(active, left);
-      else {
-        this.#syncingSegments.delete(active);
-        if (this.#closeAfterSync.delete(active)) closeReplaced(active);
-      }
+      callback(err);
+    };
+    if (!active.hasUnsyncedBytes) {
+      // Every written byte is synced or being sealed: only a rolled segment's seal holds durableOffset back.
+      this.#whenDurable(target, done);
+      return target;
+    }
+    this.#trackSync(active);
+    active.syncAsync((err) => {
+      this.#untrackSync(active);
       if (err !== null) {
-        this.#failure = `fdatasync of ${active.name}`;
-        callback(asStorageError(err, `sync ${this.dir}`));
+        this.#failure ??= `fdatasync of ${active.name}`;
+        done(asStorageError(err, `sync ${this.dir}`));
         return;
       }
-      if (target > this.#durableOffset) this.#durableOffset = target;
-      callback(null);
+      this.#durableMoved();
+      this.#whenDurable(target, done);
     });
     return target;
   }
@@ -568,9 +744,24 @@ export class PartitionLog {
     }
   }
 
-  /** True while an fdatasync started by syncAsync has not called back. */
+  /** True while a syncAsync() callback has not run (its fdatasync, or a seal it waits for, runs). */
   get syncInFlight(): boolean {
     return this.#syncsInFlight > 0;
+  }
+
+  /** True while the seal fdatasync of a rolled segment runs on the thread pool. */
+  get sealInFlight(): boolean {
+    return this.#sealsInFlight > 0;
+  }
+
+  /**
+   * Calls `callback` (on this thread) once no seal fdatasync is in flight, whether it
+   * succeeded or not; returns false, and never calls back, when none is in flight now.
+   */
+  whenSealed(callback: () => void): boolean {
+    if (this.#sealsInFlight === 0) return false;
+    this.#sealWaiters.push(callback);
+    return true;
   }
 
   // -------------------------------------------------------------- reads
@@ -873,14 +1064,22 @@ export class PartitionLog {
   }
 
   /**
-   * Syncs everything and closes the files. With `clean`, then writes the clean-shutdown
-   * marker (fsynced, and the folder too), so the next open trusts the segments. A log whose
-   * fdatasync failed never gets the marker. Idempotent.
+   * Syncs everything and closes the files. A rolled segment whose seal fdatasync still runs
+   * is synced here too (synchronously; the owner avoids that by waiting with syncAsync()
+   * first), and its files are closed when that fdatasync calls back, as are those of any
+   * segment a syncAsync() is still syncing. Then the recovery point file names the active
+   * segment (fdatasynced), and with `clean` the clean-shutdown marker is written (fsynced,
+   * and the folder too), so the next open trusts the segments. A log whose fdatasync failed
+   * never gets the marker. Idempotent.
    */
   close({ clean }: { clean: boolean }): void {
     if (this.#closed) return;
     try {
       if (this.#failure === null) {
+        for (const s of this.#unsealed) {
+          s.sync();
+          s.syncIndexes();
+        }
         const active = this.#active;
         if (!active.isSealed) {
           active.repairTail();
@@ -888,6 +1087,10 @@ export class PartitionLog {
           active.syncIndexes();
         }
         this.#durableOffset = this.logEndOffset;
+        if (this.#recoveryPointWritten !== active.baseOffset) {
+          writeRecoveryPoint(this.#fs, this.dir, active.baseOffset, { durable: true });
+          this.#recoveryPointWritten = active.baseOffset;
+        }
         if (clean) {
           const markerPath = joinPath(this.dir, CLEAN_SHUTDOWN_MARKER);
           const fd = this.#fs.open(markerPath, 'create');
@@ -904,11 +1107,19 @@ export class PartitionLog {
     } finally {
       this.#closed = true;
       for (const s of this.#segments) {
+        // An fdatasync on the thread pool still uses its descriptor: closed when it calls back.
+        if (this.#syncingSegments.has(s)) {
+          this.#closeAfterSync.add(s);
+          continue;
+        }
         try {
           s.close();
         } catch {
           // Closing a descriptor cannot lose data that sync already made durable.
         }
+      }
+      for (const w of this.#syncWaiters.splice(0)) {
+        w.done(w.target <= this.#durableOffset ? null : new SluiceError('STORAGE_ERROR', `partition log ${this.dir} closed before offset ${w.target} was durable`));
       }
     }
   }
@@ -953,6 +1164,110 @@ function checkBatch(bytes: Uint8Array, view: DataView, pos: number, end: number)
   const computed = crc32c(bytes.subarray(pos + ATTRIBUTES_OFFSET, pos + sizeBytes));
   if (stored !== computed) return `CRC32C mismatch: stored ${stored.toString(16)}, computed ${computed.toString(16)}`;
   return null;
+}
+
+/**
+ * Loads the segments at `bases` into `segments` (open's second half). After a crash
+ * (`clean` false), a closed segment is trusted only when it ends at or below
+ * `recoveryPoint`; the others are scanned ('closed-scan'), and the first one found torn
+ * (a bad tail, or an end that does not meet the next segment's base) ends the load: every
+ * later segment is deleted, newest first, and the folder fsynced (so a crash in between
+ * leaves a shorter log that the next open handles the same way, never a hole), then the
+ * torn one is loaded again as the active segment, which cuts its tail. A segment that
+ * compaction rewrote was fsynced before its swap and is never torn, so that second,
+ * strict scan sees no compaction gaps.
+ */
+function loadSegments(o: {
+  ctx: SegmentContext;
+  bases: number[];
+  clean: boolean;
+  recoveryPoint: number;
+  compacted: boolean;
+  now: number;
+  segments: Segment[];
+  report: RecoveryReport;
+}): void {
+  const { ctx, bases, segments, report } = o;
+  for (let i = 0; i < bases.length; i++) {
+    const last = i === bases.length - 1;
+    let mode: SegmentLoadMode;
+    if (last) mode = o.clean ? 'active-trusted' : 'active-scan';
+    else mode = o.clean || bases[i + 1] <= o.recoveryPoint ? 'closed' : 'closed-scan';
+    const loaded = Segment.load(ctx, bases[i], mode, o.now);
+    segments.push(loaded.segment);
+    noteLoad(report, loaded, last);
+    if (mode === 'closed-scan') {
+      const torn = tornReason(loaded.segment, loaded.tornTail, bases[i + 1], o.compacted);
+      if (torn !== null) {
+        segments.pop();
+        loaded.segment.close();
+        const later = bases.slice(i + 1);
+        for (let k = later.length - 1; k >= 0; k--) deleteSegmentFiles(ctx.fs, ctx.dir, later[k]);
+        ctx.fs.fsyncDir(ctx.dir);
+        report.segmentsDropped.push(...later.map((b) => segmentFileName(b, LOG_SUFFIX)));
+        report.problems.push(`${torn}: it was not known to be synced, so it is cut there and the ${later.length} segments after it are dropped`);
+        const cut = Segment.load(ctx, bases[i], 'active-scan', o.now);
+        segments.push(cut.segment);
+        noteLoad(report, cut, true);
+        return;
+      }
+    }
+    // A compacted segment may end below the next base (its last batches dropped), never above.
+    const prevNext = i > 0 ? segments[i - 1].nextOffset : 0;
+    if (i > 0 && (o.compacted ? prevNext > bases[i] : prevNext !== bases[i])) {
+      report.problems.push(`${loaded.segment.name}: starts at ${bases[i]}, the segment before ends at ${segments[i - 1].nextOffset}`);
+    }
+  }
+}
+
+/** Adds what loading one segment did to the report. */
+function noteLoad(report: RecoveryReport, loaded: SegmentLoadResult, active: boolean): void {
+  if (loaded.scanned) {
+    if (!report.segmentsScanned.includes(loaded.segment.name)) report.segmentsScanned.push(loaded.segment.name);
+    if (active) report.scanned = true;
+  }
+  if (loaded.truncation !== null) report.truncations.push(loaded.truncation);
+  for (const name of loaded.indexesRebuilt) if (!report.indexesRebuilt.includes(name)) report.indexesRebuilt.push(name);
+  report.problems.push(...loaded.problems);
+}
+
+/**
+ * Why a scanned closed segment cannot be kept whole, or null: a torn or corrupt tail, or an
+ * end past the next segment's base, or (outside compacted topics, where compaction may drop
+ * a segment's last batches) below it, which means its last pages never reached the disk.
+ */
+function tornReason(segment: Segment, tornTail: TruncationReport | null, nextBase: number, compacted: boolean): string | null {
+  if (tornTail !== null) return `${segment.name}: ${tornTail.reason} at position ${tornTail.position} (${tornTail.detail})`;
+  if (segment.nextOffset > nextBase) return `${segment.name}: ends at offset ${segment.nextOffset}, past the next segment's base ${nextBase}`;
+  if (!compacted && segment.nextOffset < nextBase) return `${segment.name}: ends at offset ${segment.nextOffset}, below the next segment's base ${nextBase}`;
+  return null;
+}
+
+/**
+ * The recovery point stored in the folder: a number, or why there is none (the file is
+ * missing or unreadable). Never throws for bad content; a read error is the file system's.
+ */
+function readRecoveryPoint(fs: FileSystem, dir: string): number | string {
+  const path = joinPath(dir, RECOVERY_POINT_FILE);
+  if (!fs.exists(path)) return 'missing (a data directory written before recovery points, or the file was removed)';
+  const decoded = decodeRecoveryPoint(fs.readFile(path));
+  return decoded.ok ? decoded.recoveryPoint : `unreadable: ${decoded.reason}`;
+}
+
+/**
+ * Replaces `.recovery-point` by a rename of `.recovery-point.tmp`. With `durable`, the
+ * temporary file is fdatasynced first (the caller fsyncs the folder): open uses it. Without,
+ * nothing is synced (the roll path, on the owner thread): after a machine crash the folder
+ * may show the older file, which only makes the scan longer, or the new name with its bytes
+ * lost, which the CRC catches (every segment is scanned then).
+ */
+function writeRecoveryPoint(fs: FileSystem, dir: string, recoveryPoint: number, { durable }: { durable: boolean }): void {
+  const path = joinPath(dir, RECOVERY_POINT_FILE);
+  const tmp = path + TMP_SUFFIX;
+  const bytes = encodeRecoveryPoint(recoveryPoint);
+  if (durable) writeFileDurable(fs, tmp, bytes);
+  else fs.writeFile(tmp, bytes);
+  fs.rename(tmp, path);
 }
 
 /**

@@ -21,12 +21,19 @@
  * offsets whose records were dropped; a rewritten segment may even be empty); `sizeBytes` (in
  * memory) never exceeds the bytes on disk that were written completely; the in-memory
  * indexes always describe exactly the batches below `sizeBytes`, and the index files hold
- * their first `entriesWritten` entries. A failed append leaves all three as they were.
+ * their first `entriesWritten` entries. A failed append leaves all three as they were;
+ * `syncedOffset` never exceeds `nextOffset`, and every offset of the segment below it is
+ * on stable storage (an fdatasync of the .log that covered it returned).
+ *
+ * A roll closes a segment in two steps: finishIndexes() (synchronous, small writes), then
+ * sealAsync(): from then on the segment takes no appends, and its .log and indexes are
+ * fdatasynced on libuv's thread pool while the owner goes on; the caller (partition-log.ts)
+ * keeps the segment open until the callback.
  */
 import { assert } from '../assert.js';
 import { SluiceError } from '../errors.js';
 import type { FileSystem } from './fs.js';
-import { joinPath, writeFileDurable } from './fs.js';
+import { dirName, joinPath, writeFileDurable } from './fs.js';
 import { BATCH_LENGTH_MAX, BATCH_LENGTH_MIN, SEGMENT_NAME_DIGITS } from './limits.js';
 import { decodeOffsetIndex, OFFSET_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
 import {
@@ -78,8 +85,16 @@ export interface SegmentContext {
 
 /** How to open an existing segment. */
 export type SegmentLoadMode =
-  /** A closed segment: trust the log (it was fsynced at roll), check the indexes cheaply, never cut it. */
+  /** A closed segment below the recovery point: trust the log (its roll's fsync completed), check the indexes cheaply, never cut it. */
   | 'closed'
+  /**
+   * A closed segment at or after the recovery point after a crash (its roll's fsync may not
+   * have completed): scan it fully (offset gaps allowed, as compaction leaves them); a bad
+   * tail is reported in `tornTail`, not cut (the caller decides: partition-log.ts drops every
+   * later segment, then loads this one again as 'active-scan'); a good one is fdatasynced
+   * with its index files before this returns, so it is durable from then on.
+   */
+  | 'closed-scan'
   /** The active segment after a clean shutdown: check the indexes cheaply, fall back to a scan. */
   | 'active-trusted'
   /** The active segment after a crash: scan it fully with the decision table, cut a bad tail. */
@@ -89,6 +104,8 @@ export interface SegmentLoadResult {
   segment: Segment;
   scanned: boolean;
   truncation: TruncationReport | null;
+  /** 'closed-scan' only: where the scan found a torn or corrupt tail (nothing was cut, nothing synced). */
+  tornTail: TruncationReport | null;
   indexesRebuilt: string[];
   /** Why a cheap check failed, or corruption found in a closed segment (kept, not cut). */
   problems: string[];
@@ -128,9 +145,11 @@ export class Segment {
    */
   #writes = 0;
   #syncedWrites = 0;
+  /** Offsets below this are on stable storage (the nextOffset an fdatasync that returned covered). */
+  #syncedOffset: number;
   /** A rollback could not cut the files back: cut them before the next write. */
   #tailDirty = false;
-  /** Sealed: rolled, indexes final, no more appends. */
+  /** Sealed: rolled, indexes final, no more appends (its seal fdatasync may still run). */
   #sealed = false;
   #closed = false;
 
@@ -159,6 +178,9 @@ export class Segment {
     this.#timeIndexFd = opts.timeIndexFd;
     this.#sizeBytes = opts.sizeBytes;
     this.#nextOffset = opts.nextOffset;
+    // A new segment is empty; a loaded one is trusted, scanned and synced, or synced by the
+    // caller before any append (PartitionLog.open); a compacted one was fsynced by the pass.
+    this.#syncedOffset = opts.nextOffset;
     this.#indexes = opts.indexes;
     this.#offsetEntriesWritten = opts.indexes.offsetIndex.count;
     this.#timeEntriesWritten = opts.indexes.timeIndex.count;
@@ -189,26 +211,28 @@ export class Segment {
   /**
    * Opens an existing segment. 'closed' and 'active-trusted' validate the index files
    * against the log cheaply (see `#loadTrusted`) and rebuild them by a scan when anything
-   * does not match; 'active-scan' always scans. Only an active segment is ever cut.
+   * does not match; 'active-scan' and 'closed-scan' always scan. Only an active segment is
+   * ever cut; 'closed-scan' reports a bad tail in `tornTail` and leaves the files alone.
    */
   static load(ctx: SegmentContext, baseOffset: number, mode: SegmentLoadMode, nowMs: number): SegmentLoadResult {
     const fs = ctx.fs;
     const paths = segmentPaths(ctx.dir, baseOffset);
     const name = segmentFileName(baseOffset, LOG_SUFFIX);
-    const active = mode !== 'closed';
+    const active = mode === 'active-trusted' || mode === 'active-scan';
     const fd = fs.open(paths.log, active ? 'write' : 'read');
     const opened: number[] = [fd];
     try {
       let size = fs.size(fd);
       const problems: string[] = [];
-      let trusted: TrustedState | string = 'the log was not shut down cleanly';
-      if (mode !== 'active-scan') {
+      let trusted: TrustedState | string = mode === 'closed-scan' ? 'it is not known to be synced' : 'the log was not shut down cleanly';
+      if (mode === 'closed' || mode === 'active-trusted') {
         trusted = loadTrusted(fs, fd, paths, baseOffset, size, ctx.indexIntervalBytes, !active);
         if (typeof trusted === 'string') problems.push(`${name}: ${trusted}`);
       }
       let indexes: SegmentIndexes;
       let nextOffset: number;
       let truncation: TruncationReport | null = null;
+      let tornTail: TruncationReport | null = null;
       const indexesRebuilt: string[] = [];
       let scanned = false;
       if (typeof trusted !== 'string') {
@@ -226,15 +250,24 @@ export class Segment {
             fs.fdatasync(fd);
             size = scan.validBytes;
             truncation = scan.report;
+          } else if (mode === 'closed-scan') {
+            tornTail = scan.report;
           } else {
-            // A closed segment was fsynced when it rolled, and later segments continue its
-            // offsets: cutting it would lose good data after it. Keep it; reads of the bad
-            // part fail with CORRUPT_MESSAGE and verify reports it.
+            // A closed segment below the recovery point was fsynced when it rolled, and later
+            // segments continue its offsets: cutting it would lose good data after it. Keep
+            // it; reads of the bad part fail with CORRUPT_MESSAGE and verify reports it.
             problems.push(`${name}: corrupt at position ${scan.report.position}, kept: ${scan.report.detail}`);
           }
         }
         if (!active) indexes.onClose();
-        rewriteIndexFilesIfDifferent(fs, paths, indexes, indexesRebuilt);
+        if (tornTail === null) rewriteIndexFilesIfDifferent(fs, paths, indexes, indexesRebuilt);
+      }
+      if (mode === 'closed-scan' && tornTail === null) {
+        // Its bytes may be in the page cache only (the process died before the roll's fsync
+        // returned): make them durable now, so that the recovery point can move past it.
+        fs.fdatasync(fd);
+        if (!indexesRebuilt.includes(segmentFileName(baseOffset, INDEX_SUFFIX))) syncFile(fs, paths.index);
+        if (!indexesRebuilt.includes(segmentFileName(baseOffset, TIME_INDEX_SUFFIX))) syncFile(fs, paths.timeIndex);
       }
       let indexFd = -1;
       let timeIndexFd = -1;
@@ -247,7 +280,7 @@ export class Segment {
       const segment = new Segment({
         fs, dir: ctx.dir, baseOffset, createdMs: nowMs, fd, indexFd, timeIndexFd, sizeBytes: size, nextOffset, indexes, sealed: !active,
       });
-      return { segment, scanned, truncation, indexesRebuilt, problems };
+      return { segment, scanned, truncation, tornTail, indexesRebuilt, problems };
     } catch (err) {
       for (const f of opened) closeQuietly(fs, f);
       throw err;
@@ -320,6 +353,11 @@ export class Segment {
 
   get hasUnsyncedBytes(): boolean {
     return this.#writes !== this.#syncedWrites;
+  }
+
+  /** Offsets of this segment below this are on stable storage; nextOffset when all are. */
+  get syncedOffset(): number {
+    return this.#syncedOffset;
   }
 
   // -------------------------------------------------------------- append
@@ -494,8 +532,15 @@ export class Segment {
   sync(force = false): void {
     if (!this.hasUnsyncedBytes && !force) return;
     const covered = this.#writes;
+    const coveredOffset = this.#nextOffset;
     this.#fs.fdatasync(this.#fd);
-    this.#syncedWrites = covered;
+    this.#synced(covered, coveredOffset);
+  }
+
+  /** Records that an fdatasync covering the first `writes` appends (up to `offset`) returned. */
+  #synced(writes: number, offset: number): void {
+    if (writes > this.#syncedWrites) this.#syncedWrites = writes;
+    if (offset > this.#syncedOffset) this.#syncedOffset = offset;
   }
 
   /**
@@ -506,8 +551,9 @@ export class Segment {
   syncAsync(callback: (err: Error | null) => void): boolean {
     if (!this.hasUnsyncedBytes) return false;
     const covered = this.#writes;
+    const coveredOffset = this.#nextOffset;
     this.#fs.fdatasyncAsync(this.#fd, (err) => {
-      if (err === null && covered > this.#syncedWrites) this.#syncedWrites = covered;
+      if (err === null) this.#synced(covered, coveredOffset);
       callback(err);
     });
     return true;
@@ -534,19 +580,36 @@ export class Segment {
   }
 
   /**
-   * Second step: fdatasync of the .log and both indexes, then the index files are closed
-   * (their entries stay in memory) and the segment takes no more appends. A failure here is
-   * a failed fdatasync, which the caller must treat as such.
+   * Second step, asynchronous: the segment takes no more appends from now on, and the .log
+   * and both index files are fdatasynced on libuv's thread pool (three syscalls in flight
+   * at once); when all three are done the index files are closed (their entries stay in
+   * memory) and `callback` runs on this thread with the first error, or null. The caller
+   * keeps the segment open until then and treats an error as a failed fdatasync.
    */
-  seal(): void {
-    if (this.#sealed) return;
-    this.sync();
-    this.syncIndexes();
+  sealAsync(callback: (err: Error | null) => void): void {
+    assert(!this.#sealed && !this.#closed, `seal of sealed or closed segment ${this.name}`);
+    this.#sealed = true;
+    const covered = this.#writes;
+    const coveredOffset = this.#nextOffset;
+    const fds = [this.#fd, this.#indexFd, this.#timeIndexFd].filter((fd) => fd >= 0);
+    let left = fds.length;
+    let failure: Error | null = null;
+    const done = (err: Error | null): void => {
+      failure ??= err;
+      if (--left > 0) return;
+      if (failure === null) this.#synced(covered, coveredOffset);
+      this.#closeIndexFiles();
+      callback(failure);
+    };
+    for (const fd of fds) this.#fs.fdatasyncAsync(fd, done);
+  }
+
+  /** Closes the index files of a sealed segment (no more entries come). */
+  #closeIndexFiles(): void {
     closeQuietly(this.#fs, this.#indexFd);
     closeQuietly(this.#fs, this.#timeIndexFd);
     this.#indexFd = -1;
     this.#timeIndexFd = -1;
-    this.#sealed = true;
   }
 
   /** Closes the files (no sync: the caller syncs first when it must). */
@@ -575,10 +638,19 @@ export class Segment {
    */
   deleteFiles(): void {
     this.close();
-    const paths = [this.logPath, this.indexPath, this.timeIndexPath];
-    for (const p of paths) if (this.#fs.exists(p)) this.#fs.rename(p, p + DELETED_SUFFIX);
-    for (const p of paths) if (this.#fs.exists(p + DELETED_SUFFIX)) this.#fs.unlink(p + DELETED_SUFFIX);
+    deleteSegmentFiles(this.#fs, dirName(this.logPath), this.baseOffset);
   }
+}
+
+/**
+ * Deletes the three files of the segment at `baseOffset` in `dir` in the crash-safe order of
+ * Segment.deleteFiles (the .log renamed first). The caller fsyncs the folder.
+ */
+export function deleteSegmentFiles(fs: FileSystem, dir: string, baseOffset: number): void {
+  const p = segmentPaths(dir, baseOffset);
+  const paths = [p.log, p.index, p.timeIndex];
+  for (const path of paths) if (fs.exists(path)) fs.rename(path, path + DELETED_SUFFIX);
+  for (const path of paths) if (fs.exists(path + DELETED_SUFFIX)) fs.unlink(path + DELETED_SUFFIX);
 }
 
 // ---------------------------------------------------------------- helpers
@@ -595,6 +667,17 @@ function segmentPaths(dir: string, baseOffset: number): SegmentPaths {
     index: joinPath(dir, segmentFileName(baseOffset, INDEX_SUFFIX)),
     timeIndex: joinPath(dir, segmentFileName(baseOffset, TIME_INDEX_SUFFIX)),
   };
+}
+
+/** fdatasync of a file by path, when it exists (an index file of a closed segment). */
+function syncFile(fs: FileSystem, path: string): void {
+  if (!fs.exists(path)) return;
+  const fd = fs.open(path, 'read');
+  try {
+    fs.fdatasync(fd);
+  } finally {
+    fs.close(fd);
+  }
 }
 
 function closeQuietly(fs: FileSystem, fd: number): void {

@@ -112,6 +112,8 @@ export const CELL_COUNT = 6;
 export interface RecoveryReportSummary {
   scanned: boolean;
   truncations: { segment: string; bytesTruncated: number; reason: string }[];
+  /** Segments deleted after a torn segment that was not known to be synced (PartitionLog.open). */
+  segmentsDropped: string[];
   indexesRebuilt: string[];
 }
 

@@ -16,7 +16,10 @@
  *      it runs the owner goes on taking and writing batches; when it calls back, publish the
  *      durable offset, answer every acks=all batch it covers, and start the next one if
  *      more are waiting. So one fsync serves every batch that arrived while the previous
- *      one ran, and the owner never stalls on the disk;
+ *      one ran, and the owner never stalls on the disk. A roll's fdatasync of the closed
+ *      segment runs on the thread pool too (PartitionLog.#startSeal); the log calls a sync
+ *      back only once its durable offset covers the sync's target, so acks=all batches in
+ *      a new segment are answered when the seal of the one before it is done as well;
  *   4. housekeeping on a timer: time-based rolls, retention, periodic sync of acks=1 data,
  *      and compaction of compacted partitions whose closed segments changed since their
  *      last pass. A compaction pass runs in the background in slices of about 256 KiB of
@@ -575,10 +578,23 @@ class Owner {
     return new Promise((resolve) => p.syncWaiters.push(resolve));
   }
 
-  /** Flushes and syncs a partition synchronously, answering everything it holds (close, shutdown). */
+  /** Resolves once no seal fdatasync of a rolled segment of the partition is in flight. */
+  #sealIdle(p: OwnedPartition): Promise<void> {
+    return new Promise((resolve) => {
+      if (!p.log.whenSealed(resolve)) resolve();
+    });
+  }
+
+  /** Flushes and syncs a partition, answering everything it holds (close, shutdown). */
   async #drainPartition(p: OwnedPartition): Promise<void> {
     this.#flush(p);
     await this.#syncIdle(p);
+    // Off this thread first, rolled segments' seals included, so that the synchronous sync
+    // below finds nothing left to wait for and the other partitions keep being served.
+    if (!p.log.failed && p.log.durableOffset < p.log.logEndOffset) {
+      this.#startSync(p);
+      await this.#syncIdle(p);
+    }
     try {
       p.log.sync();
       p.publishCells();
@@ -680,7 +696,11 @@ class Owner {
           return { kind: 'ok', id: req.id };
         case 'retention':
           // Asked for explicitly: wait for fsyncs in flight rather than skip their partitions.
-          for (const p of this.#partitions) if (p) await this.#syncIdle(p);
+          for (const p of this.#partitions) {
+            if (!p) continue;
+            await this.#syncIdle(p);
+            await this.#sealIdle(p);
+          }
           this.#housekeeping(Date.now());
           return { kind: 'ok', id: req.id };
         case 'compact': {
@@ -725,6 +745,7 @@ class Owner {
     return {
       scanned: r.scanned,
       truncations: r.truncations.map((t) => ({ segment: t.segment, bytesTruncated: t.bytesTruncated, reason: t.reason })),
+      segmentsDropped: [...r.segmentsDropped],
       indexesRebuilt: [...r.indexesRebuilt],
     };
   }

@@ -1,10 +1,11 @@
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FaultyFileSystem, nodeFileSystem } from '../../src/persist/fs.js';
-import { PartitionLog, segmentLogName } from '../../src/persist/partition-log.js';
+import { PartitionLog, RECOVERY_POINT_FILE, segmentLogName } from '../../src/persist/partition-log.js';
+import { decodeRecoveryPoint } from '../../src/persist/recovery-point.js';
 import { encodeBatch } from '../../src/persist/record-batch.js';
-import { appendBatch, SMALL_CONFIG, seededRandom, tempDir, testSeed, valueOf, type Appended } from './persist-helpers.js';
+import { appendBatch, FakeClock, sealed, SMALL_CONFIG, seededRandom, tempDir, testSeed, valueOf, type Appended } from './persist-helpers.js';
 
 const CONFIG = { ...SMALL_CONFIG, segmentBytes: 2048, indexIntervalBytes: 128 };
 
@@ -24,6 +25,35 @@ function nextBatch(log: PartitionLog, count = 2, valueBytes = 100): { bytes: Uin
     { baseOffset: first },
   );
   return { bytes, first, next: first + count };
+}
+
+/** Appends batches of 300-byte values until the next one would roll; returns that next one. */
+function fillSegment(log: PartitionLog, acked: { first: number; next: number; bytes: Uint8Array }[] = []): { bytes: Uint8Array; first: number; next: number } {
+  let b = nextBatch(log, 2, 300);
+  while (log.sizeBytes - closedBytes(log) + b.bytes.length <= CONFIG.segmentBytes) {
+    log.append(b.bytes, b.first, b.next);
+    acked.push(b);
+    b = nextBatch(log, 2, 300);
+  }
+  return b;
+}
+
+/** Bytes of the closed segments (sizeBytes counts the active one too). */
+function closedBytes(log: PartitionLog): number {
+  let n = 0;
+  for (const base of log.segmentBaseOffsets().slice(0, -1)) n += statSync(join(log.dir, segmentLogName(base))).size;
+  return n;
+}
+
+/** Lets the callbacks of released fdatasyncs run (each comes on its own later turn). */
+async function turns(n = 3): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+function storedRecoveryPoint(dir: string): number {
+  const decoded = decodeRecoveryPoint(new Uint8Array(readFileSync(join(dir, RECOVERY_POINT_FILE))));
+  if (!decoded.ok) throw new Error(decoded.reason);
+  return decoded.recoveryPoint;
 }
 
 /** Every acknowledged batch, and nothing else, is in the log at `dir`. */
@@ -225,22 +255,6 @@ describe('PartitionLog under faults', () => {
     log.close({ clean: true });
   });
 
-  it('a failing fdatasync while rolling is STORAGE_ERROR and fences the log', () => {
-    const dir = tempDir();
-    const fs = new FaultyFileSystem();
-    const log = PartitionLog.open({ dir, config: CONFIG, fs });
-    let b = nextBatch(log, 2, 300);
-    while (log.sizeBytes + b.bytes.length <= CONFIG.segmentBytes) {
-      log.append(b.bytes, b.first, b.next);
-      b = nextBatch(log, 2, 300);
-    }
-    fs.failNextFdatasync('.log');
-    expect(caught(() => log.append(b.bytes, b.first, b.next)).code).toBe('STORAGE_ERROR');
-    expect(log.failed).toBe(true);
-    expect(log.segmentCount).toBe(1);
-    log.close({ clean: true });
-  });
-
   it('a roll that cannot create the new segment fails the append, and the retry rolls', () => {
     const dir = tempDir();
     const fs = new FaultyFileSystem();
@@ -289,5 +303,176 @@ describe('PartitionLog under faults', () => {
     const again = expectExactly(dir, acked);
     again.close({ clean: true });
     log.close({ clean: false });
+  });
+});
+
+describe('the seal of a rolled segment runs on the thread pool', () => {
+  it('a roll returns without a synchronous fdatasync of the old segment, and appends go on into the new one', async () => {
+    const fs = new FaultyFileSystem().holdAsyncSyncs();
+    const log = PartitionLog.open({ dir: tempDir(), config: CONFIG, fs });
+    const rolling = fillSegment(log);
+    const syncsBefore = fs.calls.fdatasync;
+    log.append(rolling.bytes, rolling.first, rolling.next);
+    expect(log.segmentCount).toBe(2);
+    expect(fs.calls.fdatasync).toBe(syncsBefore);
+    const old = segmentLogName(0);
+    expect(fs.heldAsyncSyncs.map((p) => basename(p!))).toEqual([old, old.replace('.log', '.index'), old.replace('.log', '.timeindex')]);
+    expect(log.sealInFlight).toBe(true);
+    const more = appendBatch(log, { count: 3 });
+    expect(more.first).toBe(rolling.next);
+    expect(log.read(rolling.first, 1)).toEqual(rolling.bytes);
+    expect(fs.releaseAsyncSyncs()).toBe(3);
+    await sealed(log);
+    expect(log.sealInFlight).toBe(false);
+    expect(fs.calls.fdatasync).toBe(syncsBefore + 3);
+    log.close({ clean: true });
+  });
+
+  it('durableOffset stays where it was until the seal is done, and a sync of the new segment calls back only then', async () => {
+    const fs = new FaultyFileSystem().holdAsyncSyncs();
+    const dir = tempDir();
+    const log = PartitionLog.open({ dir, config: CONFIG, fs });
+    appendBatch(log);
+    log.sync();
+    const durable = log.durableOffset;
+    expect(durable).toBeGreaterThan(0);
+    const rolling = fillSegment(log); // more batches in segment 0, not synced
+    log.append(rolling.bytes, rolling.first, rolling.next);
+    const oldEnd = log.activeSegmentBaseOffset;
+    expect(oldEnd).toBeGreaterThan(durable);
+    expect(log.durableOffset).toBe(durable);
+    appendBatch(log, { count: 2 });
+    let answer: unknown = 'not yet';
+    const target = log.syncAsync((err) => (answer = err));
+    expect(target).toBe(log.logEndOffset);
+    // The new segment's fdatasync returns first: its batches are on disk, but not those before them.
+    expect(fs.releaseAsyncSyncs(segmentLogName(oldEnd))).toBe(1);
+    await turns();
+    expect(answer).toBe('not yet');
+    expect(log.syncInFlight).toBe(true);
+    expect(log.durableOffset).toBe(durable);
+    expect(storedRecoveryPoint(dir)).toBe(0);
+    // Then the seal: everything up to the target is durable, and the recovery point moves to the active segment.
+    expect(fs.releaseAsyncSyncs()).toBe(3);
+    await sealed(log);
+    await turns();
+    expect(answer).toBe(null);
+    expect(log.syncInFlight).toBe(false);
+    expect(log.durableOffset).toBe(target);
+    expect(storedRecoveryPoint(dir)).toBe(oldEnd);
+    log.close({ clean: true });
+  });
+
+  it('a sync asked for right after a roll waits for the seal instead of answering at once', async () => {
+    const fs = new FaultyFileSystem().holdAsyncSyncs();
+    const clock = new FakeClock();
+    const log = PartitionLog.open({ dir: tempDir(), config: { ...CONFIG, segmentMs: 1000 }, fs, clock });
+    for (let i = 0; i < 3; i++) appendBatch(log); // written, not synced
+    expect(log.maybeRoll(clock.now() + 1000)).toBe(true);
+    // Nothing was written to the new segment: only the seal holds durableOffset back.
+    let answer: unknown = 'not yet';
+    const target = log.syncAsync((err) => (answer = err));
+    expect(target).toBe(log.logEndOffset);
+    expect(fs.heldAsyncSyncs).toHaveLength(3); // the seal's, no fdatasync of its own
+    await turns();
+    expect(answer).toBe('not yet');
+    expect(log.durableOffset).toBe(0);
+    fs.releaseAsyncSyncs();
+    await sealed(log);
+    expect(answer).toBe(null);
+    expect(log.durableOffset).toBe(target);
+    expect(log.syncAsync(() => {})).toBe(-1);
+    log.close({ clean: true });
+  });
+
+  it('sync() makes a segment whose seal runs durable itself, and the seal still closes its files when it calls back', async () => {
+    const fs = new FaultyFileSystem().holdAsyncSyncs();
+    const dir = tempDir();
+    const log = PartitionLog.open({ dir, config: CONFIG, fs });
+    const rolling = fillSegment(log);
+    log.append(rolling.bytes, rolling.first, rolling.next);
+    log.sync();
+    expect(log.durableOffset).toBe(log.logEndOffset);
+    expect(log.syncAsync(() => {})).toBe(-1);
+    expect(storedRecoveryPoint(dir)).toBe(0); // only a completed seal moves it
+    fs.releaseAsyncSyncs();
+    await sealed(log);
+    expect(storedRecoveryPoint(dir)).toBe(rolling.first);
+    // Its index files are closed now (its .log stays open for reads).
+    const open = fs.openFiles.map((p) => basename(p));
+    expect(open).toContain(segmentLogName(0));
+    expect(open.filter((n) => n.startsWith(segmentLogName(0).replace('.log', '')))).toEqual([segmentLogName(0)]);
+    log.close({ clean: true });
+  });
+
+  it('a failed seal fdatasync makes the log refuse writes (STORAGE_ERROR) and fails the syncs waiting for it', async () => {
+    const fs = new FaultyFileSystem().holdAsyncSyncs();
+    const dir = tempDir();
+    const log = PartitionLog.open({ dir, config: CONFIG, fs });
+    const acked: { first: number; next: number; bytes: Uint8Array }[] = [];
+    const rolling = fillSegment(log, acked);
+    log.append(rolling.bytes, rolling.first, rolling.next); // the roll itself succeeds
+    acked.push(rolling);
+    acked.push(appendBatch(log));
+    const waiting = new Promise<any>((resolve) => log.syncAsync(resolve));
+    fs.inject({ op: 'fdatasync', pathEndsWith: segmentLogName(0), code: 'EIO' });
+    fs.releaseAsyncSyncs();
+    const err = await waiting;
+    expect(err.code).toBe('STORAGE_ERROR');
+    expect(log.failed).toBe(true);
+    expect(log.durableOffset).toBe(0);
+    expect(caught(() => appendBatch(log)).code).toBe('STORAGE_ERROR');
+    expect(caught(() => log.sync()).code).toBe('STORAGE_ERROR');
+    expect(caught(() => log.syncAsync(() => {})).code).toBe('STORAGE_ERROR');
+    expect(storedRecoveryPoint(dir)).toBe(0);
+    // Reads still work; close leaves no marker, so the reopen scans (every segment from the recovery point).
+    expect(log.read(rolling.first, 1)).toEqual(rolling.bytes);
+    log.close({ clean: true });
+    expect(existsSync(join(dir, '.clean-shutdown'))).toBe(false);
+    const again = expectExactly(dir, acked);
+    expect(again.recoveryReport.segmentsScanned).toEqual([segmentLogName(0), segmentLogName(rolling.first)]);
+    again.close({ clean: true });
+  });
+
+  it('retention and close leave a segment\'s files open while its seal runs; close syncs it itself before the clean-shutdown marker', async () => {
+    const fs = new FaultyFileSystem().holdAsyncSyncs();
+    const dir = tempDir();
+    const log = PartitionLog.open({ dir, config: { ...CONFIG, retentionBytes: 0 }, fs });
+    const rolling = fillSegment(log);
+    log.append(rolling.bytes, rolling.first, rolling.next);
+    const old = join(dir, segmentLogName(0));
+    expect(log.applyRetention(0).segmentsDeleted).toBe(0); // its seal runs: it stays, files and all
+    expect(fs.openFiles).toContain(old);
+    const syncsBefore = fs.calls.fdatasync;
+    log.close({ clean: true });
+    // Segment 0's .log and both indexes, the active .log and both indexes, the recovery point, the marker.
+    expect(fs.calls.fdatasync - syncsBefore).toBe(8);
+    expect(existsSync(join(dir, '.clean-shutdown'))).toBe(true);
+    expect(storedRecoveryPoint(dir)).toBe(rolling.first);
+    // The held fdatasyncs still hold segment 0's descriptors; they are closed when those call back.
+    expect(fs.openFiles.map((p) => basename(p)).sort()).toEqual([segmentLogName(0), segmentLogName(0).replace('.log', '.index'), segmentLogName(0).replace('.log', '.timeindex')].sort());
+    fs.releaseAsyncSyncs();
+    await sealed(log);
+    expect(fs.openFiles).toEqual([]);
+    const again = PartitionLog.open({ dir, config: CONFIG });
+    expect(again.recoveryReport.scanned).toBe(false);
+    expect(again.read(rolling.first, 1)).toEqual(rolling.bytes);
+    again.close({ clean: true });
+  });
+
+  it('retention deletes a rolled segment once its seal is done', async () => {
+    const fs = new FaultyFileSystem().holdAsyncSyncs();
+    const log = PartitionLog.open({ dir: tempDir(), config: { ...CONFIG, retentionBytes: 0 }, fs });
+    for (let i = 0; i < 2; i++) {
+      const rolling = fillSegment(log);
+      log.append(rolling.bytes, rolling.first, rolling.next);
+    }
+    expect(log.segmentCount).toBe(3);
+    expect(log.applyRetention(0).segmentsDeleted).toBe(0);
+    fs.releaseAsyncSyncs();
+    await sealed(log);
+    expect(log.applyRetention(0).segmentsDeleted).toBe(2);
+    expect(log.durableOffset).toBe(log.logStartOffset);
+    log.close({ clean: true });
   });
 });

@@ -105,6 +105,17 @@ export function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/**
+ * Resolves once no roll's seal fdatasync of `log` runs (they run on the thread pool: a
+ * synchronous test that rolls and then expects retention or a fault count to see settled
+ * segments waits for them first).
+ */
+export function sealed(log: PartitionLog): Promise<void> {
+  return new Promise((resolve) => {
+    if (!log.whenSealed(resolve)) resolve();
+  });
+}
+
 export function errorCode(fn: () => unknown): string | undefined {
   try {
     fn();

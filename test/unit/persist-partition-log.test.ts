@@ -9,6 +9,7 @@ import {
   concat,
   errorCode,
   FakeClock,
+  sealed,
   SMALL_CONFIG,
   seededRandom,
   tempDir,
@@ -183,9 +184,12 @@ describe('PartitionLog basics', () => {
     log.close({ clean: true });
   });
 
-  it('rolling fdatasyncs the old segment, so durableOffset covers it', () => {
+  it('a roll fdatasyncs the old segment in the background, and durableOffset covers it once that is done', async () => {
     const log = PartitionLog.open({ dir: tempDir(), config: SMALL_CONFIG });
     while (log.segmentCount < 2) appendBatch(log, { count: 2, valueBytes: 300 });
+    expect(log.sealInFlight).toBe(true);
+    expect(log.durableOffset).toBe(0);
+    await sealed(log);
     expect(log.durableOffset).toBe(log.activeSegmentBaseOffset);
     log.close({ clean: true });
   });
@@ -302,7 +306,7 @@ describe('reopen', () => {
     log.close({ clean: true });
     expect(existsSync(join(dir, '.clean-shutdown'))).toBe(true);
     log = PartitionLog.open({ dir, config: SMALL_CONFIG });
-    expect(log.recoveryReport).toEqual({ scanned: false, truncations: [], indexesRebuilt: [], problems: [] });
+    expect(log.recoveryReport).toEqual({ scanned: false, segmentsScanned: [], truncations: [], segmentsDropped: [], indexesRebuilt: [], problems: [] });
     expect(log.logEndOffset).toBe(end);
     expect(log.durableOffset).toBe(end);
     expect(log.sizeBytes).toBe(size);

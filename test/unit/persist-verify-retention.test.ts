@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FaultyFileSystem } from '../../src/persist/fs.js';
 import { PartitionLog, removeDeletedPartitionDirs, segmentLogName, verifyPartitionDir } from '../../src/persist/partition-log.js';
-import { appendBatch, errorCode, FakeClock, SMALL_CONFIG, seededRandom, tempDir, testSeed, type Appended } from './persist-helpers.js';
+import { appendBatch, errorCode, FakeClock, sealed, SMALL_CONFIG, seededRandom, tempDir, testSeed, type Appended } from './persist-helpers.js';
 
 const CONFIG = { ...SMALL_CONFIG, segmentBytes: 2048 };
 
@@ -90,8 +90,9 @@ describe('retention', () => {
     return { dir, log, batches, clock };
   }
 
-  it('by time deletes exactly the closed segments whose newest record is older than retentionMs', () => {
+  it('by time deletes exactly the closed segments whose newest record is older than retentionMs', async () => {
     const { dir, log, batches } = filled({ ...CONFIG, retentionMs: 1000 });
+    await sealed(log);
     const bases = log.segmentBaseOffsets();
     const largestOf = (base: number, next: number) => Math.max(...batches.filter((b) => b.first >= base && b.first < next).flatMap((b) => b.timestamps));
     const largest1 = largestOf(bases[1], bases[2]);
@@ -113,8 +114,9 @@ describe('retention', () => {
     log.close({ clean: true });
   });
 
-  it('never deletes the active segment, however old', () => {
+  it('never deletes the active segment, however old', async () => {
     const { log } = filled({ ...CONFIG, retentionMs: 0, retentionBytes: 0 });
+    await sealed(log);
     const active = log.activeSegmentBaseOffset;
     log.applyRetention(Number.MAX_SAFE_INTEGER);
     expect(log.segmentCount).toBe(1);
@@ -123,8 +125,9 @@ describe('retention', () => {
     log.close({ clean: true });
   });
 
-  it('by size deletes the oldest segments while the rest still holds retentionBytes', () => {
+  it('by size deletes the oldest segments while the rest still holds retentionBytes', async () => {
     const { log } = filled({ ...CONFIG, retentionBytes: 4000 }, 6);
+    await sealed(log);
     const bases = log.segmentBaseOffsets();
     const total = log.sizeBytes;
     const r = log.applyRetention(0);
@@ -150,6 +153,7 @@ describe('retention', () => {
     expect(log.applyRetention(0).segmentsDeleted).toBe(0); // the oldest is being synced: nothing goes past it
     expect(log.segmentBaseOffsets()[0]).toBe(syncing);
     expect(await done).toBe(null);
+    await sealed(log); // the rolls' own fdatasyncs (see the next test)
     const closed = log.segmentCount - 1;
     expect(log.applyRetention(0).segmentsDeleted).toBe(closed);
     expect(log.segmentCount).toBe(1);
@@ -168,8 +172,9 @@ describe('retention', () => {
     again.close({ clean: true });
   });
 
-  it('a read planned before retention deleted its segment fails with OFFSET_OUT_OF_RANGE', () => {
+  it('a read planned before retention deleted its segment fails with OFFSET_OUT_OF_RANGE', async () => {
     const { log } = filled({ ...CONFIG, retentionBytes: 0 });
+    await sealed(log);
     const plan = log.locate(0, 1000)!;
     log.applyRetention(0);
     expect(errorCode(() => log.readInto(plan, new Uint8Array(plan.bytesMax)))).toBe('OFFSET_OUT_OF_RANGE');
