@@ -237,6 +237,51 @@ describe('Engine', () => {
     ]);
   });
 
+  it('acks=all and acks=1 producers across many rolls of tiny segments: acks=all is answered only once durable, and after a close and reopen every acknowledged record is there exactly once', async () => {
+    const dir = tempDir('rolls');
+    cleanups.push(() => dir.remove());
+    const e1 = await S.Engine.open({ dataDir: dir.path, workers: 2, logger: memoryLogger() });
+    // The smallest segments (16 KiB) and 2 KiB batches: a roll every eight batches, so a
+    // rolled segment's seal is nearly always in flight while acks=all requests wait.
+    await e1.createTopic('rolls', { partitions: 2, segmentBytes: 16 * 1024 });
+    const pad = 'p'.repeat(400);
+    const batch = (tag: string) => S.encodeBatch(Array.from({ length: 5 }, (_, k) => ({ key: null, value: S.utf8(`${tag}-${k}-${pad}`) })));
+    const acked: { partition: number; base: number; tag: string }[] = [];
+    const BATCHES = 120;
+    const producers = Array.from({ length: 4 }, async (_, w) => {
+      const acks = w % 2 === 0 ? ('all' as const) : 1;
+      for (let i = 0; i < BATCHES; i++) {
+        const partition = (w + i) % 2;
+        const tag = `w${w}-${i}`;
+        const base = await e1.produce('rolls', partition, batch(tag), { acks });
+        if (acks === 'all') {
+          // Durable means durable: the owner answers acks=all only once durableOffset covers the batch.
+          expect(e1.describeTopic('rolls').partitions[partition].durableOffset).toBeGreaterThanOrEqual(base + 5);
+        }
+        acked.push({ partition, base, tag });
+      }
+    });
+    await Promise.all(producers);
+    const before = e1.describeTopic('rolls').partitions;
+    expect(before.every((p) => p.segmentCount > 10)).toBe(true);
+    await e1.close();
+    const { engine } = await openEngine({ dataDir: dir.path });
+    const after = engine.describeTopic('rolls').partitions;
+    expect(after.map((p) => p.logEndOffset)).toEqual(before.map((p) => p.logEndOffset));
+    for (const partition of [0, 1]) {
+      const values = await readAll(engine, 'rolls', partition);
+      expect(values.map((v) => v.offset)).toEqual([...Array(after[partition].logEndOffset).keys()]);
+      const byOffset = new Map(values.map((v) => [v.offset, v.value]));
+      const mine = acked.filter((a) => a.partition === partition);
+      expect(mine.length * 5).toBe(values.length);
+      for (const a of mine) {
+        for (let k = 0; k < 5; k++) expect(byOffset.get(a.base + k)).toBe(`${a.tag}-${k}-${pad}`);
+      }
+    }
+    const report = await S.verifyDataDir({ dataDir: dir.path, threads: 2 });
+    expect(report.ok).toBe(true);
+  });
+
   it('refuses a second engine on the same data directory', async () => {
     const { dataDir } = await openEngine();
     await expect(S.Engine.open({ dataDir, workers: 1, logger: memoryLogger() })).rejects.toMatchObject({ code: 'STORAGE_ERROR' });

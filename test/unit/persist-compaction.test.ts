@@ -194,6 +194,38 @@ describe('compaction', () => {
     log.close({ clean: true });
   });
 
+  it('compacts segments whose roll fdatasync (seal) still runs: their old files stay open until it is done', async () => {
+    const fs = new FaultyFileSystem().holdAsyncSyncs();
+    const dir = tempDir();
+    const { log, produced } = filled(dir, CONFIG, fs);
+    const activeBase = log.activeSegmentBaseOffset;
+    const seals = fs.heldAsyncSyncs.length;
+    expect(seals).toBe(4 * 3); // four rolls, three files each
+    // The pass's own fdatasyncs (of its .cleaned files) go through; the seals stay held.
+    const pump = setInterval(() => fs.releaseAsyncSyncs('.cleaned'), 1);
+    let result;
+    try {
+      result = await log.compact({ now: T0 });
+    } finally {
+      clearInterval(pump);
+    }
+    expect(result.segmentsRewritten).toBeGreaterThan(0);
+    expect(fs.heldAsyncSyncs).toHaveLength(seals);
+    expect(readAll(log)).toEqual(expected(produced, activeBase, false));
+    expect(log.durableOffset).toBe(0);
+    fs.releaseAsyncSyncs();
+    await sealed(log);
+    // Every replaced segment's old files are closed now; what stays open is the log's own.
+    const open = fs.openFiles.filter((p) => p.endsWith('.log'));
+    expect(open.sort()).toEqual(log.segmentBaseOffsets().map((b) => join(dir, segmentLogName(b))).sort());
+    expect(log.durableOffset).toBe(activeBase);
+    log.close({ clean: true });
+    const again = PartitionLog.open({ dir, config: CONFIG, clock: new FakeClock(T0) });
+    expect(readAll(again)).toEqual(expected(produced, activeBase, false));
+    expect(again.verify()).toMatchObject({ ok: true });
+    again.close({ clean: true });
+  });
+
   it('reads the same after a clean and after an unclean reopen', async () => {
     const dir = tempDir();
     const a = filled(dir);

@@ -1,8 +1,9 @@
-import { appendFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FaultyFileSystem } from '../../src/persist/fs.js';
-import { PartitionLog, segmentLogName } from '../../src/persist/partition-log.js';
+import { PartitionLog, RECOVERY_POINT_FILE, segmentLogName } from '../../src/persist/partition-log.js';
+import { decodeRecoveryPoint } from '../../src/persist/recovery-point.js';
 import {
   ATTRIBUTES_OFFSET,
   BATCH_LENGTH_OFFSET,
@@ -13,7 +14,7 @@ import {
 } from '../../src/persist/record-batch.js';
 import { crc32c } from '../../src/persist/crc32c.js';
 import { RECOVERY_TABLE, type ScanRow } from '../../src/persist/recovery.js';
-import { appendBatch, SMALL_CONFIG, tempDir, valueOf, type Appended } from './persist-helpers.js';
+import { appendBatch, sealed, SMALL_CONFIG, tempDir, valueOf, type Appended } from './persist-helpers.js';
 
 const CONFIG = { ...SMALL_CONFIG, segmentBytes: 2048 };
 
@@ -345,5 +346,144 @@ describe('index validation and rebuild', () => {
     expect(log.recoveryReport.problems.filter((p) => p.startsWith('removed leftover'))).toHaveLength(4);
     log.close({ clean: true });
     expectAllReadable(dir, batches);
+  });
+});
+
+describe('recovery from the recovery point', () => {
+  const rpPath = (dir: string) => join(dir, RECOVERY_POINT_FILE);
+
+  function storedRecoveryPoint(dir: string): number {
+    const decoded = decodeRecoveryPoint(new Uint8Array(readFileSync(rpPath(dir))));
+    if (!decoded.ok) throw new Error(decoded.reason);
+    return decoded.recoveryPoint;
+  }
+
+  /**
+   * A log whose last `unsealed` rolls never had their seal fdatasync run (held, then the
+   * process "crashes": the log is abandoned, not closed), with `segments` segments in all.
+   */
+  async function crashedWithUnsealedRolls(segments: number, unsealed: number): Promise<{ dir: string; batches: Appended[]; bases: number[] }> {
+    const dir = tempDir();
+    const fs = new FaultyFileSystem();
+    const log = PartitionLog.open({ dir, config: CONFIG, fs });
+    const batches: Appended[] = [];
+    while (log.segmentCount < segments - unsealed) batches.push(appendBatch(log, { count: 2, valueBytes: 150 }));
+    await sealed(log);
+    fs.holdAsyncSyncs(); // never released: the machine went down before these fdatasyncs ran
+    while (log.segmentCount < segments) batches.push(appendBatch(log, { count: 2, valueBytes: 150 }));
+    for (let i = 0; i < 2; i++) batches.push(appendBatch(log, { count: 2, valueBytes: 150 }));
+    return { dir, batches, bases: log.segmentBaseOffsets() };
+  }
+
+  /** The last batch of the segment that ends at `nextBase`. */
+  const lastBatchBefore = (batches: Appended[], nextBase: number) => batches.find((b) => b.next === nextBase)!;
+
+  it('an unclean reopen trusts the segments whose seal completed and scans from the recovery point on', async () => {
+    const { dir, batches, bases } = await crashedWithUnsealedRolls(5, 2);
+    expect(storedRecoveryPoint(dir)).toBe(bases[2]);
+    const log = reopen(dir);
+    expect(log.recoveryReport.segmentsScanned).toEqual(bases.slice(2).map(segmentLogName));
+    expect(log.recoveryReport.truncations).toEqual([]);
+    expect(log.recoveryReport.segmentsDropped).toEqual([]);
+    expectBatchesKept(log, batches, log.logEndOffset);
+    expect(log.logEndOffset).toBe(batches[batches.length - 1].next);
+    // The scanned segments were fdatasynced by the open: the recovery point is the active segment now.
+    expect(storedRecoveryPoint(dir)).toBe(bases[4]);
+    log.close({ clean: false });
+    const again = reopen(dir);
+    expect(again.recoveryReport.segmentsScanned).toEqual([segmentLogName(bases[4])]);
+    again.close({ clean: true });
+  });
+
+  it('a rolled segment whose seal never completed and that lost its last page is cut there, and every later segment is dropped', async () => {
+    const { dir, batches, bases } = await crashedWithUnsealedRolls(5, 3);
+    // Segment 2 (sealing when the machine went down) lost its last page; 1, 3 and 4 are whole.
+    const tornPath = join(dir, segmentLogName(bases[2]));
+    const torn = lastBatchBefore(batches, bases[3]);
+    new FaultyFileSystem().zeroTail(tornPath, 100);
+    const sizeBefore = statSync(tornPath).size;
+    const log = reopen(dir);
+    const r = log.recoveryReport;
+    expect(r.segmentsScanned).toEqual(bases.slice(1, 3).map(segmentLogName));
+    expect(r.truncations).toEqual([expect.objectContaining({ segment: segmentLogName(bases[2]), reason: 'crc-bad', bytesTruncated: torn.bytes.length })]);
+    expect(r.segmentsDropped).toEqual([segmentLogName(bases[3]), segmentLogName(bases[4])]);
+    expect(r.problems.join('\n')).toMatch(/not known to be synced/);
+    expect(statSync(tornPath).size).toBe(sizeBefore - torn.bytes.length);
+    expect(existsSync(join(dir, segmentLogName(bases[3])))).toBe(false);
+    expect(existsSync(join(dir, segmentLogName(bases[4])))).toBe(false);
+    expect(readdirSync(dir).filter((n) => n.startsWith(segmentLogName(bases[3]).slice(0, 20)))).toEqual([]);
+    expect(log.segmentBaseOffsets()).toEqual(bases.slice(0, 3));
+    expect(log.logEndOffset).toBe(torn.first);
+    expectBatchesKept(log, batches, torn.first);
+    expect(log.verify().ok).toBe(true);
+    // The cut segment is the active one: appends continue there, and a later crash finds them.
+    const more = appendBatch(log, { count: 3 });
+    expect(more.first).toBe(torn.first);
+    expect(log.activeSegmentBaseOffset).toBe(bases[2]);
+    log.close({ clean: false });
+    const again = reopen(dir);
+    expect(again.recoveryReport.truncations).toEqual([]);
+    expect(again.logEndOffset).toBe(more.next);
+    expect(again.read(more.first, 1)).toEqual(more.bytes);
+    again.close({ clean: true });
+  });
+
+  it('a rolled segment that lost whole batches at its end (its size not yet on disk) also ends the log there', async () => {
+    const { dir, batches, bases } = await crashedWithUnsealedRolls(4, 2);
+    const torn = lastBatchBefore(batches, bases[3]);
+    new FaultyFileSystem().truncateFile(join(dir, segmentLogName(bases[2])), statSync(join(dir, segmentLogName(bases[2]))).size - torn.bytes.length);
+    const log = reopen(dir);
+    expect(log.recoveryReport.truncations).toEqual([]);
+    expect(log.recoveryReport.segmentsDropped).toEqual([segmentLogName(bases[3])]);
+    expect(log.recoveryReport.problems.join('\n')).toMatch(/below the next segment's base/);
+    expect(log.logEndOffset).toBe(torn.first);
+    expect(log.verify().ok).toBe(true);
+    log.close({ clean: true });
+  });
+
+  for (const damage of ['missing', 'unreadable'] as const) {
+    it(`a ${damage} recovery point file makes an unclean reopen scan every segment, so a torn one anywhere is still cut`, async () => {
+      const { dir, batches, bases } = await crashedWithUnsealedRolls(6, 5);
+      if (damage === 'missing') unlinkSync(rpPath(dir));
+      else writeFileSync(rpPath(dir), new Uint8Array(18)); // the rename landed, the bytes did not
+      // Segment 1, far from the end, lost its last page.
+      const torn = lastBatchBefore(batches, bases[2]);
+      new FaultyFileSystem().zeroTail(join(dir, segmentLogName(bases[1])), 50);
+      const log = reopen(dir);
+      const r = log.recoveryReport;
+      expect(r.segmentsScanned).toEqual(bases.slice(0, 2).map(segmentLogName));
+      expect(r.problems[0]).toMatch(damage === 'missing' ? /\.recovery-point: missing.*every segment is scanned/ : /\.recovery-point: unreadable.*every segment is scanned/);
+      expect(r.truncations).toEqual([expect.objectContaining({ segment: segmentLogName(bases[1]), reason: 'crc-bad' })]);
+      expect(r.segmentsDropped).toEqual(bases.slice(2).map(segmentLogName));
+      expect(log.logEndOffset).toBe(torn.first);
+      expectBatchesKept(log, batches, torn.first);
+      expect(storedRecoveryPoint(dir)).toBe(bases[1]);
+      log.close({ clean: true });
+    });
+  }
+
+  it('a data directory written before recovery points opens: after a crash every segment is scanned once, after a clean shutdown none', async () => {
+    const c = crashedLog(); // three segments, closed uncleanly
+    unlinkSync(rpPath(c.dir));
+    const log = reopen(c.dir);
+    expect(log.recoveryReport.segmentsScanned).toHaveLength(3);
+    expect(log.recoveryReport.truncations).toEqual([]);
+    expect(log.recoveryReport.segmentsDropped).toEqual([]);
+    expect(log.logEndOffset).toBe(c.end);
+    expect(storedRecoveryPoint(c.dir)).toBe(log.activeSegmentBaseOffset);
+    log.close({ clean: true });
+    unlinkSync(rpPath(c.dir));
+    const clean = reopen(c.dir);
+    expect(clean.recoveryReport.segmentsScanned).toEqual([]);
+    expect(clean.recoveryReport.problems).toEqual([]);
+    expect(storedRecoveryPoint(c.dir)).toBe(clean.activeSegmentBaseOffset);
+    clean.close({ clean: true });
+  });
+
+  it('a new partition has its recovery point file before its first roll', () => {
+    const dir = join(tempDir(), 'topic-0');
+    const log = PartitionLog.open({ dir, config: CONFIG });
+    expect(storedRecoveryPoint(dir)).toBe(0);
+    log.close({ clean: true });
   });
 });
