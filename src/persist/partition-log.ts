@@ -559,7 +559,8 @@ export class PartitionLog {
   #sealDone(segment: Segment, err: Error | null): void {
     this.#sealsInFlight--;
     this.#untrackSync(segment);
-    if (err === null) this.#unsealed.splice(this.#unsealed.indexOf(segment), 1);
+    const at = this.#unsealed.indexOf(segment);
+    if (err === null && at >= 0) this.#unsealed.splice(at, 1);
     // After close the fd was only kept open for the fdatasync; the folder may even be another log's now.
     if (!this.#closed) {
       if (err !== null) {
@@ -642,6 +643,7 @@ export class PartitionLog {
     this.#refreshDurable();
     if (this.#durableOffset >= target) return done(null);
     if (this.#failure !== null) return done(new SluiceError('STORAGE_ERROR', `partition log ${this.dir}: ${this.#failure}`));
+    if (this.#closed) return done(new SluiceError('STORAGE_ERROR', `partition log ${this.dir} closed before offset ${target} was durable`));
     assert(this.#sealsInFlight > 0, `durableOffset ${this.#durableOffset} of ${this.dir} is below ${target} with no fdatasync in flight`);
     this.#syncWaiters.push({ target, done });
   }
