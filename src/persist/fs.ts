@@ -9,7 +9,8 @@
  *   context (which segment, which operation) at its public boundary.
  * - `FaultyFileSystem`: wraps another FileSystem and injects faults deterministically (a
  *   torn write after k bytes, ENOSPC, a failing fdatasync or ftruncate, a flipped bit, a
- *   zero-filled tail), for the disk tests (house style 26).
+ *   zero-filled tail), and holds asynchronous fdatasyncs until the test releases them (an
+ *   fsync still running, or one a crash interrupted), for the disk tests (house style 26).
  *
  * Writes and reads take any Uint8Array, including views over a SharedArrayBuffer: the owner
  * writes straight from its shared-memory log ring and reads straight into a shared fetch
