@@ -7,7 +7,7 @@
  * Owner: a piscina worker thread; each task opens and closes its own client. Every loop is
  * bounded by a record count and by `deadlineNs`.
  */
-import { connect } from '../src/client/index.js';
+import { connect, type Sluice } from '../src/client/index.js';
 import { crc32c } from '../src/persist/crc32c.js';
 import type { Acks, RecordMetadata } from '../src/client/index.js';
 
@@ -42,6 +42,12 @@ export interface ConsumeTask {
   topic: string;
   /** Partition -> records to read (from the earliest offset). */
   expected: Record<number, number>;
+  /**
+   * Read untimed before the start instant: this many records of another topic with the same
+   * partitions (at most what those partitions hold), so that the timed run measures a warm
+   * consumer rather than a fresh thread's JIT and heap sizing.
+   */
+  warmup?: { topic: string; records: number };
   windowBytes: number;
   startAtNs: number;
   deadlineNs: number;
@@ -125,6 +131,29 @@ async function produce(task: ProduceTask): Promise<ThreadResult> {
   }
 }
 
+/** Reads `warmup.records` of `warmup.topic` from the earliest offsets, as the timed run reads, and drops them. */
+async function warmUp(client: Sluice, warmup: { topic: string; records: number }, partitions: number[], windowBytes: number, deadlineNs: number): Promise<void> {
+  const consumer = client.consumer({ from: 'earliest', windowBytes });
+  const timer = setTimeout(() => void consumer.close(), Math.max(0, (deadlineNs - nowNs()) / 1e6));
+  try {
+    await consumer.assign(partitions.map((partition) => ({ topic: warmup.topic, partition })));
+    let records = 0;
+    let bytes = 0;
+    await consumer.run({
+      eachBatch: (batch) => {
+        const rs = batch.records;
+        records += rs.length;
+        for (let i = 0; i < rs.length; i++) bytes += rs[i].value?.length ?? 0;
+        if (records >= warmup.records) void consumer.close();
+      },
+    });
+    if (bytes < 0) throw new Error('unreachable'); // keeps the byte loop from being optimised away
+  } finally {
+    clearTimeout(timer);
+    await consumer.close();
+  }
+}
+
 async function consume(task: ConsumeTask): Promise<ThreadResult> {
   const client = await connect({ url: task.url, clientId: 'bench-consumer', crc32c });
   try {
@@ -136,6 +165,7 @@ async function consume(task: ConsumeTask): Promise<ThreadResult> {
     let bytes = 0;
     let endNs = 0;
     const timer = setTimeout(() => void consumer.close(), Math.max(0, (task.deadlineNs - nowNs()) / 1e6));
+    if (task.warmup && task.warmup.records > 0) await warmUp(client, task.warmup, partitions, task.windowBytes, task.deadlineNs);
     await waitUntil(task.startAtNs);
     const startNs = nowNs();
     await consumer.assign(partitions.map((partition) => ({ topic: task.topic, partition })));
