@@ -7,7 +7,8 @@
  *   node dist/bench/ws.bench.js [--smoke] [--runs N] [--records N] [--json FILE]
  *
  * Per run: produce N records (acks=all, then acks=1) into fresh 4-partition topics; consume
- * the acks=1 topic's stored backlog from the earliest offset; end-to-end latency at a
+ * the acks=1 topic's stored backlog from the earliest offset (each consumer thread first
+ * reads part of the acks=all topic, untimed: CONSUME_WARMUP_RECORDS); end-to-end latency at a
  * fixed rate (lingerMs 0, acks=all) from a producer process to a consumer process that
  * receives through subscribe + for-await. Figures are medians over the runs; each
  * throughput is also given as a ratio to the loopback bandwidth in its direction.
