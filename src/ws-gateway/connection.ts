@@ -27,9 +27,12 @@ import {
   BATCH_LENGTH_OFFSET,
   LAST_OFFSET_DELTA_OFFSET,
   LOG_OVERHEAD_BYTES,
+  MAGIC_OFFSET,
+  MAGIC_V2,
   PRODUCER_ID_OFFSET,
   RECORD_COUNT_OFFSET,
 } from '../persist/record-batch.js';
+import { BATCH_BYTES_MIN } from '../persist/limits.js';
 import type { Logger } from '../workers/owner-handle.js';
 import {
   chooseProtocolVersion,
@@ -768,7 +771,16 @@ export class Connection {
         return;
       }
       if (sub.closed || !this.#open) return;
-      const cut = cutBatches(result.records, sub.credit, sub.window);
+      let cut;
+      try {
+        cut = cutBatches(result.records, sub.credit, sub.window);
+      } catch (err) {
+        this.#ctx.logger.error(
+          { topic: sub.topic, partition: sub.partition, offset: sub.nextOffset, bytes: result.records.length, err: String(err) },
+          'a fetch result for a subscription does not frame; the subscription is closed',
+        );
+        throw err;
+      }
       if (cut === null) return; // nothing new, or the next batch waits for credit
       const records = result.records.subarray(0, cut.bytes);
       sub.credit -= cut.bytes;
@@ -811,6 +823,11 @@ export function cutBatches(records: Uint8Array, credit: number, window: number):
   let nextOffset = -1;
   for (let pos = 0; pos + BATCH_HEADER_BYTES <= records.length; ) {
     const size = LOG_OVERHEAD_BYTES + view.getInt32(pos + BATCH_LENGTH_OFFSET, false);
+    // The engine hands out whole batches; a header that does not frame means a bug or damaged
+    // bytes upstream: refuse to push them (the caller logs it), rather than let the client find out.
+    if (view.getInt8(pos + MAGIC_OFFSET) !== MAGIC_V2 || size < BATCH_BYTES_MIN || pos + size > records.length) {
+      throw new SluiceError('CORRUPT_MESSAGE', `the bytes to push do not frame as whole batches at position ${pos} of ${records.length} (magic ${view.getInt8(pos + MAGIC_OFFSET)}, size ${size})`);
+    }
     const fits = bytes + size <= credit;
     const oversizedAlone = bytes === 0 && !fits && credit === window;
     if (!fits && !oversizedAlone) break;
