@@ -14,7 +14,7 @@
  * and leaves the group. Owner: the main thread of the CLI process.
  */
 import { Command } from 'commander';
-import type { ConsumerRecord, StartPosition } from '../client/index.js';
+import type { Consumer, ConsumerBatch, ConsumerRecord, StartPosition } from '../client/index.js';
 import { SluiceError } from '../errors.js';
 import {
   brokerUrl,
@@ -117,28 +117,9 @@ async function consume(topic: string, flags: ConsumeFlags): Promise<number> {
   const partitions = flags.partition !== undefined ? [flags.partition] : Array.from({ length: partitionCount }, (_, p) => p);
   await consumer.assign(partitions.map((partition) => ({ topic, partition })));
 
-  let count = 0;
-  const max = flags.maxMessages ?? Number.POSITIVE_INFINITY;
-  const sep = flags.keySeparator ?? KEY_SEPARATOR_DEFAULT;
-  const progress = new Progress(() => `sluice consume: ${count} records`);
-  // The command ends by resolving `done` (N records, or idle), not by closing the consumer:
-  // a clean close unsubscribes, which waits for a broker that may be gone.
-  const end = new Ending(flags.idleTimeoutMs);
-  const sepBytes = flags.printKey === true ? Buffer.from(sep) : null;
-  const running = consumer.run({
-    eachBatch: async (batch) => {
-      if (end.stopped) return;
-      const take = Math.min(batch.records.length, max - count);
-      count += take;
-      await printBatch(batch.records, take, sepBytes, end, count >= max);
-    },
-  });
-  try {
-    await Promise.race([running, end.done]);
-  } finally {
-    end.busy();
-    progress.stop();
-  }
+  // The command ends by resolving `end.done` (N records, or idle), not by closing the
+  // consumer: a clean close unsubscribes, which waits for a broker that may be gone.
+  await printUntilDone(consumer, flags, new Ending(flags.idleTimeoutMs), '');
   client.connection.close();
   return EXIT_OK;
 }
@@ -175,10 +156,6 @@ async function consumeGroup(topic: string, groupId: string, flags: ConsumeFlags)
     }
   };
 
-  let count = 0;
-  const max = flags.maxMessages ?? Number.POSITIVE_INFINITY;
-  const sep = flags.keySeparator ?? KEY_SEPARATOR_DEFAULT;
-  const progress = new Progress(() => `sluice consume: ${count} records (group ${groupId})`);
   let exitCode = EXIT_OK;
   const end = new Ending(flags.idleTimeoutMs);
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -188,23 +165,12 @@ async function consumeGroup(topic: string, groupId: string, flags: ConsumeFlags)
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   const commitTimer = setInterval(() => void commitPrinted(), COMMIT_INTERVAL_MS);
-  const sepBytes = flags.printKey === true ? Buffer.from(sep) : null;
-  const running = consumer.run({
-    eachBatch: async (batch) => {
-      if (end.stopped) return;
-      const take = Math.min(batch.records.length, max - count);
-      count += take;
-      await printBatch(batch.records, take, sepBytes, end, false);
-      if (take > 0) printed.set(`${batch.partition}\u0000${batch.topic}`, { topic: batch.topic, partition: batch.partition, offset: batch.records[take - 1].offset + 1 });
-      if (count >= max) end.finish();
-    },
-  });
   try {
-    await Promise.race([running, end.done]);
+    await printUntilDone(consumer, flags, end, ` (group ${groupId})`, (batch, take) => {
+      printed.set(`${batch.partition}\u0000${batch.topic}`, { topic: batch.topic, partition: batch.partition, offset: batch.records[take - 1].offset + 1 });
+    });
   } finally {
-    end.busy();
     clearInterval(commitTimer);
-    progress.stop();
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
   }
@@ -219,14 +185,44 @@ async function consumeGroup(topic: string, groupId: string, flags: ConsumeFlags)
 const LEAVE_WAIT_MS = 2_000;
 
 /**
- * Prints the first `take` records of a batch; then `last` ends the command, else the idle
- * clock starts again (writing to a slow stdout is not idleness).
+ * Runs `consumer`, printing every batch, until --max-messages records are printed, the idle
+ * timeout passes or `end` is finished (a signal); `onPrinted(batch, take)` hears of each
+ * batch's printed part. Shared by the plain and the --group command.
  */
-async function printBatch(records: ConsumerRecord[], take: number, sep: Buffer | null, end: Ending, last: boolean): Promise<void> {
+async function printUntilDone(
+  consumer: Consumer,
+  flags: ConsumeFlags,
+  end: Ending,
+  label: string,
+  onPrinted?: (batch: ConsumerBatch, take: number) => void,
+): Promise<void> {
+  let count = 0;
+  const max = flags.maxMessages ?? Number.POSITIVE_INFINITY;
+  const sepBytes = flags.printKey === true ? Buffer.from(flags.keySeparator ?? KEY_SEPARATOR_DEFAULT) : null;
+  const progress = new Progress(() => `sluice consume: ${count} records${label}`);
+  const running = consumer.run({
+    eachBatch: async (batch) => {
+      if (end.stopped) return;
+      const take = Math.min(batch.records.length, max - count);
+      count += take;
+      await printBatch(batch.records, take, sepBytes, end);
+      if (take > 0) onPrinted?.(batch, take);
+      if (count >= max) end.finish();
+    },
+  });
+  try {
+    await Promise.race([running, end.done]);
+  } finally {
+    end.busy();
+    progress.stop();
+  }
+}
+
+/** Prints the first `take` records of a batch; the idle clock then starts again (writing to a slow stdout is not idleness). */
+async function printBatch(records: ConsumerRecord[], take: number, sep: Buffer | null, end: Ending): Promise<void> {
   end.busy();
   await write(formatLines(records, take, sep));
-  if (last) end.finish();
-  else end.idle();
+  end.idle();
 }
 
 const NULL_TEXT = Buffer.from('null');
