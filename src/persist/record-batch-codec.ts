@@ -222,12 +222,27 @@ class Reader {
     this.end = end;
   }
   varint(): number {
-    // Most varints here (deltas, lengths under 64) are one byte.
-    if (this.pos < this.end) {
-      const b = this.buf[this.pos];
-      if (b < 0x80) {
-        this.pos++;
-        return (b >>> 1) ^ -(b & 1);
+    // Most varints here are one byte (deltas and lengths under 64) or two (under 8192: a
+    // 100-byte record's length and value length, offset deltas past 63): both without the
+    // general loop, which a consumer otherwise ran three times per record.
+    const pos = this.pos;
+    if (pos + 1 < this.end) {
+      const b0 = this.buf[pos];
+      if (b0 < 0x80) {
+        this.pos = pos + 1;
+        return (b0 >>> 1) ^ -(b0 & 1);
+      }
+      const b1 = this.buf[pos + 1];
+      if (b1 < 0x80) {
+        this.pos = pos + 2;
+        const z = (b0 & 0x7f) | (b1 << 7);
+        return (z >>> 1) ^ -(z & 1);
+      }
+    } else if (pos < this.end) {
+      const b0 = this.buf[pos];
+      if (b0 < 0x80) {
+        this.pos = pos + 1;
+        return (b0 >>> 1) ^ -(b0 & 1);
       }
     }
     let result = 0;

@@ -129,6 +129,22 @@ describe('RecordBatch v2 codec (properties)', () => {
     );
   });
 
+  it('round-trips the varint widths at their edges: lengths and deltas of 63/64, 8191/8192 and negative deltas, one and two bytes and more', () => {
+    const sizes = [0, 1, 62, 63, 64, 65, 127, 128, 8190, 8191, 8192, 8193, 20_000];
+    const base = 1_700_000_000_000;
+    const deltas = [0, 63, -64, 64, -65, 8191, -8192, 8192, -8193, 1 << 20, -(1 << 20)];
+    const records: RecordInput[] = [];
+    for (let i = 0; i < 300; i++) {
+      const size = sizes[i % sizes.length];
+      records.push({
+        key: i % 3 === 0 ? null : new Uint8Array(sizes[(i * 7) % sizes.length] % 9000).fill(i & 0xff),
+        value: new Uint8Array(size).fill((i * 13) & 0xff),
+        timestamp: base + deltas[i % deltas.length],
+      });
+    }
+    expectRoundTrip(records, 0);
+  });
+
   it('round-trips values up to 1 MiB', () => {
     fc.assert(
       fc.property(fc.integer({ min: 100_000, max: 1 << 20 }), fc.integer({ min: 0, max: 255 }), (size, fill) => {
