@@ -13,6 +13,11 @@ export async function loadSluice(): Promise<typeof import('../../src/index.js')>
   return (await import(new URL('index.js', DIST).href)) as typeof import('../../src/index.js');
 }
 
+/** The client as built in dist/ (the file browsers get). */
+export async function loadClient(): Promise<typeof import('../../src/client/index.js')> {
+  return (await import(new URL('client/index.js', DIST).href)) as typeof import('../../src/client/index.js');
+}
+
 export function tempDir(prefix: string): { path: string; remove(): void } {
   const path = mkdtempSync(join(tmpdir(), `sluice-${prefix}-`));
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };

@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { as, F, RawClient } from '../fixtures/gateway-client.js';
-import { DIST, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+import { loadClient, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
 
 const CHROMIUM_PATH = process.env.SLUICE_CHROMIUM ?? '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -28,7 +28,7 @@ const PAGE_HTML = `<!doctype html><meta charset="utf-8"><title>sluice test</titl
 <script type="module">import * as t from './browser-page.mjs'; window.sluiceTest = t; window.sluiceReady = true;</script>`;
 
 const S = await loadSluice();
-const C = (await import(new URL('client/index.js', DIST).href)) as typeof import('../../src/client/index.js');
+const C = await loadClient();
 
 let dir: ReturnType<typeof tempDir>;
 let engine: Awaited<ReturnType<typeof S.Engine.open>>;

@@ -17,14 +17,14 @@
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { F } from '../fixtures/gateway-client.js';
-import { DIST, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+import { loadClient, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
 import { seededRandom } from '../helpers/random.js';
 
 type ServerFrame = import('../../src/ws-gateway/frames.js').ServerFrame;
 type ClientFrame = import('../../src/ws-gateway/frames.js').ClientFrame;
 
 const S = await loadSluice();
-const C = (await import(new URL('client/index.js', DIST).href)) as typeof import('../../src/client/index.js');
+const C = await loadClient();
 const Op = F.Op;
 
 const SEED = process.env.SLUICE_FUZZ_SEED ? Number(process.env.SLUICE_FUZZ_SEED) : Math.floor(Math.random() * 0x7fff_ffff);

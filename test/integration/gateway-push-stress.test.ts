@@ -8,7 +8,7 @@
  */
 import { WebSocket } from 'ws';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cleanupsAfterEach, DIST, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+import { cleanupsAfterEach, loadClient, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
 
 type Server = Awaited<ReturnType<typeof loadSluice>>;
 type Client = typeof import('../../src/client/index.js');
@@ -17,7 +17,7 @@ let C: Client;
 
 beforeAll(async () => {
   S = await loadSluice();
-  C = (await import(new URL('client/index.js', DIST).href)) as Client;
+  C = await loadClient();
 });
 
 const cleanups = cleanupsAfterEach();

@@ -11,14 +11,14 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cleanupsAfterEach, DIST, tempDir } from '../helpers/dist.js';
+import { cleanupsAfterEach, DIST, loadClient, tempDir } from '../helpers/dist.js';
 import { startBroker, type Broker } from './cli-helpers.js';
 
 type Client = typeof import('../../src/client/index.js');
 let C: Client;
 
 beforeAll(async () => {
-  C = (await import(new URL('client/index.js', DIST).href)) as Client;
+  C = await loadClient();
 });
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/group-consumer.mjs', import.meta.url));

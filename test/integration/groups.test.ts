@@ -4,7 +4,7 @@
  */
 import { WebSocket } from 'ws';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cleanupsAfterEach, DIST, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+import { cleanupsAfterEach, DIST, loadClient, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
 
 type Server = Awaited<ReturnType<typeof loadSluice>>;
 type Client = typeof import('../../src/client/index.js');
@@ -15,7 +15,7 @@ let F: Frames;
 
 beforeAll(async () => {
   S = await loadSluice();
-  C = (await import(new URL('client/index.js', DIST).href)) as Client;
+  C = await loadClient();
   F = (await import(new URL('ws-gateway/frames.js', DIST).href)) as Frames;
 });
 
