@@ -43,3 +43,23 @@ export function cleanupsAfterEach(): (() => Promise<unknown> | unknown)[] {
   });
   return cleanups;
 }
+
+/**
+ * An Engine (from dist/) over `dataDir`, or over a fresh temporary folder that goes with it,
+ * with a memoryLogger; closed by `cleanups` after the test.
+ */
+export async function openTestEngine(
+  cleanups: (() => Promise<unknown> | unknown)[],
+  options: { dataDir?: string; prefix?: string; workers?: number; limits?: object; flushIntervalMs?: number } = {},
+) {
+  const S = await loadSluice();
+  const dir = options.dataDir ? null : tempDir(options.prefix ?? 'engine');
+  const dataDir = options.dataDir ?? dir!.path;
+  const logger = memoryLogger();
+  const engine = await S.Engine.open({ dataDir, workers: options.workers ?? 2, logger, limits: options.limits as never, flushIntervalMs: options.flushIntervalMs });
+  cleanups.push(async () => {
+    await engine.close();
+    dir?.remove();
+  });
+  return { engine, dataDir, logger };
+}

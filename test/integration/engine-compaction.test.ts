@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cleanupsAfterEach, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+import { cleanupsAfterEach, loadSluice, memoryLogger, openTestEngine, tempDir } from '../helpers/dist.js';
 import { seededRandom } from '../helpers/random.js';
 
 type Sluice = Awaited<ReturnType<typeof loadSluice>>;
@@ -16,14 +16,7 @@ beforeAll(async () => {
 const cleanups = cleanupsAfterEach();
 
 async function openEngine(dataDir?: string): Promise<{ engine: Engine; dataDir: string }> {
-  const dir = dataDir ? null : tempDir('compaction');
-  const path = dataDir ?? dir!.path;
-  const engine = await S.Engine.open({ dataDir: path, workers: 2, logger: memoryLogger() });
-  cleanups.push(async () => {
-    await engine.close();
-    dir?.remove();
-  });
-  return { engine, dataDir: path };
+  return openTestEngine(cleanups, { dataDir, prefix: 'compaction' });
 }
 
 interface Rec {

@@ -1,7 +1,7 @@
 import { existsSync, readdirSync, readlinkSync, renameSync, statSync, unlinkSync, openSync, readSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cleanupsAfterEach, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+import { cleanupsAfterEach, loadSluice, memoryLogger, openTestEngine, tempDir } from '../helpers/dist.js';
 
 type Sluice = Awaited<ReturnType<typeof loadSluice>>;
 let S: Sluice;
@@ -12,16 +12,8 @@ beforeAll(async () => {
 
 const cleanups = cleanupsAfterEach();
 
-async function openEngine(options: { dataDir?: string; workers?: number; limits?: object; flushIntervalMs?: number } = {}) {
-  const dir = options.dataDir ? null : tempDir('engine');
-  const dataDir = options.dataDir ?? dir!.path;
-  const logger = memoryLogger();
-  const engine = await S.Engine.open({ dataDir, workers: options.workers ?? 2, logger, limits: options.limits as any, flushIntervalMs: options.flushIntervalMs });
-  cleanups.push(async () => {
-    await engine.close();
-    dir?.remove();
-  });
-  return { engine, dataDir, logger };
+function openEngine(options: { dataDir?: string; workers?: number; limits?: object; flushIntervalMs?: number } = {}) {
+  return openTestEngine(cleanups, options);
 }
 
 function batchOf(n: number, prefix: string, timestamp?: number): Uint8Array {
