@@ -67,6 +67,8 @@ export interface EngineBenchOptions {
   limits?: Record<string, unknown>;
   /** segmentBytes of the bench topic (default: the engine's). */
   segmentBytes?: number;
+  /** Engine.open's flushIntervalMs (default: the engine's, never). */
+  flushIntervalMs?: number;
 }
 
 interface Row {
@@ -255,7 +257,7 @@ export async function runEngineBench(opts: EngineBenchOptions): Promise<EngineBe
           pairedLimits.push(limitMBps);
           (acks === 1 ? buffered : synced).push(limitMBps);
           settle();
-          const engine = await Engine.open({ dataDir, workers: cpus().length, logger: quiet, limits: opts.limits });
+          const engine = await Engine.open({ dataDir, workers: cpus().length, logger: quiet, limits: opts.limits, flushIntervalMs: opts.flushIntervalMs });
           try {
             await engine.createTopic('bench', { partitions, ...(opts.segmentBytes ? { segmentBytes: opts.segmentBytes } : {}) });
             if (opts.prewarm) prewarmPageCache(root, Math.round(opts.bytesPerRun * 1.1));
@@ -384,10 +386,8 @@ if (import.meta.url === `file://${process.argv[1]}` && process.argv[2] === '--me
     partitionCounts: partitionsIdx >= 0 ? process.argv[partitionsIdx + 1].split(',').map(Number) : undefined,
     noRead: process.argv.includes('--no-read'),
     prewarm: process.argv.includes('--prewarm'),
-    limits: {
-      ...(process.argv.includes('--crc-on-owner') ? { crcOnGateway: false } : {}),
-      ...(process.argv.includes('--flush-ms') ? { flushIntervalMs: arg('--flush-ms', 1000) } : {}),
-    },
+    limits: process.argv.includes('--crc-on-owner') ? { crcOnGateway: false } : undefined,
+    flushIntervalMs: process.argv.includes('--flush-ms') ? arg('--flush-ms', 1000) : undefined,
     segmentBytes: process.argv.includes('--segment-bytes') ? arg('--segment-bytes', 0) : undefined,
   });
   process.stdout.write(formatEngineBench(result) + '\n');

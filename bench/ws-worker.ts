@@ -131,60 +131,61 @@ async function produce(task: ProduceTask): Promise<ThreadResult> {
   }
 }
 
-/** Reads `warmup.records` of `warmup.topic` from the earliest offsets, as the timed run reads, and drops them. */
-async function warmUp(client: Sluice, warmup: { topic: string; records: number }, partitions: number[], windowBytes: number, deadlineNs: number): Promise<void> {
+/**
+ * Reads `wanted` records of `topic`'s `partitions` from the earliest offsets with a consumer
+ * of its own, touching every value as an application would; `onBatch` hears each batch's
+ * record count. eachBatch, not for-await: the throughput run measures the broker's
+ * ceiling, not an async generator step per record (the latency run uses for-await).
+ */
+async function readFromEarliest(
+  client: Sluice,
+  topic: string,
+  partitions: number[],
+  windowBytes: number,
+  wanted: number,
+  deadlineNs: number,
+  onBatch?: (records: number) => void,
+): Promise<{ records: number; bytes: number; endNs: number }> {
   const consumer = client.consumer({ from: 'earliest', windowBytes });
   const timer = setTimeout(() => void consumer.close(), Math.max(0, (deadlineNs - nowNs()) / 1e6));
+  let records = 0;
+  let bytes = 0;
+  let endNs = 0;
   try {
-    await consumer.assign(partitions.map((partition) => ({ topic: warmup.topic, partition })));
-    let records = 0;
-    let bytes = 0;
+    await consumer.assign(partitions.map((partition) => ({ topic, partition })));
     await consumer.run({
       eachBatch: (batch) => {
         const rs = batch.records;
         records += rs.length;
         for (let i = 0; i < rs.length; i++) bytes += rs[i].value?.length ?? 0;
-        if (records >= warmup.records) void consumer.close();
-      },
-    });
-    if (bytes < 0) throw new Error('unreachable'); // keeps the byte loop from being optimised away
-  } finally {
-    clearTimeout(timer);
-    await consumer.close();
-  }
-}
-
-async function consume(task: ConsumeTask): Promise<ThreadResult> {
-  const client = await connect({ url: task.url, clientId: 'bench-consumer', crc32c });
-  try {
-    const consumer = client.consumer({ from: 'earliest', windowBytes: task.windowBytes });
-    const partitions = Object.keys(task.expected).map(Number);
-    let wanted = 0;
-    for (const p of partitions) wanted += task.expected[p];
-    let records = 0;
-    let bytes = 0;
-    let endNs = 0;
-    const timer = setTimeout(() => void consumer.close(), Math.max(0, (task.deadlineNs - nowNs()) / 1e6));
-    if (task.warmup && task.warmup.records > 0) await warmUp(client, task.warmup, partitions, task.windowBytes, task.deadlineNs);
-    await waitUntil(task.startAtNs);
-    const startNs = nowNs();
-    await consumer.assign(partitions.map((partition) => ({ topic: task.topic, partition })));
-    // eachBatch, not for-await: the throughput run measures the broker's ceiling, not an
-    // async generator step per record (the latency run uses for-await, as an application would).
-    await consumer.run({
-      eachBatch: (batch) => {
-        const rs = batch.records;
-        records += rs.length;
-        for (let i = 0; i < rs.length; i++) bytes += rs[i].value?.length ?? 0;
-        advance(task, rs.length);
+        onBatch?.(rs.length);
         if (records >= wanted && endNs === 0) {
           endNs = nowNs();
           void consumer.close();
         }
       },
     });
+  } finally {
     clearTimeout(timer);
-    return { records, bytes, startNs, endNs: endNs || nowNs() };
+    await consumer.close();
+  }
+  return { records, bytes, endNs: endNs || nowNs() };
+}
+
+async function consume(task: ConsumeTask): Promise<ThreadResult> {
+  const client = await connect({ url: task.url, clientId: 'bench-consumer', crc32c });
+  try {
+    const partitions = Object.keys(task.expected).map(Number);
+    let wanted = 0;
+    for (const p of partitions) wanted += task.expected[p];
+    // Untimed: the same reading over another topic, so the timed run starts warm.
+    if (task.warmup && task.warmup.records > 0) {
+      await readFromEarliest(client, task.warmup.topic, partitions, task.windowBytes, task.warmup.records, task.deadlineNs);
+    }
+    await waitUntil(task.startAtNs);
+    const startNs = nowNs();
+    const read = await readFromEarliest(client, task.topic, partitions, task.windowBytes, wanted, task.deadlineNs, (n) => advance(task, n));
+    return { ...read, startNs };
   } finally {
     await client.close();
   }

@@ -51,16 +51,6 @@ function flushInterval(value: string): number {
   return n;
 }
 
-function envFlushInterval(name: string): number | undefined {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return undefined;
-  try {
-    return flushInterval(raw);
-  } catch {
-    throw new SluiceError('INVALID_ARGUMENT', `${name}=${raw} is not -1 (never) or a number of milliseconds`);
-  }
-}
-
 /** A TCP port; 0 asks the system for a free one. */
 function portNumber(value: string): number {
   const n = Number(value);
@@ -68,12 +58,19 @@ function portNumber(value: string): number {
   return n;
 }
 
-function envPort(name: string): number | undefined {
+/**
+ * The environment variable `name` parsed as its flag is (`parse` throws commander's
+ * InvalidArgumentError), or undefined when it is unset or empty; a bad value is
+ * INVALID_ARGUMENT naming the variable.
+ */
+function fromEnv(name: string, parse: (value: string) => number): number | undefined {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return undefined;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 0 || n > 65535) throw new SluiceError('INVALID_ARGUMENT', `${name}=${raw} is not a port (0 to 65535)`);
-  return n;
+  try {
+    return parse(raw);
+  } catch (err) {
+    throw new SluiceError('INVALID_ARGUMENT', `${name}=${raw}: ${(err as Error).message}`);
+  }
 }
 
 function readConfigFile(path: string | undefined): Record<string, unknown> {
@@ -87,24 +84,16 @@ function readConfigFile(path: string | undefined): Record<string, unknown> {
   }
 }
 
-function envInt(name: string): number | undefined {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return undefined;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < 1) throw new SluiceError('INVALID_ARGUMENT', `${name}=${raw} is not a positive integer`);
-  return n;
-}
-
 function startSettings(flags: Record<string, unknown>): StartSettings {
   const file = readConfigFile(flags.config as string | undefined);
   const pick = <T>(flag: unknown, env: T | undefined, fromFile: unknown, fallback: T): T =>
     (flag ?? env ?? fromFile ?? fallback) as T;
   return {
     dataDir: pick(flags.dataDir, process.env.SLUICE_DATA_DIR || undefined, file.dataDir, DEFAULT_DATA_DIR),
-    workers: pick<number | undefined>(flags.workers, envInt('SLUICE_WORKERS'), file.workers, undefined),
+    workers: pick<number | undefined>(flags.workers, fromEnv('SLUICE_WORKERS', positiveInt), file.workers, undefined),
     host: pick(flags.host, process.env.SLUICE_HOST || undefined, file.host, DEFAULT_HOST),
-    port: pick(flags.port, envPort('SLUICE_PORT'), file.port, DEFAULT_PORT),
-    flushIntervalMs: pick<number | undefined>(flags.flushIntervalMs, envFlushInterval('SLUICE_FLUSH_INTERVAL_MS'), file.flushIntervalMs, undefined),
+    port: pick(flags.port, fromEnv('SLUICE_PORT', portNumber), file.port, DEFAULT_PORT),
+    flushIntervalMs: pick<number | undefined>(flags.flushIntervalMs, fromEnv('SLUICE_FLUSH_INTERVAL_MS', flushInterval), file.flushIntervalMs, undefined),
   };
 }
 

@@ -66,8 +66,9 @@ export const HOUSEKEEPING_INTERVAL_MS = 5_000;
  * log.flush.interval.ms, whose default is also never): acks=1 survives a crash of the
  * process, and a crash of the machine loses what the kernel had not written back yet
  * (Linux: dirty pages older than about 30 s are written within 5 s more). -1 = never.
- * Measured here (docs/benchmarks.md, fourth session): a 1 s timer cost 30-40% of acks=1
- * throughput, because a write beside an fdatasync of the same file runs at half speed.
+ * Measured here (docs/benchmarks.md, fourth session, 2 pairs): a 1 s timer cost acks=1
+ * 37-41% at 4 partitions and 12-42% at 1, because a write beside an fdatasync of the same
+ * file runs at half speed.
  */
 export const FLUSH_INTERVAL_MS_DEFAULT = -1;
 /** The longest flushIntervalMs: a day. */

@@ -226,23 +226,16 @@ class Reader {
     // 100-byte record's length and value length, offset deltas past 63): both without the
     // general loop, which a consumer otherwise ran three times per record.
     const pos = this.pos;
-    if (pos + 1 < this.end) {
+    if (pos < this.end) {
       const b0 = this.buf[pos];
       if (b0 < 0x80) {
         this.pos = pos + 1;
         return (b0 >>> 1) ^ -(b0 & 1);
       }
-      const b1 = this.buf[pos + 1];
-      if (b1 < 0x80) {
+      if (pos + 1 < this.end && this.buf[pos + 1] < 0x80) {
         this.pos = pos + 2;
-        const z = (b0 & 0x7f) | (b1 << 7);
+        const z = (b0 & 0x7f) | (this.buf[pos + 1] << 7);
         return (z >>> 1) ^ -(z & 1);
-      }
-    } else if (pos < this.end) {
-      const b0 = this.buf[pos];
-      if (b0 < 0x80) {
-        this.pos = pos + 1;
-        return (b0 >>> 1) ^ -(b0 & 1);
       }
     }
     let result = 0;

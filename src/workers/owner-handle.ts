@@ -140,9 +140,8 @@ export class OwnerHandle {
   #commands!: SpscRing;
   #completions!: SpscRing;
   #generation = 0;
-  #state: 'starting' | 'running' | 'restarting' | 'closed' = 'starting';
-  /** Set once shutdown() has asked the thread to end: its exit is then expected. */
-  #shuttingDown = false;
+  /** 'closing': shutdown() has asked the thread to end, so its exit is expected. */
+  #state: 'starting' | 'running' | 'restarting' | 'closing' | 'closed' = 'starting';
   #startedAtMs = 0;
   #restartDelayMs = RESTART_DELAY_MS_MIN;
   #ready!: Promise<void>;
@@ -214,8 +213,8 @@ export class OwnerHandle {
     this.#failAll(failure);
     // A shutdown's own end is no death. Its answer and the exit can reach this thread in one
     // turn (Node drains the port right before it emits 'exit'), ahead of the code awaiting
-    // that answer, so the state is still 'running' here: #shuttingDown tells them apart.
-    if (this.#state === 'closed' || this.#shuttingDown) return;
+    // that answer: shutdown() sets 'closing' before it asks.
+    if (this.#state === 'closed' || this.#state === 'closing') return;
     this.#logger.error({ owner: this.index, code }, 'owner thread died; restarting and recovering its partitions');
     this.#state = 'restarting';
     this.restarts++;
@@ -284,9 +283,10 @@ export class OwnerHandle {
   async shutdown(): Promise<void> {
     if (this.#state === 'closed') return;
     await this.#ready;
-    this.#shuttingDown = true;
+    const running = this.#state === 'running';
+    this.#state = 'closing';
     try {
-      if (this.#state === 'running') await this.#request({ kind: 'shutdown', id: 0 });
+      if (running) await this.#request({ kind: 'shutdown', id: 0 });
     } finally {
       this.#state = 'closed';
       this.#generation++;
@@ -339,7 +339,7 @@ export class OwnerHandle {
   }
 
   #available(): void {
-    if (this.#state === 'closed') throw new SluiceError('ENGINE_CLOSED', 'the engine is closed');
+    if (this.#state === 'closed' || this.#state === 'closing') throw new SluiceError('ENGINE_CLOSED', 'the engine is closed');
     if (this.#state !== 'running') {
       throw new SluiceError('OWNER_UNAVAILABLE', `owner ${this.index} is restarting; retry`, { backoffMs: this.#restartDelayMs });
     }

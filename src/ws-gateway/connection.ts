@@ -22,17 +22,13 @@ import { checkNotInternal } from '../engine/names.js';
 import { topicConfigEntries, topicConfigFromEntries } from '../engine/topic-configs.js';
 import { SluiceError } from '../errors.js';
 import {
-  BASE_OFFSET_OFFSET,
   BATCH_HEADER_BYTES,
   BATCH_LENGTH_OFFSET,
-  LAST_OFFSET_DELTA_OFFSET,
+  checkBatchFrameAt,
   LOG_OVERHEAD_BYTES,
-  MAGIC_OFFSET,
-  MAGIC_V2,
   PRODUCER_ID_OFFSET,
   RECORD_COUNT_OFFSET,
 } from '../persist/record-batch.js';
-import { BATCH_BYTES_MIN } from '../persist/limits.js';
 import type { Logger } from '../workers/owner-handle.js';
 import {
   chooseProtocolVersion,
@@ -822,18 +818,20 @@ export function cutBatches(records: Uint8Array, credit: number, window: number):
   let bytes = 0;
   let nextOffset = -1;
   for (let pos = 0; pos + BATCH_HEADER_BYTES <= records.length; ) {
-    const size = LOG_OVERHEAD_BYTES + view.getInt32(pos + BATCH_LENGTH_OFFSET, false);
-    // The engine hands out whole batches; a header that does not frame means a bug or damaged
-    // bytes upstream: refuse to push them (the caller logs it), rather than let the client find out.
-    if (view.getInt8(pos + MAGIC_OFFSET) !== MAGIC_V2 || size < BATCH_BYTES_MIN || pos + size > records.length) {
-      throw new SluiceError('CORRUPT_MESSAGE', `the bytes to push do not frame as whole batches at position ${pos} of ${records.length} (magic ${view.getInt8(pos + MAGIC_OFFSET)}, size ${size})`);
+    // The engine hands out whole batches; bytes that do not frame mean a bug or damage
+    // upstream: refuse to push them (the caller logs it) rather than let the client find out.
+    let header;
+    try {
+      header = checkBatchFrameAt(records, view, pos, Number.MAX_SAFE_INTEGER, 'stored');
+    } catch (err) {
+      throw new SluiceError('CORRUPT_MESSAGE', `the bytes to push do not frame as whole batches at position ${pos} of ${records.length}: ${(err as Error).message}`);
     }
-    const fits = bytes + size <= credit;
+    const fits = bytes + header.sizeBytes <= credit;
     const oversizedAlone = bytes === 0 && !fits && credit === window;
     if (!fits && !oversizedAlone) break;
-    bytes += size;
-    nextOffset = Number(view.getBigInt64(pos + BASE_OFFSET_OFFSET, false)) + view.getInt32(pos + LAST_OFFSET_DELTA_OFFSET, false) + 1;
-    pos += size;
+    bytes += header.sizeBytes;
+    nextOffset = header.baseOffset + header.lastOffsetDelta + 1;
+    pos += header.sizeBytes;
     if (oversizedAlone) break;
   }
   return bytes === 0 ? null : { bytes, nextOffset };

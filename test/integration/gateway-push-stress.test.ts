@@ -7,18 +7,11 @@
  * fourth session): the gateway now checks framing before a push, and would log it here.
  */
 import { WebSocket } from 'ws';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { cleanupsAfterEach, loadClient, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
 
-type Server = Awaited<ReturnType<typeof loadSluice>>;
-type Client = typeof import('../../src/client/index.js');
-let S: Server;
-let C: Client;
-
-beforeAll(async () => {
-  S = await loadSluice();
-  C = await loadClient();
-});
+const S = await loadSluice();
+const C = await loadClient();
 
 const cleanups = cleanupsAfterEach();
 
