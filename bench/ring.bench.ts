@@ -20,6 +20,9 @@
  *    a 4 MiB area walked like the ring; and the main thread copying 64 KiB pieces of a
  *    4 MiB area the writer thread has just written (no ring, no waiting: the bytes must
  *    cross from the other core's cache, which bounds what any ring's reader can do).
+ * Copies into and out of the ring go through copyBytes (src/ring/shared-copy.ts): V8's own
+ * `set` (and Buffer's `copy`) into or out of shared memory copies word by word at about a
+ * third of memcpy's speed, which bounded every earlier run of this bench at about 30%.
  * Every figure is the median of `runs` runs. Targets: >= 5M 64-byte frames/s; 64-KiB frames
  * >= 50% of the `target.set(source)` bandwidth.
  */
@@ -27,6 +30,7 @@ import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { Bench } from 'tinybench';
+import { copyBytes } from '../src/ring/shared-copy.js';
 import { SpscRing } from '../src/ring/spsc-ring.js';
 
 const WORKER_ROLE = 'ring-bench-writer';
@@ -131,7 +135,7 @@ function writeLargeFrames(ring: SpscRing, frames: number, source: Buffer | null,
     }
     if (source !== null) {
       source[0] = i & 0xff;
-      source.copy(ringBytes, offset);
+      copyBytes(ringBytes, offset, source);
     } else {
       ringBytes[offset] = i & 0xff;
       ringBytes[offset + LARGE_FRAME_BYTES - 1] = 0x5a;
@@ -161,7 +165,7 @@ function runWriter(): void {
         // Writes the whole large ring area from this thread, so that the main thread's next
         // copy reads bytes that sit modified in this core's cache (the cross-core baseline).
         source[0] = command.round & 0xff;
-        for (let offset = 0; offset < largeBytes.length; offset += LARGE_FRAME_BYTES) source.copy(largeBytes, offset);
+        for (let offset = 0; offset < largeBytes.length; offset += LARGE_FRAME_BYTES) copyBytes(largeBytes, offset, source);
         port.postMessage({ kind: 'done', fullWaits: 0 } satisfies WriterReply);
         break;
       }
@@ -221,7 +225,7 @@ function readLargeFrames(ring: SpscRing, frames: number, ringBytes: Buffer, targ
   for (let i = 0; i < frames; i++) {
     const offset = nextFrame(ring);
     const length = ring.frameLength;
-    ringBytes.copy(target, 0, offset, offset + length);
+    copyBytes(target, 0, ringBytes.subarray(offset, offset + length));
     if (target[0] !== (i & 0xff) || length !== LARGE_FRAME_BYTES) errors += 1;
     ring.release();
   }
@@ -307,7 +311,7 @@ async function measureCrossCoreCopy(writer: WriterThread, ring: SpscRing, rounds
     await writer.fill(round);
     const startedNs = process.hrtime.bigint();
     for (let offset = 0; offset < ringBytes.length; offset += LARGE_FRAME_BYTES) {
-      ringBytes.copy(target, 0, offset, offset + LARGE_FRAME_BYTES);
+      copyBytes(target, 0, ringBytes.subarray(offset, offset + LARGE_FRAME_BYTES));
     }
     const elapsedSec = Number(process.hrtime.bigint() - startedNs) / 1e9;
     if (target[0] !== (round & 0xff)) throw new Error('ring bench: cross-core copy read stale bytes');

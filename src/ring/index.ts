@@ -7,3 +7,4 @@ export { SpscRing } from './spsc-ring.js';
 export { LogRing } from './log-ring.js';
 export type { LogRingOptions, LogRingRead } from './log-ring.js';
 export { SeqlockCells } from './seqlock-cells.js';
+export { copyBytes, MEMCPY_MIN_BYTES } from './shared-copy.js';

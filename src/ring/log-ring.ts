@@ -104,6 +104,7 @@
  * reader is not descheduled while the writers go through 2^31 entries or 2 GiB of data.
  */
 import { assert } from '../assert.js';
+import { copyBytes } from './shared-copy.js';
 
 /** Smallest data area: an entry is at most half of it, and batches of 32 KiB must fit. */
 export const LOG_RING_DATA_BYTES_MIN = 64 * 1024;
@@ -552,8 +553,9 @@ export class LogRing {
     const nextKey = this.#slotField(last, NEXT_KEY_FIELD);
     if (!(isKey(firstKey) && nextKey > firstKey && Number.isSafeInteger(nextKey))) return null;
     // The result starts as far into its ArrayBuffer as the entry is past an 8-byte boundary
-    // in `data`: V8 copies shared memory word by word only between equally aligned
-    // addresses, and byte by byte (about 4x slower) otherwise.
+    // in `data`: below MEMCPY_MIN_BYTES the copy is V8's `set`, which copies shared memory
+    // word by word only between equally aligned addresses, byte by byte otherwise
+    // (shared-copy.ts).
     const alignBytes = firstPosition & (COPY_ALIGN_BYTES - 1);
     const bytes = new Uint8Array(new ArrayBuffer(alignBytes + totalBytes), alignBytes, totalBytes);
     this.#copyRuns(first, last, bytes);
@@ -636,7 +638,7 @@ export class LogRing {
   #copyRun(start: number, end: number, target: Uint8Array, targetOffset: number): number {
     const bytes = Math.min(end, this.dataBytes) - start;
     const copied = Math.min(bytes, target.length - targetOffset);
-    if (copied > 0) target.set(this.data.subarray(start, start + copied), targetOffset);
+    if (copied > 0) copyBytes(target, targetOffset, this.data.subarray(start, start + copied));
     return copied > 0 ? copied : 0;
   }
 }

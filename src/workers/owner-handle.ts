@@ -29,6 +29,7 @@ import type { CompactionResult } from '../persist/compaction.js';
 import type { LogConfig } from '../persist/partition-log.js';
 import { checkBatchCrcAt } from '../persist/record-batch.js';
 import { COPY_ALIGN_BYTES, ENTRY_BYTES_DIVISOR, LogRing } from '../ring/log-ring.js';
+import { copyBytes, MEMCPY_MIN_BYTES } from '../ring/shared-copy.js';
 import { SeqlockCells } from '../ring/seqlock-cells.js';
 import { SpscRing } from '../ring/spsc-ring.js';
 import {
@@ -492,13 +493,17 @@ export class OwnerHandle {
   }
 
   /**
-   * Copies `batch` to `target[at..]` (shared memory). V8 copies into shared memory word by
-   * word only between addresses equal mod 8 (about 21 GB/s here), byte by byte otherwise
-   * (about 3 GB/s); so a batch whose alignment differs from its place in the ring goes
-   * through the staging buffer, placed at the ring's alignment: an ordinary memmove there,
-   * then an aligned copy (together about 10 GB/s).
+   * Copies `batch` to `target[at..]` (shared memory). From MEMCPY_MIN_BYTES on, memcpy
+   * (ring/shared-copy.ts). Below, V8's `set`, which copies into shared memory word by word
+   * only between addresses equal mod 8, byte by byte otherwise; so a small batch whose
+   * alignment differs from its place in the ring goes through the staging buffer, placed
+   * at the ring's alignment: an ordinary memmove there, then an aligned copy.
    */
   #copyIntoRing(target: Uint8Array, at: number, batch: Uint8Array): void {
+    if (batch.length >= MEMCPY_MIN_BYTES) {
+      copyBytes(target, at, batch);
+      return;
+    }
     const align = at & (COPY_ALIGN_BYTES - 1);
     if (((batch.byteOffset - align) & (COPY_ALIGN_BYTES - 1)) === 0) {
       target.set(batch, at);
@@ -521,7 +526,7 @@ export class OwnerHandle {
     v.setUint32(at + CMD_SLOT_OFFSET, slot, true);
     v.setUint32(at + CMD_LENGTH_OFFSET, batch.length, true);
     v.setFloat64(at + CMD_ARGUMENT_OFFSET, 0, true);
-    ring.data.set(batch, at + CMD_BATCH_OFFSET);
+    copyBytes(ring.data, at + CMD_BATCH_OFFSET, batch);
     return this.#commitProduce(at, acks);
   }
 
@@ -602,7 +607,7 @@ export class OwnerHandle {
         } else if (settle.kind === 'fetch') {
           // The one copy out of shared memory: the frame is reused once released.
           const records = Buffer.allocUnsafeSlow(payloadBytes);
-          records.set(payload);
+          copyBytes(records, 0, payload);
           settle.resolve({
             records,
             highWatermark: v.getFloat64(at + DONE_HWM_OFFSET, true),

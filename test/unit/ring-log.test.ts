@@ -353,19 +353,35 @@ describe('LogRing wrap and eviction', () => {
 });
 
 describe('LogRing read returns null after overwrite', () => {
-  // Runs `during` inside the reader's copy: the first TypedArray.set on a target of
-  // `targetLength` bytes (the reader's result array) calls it before (or after) copying.
+  // Runs `during` inside the reader's copy: the first copy into a target of `targetLength`
+  // bytes (the reader's result array) calls it before (or after) copying.
   const originalSet = Uint8Array.prototype.set;
-  afterEach(() => { Uint8Array.prototype.set = originalSet; });
+  const originalFill = Buffer.prototype.fill;
+  afterEach(() => {
+    Uint8Array.prototype.set = originalSet;
+    Buffer.prototype.fill = originalFill;
+  });
 
+  /**
+   * Runs `during` right before or after the reader's copy of `targetLength` bytes, whichever
+   * primitive copyBytes uses for that length (`set` below MEMCPY_MIN_BYTES, Buffer's `fill`
+   * from it on).
+   */
   function interleave(targetLength: number, when: 'before' | 'after', during: () => void): void {
     let fired = false;
-    Uint8Array.prototype.set = function patchedSet(this: Uint8Array, source: ArrayLike<number>, offset?: number) {
-      const trigger = !fired && this.length === targetLength;
+    const around = (isTheCopy: boolean, copy: () => void): void => {
+      const trigger = !fired && isTheCopy;
       if (trigger && when === 'before') { fired = true; during(); }
-      originalSet.call(this, source, offset);
+      copy();
       if (trigger && when === 'after') { fired = true; during(); }
+    };
+    Uint8Array.prototype.set = function patchedSet(this: Uint8Array, source: ArrayLike<number>, offset?: number) {
+      around(this.length === targetLength, () => originalSet.call(this, source, offset));
     } as typeof Uint8Array.prototype.set;
+    Buffer.prototype.fill = function patchedFill(this: Buffer, ...args: Parameters<Buffer['fill']>) {
+      around(this.length === targetLength, () => originalFill.apply(this, args));
+      return this;
+    } as typeof Buffer.prototype.fill;
   }
 
   /** A ring holding entries 0..7 of 8 KiB each, full and published. */
