@@ -40,7 +40,7 @@ const SCHEDULE_BLOCK_US_MAX = 1000;
 export type LoadJob =
   | { kind: 'produce'; url: string; topic: string; threads: number; records: number; recordBytes: number; acks: Acks; lingerMs: number; batchBytes: number; timeoutMs: number }
   | { kind: 'consume'; url: string; topic: string; threads: number; expected: Record<number, number>; windowBytes: number; timeoutMs: number; warmup?: { topic: string; recordsPerThread: number; expected: Record<number, number> } }
-  | { kind: 'latency-produce'; url: string; topic: string; ratePerSec: number; records: number; recordBytes: number; timeoutMs: number }
+  | { kind: 'latency-produce'; url: string; topic: string; ratePerSec: number; warmupRecords: number; records: number; recordBytes: number; timeoutMs: number }
   | { kind: 'latency-consume'; url: string; topic: string; records: number; timeoutMs: number };
 
 export interface LoadResult {
@@ -133,10 +133,13 @@ async function latencyProduce(job: Extract<LoadJob, { kind: 'latency-produce' }>
     const intervalNs = 1e9 / job.ratePerSec;
     const startNs = nowNs() + 10e6;
     const deadlineNs = startNs + job.timeoutMs * 1e6;
+    // The first warmupRecords go out on the same schedule, stamped negative: the consumer
+    // skips them, and the measured records follow without a break.
+    const total = job.warmupRecords + job.records;
     let sent = 0;
     let lagUsMax = 0;
     let lastProgressNs = 0;
-    while (sent < job.records) {
+    while (sent < total) {
       // Sleep until the next record is due, then send, then yield at once: the client seals
       // a lingerMs-0 batch at the end of this event-loop turn, so a sleep between the send
       // and the yield would be charged to the client's latency.
@@ -145,12 +148,13 @@ async function latencyProduce(job: Extract<LoadJob, { kind: 'latency-produce' }>
       const now = nowNs();
       if (now > deadlineNs) break;
       // Send every record whose intended time has come, stamped with that time, not with now.
-      while (sent < job.records) {
+      while (sent < total) {
         const intendedNs = startNs + sent * intervalNs;
         if (intendedNs > now) break;
-        lagUsMax = Math.max(lagUsMax, (now - intendedNs) / 1e3);
+        const measured = sent >= job.warmupRecords;
+        if (measured) lagUsMax = Math.max(lagUsMax, (now - intendedNs) / 1e3);
         const value = new Uint8Array(job.recordBytes); // the client keeps a reference until the batch is encoded
-        new DataView(value.buffer).setFloat64(0, intendedNs, true);
+        new DataView(value.buffer).setFloat64(0, measured ? intendedNs : -1, true);
         void producer.send({ topic: job.topic, value }).catch(() => undefined);
         sent++;
       }
@@ -161,7 +165,8 @@ async function latencyProduce(job: Extract<LoadJob, { kind: 'latency-produce' }>
       await new Promise((r) => setImmediate(r)); // acknowledgements, sealing and linger timers run here
     }
     await producer.flush();
-    return { records: sent, bytes: sent * job.recordBytes, secs: (nowNs() - startNs) / 1e9, scheduleLagUsMax: lagUsMax, rssPeakMB: process.resourceUsage().maxRSS / 1024 };
+    const measured = Math.max(0, sent - job.warmupRecords);
+    return { records: measured, bytes: measured * job.recordBytes, secs: (nowNs() - startNs) / 1e9 - job.warmupRecords / job.ratePerSec, scheduleLagUsMax: lagUsMax, rssPeakMB: process.resourceUsage().maxRSS / 1024 };
   } finally {
     await client.close();
   }

@@ -13,7 +13,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { benchDefaults, formatWsBench, runWsBench, writeJson } from '../../bench/ws.bench.js';
-import { positiveInt } from './client-common.js';
+import { nonNegativeInt, positiveInt } from './client-common.js';
 
 function recordBytes(value: string): number {
   const n = positiveInt(value);
@@ -37,6 +37,7 @@ interface BenchFlags {
   producerThreads?: number;
   consumerThreads?: number;
   latencyRecords?: number;
+  latencyWarmupRecords?: number;
 }
 
 export function benchCommand(): Command {
@@ -51,6 +52,7 @@ export function benchCommand(): Command {
     .option('--producer-threads <n>', 'producer threads (piscina) in the producer process (default 2)', positiveInt)
     .option('--consumer-threads <n>', 'consumer threads (piscina) in the consumer process (default 2)', positiveInt)
     .option('--latency-records <n>', 'records sent at 10,000/s in each latency run (default 100,000)', positiveInt)
+    .option('--latency-warmup-records <n>', 'records sent at the same rate before those, not measured (default 30,000; --smoke 500; 0 for none)', nonNegativeInt)
     .action(async (flags: BenchFlags) => {
       const d = benchDefaults(flags.smoke === true);
       const result = await runWsBench({
@@ -59,6 +61,7 @@ export function benchCommand(): Command {
         recordBytes: flags.recordBytes ?? d.recordBytes,
         runs: flags.runs ?? d.runs,
         latencyRecords: flags.latencyRecords ?? d.latencyRecords,
+        latencyWarmupRecords: flags.latencyWarmupRecords ?? d.latencyWarmupRecords,
         loopbackBytes: d.loopbackBytes,
         producerThreads: flags.producerThreads ?? d.producerThreads,
         consumerThreads: flags.consumerThreads ?? d.consumerThreads,
