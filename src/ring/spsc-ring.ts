@@ -34,7 +34,8 @@
  * Why an 8-byte header rather than a 4-byte one: V8 copies SharedArrayBuffer memory with
  * relaxed word-sized atomics only when source and target are equally aligned; a payload at
  * 4 mod 8 copies byte by byte, about 3 GB/s instead of 12 to 22 GB/s here (Node 20,
- * measured with TypedArray.set and Buffer.copy). A 64-byte payload takes 72 bytes either way.
+ * measured with TypedArray.set and Buffer.copy; copyBytes in shared-copy.ts copies large
+ * payloads with memcpy at any alignment). A 64-byte payload takes 72 bytes either way.
  *
  * Invariants:
  * - capacity is a power of two in [CAPACITY_BYTES_MIN, CAPACITY_BYTES_MAX]; counters only
