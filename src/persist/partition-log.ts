@@ -294,6 +294,11 @@ export class PartitionLog {
   readonly #syncWaiters: { target: number; done: (err: SluiceError | null) => void }[] = [];
   /** whenSealed() callbacks. */
   readonly #sealWaiters: (() => void)[] = [];
+  /**
+   * Called when a rolled segment's seal fdatasync moved durableOffset up on its own (no
+   * syncAsync() call back tells the owner then), so that it can publish the new value.
+   */
+  onSealDurable: (() => void) | null = null;
   /** The recovery point last written to `.recovery-point` (-1: none written by this log). */
   #recoveryPointWritten: number;
   /** Set when an fdatasync failed: writes refuse until a reopen (see the invariants above). */
@@ -569,8 +574,10 @@ export class PartitionLog {
         this.#logger.warn({ dir: this.dir, segment: segment.name, err: error.message }, 'fdatasync of a rolled segment failed; the log refuses writes until reopened');
         for (const w of this.#syncWaiters.splice(0)) w.done(error);
       } else {
+        const before = this.#durableOffset;
         this.#durableMoved();
         this.#storeRecoveryPoint();
+        if (this.#durableOffset !== before) this.onSealDurable?.();
       }
     }
     if (this.#sealsInFlight === 0) for (const wake of this.#sealWaiters.splice(0)) wake();

@@ -736,6 +736,8 @@ class Owner {
     const ring = new LogRing(req.logRing);
     assert(ring.appendedEnd === 0 && ring.pendingStart === 0, 'a partition opens with a fresh log ring');
     const p = new OwnedPartition(req.slot, partitionLog, ring, new SeqlockCells(req.cells));
+    // A roll's fdatasync that returns on an idle partition: show the durable offset now, not at the next pass.
+    partitionLog.onSealDurable = () => p.publishCells();
     partitionLog.forEachActiveBatchHeader((h) => {
       if (h.producerId >= 0 && h.baseSequence >= 0) p.producers.record(h.producerId, h.producerEpoch, h.baseSequence, h.recordCount, h.baseOffset);
     });

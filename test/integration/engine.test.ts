@@ -91,6 +91,26 @@ describe('Engine', () => {
     }
   });
 
+  it('shows the durable offset of a rolled segment as soon as its fdatasync returns, on an idle partition too', async () => {
+    // Housekeeping (which would publish it too) effectively never runs here.
+    const { engine } = await openEngine({ limits: { housekeepingIntervalMs: 10 * 60 * 1000 } });
+    await engine.createTopic('seal', { partitions: 1, segmentBytes: 16 * 1024 });
+    const pad = 'p'.repeat(400);
+    const batch = S.encodeBatch(Array.from({ length: 5 }, (_, k) => ({ key: null, value: S.utf8(`${k}-${pad}`) })));
+    // acks=1 until a batch lands in a new segment: the rolled one holds everything before it.
+    let rolledAt = -1;
+    for (let i = 0; i < 100 && rolledAt < 0; i++) {
+      const segments = engine.describeTopic('seal').partitions[0].segmentCount;
+      const base = await engine.produce('seal', 0, batch, { acks: 1 });
+      if (engine.describeTopic('seal').partitions[0].segmentCount > segments) rolledAt = base;
+    }
+    expect(rolledAt).toBeGreaterThan(0);
+    const until = Date.now() + 3_000;
+    while (engine.describeTopic('seal').partitions[0].durableOffset < rolledAt && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    // The active segment's acks=1 data is not synced (no flush interval): durable stops at the roll.
+    expect(engine.describeTopic('seal').partitions[0].durableOffset).toBe(rolledAt);
+  });
+
   it('fetch at the high watermark returns no records; a fetch from the middle of a batch returns the whole batch', async () => {
     const { engine } = await openEngine();
     await engine.createTopic('t', { partitions: 1 });

@@ -24,12 +24,12 @@ function batches(...counts: number[]): { bytes: Uint8Array; sizes: number[] } {
 }
 
 describe('cutBatches', () => {
-  it('takes the whole batches that fit the credit, and one oversized batch only with the whole window free', () => {
+  it('takes the whole batches that fit the credit, and one oversized batch only with the whole window free, counting their records', () => {
     const { bytes, sizes } = batches(3, 5, 2);
-    expect(cutBatches(bytes, 1 << 20, 1 << 20)).toEqual({ bytes: bytes.length, nextOffset: 10 });
-    expect(cutBatches(bytes, sizes[0] + sizes[1], 1 << 20)).toEqual({ bytes: sizes[0] + sizes[1], nextOffset: 8 });
+    expect(cutBatches(bytes, 1 << 20, 1 << 20)).toEqual({ bytes: bytes.length, nextOffset: 10, records: 10 });
+    expect(cutBatches(bytes, sizes[0] + sizes[1], 1 << 20)).toEqual({ bytes: sizes[0] + sizes[1], nextOffset: 8, records: 8 });
     expect(cutBatches(bytes, sizes[0] - 1, 1 << 20)).toBe(null);
-    expect(cutBatches(bytes, sizes[0] - 1, sizes[0] - 1)).toEqual({ bytes: sizes[0], nextOffset: 3 });
+    expect(cutBatches(bytes, sizes[0] - 1, sizes[0] - 1)).toEqual({ bytes: sizes[0], nextOffset: 3, records: 3 });
     expect(cutBatches(new Uint8Array(0), 100, 100)).toBe(null);
   });
 
