@@ -22,7 +22,8 @@
  * 2. Engine produce, 100-byte records in batches of 1000, acks=1 and acks=all, across 1, 4
  *    and 64 partitions; the producer keeps a window of batches in flight per partition and
  *    honours THROTTLED back-off hints.
- * 3. Sequential read of everything back (fetch of 1 MiB at a time, page cache).
+ * 3. Sequential read of everything back (fetch of 1 MiB at a time, page cache, into one
+ *    lent buffer: Engine.fetch's `into`).
  * 4. Memory: the process's peak resident set while `--memory-gib` are produced.
  * Figures are medians over `--runs`; each engine run is paired with its limit, measured right
  * before it, and the ratio is the median of the per-run ratios.
@@ -32,7 +33,7 @@ import { closeSync, fdatasyncSync, mkdtempSync, openSync, rmSync, writeSync } fr
 import { fileURLToPath } from 'node:url';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Engine } from '../src/engine/engine.js';
+import { Engine, FETCH_INTO_BYTES_MIN } from '../src/engine/engine.js';
 import { crc32cImplementation } from '../src/persist/crc32c.js';
 import { encodeBatch, forEachBatch } from '../src/persist/record-batch.js';
 import { SluiceError } from '../src/errors.js';
@@ -194,12 +195,13 @@ async function produceFor(engine: Engine, topic: string, partitions: number, bat
  */
 const READ_CONCURRENCY = 1;
 
-async function readPartition(engine: Engine, topic: string, partition: number): Promise<number> {
+async function readPartition(engine: Engine, topic: string, partition: number, into: Uint8Array): Promise<number> {
   const d = engine.describeTopic(topic).partitions[partition];
   let offset = d.logStartOffset;
   let bytes = 0;
   while (offset < d.highWatermark) {
-    const res = await engine.fetch(topic, partition, offset, { maxBytes: 1024 * 1024 });
+    // One lent buffer for every fetch (the reader is done with each result before the next).
+    const res = await engine.fetch(topic, partition, offset, { maxBytes: 1024 * 1024, into });
     bytes += res.records.length;
     // Next offset: after the last whole batch.
     forEachBatch(res.records, (_batch, header) => {
@@ -215,7 +217,8 @@ async function readBack(engine: Engine, topic: string, partitions: number): Prom
   let bytes = 0;
   let next = 0;
   const worker = async () => {
-    while (next < partitions) bytes += await readPartition(engine, topic, next++);
+    const into = new Uint8Array(FETCH_INTO_BYTES_MIN);
+    while (next < partitions) bytes += await readPartition(engine, topic, next++, into);
   };
   await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, partitions) }, worker));
   return { secs: Number(process.hrtime.bigint() - t0) / 1e9, bytes };

@@ -55,6 +55,8 @@ export const LOG_RING_BYTES = 2 * 1024 * 1024;
 export const LOG_RING_ENTRIES = 1024;
 /** One fetch returns at most this (at least one whole batch even if larger), as Kafka's max.partition.fetch.bytes. */
 export const FETCH_BYTES_MAX = 1024 * 1024;
+/** A buffer lent to fetch() (`into`) this large holds any result of up to FETCH_BYTES_MAX (a tail read may start 7 bytes in). */
+export const FETCH_INTO_BYTES_MIN = FETCH_BYTES_MAX + 8;
 /** Requests waiting for an answer per owner; past it, produce is THROTTLED. */
 export const IN_FLIGHT_MAX = 8192;
 /** Back-off hint sent with THROTTLED: a full command ring drains in a few milliseconds. */
@@ -547,12 +549,19 @@ export class Engine {
    * Reads whole batches from `offset` (the first returned batch contains it), up to
    * maxBytes but at least one batch. An offset equal to the high watermark gives no
    * records; below the log start offset or above the high watermark, OFFSET_OUT_OF_RANGE.
+   *
+   * `into` lends a buffer for the records (at least FETCH_INTO_BYTES_MIN for a full fetch):
+   * when they fit, `records` is a view of it, valid until the caller reuses it; when they
+   * do not (a first batch larger than maxBytes), they come in a new buffer as without it.
+   * A fresh buffer of a MiB costs several times its copy (the kernel's pages faulted in one
+   * by one), so a caller that reads in a loop and is done with each result before the next
+   * (the gateway's sends copy) lends the same few buffers.
    */
   async fetch(
     topic: string,
     partition: number,
     offset: number,
-    options: { maxBytes?: number; minBytes?: number; maxWaitMs?: number } = {},
+    options: { maxBytes?: number; minBytes?: number; maxWaitMs?: number; into?: Uint8Array } = {},
   ): Promise<FetchResult> {
     this.#open();
     const ref = this.#partition(topic, partition);
@@ -562,9 +571,11 @@ export class Engine {
     const maxBytes = Math.min(checkInteger(options?.maxBytes ?? FETCH_BYTES_MAX, 'maxBytes', 1, 2 ** 31 - 1), FETCH_BYTES_MAX);
     const minBytes = checkInteger(options?.minBytes ?? 1, 'minBytes', 0, 2 ** 31 - 1);
     const maxWaitMs = checkInteger(options?.maxWaitMs ?? 0, 'maxWaitMs', 0, FETCH_WAIT_MS_MAX);
+    const into = options?.into;
+    if (into !== undefined && !(into instanceof Uint8Array)) throw new SluiceError('INVALID_ARGUMENT', 'into must be a Uint8Array');
     const deadline = Date.now() + maxWaitMs;
     for (;;) {
-      const result = await this.#fetchOnce(topic, partition, ref, offset, maxBytes);
+      const result = await this.#fetchOnce(topic, partition, ref, offset, maxBytes, into);
       const remainingMs = deadline - Date.now();
       if (result.records.length >= minBytes || remainingMs <= 0 || this.#closed) return result;
       // Long poll: wait until the partition's high watermark moves or the time is up.
@@ -576,7 +587,7 @@ export class Engine {
     }
   }
 
-  async #fetchOnce(topic: string, partition: number, ref: { owner: OwnerHandle; slot: number }, offset: number, maxBytes: number): Promise<FetchResult> {
+  async #fetchOnce(topic: string, partition: number, ref: { owner: OwnerHandle; slot: number }, offset: number, maxBytes: number, into: Uint8Array | undefined): Promise<FetchResult> {
     const { owner, slot } = ref;
     const state = owner.partitionState(slot);
     if (offset < state.logStartOffset || offset > state.highWatermark) {
@@ -588,12 +599,12 @@ export class Engine {
     if (offset === state.highWatermark) {
       return { records: new Uint8Array(0), highWatermark: state.highWatermark, logStartOffset: state.logStartOffset };
     }
-    const tail = owner.readTail(slot, offset, maxBytes);
+    const tail = owner.readTail(slot, offset, maxBytes, into);
     if (tail !== null) {
       const after = owner.partitionState(slot);
       return { records: tail.bytes, highWatermark: Math.max(after.highWatermark, tail.nextKey), logStartOffset: after.logStartOffset };
     }
-    const raw = await owner.fetch(slot, offset, maxBytes);
+    const raw = await owner.fetch(slot, offset, maxBytes, into);
     return { records: raw.records, highWatermark: raw.highWatermark, logStartOffset: raw.logStartOffset };
   }
 

@@ -511,12 +511,14 @@ export class LogRing {
 
   /**
    * Copies the visible entry holding `key` and the visible entries after it, while the
-   * total stays <= maxBytes (the first entry always, however large), into one new array.
-   * Void entries in between are skipped; a key gap ends the copy. Returns null when no
-   * visible entry holds the key (older than the ring, in a gap, or at or beyond
-   * visibleNextKey) or when the data writer evicted what was being copied.
+   * total stays <= maxBytes (the first entry always, however large), into one new array,
+   * or into `into` when given and large enough (maxBytes + COPY_ALIGN_BYTES always is:
+   * the copy may start up to 7 bytes in). Void entries in between are skipped; a key gap
+   * ends the copy. Returns null when no visible entry holds the key (older than the ring,
+   * in a gap, or at or beyond visibleNextKey) or when the data writer evicted what was
+   * being copied (`into` may then hold garbage).
    */
-  read(key: number, maxBytes: number): LogRingRead | null {
+  read(key: number, maxBytes: number, into?: Uint8Array): LogRingRead | null {
     const cells = this.#cells;
     const tail = Atomics.load(cells, ENTRY_TAIL_CELL);
     const start = this.#readableStart(tail);
@@ -557,7 +559,9 @@ export class LogRing {
     // word by word only between equally aligned addresses, byte by byte otherwise
     // (shared-copy.ts).
     const alignBytes = firstPosition & (COPY_ALIGN_BYTES - 1);
-    const bytes = new Uint8Array(new ArrayBuffer(alignBytes + totalBytes), alignBytes, totalBytes);
+    const bytes = into !== undefined && into.length >= alignBytes + totalBytes && (into.byteOffset & (COPY_ALIGN_BYTES - 1)) === 0
+      ? into.subarray(alignBytes, alignBytes + totalBytes)
+      : new Uint8Array(new ArrayBuffer(alignBytes + totalBytes), alignBytes, totalBytes);
     this.#copyRuns(first, last, bytes);
     // Re-check: was anything copied evicted meanwhile? (See the top comment, step 2.)
     Atomics.add(this.#fence, 0, 1);

@@ -114,6 +114,8 @@ type Settle = {
   kind: 'produce' | 'fetch' | 'time';
   resolve: (v: any) => void;
   reject: (e: SluiceError) => void;
+  /** fetch: the caller's buffer for the records, used when they fit. */
+  into?: Uint8Array;
 };
 
 interface Slot {
@@ -419,20 +421,23 @@ export class OwnerHandle {
     };
   }
 
-  /** Reads whole batches from the partition's log ring, or null when the owner must read. */
-  readTail(slot: number, offset: number, maxBytes: number): { bytes: Uint8Array; firstKey: number; nextKey: number } | null {
+  /**
+   * Reads whole batches from the partition's log ring, or null when the owner must read.
+   * With `into` (at least maxBytes + 8 bytes), the batches are copied there when they fit.
+   */
+  readTail(slot: number, offset: number, maxBytes: number, into?: Uint8Array): { bytes: Uint8Array; firstKey: number; nextKey: number } | null {
     const s = this.#slots[slot];
     if (!s || this.#state !== 'running') return null;
-    return s.logRing.read(offset, maxBytes);
+    return s.logRing.read(offset, maxBytes, into);
   }
 
   // ------------------------------------------------------------ data path
 
-  #settle(kind: Settle['kind']): { requestId: number; promise: Promise<any> } {
+  #settle(kind: Settle['kind'], into?: Uint8Array): { requestId: number; promise: Promise<any> } {
     const requestId = this.#nextRequestId;
     this.#nextRequestId = this.#nextRequestId >= 0xffff_fffe ? 1 : this.#nextRequestId + 1;
     const promise = new Promise<any>((resolve, reject) => {
-      this.#pending.set(requestId, { kind, resolve, reject });
+      this.#pending.set(requestId, { kind, resolve, reject, into });
     });
     return { requestId, promise };
   }
@@ -544,21 +549,22 @@ export class OwnerHandle {
     return promise;
   }
 
-  fetch(slot: number, offset: number, maxBytes: number): Promise<RawFetch> {
-    return this.#simple(CommandKind.fetch, 'fetch', slot, offset, Math.min(maxBytes, this.#limits.fetchBytesMax));
+  /** Reads from disk through the owner; the records land in `into` when they fit, else in a new buffer. */
+  fetch(slot: number, offset: number, maxBytes: number, into?: Uint8Array): Promise<RawFetch> {
+    return this.#simple(CommandKind.fetch, 'fetch', slot, offset, Math.min(maxBytes, this.#limits.fetchBytesMax), into);
   }
 
   offsetForTime(slot: number, timestamp: number): Promise<number> {
     return this.#simple(CommandKind.offsetForTime, 'time', slot, timestamp, 0);
   }
 
-  #simple(kind: number, settle: Settle['kind'], slot: number, argument: number, length: number): Promise<any> {
+  #simple(kind: number, settle: Settle['kind'], slot: number, argument: number, length: number, into?: Uint8Array): Promise<any> {
     this.#available();
     if (this.#pending.size >= this.#limits.inFlightMax) throw this.#throttled('too many requests in flight');
     const ring = this.#commands;
     const at = ring.reserve(CMD_HEADER_BYTES);
     if (at < 0) throw this.#throttled('command ring full');
-    const { requestId, promise } = this.#settle(settle);
+    const { requestId, promise } = this.#settle(settle, into);
     const v = ring.view;
     v.setUint8(at + CMD_KIND_OFFSET, kind);
     v.setInt8(at + CMD_ACKS_OFFSET, 1);
@@ -605,8 +611,11 @@ export class OwnerHandle {
           const wire: WireError = { code: errorCodeOf(errorNum), message: textDecoder.decode(payload), retriable: false };
           settle.reject(SluiceError.fromWire(wire));
         } else if (settle.kind === 'fetch') {
-          // The one copy out of shared memory: the frame is reused once released.
-          const records = Buffer.allocUnsafeSlow(payloadBytes);
+          // The one copy out of shared memory: the frame is reused once released. A new
+          // buffer of a MiB costs about 0.4 ms here (fresh pages from the kernel, faulted in
+          // one by one) against 0.06 ms for the copy: callers that can, lend one (`into`).
+          const into = settle.into;
+          const records = into !== undefined && into.length >= payloadBytes ? into.subarray(0, payloadBytes) : Buffer.allocUnsafeSlow(payloadBytes);
           copyBytes(records, 0, payload);
           settle.resolve({
             records,

@@ -65,6 +65,7 @@ import {
   type SubscribeRequest,
   type UnsubscribeRequest,
 } from './frames.js';
+import type { FetchBuffers } from './fetch-buffers.js';
 import { GroupSession, isGroupRequest } from './group-session.js';
 import { BATCH_BYTES_MAX, FETCH_BYTES_MAX, GROUPS_PROTOCOL_VERSION, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN } from './limits.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -111,6 +112,8 @@ export interface GatewayContext {
   bufferedChanged(deltaBytes: number): void;
   topicDeleted(topic: string): void;
   readonly coordinator: GroupCoordinator;
+  /** Buffers lent to Engine.fetch for results sent at once. */
+  readonly fetchBuffers: FetchBuffers;
 }
 
 export interface SocketData {
@@ -618,19 +621,34 @@ export class Connection {
     const { topic } = frame;
     request.topic = topic;
     this.#pendingFetches.add(request);
-    const result = this.#ctx.engine.fetch(topic, frame.partition, frame.offset, {
-      maxBytes: Math.min(frame.maxBytes, FETCH_BYTES_MAX),
-      minBytes: frame.minBytes,
-      maxWaitMs: Math.min(frame.maxWaitMs, this.#ctx.limits.fetchWaitMsMax),
-    });
+    const buffers = this.#ctx.fetchBuffers;
+    const into = buffers.acquire();
+    let result;
+    try {
+      result = this.#ctx.engine.fetch(topic, frame.partition, frame.offset, {
+        maxBytes: Math.min(frame.maxBytes, FETCH_BYTES_MAX),
+        minBytes: frame.minBytes,
+        maxWaitMs: Math.min(frame.maxWaitMs, this.#ctx.limits.fetchWaitMsMax),
+        into,
+      });
+    } catch (err) {
+      buffers.release(into);
+      throw err;
+    }
+    // The buffer goes back once the engine is done with it, even if the request was answered early.
     result.then(
       (r) => {
-        if (request.settled) return;
-        const head = encodeFetchOkHead({ correlationId: request.correlationId, highWatermark: r.highWatermark, logStartOffset: r.logStartOffset }, r.records.length);
-        this.#countOut(topic, r.records.length, recordCountOfBatches(r.records));
-        this.#respond(request, head, r.records);
+        if (!request.settled) {
+          const head = encodeFetchOkHead({ correlationId: request.correlationId, highWatermark: r.highWatermark, logStartOffset: r.logStartOffset }, r.records.length);
+          this.#countOut(topic, r.records.length, recordCountOfBatches(r.records));
+          this.#respond(request, head, r.records); // uWS copies: the buffer is free after this
+        }
+        buffers.release(into);
       },
-      (err: unknown) => this.#fail(request, err),
+      (err: unknown) => {
+        buffers.release(into);
+        this.#fail(request, err);
+      },
     );
   }
 
@@ -750,37 +768,48 @@ export class Connection {
    * (new records), CREDIT or drain calls #pump again.
    */
   async #pushLoop(sub: Subscription): Promise<void> {
-    const engine = this.#ctx.engine;
     for (let frames = 0; frames < PUSH_FRAMES_PER_TURN; frames++) {
       if (sub.closed || !this.#open || this.#ctx.closing || sub.credit <= 0) return;
       if (this.#ws.getBufferedAmount() >= this.#ctx.limits.socketBufferedBytesSoftMax) return; // 'drain' resumes
       if (this.#ctx.budgetSpent(this)) return; // the gateway resumes us when the budget frees
-      let result;
+      const into = this.#ctx.fetchBuffers.acquire();
       try {
-        result = await engine.fetch(sub.topic, sub.partition, sub.nextOffset, { maxBytes: Math.min(sub.credit, FETCH_BYTES_MAX), minBytes: 0, maxWaitMs: 0 });
-      } catch (err) {
-        this.#pushFailed(sub, err);
-        return;
+        if (!(await this.#pushOne(sub, into))) return;
+      } finally {
+        this.#ctx.fetchBuffers.release(into);
       }
-      if (sub.closed || !this.#open) return;
-      let cut;
-      try {
-        cut = cutBatches(result.records, sub.credit, sub.window);
-      } catch (err) {
-        this.#ctx.logger.error(
-          { topic: sub.topic, partition: sub.partition, offset: sub.nextOffset, bytes: result.records.length, err: String(err) },
-          'a fetch result for a subscription does not frame; the subscription is closed',
-        );
-        throw err;
-      }
-      if (cut === null) return; // nothing new, or the next batch waits for credit
-      const records = result.records.subarray(0, cut.bytes);
-      sub.credit -= cut.bytes;
-      sub.nextOffset = cut.nextOffset;
-      this.#countOut(sub.topic, cut.bytes, cut.records);
-      this.#sendWithRecords(encodeDataHead({ highWatermark: result.highWatermark, subscriptionId: sub.id }, records.length), records);
     }
     sub.again = true; // yield to other work, then carry on
+  }
+
+  /** Fetches into `into` and sends one DATA frame; false when the loop should stop. */
+  async #pushOne(sub: Subscription, into: Uint8Array): Promise<boolean> {
+    let result;
+    try {
+      result = await this.#ctx.engine.fetch(sub.topic, sub.partition, sub.nextOffset, { maxBytes: Math.min(sub.credit, FETCH_BYTES_MAX), minBytes: 0, maxWaitMs: 0, into });
+    } catch (err) {
+      this.#pushFailed(sub, err);
+      return false;
+    }
+    if (sub.closed || !this.#open) return false;
+    let cut;
+    try {
+      cut = cutBatches(result.records, sub.credit, sub.window);
+    } catch (err) {
+      this.#ctx.logger.error(
+        { topic: sub.topic, partition: sub.partition, offset: sub.nextOffset, bytes: result.records.length, err: String(err) },
+        'a fetch result for a subscription does not frame; the subscription is closed',
+      );
+      throw err;
+    }
+    if (cut === null) return false; // nothing new, or the next batch waits for credit
+    const records = result.records.subarray(0, cut.bytes);
+    sub.credit -= cut.bytes;
+    sub.nextOffset = cut.nextOffset;
+    this.#countOut(sub.topic, cut.bytes, cut.records);
+    // uWS copies what it sends before returning: `into` is free again after this.
+    this.#sendWithRecords(encodeDataHead({ highWatermark: result.highWatermark, subscriptionId: sub.id }, records.length), records);
+    return true;
   }
 
   #pushFailed(sub: Subscription, err: unknown): void {

@@ -24,6 +24,7 @@ import { SluiceError } from '../errors.js';
 import { crc32cImplementation } from '../persist/crc32c.js';
 import type { Logger } from '../workers/owner-handle.js';
 import { CloseCode, Connection, type GatewayContext, type GatewayLimits, type SocketData } from './connection.js';
+import { FetchBuffers } from './fetch-buffers.js';
 import { registerHttpRoutes } from './http.js';
 import {
   FETCH_WAIT_MS_MAX,
@@ -108,6 +109,7 @@ class GatewayServer implements GatewayContext {
   #bufferedBytes = 0;
   readonly #budgetWaiters = new Set<Connection>();
   readonly coordinator: GroupCoordinator;
+  readonly fetchBuffers = new FetchBuffers();
 
   constructor(engine: Engine, groups: Groups, logger: Logger, limits: GatewayLimits, serverVersion: string) {
     this.engine = engine;

@@ -147,6 +147,26 @@ describe('Engine', () => {
     expect(engine.describeTopic('big').partitions[0].segmentCount).toBeGreaterThan(1);
   });
 
+  it('fetch with a lent buffer (into): records land in it from disk and from the log ring, the same bytes as without; a result too large for it comes in a new buffer', async () => {
+    const { engine } = await openEngine({ workers: 1, limits: { logRingBytes: 64 * 1024, logRingEntries: 64 } });
+    await engine.createTopic('lend', { partitions: 1, segmentBytes: 32 * 1024 });
+    for (let i = 0; i < 200; i++) await engine.produce('lend', 0, batchOf(20, `v${i}`), { acks: 1 });
+    const into = new Uint8Array(S.FETCH_INTO_BYTES_MIN);
+    for (const offset of [0, 1234, 199 * 20 + 5]) { // disk, disk, log ring
+      const plain = await engine.fetch('lend', 0, offset, { maxBytes: 8 * 1024 });
+      const lent = await engine.fetch('lend', 0, offset, { maxBytes: 8 * 1024, into });
+      expect(lent.records.buffer).toBe(into.buffer);
+      expect(Buffer.from(lent.records).equals(Buffer.from(plain.records))).toBe(true);
+      expect(lent.highWatermark).toBe(plain.highWatermark);
+    }
+    // A lent buffer smaller than the result: the records come in a new buffer, whole.
+    const small = new Uint8Array(100);
+    const fresh = await engine.fetch('lend', 0, 0, { maxBytes: 8 * 1024, into: small });
+    expect(fresh.records.buffer).not.toBe(small.buffer);
+    expect(Buffer.from(fresh.records).equals(Buffer.from((await engine.fetch('lend', 0, 0, { maxBytes: 8 * 1024 })).records))).toBe(true);
+    await expect(engine.fetch('lend', 0, 0, { into: [1, 2] as unknown as Uint8Array })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+
   it('never skips a batch too large for the log ring: reads stop at the gap it leaves there', async () => {
     const { engine } = await openEngine({ workers: 1, limits: { logRingBytes: 64 * 1024, logRingEntries: 64 } });
     await engine.createTopic('gap', { partitions: 1 });

@@ -111,6 +111,22 @@ describe('LogRing append, publish and read', () => {
     expectRead(reader.read(20, 1000), 20, 21, entryBytes(20, 21, 30));
   });
 
+  it('copies into a lent buffer when the result fits it (at the alignment of the ring), else into a new one', () => {
+    const { writer, reader } = pair();
+    append(writer, 0, 3, 5); // the next entry starts 5 bytes past an 8-byte boundary
+    append(writer, 3, 4, 6000);
+    writer.publish();
+    const into = new Uint8Array(6000 + 8);
+    const lent = reader.read(3, 6000, into);
+    expectRead(lent, 3, 4, entryBytes(3, 4, 6000));
+    expect(lent!.bytes.buffer).toBe(into.buffer);
+    expect(lent!.bytes.byteOffset % 8).toBe(5); // aligned like the entry in the ring
+    const tooSmall = new Uint8Array(6000);
+    const fresh = reader.read(3, 6000, tooSmall);
+    expectRead(fresh, 3, 4, entryBytes(3, 4, 6000));
+    expect(fresh!.bytes.buffer).not.toBe(tooSmall.buffer);
+  });
+
   it('adds following entries while the total stays within maxBytes, and always returns the first', () => {
     const { writer, reader } = pair();
     append(writer, 0, 3, 100);
