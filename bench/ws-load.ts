@@ -26,7 +26,7 @@ import { MARK_SLOTS, type ConsumeTask, type ProduceTask, type ThreadResult } fro
 const PROGRESS_INTERVAL_MS = 200;
 /** Threads connect, then all start at one instant this far ahead. */
 const START_LEAD_NS = 500e6;
-/** The same for consumers that warm up first (200 K records took 0.2-0.7 s in a fresh thread here). */
+/** The same for threads that warm up first (200 K records took 0.2-0.7 s in a fresh consumer thread here). */
 const WARMUP_LEAD_NS = 2_500e6;
 /** Latencies above this (µs) are clamped into the histogram's last bucket. */
 const LATENCY_US_MAX = 60_000_000;
@@ -38,7 +38,7 @@ const SCHEDULE_BLOCK_US_MIN = 20;
 const SCHEDULE_BLOCK_US_MAX = 1000;
 
 export type LoadJob =
-  | { kind: 'produce'; url: string; topic: string; threads: number; records: number; recordBytes: number; acks: Acks; lingerMs: number; batchBytes: number; timeoutMs: number }
+  | { kind: 'produce'; url: string; topic: string; threads: number; records: number; recordBytes: number; acks: Acks; lingerMs: number; batchBytes: number; timeoutMs: number; warmup?: { topic: string; recordsPerThread: number } }
   | { kind: 'consume'; url: string; topic: string; threads: number; expected: Record<number, number>; windowBytes: number; timeoutMs: number; warmup?: { topic: string; recordsPerThread: number; expected: Record<number, number> } }
   | { kind: 'latency-produce'; url: string; topic: string; ratePerSec: number; warmupRecords: number; records: number; recordBytes: number; timeoutMs: number }
   | { kind: 'latency-consume'; url: string; topic: string; records: number; timeoutMs: number };
@@ -75,14 +75,15 @@ async function throughput(job: Extract<LoadJob, { kind: 'produce' | 'consume' }>
   const total = job.kind === 'produce' ? job.records : Object.values(job.expected).reduce((a, b) => a + b, 0);
   const ticker = setInterval(() => line(`progress ${Atomics.load(progress, 0)}`), PROGRESS_INTERVAL_MS);
   // Threads connect and warm up first; they all start at this instant.
-  const startAtNs = nowNs() + (job.kind === 'consume' && job.warmup ? WARMUP_LEAD_NS : START_LEAD_NS);
+  const startAtNs = nowNs() + (job.warmup ? WARMUP_LEAD_NS : START_LEAD_NS);
   const deadlineNs = nowNs() + job.timeoutMs * 1e6;
   try {
     const tasks: Promise<ThreadResult>[] = [];
     for (let t = 0; t < job.threads; t++) {
       if (job.kind === 'produce') {
         const share = Math.floor(job.records / job.threads) + (t < job.records % job.threads ? 1 : 0);
-        const task: ProduceTask = { kind: 'produce', url: job.url, topic: job.topic, records: share, recordBytes: job.recordBytes, acks: job.acks, lingerMs: job.lingerMs, batchBytes: job.batchBytes, startAtNs, deadlineNs, progress, marks, total };
+        const warmup = job.warmup ? { topic: job.warmup.topic, records: job.warmup.recordsPerThread } : undefined;
+        const task: ProduceTask = { kind: 'produce', url: job.url, topic: job.topic, records: share, recordBytes: job.recordBytes, acks: job.acks, lingerMs: job.lingerMs, batchBytes: job.batchBytes, warmup, startAtNs, deadlineNs, progress, marks, total };
         tasks.push(pool.run(task));
       } else {
         const expected: Record<number, number> = {};

@@ -25,6 +25,11 @@ export interface ProduceTask {
   acks: Acks;
   lingerMs: number;
   batchBytes: number;
+  /**
+   * Sent untimed before the start instant, with the same settings, to another topic: so that
+   * the timed run measures a warm producer rather than a fresh thread's JIT and heap sizing.
+   */
+  warmup?: { topic: string; records: number };
   /** hrtime (ns, as a number) at which every thread starts sending. */
   startAtNs: number;
   deadlineNs: number;
@@ -105,6 +110,15 @@ async function produce(task: ProduceTask): Promise<ThreadResult> {
     const value = new Uint8Array(task.recordBytes).fill(0x61);
     await client.metadata(); // caches the partition count: send() stays synchronous
     await producer.send({ topic: task.topic, value }); // the producer id, before the clock starts
+    if (task.warmup && task.warmup.records > 0) {
+      const warm = new Array<{ topic: string; value: Uint8Array }>(SEND_CHUNK_RECORDS).fill({ topic: task.warmup.topic, value });
+      const sends: Promise<RecordMetadata[]>[] = [];
+      for (let n = 0; n < task.warmup.records && nowNs() < task.deadlineNs; n += SEND_CHUNK_RECORDS) {
+        sends.push(producer.sendMany(warm));
+        if (sends.length >= SEND_CHUNKS_IN_FLIGHT_MAX) await sends.shift();
+      }
+      await Promise.all(sends);
+    }
     await waitUntil(task.startAtNs);
     const startNs = nowNs();
     const window: Promise<RecordMetadata[]>[] = [];

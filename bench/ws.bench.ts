@@ -6,7 +6,8 @@
  *
  *   node dist/bench/ws.bench.js [--smoke] [--runs N] [--records N] [--json FILE]
  *
- * Per run: produce N records (acks=all, then acks=1) into fresh 4-partition topics; consume
+ * Per run: produce N records (acks=all, then acks=1) into fresh 4-partition topics (each
+ * producer thread first sends PRODUCE_WARMUP_RECORDS, untimed, to a scratch topic); consume
  * the acks=1 topic's stored backlog from the earliest offset (each consumer thread first
  * reads part of the acks=all topic, untimed: CONSUME_WARMUP_RECORDS); end-to-end latency at a
  * fixed rate (lingerMs 0, acks=all) from a producer process to a consumer process that
@@ -57,6 +58,12 @@ const CONSUME_WINDOW_BYTES = 4 * 1024 * 1024;
  * than the broker's ceiling the issue asks about. docs/benchmarks.md, fourth session.
  */
 const CONSUME_WARMUP_RECORDS = 200_000;
+/**
+ * Records each producer thread sends, untimed, to a scratch topic before the timed produce
+ * run (at most a tenth of --records): each produce run starts fresh threads (one piscina
+ * pool per run), whose first records run through cold code, as the consumers' did.
+ */
+const PRODUCE_WARMUP_RECORDS = 100_000;
 /** Latency run: the issue's fixed rate. */
 const LATENCY_RATE_PER_SEC = 10_000;
 /**
@@ -362,12 +369,17 @@ export async function runWsBench(opts: WsBenchOptions): Promise<WsBenchResult> {
       for (const acks of ['all', 1] as const) {
         const topic = `bench-${tag}-acks${acks}-${r}`;
         await admin.createTopic(topic, { partitions: PARTITIONS });
+        // Untimed warm-up of the fresh producer threads (PRODUCE_WARMUP_RECORDS), into a scratch topic.
+        const warmTopic = `bench-${tag}-warmup-acks${acks}-${r}`;
+        await admin.createTopic(warmTopic, { partitions: PARTITIONS });
+        const warmup = { topic: warmTopic, recordsPerThread: Math.min(PRODUCE_WARMUP_RECORDS, Math.ceil(opts.records / 10)) };
         const res = await runLoad(
-          { kind: 'produce', url, topic, threads: opts.producerThreads, records: opts.records, recordBytes: opts.recordBytes, acks, lingerMs: THROUGHPUT_LINGER_MS, batchBytes: THROUGHPUT_BATCH_BYTES, timeoutMs: JOB_TIMEOUT_MS },
+          { kind: 'produce', url, topic, threads: opts.producerThreads, records: opts.records, recordBytes: opts.recordBytes, acks, lingerMs: THROUGHPUT_LINGER_MS, batchBytes: THROUGHPUT_BATCH_BYTES, timeoutMs: JOB_TIMEOUT_MS, warmup },
           bar,
           `produce acks=${acks} #${r + 1}/${opts.runs}`,
           opts.records,
         );
+        await admin.deleteTopic(warmTopic).catch(() => undefined);
         loadRss = Math.max(loadRss, res.rssPeakMB);
         (acks === 'all' ? acc.allR : acc.oneR).push(res.records / res.secs);
         (acks === 'all' ? acc.allM : acc.oneM).push(res.bytes / res.secs / 1e6);
