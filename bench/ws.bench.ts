@@ -67,11 +67,11 @@ const PRODUCE_WARMUP_RECORDS = 100_000;
 /** Latency run: the fixed rate. */
 const LATENCY_RATE_PER_SEC = 10_000;
 /**
- * Default records sent at that rate before the measured ones, not measured (3 s): the producer and
- * consumer processes start cold, and their first seconds are not the steady state users
- * live in. Measured (fourth session's build, 100,000 records, per second of the run): p50
- * 2.85 / 2.06 / 1.54 ms in seconds 1-3, then 1.04-1.31 ms; p99 17.4 / 10.7 / 9.2 ms, then
- * 3.7-7.6 ms. OpenMessaging Benchmark's warm-up phase does the same. docs/benchmarks.md.
+ * Default records sent at that rate before the measured ones, not measured (3 s): the
+ * producer and consumer processes start cold, and their first seconds are not the steady
+ * state users live in. Measured (100,000 records, per second of the run): p50 2.85 / 2.06 /
+ * 1.54 ms in seconds 1-3, then 1.04-1.31 ms; p99 17.4 / 10.7 / 9.2 ms, then 3.7-7.6 ms.
+ * OpenMessaging Benchmark's warm-up phase does the same. docs/benchmarks.md, fifth session.
  */
 const LATENCY_WARMUP_RECORDS = 30_000;
 /** Deadline of one child process's job. */
