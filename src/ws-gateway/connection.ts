@@ -783,7 +783,7 @@ export class Connection {
   }
 
   /** Fetches into `into` and sends one DATA frame; false when the loop should stop. */
-  async #pushOne(sub: Subscription, into: Uint8Array): Promise<boolean> {
+  async #pushOne(sub: Subscription, into: Uint8Array | undefined): Promise<boolean> {
     let result;
     try {
       result = await this.#ctx.engine.fetch(sub.topic, sub.partition, sub.nextOffset, { maxBytes: Math.min(sub.credit, FETCH_BYTES_MAX), minBytes: 0, maxWaitMs: 0, into });

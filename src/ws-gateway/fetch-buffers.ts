@@ -5,44 +5,58 @@
  * here (the kernel's fresh pages faulted in one by one) against 0.06 ms for copying the
  * records into it (docs/benchmarks.md, fifth session).
  *
- * At most POOLED_BUFFERS_MAX are kept; a fetch that finds none free gets a new one, which
- * is kept on release if there is room, else left to the garbage collector. So the pool
- * holds at most POOLED_BUFFERS_MAX * FETCH_INTO_BYTES_MIN (about 16 MiB) when idle, and
- * what is in use is bounded by the fetches in flight, as before.
+ * At most BUFFERS_MAX buffers exist (lent or free, about 16 MiB). When all are lent,
+ * acquire() gives none and that fetch gets a new buffer of exactly its result's size, as
+ * without a pool: so many subscriptions fetching at once (a fan-out woken by one append)
+ * cost what they cost before, never a MiB each.
  *
  * Owner: the gateway thread; a plain free list.
  */
 import { assert } from '../assert.js';
 import { FETCH_INTO_BYTES_MIN } from '../engine/engine.js';
 
-/** Buffers kept for reuse. */
-export const POOLED_BUFFERS_MAX = 16;
+/** Buffers that may exist, lent or free. */
+export const BUFFERS_MAX = 16;
 
 export class FetchBuffers {
   readonly #free: Uint8Array[] = [];
   readonly #bufferBytes: number;
-  readonly #pooledMax: number;
+  readonly #max: number;
+  #lent = 0;
 
-  constructor(bufferBytes = FETCH_INTO_BYTES_MIN, pooledMax = POOLED_BUFFERS_MAX) {
+  constructor(bufferBytes = FETCH_INTO_BYTES_MIN, max = BUFFERS_MAX) {
     assert(Number.isInteger(bufferBytes) && bufferBytes >= 1, 'bufferBytes is a positive integer');
-    assert(Number.isInteger(pooledMax) && pooledMax >= 0, 'pooledMax is an integer >= 0');
+    assert(Number.isInteger(max) && max >= 0, 'max is an integer >= 0');
     this.#bufferBytes = bufferBytes;
-    this.#pooledMax = pooledMax;
+    this.#max = max;
   }
 
-  /** A buffer to lend to one fetch; give it back with release() once done with its result. */
-  acquire(): Uint8Array {
-    return this.#free.pop() ?? new Uint8Array(this.#bufferBytes);
+  /** A buffer to lend to one fetch, or undefined when all are lent; give it back with release() once done with its result. */
+  acquire(): Uint8Array | undefined {
+    let buffer = this.#free.pop();
+    if (buffer === undefined) {
+      if (this.#lent >= this.#max) return undefined;
+      buffer = new Uint8Array(this.#bufferBytes);
+    }
+    this.#lent++;
+    return buffer;
   }
 
-  /** Takes back a buffer acquire() gave, whose fetch has settled and whose result was sent. */
-  release(buffer: Uint8Array): void {
-    assert(buffer.length === this.#bufferBytes && !this.#free.includes(buffer), 'release() takes back a buffer of this pool, once');
-    if (this.#free.length < this.#pooledMax) this.#free.push(buffer);
+  /** Takes back what acquire() gave (undefined included), once its fetch has settled and its result was sent. */
+  release(buffer: Uint8Array | undefined): void {
+    if (buffer === undefined) return;
+    assert(buffer.length === this.#bufferBytes && this.#lent > 0 && !this.#free.includes(buffer), 'release() takes back a buffer of this pool, once');
+    this.#lent--;
+    this.#free.push(buffer);
   }
 
-  /** Buffers kept for reuse now. */
-  get pooled(): number {
+  /** Buffers lent now. */
+  get lent(): number {
+    return this.#lent;
+  }
+
+  /** Buffers free for reuse now. */
+  get free(): number {
     return this.#free.length;
   }
 }
