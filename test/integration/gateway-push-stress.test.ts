@@ -96,4 +96,57 @@ describe('subscription pushes under stress', () => {
     for (const next of results) expect(next).toEqual(new Array(PARTITIONS).fill(RECORDS_PER_PARTITION));
     expect(b.logger.lines.filter((l) => l.level === 'error')).toEqual([]);
   }, 90_000);
+
+  it('a fan-out of more subscriptions than the gateway has fetch buffers reads a live tail: every record once, in order, intact', async () => {
+    const dir = tempDir('push-fanout');
+    cleanups.push(() => dir.remove());
+    const b = await open(dir.path);
+    cleanups.push(() => b.close());
+    const FANOUT_PARTITIONS = 2;
+    const CONSUMERS = 14; // 28 subscriptions, against 16 lent buffers at most (fetch-buffers.ts)
+    const RECORDS = 6_000; // per partition
+    const admin = await C.connect({ url: b.url, clientId: 'admin', WebSocket: WebSocket as never });
+    cleanups.push(() => admin.close());
+    await admin.createTopic('fanout', { partitions: FANOUT_PARTITIONS });
+    const deadline = Date.now() + DEADLINE_MS;
+    const clients = await Promise.all(Array.from({ length: CONSUMERS }, (_, r) => C.connect({ url: b.url, clientId: `fan-${r}`, WebSocket: WebSocket as never })));
+    for (const c of clients) cleanups.push(() => c.close());
+    const consumers = clients.map((c) => c.consumer({ from: 'earliest', windowBytes: 64 * 1024 }));
+    await Promise.all(consumers.map((c) => c.assign(Array.from({ length: FANOUT_PARTITIONS }, (_, partition) => ({ topic: 'fanout', partition })))));
+    const readers = consumers.map(async (consumer, r) => {
+      const next = new Array<number>(FANOUT_PARTITIONS).fill(0);
+      let total = 0;
+      const timer = setTimeout(() => void consumer.close(), Math.max(0, deadline - Date.now()));
+      await consumer.run({
+        eachBatch: (batch) => {
+          for (const rec of batch.records) {
+            const v = rec.value!;
+            const view = new DataView(v.buffer, v.byteOffset, v.byteLength);
+            const i = next[batch.partition];
+            if (rec.offset !== i || view.getUint32(0) !== batch.partition || view.getUint32(4) !== i || v.length !== 60 + (i % 41) || v[v.length - 1] !== (i & 0xff)) {
+              throw new Error(`fan-out reader ${r}: partition ${batch.partition} offset ${rec.offset}, expected ${i}`);
+            }
+            next[batch.partition] = i + 1;
+          }
+          total += batch.records.length;
+          if (total === FANOUT_PARTITIONS * RECORDS) void consumer.close();
+        },
+      });
+      clearTimeout(timer);
+      return next;
+    });
+    // Produced while they read: small batches, so that each append wakes every subscription.
+    const producer = admin.producer({ acks: 1, batchBytes: 8 * 1024, lingerMs: 1 });
+    for (let i = 0; i < RECORDS; i += 500) {
+      const sends = [];
+      for (let p = 0; p < FANOUT_PARTITIONS; p++) {
+        sends.push(producer.sendMany(Array.from({ length: 500 }, (_, j) => ({ topic: 'fanout', partition: p, value: valueOf(p, i + j) }))));
+      }
+      await Promise.all(sends);
+    }
+    await producer.flush();
+    const results = await Promise.all(readers);
+    for (const next of results) expect(next).toEqual(new Array(FANOUT_PARTITIONS).fill(RECORDS));
+    expect(b.logger.lines.filter((l) => l.level === 'error')).toEqual([]);
+  }, 90_000);
 });
