@@ -5,6 +5,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/dist.js';
+import { restartablePort } from '../helpers/net.js';
 import { lines, sluice, startBroker, type Broker } from './cli-helpers.js';
 
 let broker: Broker | null = null;
@@ -20,7 +21,7 @@ afterEach(async () => {
 describe('sluice produce and consume across a broker restart', () => {
   it('keeps every line once, in order, when the broker restarts between two produces', async () => {
     dir = tempDir('cli-restart');
-    broker = await startBroker({ dataDir: dir.path });
+    broker = await startBroker({ dataDir: dir.path, port: await restartablePort() });
     const { port, url } = broker;
     const b = ['--broker', url];
     expect((await sluice(['topics', 'create', 'restart', '--partitions', '1', ...b])).status).toBe(0);
@@ -44,7 +45,7 @@ describe('sluice produce and consume across a broker restart', () => {
 
   it('a consumer waiting through the restart reconnects and reads the lines produced after it', async () => {
     dir = tempDir('cli-restart');
-    broker = await startBroker({ dataDir: dir.path });
+    broker = await startBroker({ dataDir: dir.path, port: await restartablePort() });
     const { port, url } = broker;
     const b = ['--broker', url];
     expect((await sluice(['topics', 'create', 'through', '--partitions', '2', ...b])).status).toBe(0);

@@ -12,6 +12,7 @@
  */
 import { WebSocketServer, type WebSocket } from 'ws';
 import { SluiceError } from '../../src/errors.js';
+import { restartablePort } from '../helpers/net.js';
 import { readBatchHeader, validateBatch, writeBaseOffset } from '../../src/persist/record-batch.js';
 import {
   decodeClientFrame,
@@ -275,7 +276,7 @@ export async function startFakeGateway(): Promise<FakeGateway> {
       });
     });
 
-  const port = await listen(0);
+  const port = await listen(await restartablePort()); // restart() listens on it again: below the ephemeral range
   const closeServer = () =>
     new Promise<void>((resolve) => {
       for (const c of conns) c.ws.terminate();

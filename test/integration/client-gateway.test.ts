@@ -5,6 +5,7 @@
 import { WebSocket } from 'ws';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cleanupsAfterEach, loadClient, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+import { restartablePort } from '../helpers/net.js';
 
 type Server = Awaited<ReturnType<typeof loadSluice>>;
 type Client = typeof import('../../src/client/index.js');
@@ -23,7 +24,8 @@ const str = (b: Uint8Array | null) => (b === null ? null : new TextDecoder().dec
 async function start() {
   const dir = tempDir('client-gw');
   const engine = await S.Engine.open({ dataDir: dir.path, workers: 2, logger: memoryLogger() });
-  const state = { gateway: await S.startGateway({ engine, host: '127.0.0.1', port: 0 }) };
+  // Below the ephemeral range: one test restarts the gateway on the same port (helpers/net.ts).
+  const state = { gateway: await S.startGateway({ engine, host: '127.0.0.1', port: await restartablePort() }) };
   cleanups.push(async () => {
     await state.gateway.close();
     await engine.close();

@@ -5,6 +5,7 @@
 import { WebSocket } from 'ws';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cleanupsAfterEach, DIST, loadClient, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+import { restartablePort } from '../helpers/net.js';
 
 type Server = Awaited<ReturnType<typeof loadSluice>>;
 type Client = typeof import('../../src/client/index.js');
@@ -202,7 +203,7 @@ describe('consumer groups through the gateway', () => {
     const dir = tempDir('groups-reconnect');
     const engine = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
     const groups = await S.openGroups(engine);
-    let gateway = await S.startGateway({ engine, groups, host: '127.0.0.1', port: 0 });
+    let gateway = await S.startGateway({ engine, groups, host: '127.0.0.1', port: await restartablePort() });
     const port = gateway.port;
     cleanups.push(async () => {
       await gateway.close();
