@@ -114,7 +114,8 @@ async function produce(task: ProduceTask): Promise<ThreadResult> {
       const warm = new Array<{ topic: string; value: Uint8Array }>(SEND_CHUNK_RECORDS).fill({ topic: task.warmup.topic, value });
       const sends: Promise<RecordMetadata[]>[] = [];
       for (let n = 0; n < task.warmup.records && nowNs() < task.deadlineNs; n += SEND_CHUNK_RECORDS) {
-        sends.push(producer.sendMany(warm));
+        const k = Math.min(SEND_CHUNK_RECORDS, task.warmup.records - n);
+        sends.push(producer.sendMany(k === warm.length ? warm : warm.slice(0, k)));
         if (sends.length >= SEND_CHUNKS_IN_FLIGHT_MAX) await sends.shift();
       }
       await Promise.all(sends);

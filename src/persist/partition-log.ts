@@ -1077,8 +1077,10 @@ export class PartitionLog {
    * is synced here too (synchronously; the owner avoids that by waiting with syncAsync()
    * first), and its files are closed when that fdatasync calls back, as are those of any
    * segment a syncAsync() is still syncing. Then the recovery point file names the active
-   * segment (fdatasynced), and with `clean` the clean-shutdown marker is written (fsynced,
-   * and the folder too), so the next open trusts the segments. A log whose fdatasync failed
+   * segment (its bytes fdatasynced; its rename made durable by the folder fsync of a clean
+   * close only: after an unclean one a crash may leave the older file, which only makes the
+   * next scan longer), and with `clean` the clean-shutdown marker is written (fsynced, and
+   * the folder too), so the next open trusts the segments. A log whose fdatasync failed
    * never gets the marker. Idempotent.
    */
   close({ clean }: { clean: boolean }): void {

@@ -498,20 +498,16 @@ export class OwnerHandle {
   }
 
   /**
-   * Copies `batch` to `target[at..]` (shared memory). From MEMCPY_MIN_BYTES on, memcpy
-   * (ring/shared-copy.ts). Below, V8's `set`, which copies into shared memory word by word
-   * only between addresses equal mod 8, byte by byte otherwise; so a small batch whose
-   * alignment differs from its place in the ring goes through the staging buffer, placed
-   * at the ring's alignment: an ordinary memmove there, then an aligned copy.
+   * Copies `batch` to `target[at..]` (shared memory) with copyBytes: memcpy from
+   * MEMCPY_MIN_BYTES on, V8's `set` below, which copies into shared memory word by word only
+   * between addresses equal mod 8, byte by byte otherwise; so a small batch whose alignment
+   * differs from its place in the ring goes through the staging buffer, placed at the ring's
+   * alignment: an ordinary memmove there, then an aligned copy.
    */
   #copyIntoRing(target: Uint8Array, at: number, batch: Uint8Array): void {
-    if (batch.length >= MEMCPY_MIN_BYTES) {
-      copyBytes(target, at, batch);
-      return;
-    }
     const align = at & (COPY_ALIGN_BYTES - 1);
-    if (((batch.byteOffset - align) & (COPY_ALIGN_BYTES - 1)) === 0) {
-      target.set(batch, at);
+    if (batch.length >= MEMCPY_MIN_BYTES || ((batch.byteOffset - align) & (COPY_ALIGN_BYTES - 1)) === 0) {
+      copyBytes(target, at, batch);
       return;
     }
     const staged = this.#staging.subarray(align, align + batch.length);

@@ -552,10 +552,10 @@ class Owner {
       this.#completeSynced(p, p.inSync);
       // The next sync starts at once only for acks=all requests waiting on it. acks=1 data
       // waits for the flush interval if one is set (or rides along with the next acks=all
-      // sync, a roll or the close): a write
-      // next to an fdatasync of the same file runs at half speed or less here (2.6-3.4 GB/s
-      // alone, 0.8-1.8 GB/s beside an fdatasync loop), and chaining syncs for acks=1 data
-      // kept one in flight almost all the time (docs/benchmarks.md, Engine section).
+      // sync, a roll or the close): a write next to an fdatasync of the same file runs at
+      // half speed or less here (2.6-3.4 GB/s alone, 0.8-1.8 GB/s beside an fdatasync loop),
+      // and chaining syncs for acks=1 data kept one in flight almost all the time
+      // (docs/benchmarks.md, Engine section).
       if (p.unsynced.length > 0 || (p.syncDue && p.log.durableOffset < p.log.logEndOffset)) this.#startSync(p);
       p.syncDue = false;
     }

@@ -37,6 +37,34 @@ function valueOf(partition: number, i: number): Uint8Array {
   return v;
 }
 
+/**
+ * Runs `consumer` until it has read `records` records of each of `partitions` partitions
+ * (or the deadline), checking each record against valueOf: partition, offset and value
+ * agree, every offset once, in order. Returns the next expected offset per partition.
+ */
+async function readChecked(consumer: InstanceType<typeof C.Consumer>, partitions: number, records: number, deadline: number, who: string): Promise<number[]> {
+  const next = new Array<number>(partitions).fill(0);
+  let total = 0;
+  const timer = setTimeout(() => void consumer.close(), Math.max(0, deadline - Date.now()));
+  await consumer.run({
+    eachBatch: (batch) => {
+      for (const rec of batch.records) {
+        const v = rec.value!;
+        const view = new DataView(v.buffer, v.byteOffset, v.byteLength);
+        const i = next[batch.partition];
+        if (rec.offset !== i || view.getUint32(0) !== batch.partition || view.getUint32(4) !== i || v.length !== 60 + (i % 41) || v[v.length - 1] !== (i & 0xff)) {
+          throw new Error(`${who}: partition ${batch.partition} offset ${rec.offset}, expected ${i}`);
+        }
+        next[batch.partition] = i + 1;
+      }
+      total += batch.records.length;
+      if (total === partitions * records) void consumer.close();
+    },
+  });
+  clearTimeout(timer);
+  return next;
+}
+
 describe('subscription pushes under stress', () => {
   it('several consumers with different credit windows read a reopened backlog: every record once, in order, intact', async () => {
     const dir = tempDir('push-stress');
@@ -68,26 +96,7 @@ describe('subscription pushes under stress', () => {
       try {
         const consumer = client.consumer({ from: 'earliest', windowBytes });
         await consumer.assign(Array.from({ length: PARTITIONS }, (_, partition) => ({ topic: 'backlog', partition })));
-        const next = new Array<number>(PARTITIONS).fill(0);
-        let total = 0;
-        const timer = setTimeout(() => void consumer.close(), Math.max(0, deadline - Date.now()));
-        await consumer.run({
-          eachBatch: (batch) => {
-            for (const rec of batch.records) {
-              const v = rec.value!;
-              const view = new DataView(v.buffer, v.byteOffset, v.byteLength);
-              const i = next[batch.partition];
-              if (rec.offset !== i || view.getUint32(0) !== batch.partition || view.getUint32(4) !== i || v.length !== 60 + (i % 41) || v[v.length - 1] !== (i & 0xff)) {
-                throw new Error(`reader ${r} (window ${windowBytes}): partition ${batch.partition} offset ${rec.offset}, expected ${i}`);
-              }
-              next[batch.partition] = i + 1;
-            }
-            total += batch.records.length;
-            if (total === PARTITIONS * RECORDS_PER_PARTITION) void consumer.close();
-          },
-        });
-        clearTimeout(timer);
-        return next;
+        return await readChecked(consumer, PARTITIONS, RECORDS_PER_PARTITION, deadline, `reader ${r} (window ${windowBytes})`);
       } finally {
         await client.close();
       }
@@ -113,28 +122,7 @@ describe('subscription pushes under stress', () => {
     for (const c of clients) cleanups.push(() => c.close());
     const consumers = clients.map((c) => c.consumer({ from: 'earliest', windowBytes: 64 * 1024 }));
     await Promise.all(consumers.map((c) => c.assign(Array.from({ length: FANOUT_PARTITIONS }, (_, partition) => ({ topic: 'fanout', partition })))));
-    const readers = consumers.map(async (consumer, r) => {
-      const next = new Array<number>(FANOUT_PARTITIONS).fill(0);
-      let total = 0;
-      const timer = setTimeout(() => void consumer.close(), Math.max(0, deadline - Date.now()));
-      await consumer.run({
-        eachBatch: (batch) => {
-          for (const rec of batch.records) {
-            const v = rec.value!;
-            const view = new DataView(v.buffer, v.byteOffset, v.byteLength);
-            const i = next[batch.partition];
-            if (rec.offset !== i || view.getUint32(0) !== batch.partition || view.getUint32(4) !== i || v.length !== 60 + (i % 41) || v[v.length - 1] !== (i & 0xff)) {
-              throw new Error(`fan-out reader ${r}: partition ${batch.partition} offset ${rec.offset}, expected ${i}`);
-            }
-            next[batch.partition] = i + 1;
-          }
-          total += batch.records.length;
-          if (total === FANOUT_PARTITIONS * RECORDS) void consumer.close();
-        },
-      });
-      clearTimeout(timer);
-      return next;
-    });
+    const readers = consumers.map((consumer, r) => readChecked(consumer, FANOUT_PARTITIONS, RECORDS, deadline, `fan-out reader ${r}`));
     // Produced while they read: small batches, so that each append wakes every subscription.
     const producer = admin.producer({ acks: 1, batchBytes: 8 * 1024, lingerMs: 1 });
     for (let i = 0; i < RECORDS; i += 500) {
