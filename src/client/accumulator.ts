@@ -10,6 +10,12 @@
  * first), the caller appends to its `content`, then `added(batch, sizeBytes)` counts it
  * and seals the batch if it is full.
  *
+ * A batch whose linger ends while its key may not send (`canSeal` false: the partition's
+ * window of requests in flight is full) stays open and keeps filling, as in Kafka, where
+ * the sender drains a partition only when it has room: it is marked due, and the caller
+ * seals it with `sealIfDue` once room frees. Sealing it anyway would queue batches behind
+ * a stalled window and make them pay the window's wait one by one.
+ *
  * Browser-safe; owner: the client's thread. The clock is injected so tests drive linger.
  */
 import { assert } from '../assert.js';
@@ -21,6 +27,8 @@ export interface AccumulatorOptions<C> {
   clock: Clock;
   /** A new, empty batch for `key`. */
   create: (key: string) => C;
+  /** Whether `key` may send now; when false, a batch whose linger ended stays open (due). Default: always. */
+  canSeal?: (key: string) => boolean;
   onSeal: (key: string, content: C, bytes: number) => void;
 }
 
@@ -29,6 +37,8 @@ export interface OpenBatch<C> {
   readonly content: C;
   bytes: number;
   timer: TimerHandle | null;
+  /** Its linger ended while its key could not send: sealed by `sealIfDue`. */
+  due: boolean;
 }
 
 export class BatchAccumulator<C> {
@@ -49,10 +59,13 @@ export class BatchAccumulator<C> {
       batch = undefined;
     }
     if (!batch) {
-      const opened: OpenBatch<C> = (batch = { key, content: this.#options.create(key), bytes: 0, timer: null });
+      const opened: OpenBatch<C> = (batch = { key, content: this.#options.create(key), bytes: 0, timer: null, due: false });
       this.#open.set(key, opened);
       opened.timer = this.#options.clock.setTimeout(() => {
-        if (this.#open.get(key) === opened) this.seal(key);
+        opened.timer = null;
+        if (this.#open.get(key) !== opened) return;
+        if (this.#options.canSeal?.(key) === false) opened.due = true;
+        else this.seal(key);
       }, this.#options.lingerMs);
     }
     return batch;
@@ -71,6 +84,11 @@ export class BatchAccumulator<C> {
     this.#open.delete(key);
     if (batch.timer !== null) this.#options.clock.clearTimeout(batch.timer);
     this.#options.onSeal(key, batch.content, batch.bytes);
+  }
+
+  /** Seals the open batch of `key` if its linger ended while it could not send. */
+  sealIfDue(key: string): void {
+    if (this.#open.get(key)?.due === true) this.seal(key);
   }
 
   /** Seals every open batch. */

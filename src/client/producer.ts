@@ -298,6 +298,7 @@ export class Producer {
         const state = this.#partitions.get(key)!;
         return new OpenBatch(new RecordBatchBuilder(state.headBytes, state.lastBatchBytes));
       },
+      canSeal: (key) => this.#hasRoom(this.#partitions.get(key)!),
       onSeal: (key, open, bytes) => this.#onSeal(key, open, bytes),
     });
   }
@@ -459,6 +460,11 @@ export class Producer {
     this.#accumulator.added(open, sizeBytes);
   }
 
+  /** The partition can send another batch now: nothing sealed waits and its window has room. */
+  #hasRoom(state: PartitionState): boolean {
+    return state.queue.length === 0 && !state.recovering && (this.#acks === 0 || state.inFlight.length < IDEMPOTENT_BATCHES_PER_PARTITION);
+  }
+
   /** A topic's state, made on first use: the send path's one map lookup. */
   #topic(name: string): TopicState {
     let topic = this.#topicStates.get(name);
@@ -540,6 +546,7 @@ export class Producer {
       if (batch.bytes.length === 0) continue; // failed to encode, already rejected
       this.#sendBatch(state, batch);
     }
+    if (this.#hasRoom(state)) this.#accumulator.sealIfDue(state.key);
   }
 
   #sendBatch(state: PartitionState, batch: SealedBatch): void {

@@ -59,6 +59,34 @@ describe('batch accumulation', () => {
     expect(sealed.at(-1)).toEqual([7]);
     expect(clock.pending).toBe(0);
   });
+
+  it('keeps a batch whose linger ended open while its key may not send, and seals it once told there is room', () => {
+    const clock = new FakeClock();
+    const sealed: number[][] = [];
+    let room = false;
+    const acc = new BatchAccumulator<number[]>({ lingerMs: 1, batchBytes: 100, clock, create: () => [], canSeal: () => room, onSeal: (_k, items) => sealed.push(items) });
+    const add = (item: number, size: number) => {
+      const b = acc.open('p', size);
+      b.content.push(item);
+      acc.added(b, size);
+    };
+    add(1, 10);
+    clock.advance(5);
+    add(2, 10); // linger ended without room: still the same open batch
+    acc.sealIfDue('q'); // another key: nothing
+    expect(sealed).toEqual([]);
+    expect(acc.openBatches).toBe(1);
+    add(3, 80); // full: sealed whatever the room
+    expect(sealed).toEqual([[1, 2, 3]]);
+    add(4, 10);
+    acc.sealIfDue('p'); // open, but its linger has not ended: stays
+    expect(sealed).toHaveLength(1);
+    clock.advance(1);
+    room = true;
+    acc.sealIfDue('p');
+    expect(sealed).toEqual([[1, 2, 3], [4]]);
+    expect(clock.pending).toBe(0);
+  });
 });
 
 /** A scripted Connection: answers INIT_PRODUCER, records PRODUCE frames, lets the test answer them. */
@@ -160,6 +188,34 @@ describe('producer sequence numbering', () => {
     produces[0].resolve({ op: Op.PRODUCE_OK, correlationId: 3, baseOffset: 10, logStartOffset: 0 });
     produces[1].resolve({ op: Op.PRODUCE_OK, correlationId: 4, baseOffset: 12, logStartOffset: 0 });
     expect((await Promise.all(sends)).map((m) => [m.partition, m.offset])).toEqual([[0, 10], [0, 11], [1, 0]]);
+  });
+
+  it('collects records in one batch while the partition has 5 batches in flight, and sends it when an answer frees a place', async () => {
+    const clock = new FakeClock();
+    const { conn, produces } = fakeConnection();
+    const producer = new Producer({ connection: conn, clock, random: () => 0, partitionCount: async () => 1, cachedPartitionCount: () => 1 }, { lingerMs: 1 });
+    const sends: Promise<unknown>[] = [];
+    for (let i = 0; i < 5; i++) {
+      sends.push(producer.send({ topic: 't', value: `v${i}`, partition: 0 }));
+      await flush();
+      clock.advance(1);
+      await flush();
+    }
+    expect(produces).toHaveLength(5); // the window is full
+    for (let i = 5; i < 12; i++) {
+      sends.push(producer.send({ topic: 't', value: `v${i}`, partition: 0 }));
+      await flush();
+      clock.advance(1); // lingers end while no place is free
+      await flush();
+    }
+    expect(produces).toHaveLength(5);
+    produces[0].resolve({ op: Op.PRODUCE_OK, correlationId: 1, baseOffset: 0, logStartOffset: 0 });
+    await flush();
+    expect(produces).toHaveLength(6);
+    expect(seqOf(produces[5].frame)).toEqual({ producerId: 77, baseSequence: 5, count: 7 }); // one batch, not seven
+    for (let i = 1; i < 6; i++) produces[i].resolve({ op: Op.PRODUCE_OK, correlationId: 1 + i, baseOffset: i, logStartOffset: 0 });
+    await producer.flush();
+    expect(((await Promise.all(sends)) as { offset: number }[]).map((m) => m.offset)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
   });
 
   it('renumbers the batches after one refused for good, so the partition carries on', async () => {
