@@ -188,7 +188,10 @@ class Owner {
     while (!this.#stopping) {
       const worked = this.#pass();
       this.#timers();
-      if (worked) await yieldToEventLoop();
+      // After work, yield a turn only if more commands wait (so that fsync callbacks and
+      // control messages get through under load); an empty ring goes straight to waiting,
+      // which runs the event loop too, rather than through an empty pass first.
+      if (worked && !this.#commands.isEmpty()) await yieldToEventLoop();
       else await this.#commands.waitAsync(this.#idleWaitMs());
     }
   }
