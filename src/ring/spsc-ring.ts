@@ -132,14 +132,15 @@ function validateCapacity(capacityBytes: number): void {
 }
 
 /** A promise that resolves after at most `timeoutMs`, or earlier when the cell changes. */
-function waitCellAsync(cells: Int32Array, index: number, expected: number, timeoutMs: number): Promise<unknown> | null {
+function waitCellAsync(cells: Int32Array, index: number, expected: number, timeoutMs: number, keepAlive: boolean): Promise<unknown> | null {
   const result = Atomics.waitAsync(cells, index, expected, timeoutMs);
   if (!result.async) return null;
+  if (!keepAlive) return result.value;
   // A pending Atomics.waitAsync does not keep Node's event loop alive (checked on Node 20):
   // a consumer awaiting only the ring would see the process exit under it. A ref'd timer
   // for the same duration keeps it alive and is cleared as soon as the wait resolves.
-  const keepAlive = setTimeout(noop, timeoutMs);
-  return result.value.then(() => clearTimeout(keepAlive));
+  const timer = setTimeout(noop, timeoutMs);
+  return result.value.then(() => clearTimeout(timer));
 }
 
 function noop(): void {}
@@ -406,12 +407,15 @@ export class SpscRing {
    * Resolves when a frame is there: at once when not empty, else on the writer's notify or
    * after min(timeoutMs, WAIT_ASYNC_TIMEOUT_MS_MAX). It may also resolve early with the ring
    * still empty (a late notify meant for a frame already consumed), so the caller re-checks
-   * with peek either way. One outstanding waitAsync at a time.
+   * with peek either way. One outstanding waitAsync at a time. A pending wait keeps the
+   * event loop alive with a timer of the same length unless `keepAlive` is false: for a
+   * thread that something else keeps alive (a worker's port, the owners' Worker handles),
+   * which saves a timer set and cleared per wait.
    */
-  waitAsync(timeoutMs: number): Promise<void> {
+  waitAsync(timeoutMs: number, keepAlive = true): Promise<void> {
     if (!this.#prepareToSleep()) return Promise.resolve();
     const cappedMs = Math.max(0, Math.min(timeoutMs, WAIT_ASYNC_TIMEOUT_MS_MAX));
-    const pending = waitCellAsync(this.#cells, WRITE_CELL, this.#read, cappedMs);
+    const pending = waitCellAsync(this.#cells, WRITE_CELL, this.#read, cappedMs, keepAlive);
     if (pending === null) {
       Atomics.store(this.#cells, READER_WAITING_CELL, 0);
       return Promise.resolve();

@@ -579,7 +579,7 @@ export class OwnerHandle {
     const ring = this.#completions;
     while (gen === this.#generation) {
       this.#drainCompletions(ring);
-      await ring.waitAsync(PUMP_WAIT_MS);
+      await ring.waitAsync(PUMP_WAIT_MS, false); // the owner's Worker handle keeps this thread's loop alive
     }
   }
 

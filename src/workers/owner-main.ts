@@ -192,7 +192,7 @@ class Owner {
       // control messages get through under load); an empty ring goes straight to waiting,
       // which runs the event loop too, rather than through an empty pass first.
       if (worked && !this.#commands.isEmpty()) await yieldToEventLoop();
-      else await this.#commands.waitAsync(this.#idleWaitMs());
+      else await this.#commands.waitAsync(this.#idleWaitMs(), false); // parentPort keeps this thread alive
     }
   }
 

@@ -1,6 +1,7 @@
 // SpscRing in one thread: a writer instance and a reader instance over the same
 // SharedArrayBuffer, driven step by step. Cross-thread behaviour is in
 // test/integration/ring-threads.test.ts.
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import {
   CAPACITY_BYTES_MAX,
@@ -339,12 +340,37 @@ describe('SpscRing waiting in one thread', () => {
     expect(reader.peek()).toBe(H);
   });
 
-  it('waitAsync resolves after its timeout when nothing arrives', async () => {
+  it.each([true, false])('waitAsync resolves after its timeout when nothing arrives (keepAlive %s)', async (keepAlive) => {
     const { reader } = pairAt(0);
     const startedMs = performance.now();
-    await reader.waitAsync(20);
+    await reader.waitAsync(20, keepAlive);
     expect(performance.now() - startedMs).toBeGreaterThanOrEqual(15);
     expect(reader.isEmpty()).toBe(true);
+  });
+
+  it('waitAsync without keepAlive resolves on a commit too', async () => {
+    const { writer, reader } = pairAt(0);
+    const waiting = reader.waitAsync(900, false);
+    writer.reserve(8);
+    expect(writer.commit()).toBe(true);
+    await waiting;
+    expect(reader.peek()).toBe(H);
+  });
+
+  it.each([
+    [true, 'resolved\n', 0],
+    [false, '', 13],
+  ])('a process awaiting only waitAsync stays alive until the timeout with keepAlive %s', (keepAlive, printed, status) => {
+    // Without keepAlive nothing holds the event loop: the process exits with the wait
+    // pending (13: Node's exit code for a top-level await that never settled).
+    const ringUrl = new URL('../../dist/src/ring/spsc-ring.js', import.meta.url).href;
+    const script = `const { SpscRing } = await import(${JSON.stringify(ringUrl)});
+      const r = new SpscRing(SpscRing.create(4096).sab);
+      await r.waitAsync(200, ${keepAlive});
+      process.stdout.write('resolved\\n');`;
+    const run = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 10_000 });
+    expect(run.stdout).toBe(printed);
+    expect(run.status).toBe(status);
   });
 
   it('waitForSpace returns true at once when the frame fits and false after the timeout when full', () => {
