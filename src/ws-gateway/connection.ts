@@ -572,8 +572,9 @@ export class Connection {
     const appended = this.#ctx.engine.produce(topic, frame.partition, batch, { acks: frame.acks as -1 | 1 });
     appended.then(
       async (baseOffset) => {
-        this.#ctx.metrics.recordsIn.inc({ topic }, records);
-        this.#ctx.metrics.bytesIn.inc({ topic }, bytes);
+        const traffic = this.#ctx.metrics.traffic(topic);
+        traffic.recordsIn += records;
+        traffic.bytesIn += bytes;
         const logStartOffset = (await this.#ctx.engine.listOffset(topic, frame.partition, -2).catch(() => 0)) ?? 0;
         this.#respond(request, encodeProduceOk({ correlationId: request.correlationId, baseOffset, logStartOffset }));
       },
@@ -599,8 +600,9 @@ export class Connection {
       const bytes = frame.batch.length;
       this.#ctx.engine.produce(frame.topic, frame.partition, frame.batch, { acks: 0 }).then(
         () => {
-          this.#ctx.metrics.recordsIn.inc({ topic: frame.topic }, records);
-          this.#ctx.metrics.bytesIn.inc({ topic: frame.topic }, bytes);
+          const traffic = this.#ctx.metrics.traffic(frame.topic);
+          traffic.recordsIn += records;
+          traffic.bytesIn += bytes;
         },
         (err: unknown) => this.#ctx.metrics.errors.inc({ op, code: err instanceof SluiceError ? err.code : 'INTERNAL' }),
       );
@@ -662,8 +664,9 @@ export class Connection {
   /** Counts `bytes` and `records` handed out of `topic` (metrics). */
   #countOut(topic: string, bytes: number, records: number): void {
     if (bytes === 0) return;
-    this.#ctx.metrics.bytesOut.inc({ topic }, bytes);
-    this.#ctx.metrics.recordsOut.inc({ topic }, records);
+    const traffic = this.#ctx.metrics.traffic(topic);
+    traffic.bytesOut += bytes;
+    traffic.recordsOut += records;
   }
 
   // ------------------------------------------------------------ subscriptions

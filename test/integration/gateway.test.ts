@@ -289,6 +289,11 @@ describe('the gateway over HTTP', () => {
     expect(text).toMatch(/^sluice_owner_requests_in_flight\{owner="0"\} 0$/m);
     expect(text).toMatch(/^sluice_log_end_offset\{topic="metered",partition="0"\} 2$/m);
     expect(text).toMatch(/^sluice_process_resident_memory_bytes \d+/m);
+    // Counts go on adding up across scrapes (read at scrape time, never reset by one).
+    as(await produce(c, 'metered', batchOf(['m3'])), Op.PRODUCE_OK);
+    const again = await (await globalThis.fetch(`${base}/metrics`)).text();
+    expect(again).toMatch(/^sluice_records_in_total\{topic="metered"\} 3$/m);
+    expect(again).toMatch(/^sluice_records_out_total\{topic="metered"\} 2$/m);
     c.close();
   });
 
