@@ -9,7 +9,7 @@
  */
 import { connect, type Sluice } from '../src/client/index.js';
 import { crc32c } from '../src/persist/crc32c.js';
-import type { Acks, RecordMetadata } from '../src/client/index.js';
+import type { Acks, Producer, RecordMetadata } from '../src/client/index.js';
 
 /** Records sent between checks of the window, the deadline and the progress counter. */
 const SEND_CHUNK_RECORDS = 4096;
@@ -103,6 +103,30 @@ async function waitUntil(ns: number): Promise<void> {
   if (ms > 0) await new Promise((r) => setTimeout(r, ms));
 }
 
+/**
+ * Sends `records` copies of `value` to `topic` in sendMany chunks of SEND_CHUNK_RECORDS, at
+ * most SEND_CHUNKS_IN_FLIGHT_MAX chunks unanswered, until done or the deadline; `onAcked`
+ * hears each answered chunk as it frees a place (the last ones are only flushed). Returns
+ * the records sent.
+ */
+async function sendChunks(producer: Producer, topic: string, value: Uint8Array, records: number, deadlineNs: number, onAcked?: (n: number) => void): Promise<number> {
+  const window: Promise<RecordMetadata[]>[] = [];
+  // One record object reused for the whole chunk: sendMany takes an array, one promise.
+  const chunk = new Array<{ topic: string; value: Uint8Array }>(SEND_CHUNK_RECORDS).fill({ topic, value });
+  let sent = 0;
+  while (sent < records && nowNs() < deadlineNs) {
+    const n = Math.min(SEND_CHUNK_RECORDS, records - sent);
+    window.push(producer.sendMany(n === chunk.length ? chunk : chunk.slice(0, n)));
+    sent += n;
+    if (window.length >= SEND_CHUNKS_IN_FLIGHT_MAX) {
+      await window.shift();
+      onAcked?.(SEND_CHUNK_RECORDS);
+    }
+  }
+  await producer.flush();
+  return sent;
+}
+
 async function produce(task: ProduceTask): Promise<ThreadResult> {
   const client = await connect({ url: task.url, clientId: 'bench-producer', crc32c });
   try {
@@ -110,34 +134,14 @@ async function produce(task: ProduceTask): Promise<ThreadResult> {
     const value = new Uint8Array(task.recordBytes).fill(0x61);
     await client.metadata(); // caches the partition count: send() stays synchronous
     await producer.send({ topic: task.topic, value }); // the producer id, before the clock starts
-    if (task.warmup && task.warmup.records > 0) {
-      const warm = new Array<{ topic: string; value: Uint8Array }>(SEND_CHUNK_RECORDS).fill({ topic: task.warmup.topic, value });
-      const sends: Promise<RecordMetadata[]>[] = [];
-      for (let n = 0; n < task.warmup.records && nowNs() < task.deadlineNs; n += SEND_CHUNK_RECORDS) {
-        const k = Math.min(SEND_CHUNK_RECORDS, task.warmup.records - n);
-        sends.push(producer.sendMany(k === warm.length ? warm : warm.slice(0, k)));
-        if (sends.length >= SEND_CHUNKS_IN_FLIGHT_MAX) await sends.shift();
-      }
-      await Promise.all(sends);
-    }
+    if (task.warmup && task.warmup.records > 0) await sendChunks(producer, task.warmup.topic, value, task.warmup.records, task.deadlineNs);
     await waitUntil(task.startAtNs);
     const startNs = nowNs();
-    const window: Promise<RecordMetadata[]>[] = [];
-    // One record object reused for the whole chunk: sendMany takes an array, one promise.
-    const chunk = new Array<{ topic: string; value: Uint8Array }>(SEND_CHUNK_RECORDS).fill({ topic: task.topic, value });
-    let sent = 0;
     let acked = 0;
-    while (sent < task.records && nowNs() < task.deadlineNs) {
-      const n = Math.min(SEND_CHUNK_RECORDS, task.records - sent);
-      window.push(producer.sendMany(n === chunk.length ? chunk : chunk.slice(0, n)));
-      sent += n;
-      if (window.length >= SEND_CHUNKS_IN_FLIGHT_MAX) {
-        await window.shift();
-        advance(task, SEND_CHUNK_RECORDS);
-        acked += SEND_CHUNK_RECORDS;
-      }
-    }
-    await producer.flush();
+    const sent = await sendChunks(producer, task.topic, value, task.records, task.deadlineNs, (n) => {
+      advance(task, n);
+      acked += n;
+    });
     const endNs = nowNs();
     advance(task, sent - acked);
     return { records: sent, bytes: sent * task.recordBytes, startNs, endNs };

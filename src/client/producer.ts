@@ -460,9 +460,9 @@ export class Producer {
     this.#accumulator.added(open, sizeBytes);
   }
 
-  /** The partition can send another batch now: nothing sealed waits and its window has room. */
+  /** The partition can send another batch now: nothing sealed waits and its window has room (acks 0 keeps none in flight). */
   #hasRoom(state: PartitionState): boolean {
-    return state.queue.length === 0 && !state.recovering && (this.#acks === 0 || state.inFlight.length < IDEMPOTENT_BATCHES_PER_PARTITION);
+    return state.queue.length === 0 && !state.recovering && state.inFlight.length < IDEMPOTENT_BATCHES_PER_PARTITION;
   }
 
   /** A topic's state, made on first use: the send path's one map lookup. */

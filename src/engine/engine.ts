@@ -37,6 +37,7 @@ import type { RecoveryReportSummary } from '../workers/commands.js';
 import { OwnerHandle, type Logger, type OwnerLimits, type PartitionState } from '../workers/owner-handle.js';
 import { checkInteger, checkTopicName, ownerOf, partitionDirName, PARTITIONS_PER_TOPIC_MAX } from './names.js';
 import { DataDirLock } from './lock.js';
+import { COPY_ALIGN_BYTES } from '../ring/log-ring.js';
 
 // ---------------------------------------------------------------- limits
 
@@ -55,8 +56,8 @@ export const LOG_RING_BYTES = 2 * 1024 * 1024;
 export const LOG_RING_ENTRIES = 1024;
 /** One fetch returns at most this (at least one whole batch even if larger), as Kafka's max.partition.fetch.bytes. */
 export const FETCH_BYTES_MAX = 1024 * 1024;
-/** A buffer lent to fetch() (`into`) this large holds any result of up to FETCH_BYTES_MAX (a tail read may start 7 bytes in). */
-export const FETCH_INTO_BYTES_MIN = FETCH_BYTES_MAX + 8;
+/** A buffer lent to fetch() (`into`) this large holds any result of up to FETCH_BYTES_MAX (a tail read may start up to 7 bytes in, at the ring's alignment). */
+export const FETCH_INTO_BYTES_MIN = FETCH_BYTES_MAX + COPY_ALIGN_BYTES;
 /** Requests waiting for an answer per owner; past it, produce is THROTTLED. */
 export const IN_FLIGHT_MAX = 8192;
 /** Back-off hint sent with THROTTLED: a full command ring drains in a few milliseconds. */

@@ -423,7 +423,7 @@ export class OwnerHandle {
 
   /**
    * Reads whole batches from the partition's log ring, or null when the owner must read.
-   * With `into` (at least maxBytes + 8 bytes), the batches are copied there when they fit.
+   * With `into` (at least maxBytes + COPY_ALIGN_BYTES), the batches are copied there when they fit.
    */
   readTail(slot: number, offset: number, maxBytes: number, into?: Uint8Array): { bytes: Uint8Array; firstKey: number; nextKey: number } | null {
     const s = this.#slots[slot];
