@@ -488,7 +488,7 @@ export class Connection {
     this.#pendingFetches.delete(request);
     if (records) this.#sendWithRecords(frame, records);
     else this.#send(frame);
-    this.#ctx.metrics.requestSeconds.observe({ op: opName(request.op) }, (performance.now() - request.startedMs) / 1000);
+    this.#ctx.metrics.observeRequest(opName(request.op), (performance.now() - request.startedMs) / 1000);
   }
 
   #fail(request: Pending, err: unknown): void {

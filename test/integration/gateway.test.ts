@@ -282,6 +282,9 @@ describe('the gateway over HTTP', () => {
     expect(text).toMatch(/^sluice_bytes_in_total\{topic="metered"\} \d+$/m);
     expect(text).toMatch(/^sluice_records_out_total\{topic="metered"\} 2$/m);
     expect(text).toMatch(/^sluice_request_duration_seconds_bucket\{le="[^"]+",op="PRODUCE"\} \d+$/m);
+    const produceCount = (t: string) => Number(/^sluice_request_duration_seconds_count\{op="PRODUCE"\} (\d+)$/m.exec(t)?.[1]);
+    expect(produceCount(text)).toBeGreaterThanOrEqual(1);
+    expect(text).toMatch(/^sluice_request_duration_seconds_count\{op="FETCH"\} [1-9]\d*$/m);
     expect(text).toMatch(/^sluice_connections [1-9]\d*$/m);
     expect(text).toMatch(/^sluice_owner_restarts\{owner="0"\} 0$/m);
     expect(text).toMatch(/^sluice_owner_up\{owner="0"\} 1$/m);
@@ -294,6 +297,7 @@ describe('the gateway over HTTP', () => {
     const again = await (await globalThis.fetch(`${base}/metrics`)).text();
     expect(again).toMatch(/^sluice_records_in_total\{topic="metered"\} 3$/m);
     expect(again).toMatch(/^sluice_records_out_total\{topic="metered"\} 2$/m);
+    expect(produceCount(again)).toBe(produceCount(text) + 1); // the gateway is shared: other tests' requests count too
     c.close();
   });
 
