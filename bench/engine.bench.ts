@@ -45,8 +45,14 @@ import { SluiceError } from '../src/errors.js';
 
 const RECORD_BYTES = 100;
 const RECORDS_PER_BATCH = 1000;
-/** Batches (100 KB each) a producer keeps unanswered per partition. */
-const WINDOW_PER_PARTITION = 16;
+/**
+ * Batches (100 KB each) a producer keeps unanswered per partition: about 6.4 MB, as a Kafka
+ * producer's 5 requests of up to 1 MiB. A partition alone on its owner has an 8 MiB log
+ * ring to take them (LOG_RING_BYTES_MAX); with 16 (the 2 MiB ring's share until the
+ * seventh session) one partition's acks=1 run stalled on the gateway-to-owner hand-off:
+ * 1,330-1,526 against 1,588-2,113 MB/s, 4 interleaved pairs (docs/benchmarks.md).
+ */
+const WINDOW_PER_PARTITION = 64;
 /**
  * And in all: 256 batches, about 26 MB, Kafka's producer buffer.memory (32 MiB) being the
  * yardstick. 64 partitions went from 820 / 859 to 987 / 1,056 MB/s over 64 in flight

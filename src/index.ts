@@ -18,8 +18,11 @@ export {
   COMPLETION_RING_BYTES,
   FETCH_BYTES_MAX,
   FETCH_INTO_BYTES_MIN,
+  LOG_RING_BUDGET_BYTES,
   LOG_RING_BYTES,
+  LOG_RING_BYTES_MAX,
   THROTTLE_BACKOFF_MS,
+  logRingBytesFor,
 } from './engine/engine.js';
 export { SluiceError, ERROR_CODES, errorMeaning, isRetriable } from './errors.js';
 export type { ErrorCode, WireError } from './errors.js';

@@ -46,12 +46,34 @@ export const COMMAND_RING_BYTES = 8 * 1024 * 1024;
 /** A frame may be a quarter of the ring: a full fetch (1 MiB, or one maximal batch) fits. */
 export const COMPLETION_RING_BYTES = 8 * 1024 * 1024;
 /**
- * Recent data per partition readable without a hop to the owner, and where produced batches
- * wait for their owner; 64 partitions = 128 MiB. 2 MiB holds 16 batches of 100 KB in flight:
- * acks=1 on one partition went from 1,085-1,221 to 1,345-1,410 MB/s over 1 MiB (fourth
- * session, docs/benchmarks.md).
+ * The smallest log ring a partition gets: recent data readable without a hop to the owner,
+ * and where produced batches wait for their owner. 2 MiB holds about 20 batches of 100 KB
+ * in flight: acks=1 on one partition went from 1,085-1,221 to 1,345-1,410 MB/s over 1 MiB
+ * (fourth session, docs/benchmarks.md).
  */
 export const LOG_RING_BYTES = 2 * 1024 * 1024;
+/**
+ * The largest: a partition that has an owner (nearly) to itself gets a ring this deep, so a
+ * producer may keep about 6 MB in flight to it (Kafka's producer: 5 requests of up to 1
+ * MiB). acks=1 on one partition with 64 batches of 100 KB in flight, 4 interleaved pairs:
+ * 1,588-2,113 against 1,330-1,526 MB/s with 16 in a 2 MiB ring (seventh session).
+ */
+export const LOG_RING_BYTES_MAX = 8 * 1024 * 1024;
+/**
+ * Log ring bytes per owner that the ring sizes aim at: each partition opened gets this
+ * divided by the partitions its owner then holds (a power of two, within [LOG_RING_BYTES,
+ * LOG_RING_BYTES_MAX]). Rings are not resized later, so an owner's rings may add up to
+ * more: at most LOG_RING_BYTES per partition beyond this budget's share.
+ */
+export const LOG_RING_BUDGET_BYTES = 16 * 1024 * 1024;
+
+/** The log ring size of a partition opened on an owner that then holds `partitionsOnOwner` partitions. */
+export function logRingBytesFor(partitionsOnOwner: number): number {
+  assert(Number.isInteger(partitionsOnOwner) && partitionsOnOwner >= 1, 'an owner holds the partition being opened');
+  let bytes = LOG_RING_BYTES_MAX;
+  while (bytes > LOG_RING_BYTES && bytes * partitionsOnOwner > LOG_RING_BUDGET_BYTES) bytes /= 2;
+  return bytes;
+}
 /** Entries (batches) per log ring: 2 MiB of 2 KiB batches. */
 export const LOG_RING_ENTRIES = 1024;
 /** One fetch returns at most this (at least one whole batch even if larger), as Kafka's max.partition.fetch.bytes. */
@@ -123,7 +145,10 @@ export interface EngineOptions {
    * -1, never: acks=all requests, segment rolls and close sync it (FLUSH_INTERVAL_MS_DEFAULT).
    */
   flushIntervalMs?: number;
-  /** Overrides of the limits above, for tests and tuning. */
+  /**
+   * Overrides of the limits above, for tests and tuning. A `logRingBytes` given here is every
+   * partition's log ring size; without it each gets `logRingBytesFor` its owner's partitions.
+   */
   limits?: Partial<OwnerLimits>;
   fs?: FileSystem;
 }
@@ -187,6 +212,8 @@ export class Engine {
   readonly #lock: DataDirLock;
   /** Free slots per owner, so closed partitions' slots are reused. */
   readonly #slotsUsed: boolean[][];
+  /** Every partition's log ring size when Engine.open's limits set one; else sized per owner. */
+  readonly #logRingBytesFixed: number | undefined;
   #topicChain: Promise<unknown> = Promise.resolve();
   #producerIdChain: Promise<unknown> = Promise.resolve();
   #nextProducerId = -1;
@@ -201,7 +228,8 @@ export class Engine {
   #inFlightProduces = 0;
   #drained: (() => void) | null = null;
 
-  private constructor(dataDir: string, owners: OwnerHandle[], logger: Logger, fs: FileSystem, defaults: TopicConfig, lock: DataDirLock) {
+  private constructor(dataDir: string, owners: OwnerHandle[], logger: Logger, fs: FileSystem, defaults: TopicConfig, lock: DataDirLock, logRingBytesFixed: number | undefined) {
+    this.#logRingBytesFixed = logRingBytesFixed;
     this.dataDir = dataDir;
     this.#owners = owners;
     this.#logger = logger;
@@ -240,7 +268,7 @@ export class Engine {
     };
     const owners: OwnerHandle[] = [];
     for (let i = 0; i < workers; i++) owners.push(new OwnerHandle(i, limits, logger, workerUrl()));
-    const engine = new Engine(options.dataDir, owners, logger, fs, defaults, lock);
+    const engine = new Engine(options.dataDir, owners, logger, fs, defaults, lock, options.limits?.logRingBytes);
     for (const o of owners) o.onAdvance = (slot, hwm) => engine.#advanced(o, slot, hwm);
     try {
       await Promise.all(owners.map((o) => o.start()));
@@ -317,8 +345,10 @@ export class Engine {
       const owner = this.#owners[ownerOf(name, from + k, this.#owners.length)];
       return { owner, slot: this.#allocateSlot(owner) };
     });
+    // Sized once all of them count: the partitions of one topic get rings of one size per owner.
+    const ringBytes = partitions.map(({ owner }) => this.#logRingBytesFixed ?? logRingBytesFor(this.#slotsUsed[owner.index].filter(Boolean).length));
     const opened = await Promise.allSettled(
-      partitions.map(({ owner, slot }, k) => owner.openPartition(slot, join(this.dataDir, partitionDirName(name, from + k)), logConfig)),
+      partitions.map(({ owner, slot }, k) => owner.openPartition(slot, join(this.dataDir, partitionDirName(name, from + k)), logConfig, ringBytes[k])),
     );
     const failed = opened.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
@@ -781,8 +811,8 @@ export class Engine {
   }
 
 
-  /** Per owner: serving or not, restarts, requests in flight, command ring fill (for /metrics). */
-  ownerStats(): { owner: number; up: boolean; restarts: number; inFlight: number; commandRingUsedBytes: number; commandRingBytes: number }[] {
+  /** Per owner: serving or not, restarts, requests in flight, command ring fill, log ring bytes of its partitions (for /metrics). */
+  ownerStats(): { owner: number; up: boolean; restarts: number; inFlight: number; commandRingUsedBytes: number; commandRingBytes: number; logRingBytes: number }[] {
     return this.#owners.map((o) => ({ owner: o.index, ...o.stats() }));
   }
 

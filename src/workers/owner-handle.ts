@@ -28,7 +28,7 @@ import { SluiceError, errorCodeOf, type WireError } from '../errors.js';
 import type { CompactionResult } from '../persist/compaction.js';
 import type { LogConfig } from '../persist/partition-log.js';
 import { checkBatchCrcAt } from '../persist/record-batch.js';
-import { COPY_ALIGN_BYTES, ENTRY_BYTES_DIVISOR, LogRing } from '../ring/log-ring.js';
+import { COPY_ALIGN_BYTES, LogRing } from '../ring/log-ring.js';
 import { copyBytes, MEMCPY_MIN_BYTES } from '../ring/shared-copy.js';
 import { SeqlockCells } from '../ring/seqlock-cells.js';
 import { SpscRing } from '../ring/spsc-ring.js';
@@ -166,7 +166,7 @@ export class OwnerHandle {
     this.#limits = limits;
     this.#logger = logger;
     this.#workerUrl = workerUrl;
-    this.#staging = new Uint8Array(limits.logRingBytes / ENTRY_BYTES_DIVISOR + COPY_ALIGN_BYTES);
+    this.#staging = new Uint8Array(MEMCPY_MIN_BYTES + COPY_ALIGN_BYTES); // only batches under MEMCPY_MIN_BYTES go through it
     this.#spawn();
   }
 
@@ -259,7 +259,7 @@ export class OwnerHandle {
       if (!s || reopened.has(slot)) continue;
       // Fresh shared memory: the dead thread's rings may hold half-written entries, and the
       // entries this thread committed but the dead owner never appended are lost with it.
-      s.logRing = LogRing.create({ dataBytes: this.#limits.logRingBytes, entriesMax: this.#limits.logRingEntries });
+      s.logRing = LogRing.create({ dataBytes: s.logRing.dataBytes, entriesMax: this.#limits.logRingEntries });
       s.logRingView = logRingView(s.logRing);
       s.cells = SeqlockCells.create(CELL_COUNT);
       await this.#request({ kind: 'open', id: 0, slot, dir: s.dir, config: s.config, logRing: s.logRing.sab, cells: s.cells.sab });
@@ -307,14 +307,17 @@ export class OwnerHandle {
   }
 
   /** State for metrics: whether the thread serves, requests in flight, command ring fill. */
-  stats(): { up: boolean; restarts: number; inFlight: number; commandRingUsedBytes: number; commandRingBytes: number } {
+  stats(): { up: boolean; restarts: number; inFlight: number; commandRingUsedBytes: number; commandRingBytes: number; logRingBytes: number } {
     const ring = this.#commands;
+    let logRingBytes = 0;
+    for (const s of this.#slots) if (s) logRingBytes += s.logRing.dataBytes;
     return {
       up: this.#state === 'running',
       restarts: this.restarts,
       inFlight: this.#pending.size,
       commandRingUsedBytes: ring.capacityBytes - ring.freeBytes(),
       commandRingBytes: ring.capacityBytes,
+      logRingBytes,
     };
   }
 
@@ -348,9 +351,10 @@ export class OwnerHandle {
     }
   }
 
-  async openPartition(slot: number, dir: string, config: LogConfig): Promise<RecoveryReportSummary> {
+  /** Opens a partition in `slot`, its log ring `logRingBytes` large (a power of two; default: the limits'). */
+  async openPartition(slot: number, dir: string, config: LogConfig, logRingBytes = this.#limits.logRingBytes): Promise<RecoveryReportSummary> {
     this.#available();
-    const logRing = LogRing.create({ dataBytes: this.#limits.logRingBytes, entriesMax: this.#limits.logRingEntries });
+    const logRing = LogRing.create({ dataBytes: logRingBytes, entriesMax: this.#limits.logRingEntries });
     const cells = SeqlockCells.create(CELL_COUNT);
     const reply = await this.#request({ kind: 'open', id: 0, slot, dir, config, logRing: logRing.sab, cells: cells.sab });
     this.#slots[slot] = { dir, config, logRing, logRingView: logRingView(logRing), cells };

@@ -120,6 +120,7 @@ export class GatewayMetrics {
     ownerGauge('sluice_owner_up', '1 while the owner thread serves, 0 while it restarts', (s) => (s.up ? 1 : 0));
     ownerGauge('sluice_owner_requests_in_flight', 'requests sent to the owner and not yet answered', (s) => s.inFlight);
     ownerGauge('sluice_command_ring_fill_ratio', 'share of the owner command ring holding unread commands', (s) => s.commandRingUsedBytes / s.commandRingBytes);
+    ownerGauge('sluice_log_ring_bytes', "shared memory in the log rings of the owner's partitions", (s) => s.logRingBytes);
     const partitionGauge = (name: string, help: string, field: 'logEndOffset' | 'highWatermark' | 'logStartOffset' | 'durableOffset' | 'sizeBytes') =>
       new Gauge({
         name,

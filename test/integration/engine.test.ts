@@ -382,6 +382,69 @@ describe('Engine', () => {
   });
 });
 
+describe('Engine log rings', () => {
+  const MiB = 1024 * 1024;
+  const ringBytes = (engine: InstanceType<Sluice['Engine']>) => engine.ownerStats().map((o) => o.logRingBytes);
+
+  it('sizes each partition\'s log ring by the partitions its owner holds when it opens, keeps the sizes through an owner restart, and gives them back on delete', async () => {
+    const { engine } = await openEngine({ workers: 2 });
+    await engine.createTopic('solo', { partitions: 1 });
+    const soloOwner = engine.ownerIndexOf('solo', 0);
+    expect(ringBytes(engine)[soloOwner]).toBe(8 * MiB); // a partition alone on its owner: the deepest ring
+    expect(ringBytes(engine)[1 - soloOwner]).toBe(0);
+    await engine.createTopic('many', { partitions: 16 });
+    // Every partition of 'many' is sized with all of them counted: its owner's partitions then.
+    const held = [0, 0];
+    held[soloOwner]++;
+    for (let p = 0; p < 16; p++) held[engine.ownerIndexOf('many', p)]++;
+    const expected = [0, 0];
+    expected[soloOwner] += 8 * MiB; // not resized
+    for (let p = 0; p < 16; p++) {
+      const o = engine.ownerIndexOf('many', p);
+      expected[o] += S.logRingBytesFor(held[o]);
+    }
+    expect(ringBytes(engine)).toEqual(expected);
+    expect(held.every((n) => n >= 5)).toBe(true); // so each of those is the smallest ring
+    expect(expected[soloOwner] + expected[1 - soloOwner]).toBe(8 * MiB + 16 * S.LOG_RING_BYTES);
+    // A restarted owner makes fresh rings of the same sizes, and they work.
+    await engine.crashOwner(soloOwner);
+    const deadline = Date.now() + 10_000;
+    while (!engine.ownerStats().every((o) => o.up) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(ringBytes(engine)).toEqual(expected);
+    await expect(engine.produce('solo', 0, batchOf(3, 's'))).resolves.toBe(0);
+    expect((await readAll(engine, 'solo', 0)).map((v) => v.value)).toEqual(['s-0', 's-1', 's-2']);
+    await engine.deleteTopic('many');
+    expect(ringBytes(engine)[soloOwner]).toBe(8 * MiB);
+    expect(ringBytes(engine)[1 - soloOwner]).toBe(0);
+  });
+
+  it('a log ring size given to Engine.open is every partition\'s', async () => {
+    const { engine } = await openEngine({ workers: 1, limits: { logRingBytes: 64 * 1024, logRingEntries: 64 } });
+    await engine.createTopic('one', { partitions: 1 });
+    await engine.createTopic('three', { partitions: 3 });
+    expect(ringBytes(engine)).toEqual([4 * 64 * 1024]);
+  });
+
+  it('a lone partition takes a deep window of big batches through its ring, all stored in order', async () => {
+    const { engine } = await openEngine({ workers: 1 });
+    await engine.createTopic('deep', { partitions: 1 });
+    const value = new Uint8Array(1000).fill(7);
+    const batch = S.encodeBatch(Array.from({ length: 100 }, () => ({ value }))); // about 100 KB
+    const bases = await Promise.all(Array.from({ length: 64 }, () => engine.produce('deep', 0, batch, { acks: 1 }))); // 6.4 MB in flight
+    expect(bases).toEqual(Array.from({ length: 64 }, (_, i) => i * 100));
+    let offset = 0;
+    while (offset < 6400) {
+      const res = await engine.fetch('deep', 0, offset, { maxBytes: 1024 * 1024 });
+      S.forEachBatch(res.records, (b) => {
+        const d = S.decodeBatch(b);
+        expect(d.header.baseOffset).toBe(offset);
+        offset += d.records.length;
+      });
+    }
+    expect(offset).toBe(6400);
+  });
+});
+
 describe('Engine owner deaths', () => {
   // Node's Worker tracks the raw fds a worker opens (trackUnmanagedFds, on by default) and
   // closes them when it exits, so an owner that dies leaks none; this keeps it that way.
