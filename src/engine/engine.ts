@@ -63,7 +63,7 @@ export const LOG_RING_BYTES_MAX = 8 * 1024 * 1024;
  * Log ring bytes per owner that the ring sizes aim at: each partition opened gets this
  * divided by the partitions its owner then holds (a power of two, within [LOG_RING_BYTES,
  * LOG_RING_BYTES_MAX]). Rings are not resized later, so an owner's rings may add up to
- * more: at most LOG_RING_BYTES per partition beyond this budget's share.
+ * more: at most LOG_RING_BYTES per partition plus this budget (partitions opened one by one).
  */
 export const LOG_RING_BUDGET_BYTES = 16 * 1024 * 1024;
 
