@@ -306,7 +306,7 @@ export class OwnerHandle {
     await exited;
   }
 
-  /** State for metrics: whether the thread serves, requests in flight, command ring fill. */
+  /** State for metrics: whether the thread serves, requests in flight, command ring fill, the log rings' bytes. */
   stats(): { up: boolean; restarts: number; inFlight: number; commandRingUsedBytes: number; commandRingBytes: number; logRingBytes: number } {
     const ring = this.#commands;
     let logRingBytes = 0;
