@@ -290,6 +290,7 @@ describe('the gateway over HTTP', () => {
     expect(text).toMatch(/^sluice_owner_up\{owner="0"\} 1$/m);
     expect(text).toMatch(/^sluice_command_ring_fill_ratio\{owner="0"\} 0$/m);
     expect(text).toMatch(/^sluice_owner_requests_in_flight\{owner="0"\} 0$/m);
+    expect(text).toMatch(/^sluice_log_ring_bytes\{owner="0"\} [1-9]\d*$/m); // its topics' rings (at least 2 MiB each)
     expect(text).toMatch(/^sluice_log_end_offset\{topic="metered",partition="0"\} 2$/m);
     expect(text).toMatch(/^sluice_process_resident_memory_bytes \d+/m);
     // Counts go on adding up across scrapes (read at scrape time, never reset by one).
