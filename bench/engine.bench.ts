@@ -158,16 +158,30 @@ function makeBatch(seed: number): Uint8Array {
 
 async function produceFor(engine: Engine, topic: string, partitions: number, batch: Uint8Array, bytes: number, acks: 1 | 'all', onProgress?: () => void): Promise<{ secs: number; records: number; bytes: number; throttles: number }> {
   const batchesTotal = Math.max(partitions, Math.ceil(bytes / batch.length));
-  const window = Math.min(WINDOW_TOTAL_MAX, WINDOW_PER_PARTITION * partitions);
+  // At most WINDOW_PER_PARTITION unanswered per partition and WINDOW_TOTAL_MAX in all; the
+  // partitions take turns, skipping one whose window is full (a slower owner's partitions
+  // do not pile up batches beyond their window).
+  const windowPerPartition = Math.min(WINDOW_PER_PARTITION, Math.max(1, Math.floor(WINDOW_TOTAL_MAX / partitions)));
+  const inflightOf = new Array<number>(partitions).fill(0);
   let sent = 0;
   let done = 0;
   let throttles = 0;
   const t0 = process.hrtime.bigint();
   await new Promise<void>((resolve, reject) => {
     let inflight = 0;
+    let next = 0; // the partition whose turn it is
     const pump = () => {
-      while (inflight < window && sent < batchesTotal) {
-        const partition = sent % partitions;
+      while (inflight < WINDOW_TOTAL_MAX && sent < batchesTotal) {
+        let partition = -1;
+        for (let k = 0; k < partitions; k++) {
+          const candidate = (next + k) % partitions;
+          if (inflightOf[candidate] < windowPerPartition) {
+            partition = candidate;
+            break;
+          }
+        }
+        if (partition < 0) return; // every window is full: an answer pumps again
+        next = (partition + 1) % partitions;
         let p: Promise<number>;
         try {
           p = engine.produce(topic, partition, batch, { acks });
@@ -176,9 +190,11 @@ async function produceFor(engine: Engine, topic: string, partitions: number, bat
         }
         sent++;
         inflight++;
+        inflightOf[partition]++;
         p.then(
           () => {
             inflight--;
+            inflightOf[partition]--;
             done++;
             onProgress?.();
             if (done === batchesTotal) resolve();
@@ -186,6 +202,7 @@ async function produceFor(engine: Engine, topic: string, partitions: number, bat
           },
           (err: unknown) => {
             inflight--;
+            inflightOf[partition]--;
             if (err instanceof SluiceError && err.retriable) {
               throttles++;
               sent--; // send it again after the hint
