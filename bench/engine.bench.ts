@@ -49,8 +49,8 @@ const RECORDS_PER_BATCH = 1000;
  * Batches (100 KB each) a producer keeps unanswered per partition: about 6.4 MB, as a Kafka
  * producer's 5 requests of up to 1 MiB. A partition alone on its owner has an 8 MiB log
  * ring to take them (LOG_RING_BYTES_MAX); with 16 (the 2 MiB ring's share until the
- * seventh session) one partition's acks=1 run stalled on the gateway-to-owner hand-off:
- * 1,330-1,526 against 1,588-2,113 MB/s, 4 interleaved pairs (docs/benchmarks.md).
+ * seventh session) one partition's acks=1 run was slower: 1,330-1,526 against
+ * 1,588-2,113 MB/s, 4 interleaved pairs (docs/benchmarks.md).
  */
 const WINDOW_PER_PARTITION = 64;
 /**

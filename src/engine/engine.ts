@@ -149,7 +149,7 @@ export interface EngineOptions {
    * Overrides of the limits above, for tests and tuning. A `logRingBytes` given here is every
    * partition's log ring size; without it each gets `logRingBytesFor` its owner's partitions.
    */
-  limits?: Partial<OwnerLimits>;
+  limits?: Partial<OwnerLimits> & { logRingBytes?: number };
   fs?: FileSystem;
 }
 
@@ -253,10 +253,10 @@ export class Engine {
     const defaults = checkTopicConfig({ ...DEFAULT_TOPIC_CONFIG, ...options.topicDefaults });
     fs.mkdirp(options.dataDir);
     const lock = DataDirLock.acquire(options.dataDir);
+    const { logRingBytes: logRingBytesFixed, ...ownerLimits } = options.limits ?? {};
     const limits: OwnerLimits = {
       commandRingBytes: COMMAND_RING_BYTES,
       completionRingBytes: COMPLETION_RING_BYTES,
-      logRingBytes: LOG_RING_BYTES,
       logRingEntries: LOG_RING_ENTRIES,
       fetchBytesMax: FETCH_BYTES_MAX,
       inFlightMax: IN_FLIGHT_MAX,
@@ -264,11 +264,11 @@ export class Engine {
       housekeepingIntervalMs: HOUSEKEEPING_INTERVAL_MS,
       flushIntervalMs,
       crcOnGateway: CRC_ON_GATEWAY,
-      ...options.limits,
+      ...ownerLimits,
     };
     const owners: OwnerHandle[] = [];
     for (let i = 0; i < workers; i++) owners.push(new OwnerHandle(i, limits, logger, workerUrl()));
-    const engine = new Engine(options.dataDir, owners, logger, fs, defaults, lock, options.limits?.logRingBytes);
+    const engine = new Engine(options.dataDir, owners, logger, fs, defaults, lock, logRingBytesFixed);
     for (const o of owners) o.onAdvance = (slot, hwm) => engine.#advanced(o, slot, hwm);
     try {
       await Promise.all(owners.map((o) => o.start()));

@@ -66,7 +66,7 @@ import {
 export interface OwnerLimits {
   commandRingBytes: number;
   completionRingBytes: number;
-  logRingBytes: number;
+  /** Entries per log ring (each partition's ring size is chosen by the engine when it opens). */
   logRingEntries: number;
   fetchBytesMax: number;
   inFlightMax: number;
@@ -351,8 +351,8 @@ export class OwnerHandle {
     }
   }
 
-  /** Opens a partition in `slot`, its log ring `logRingBytes` large (a power of two; default: the limits'). */
-  async openPartition(slot: number, dir: string, config: LogConfig, logRingBytes = this.#limits.logRingBytes): Promise<RecoveryReportSummary> {
+  /** Opens a partition in `slot`, its log ring `logRingBytes` large (a power of two). */
+  async openPartition(slot: number, dir: string, config: LogConfig, logRingBytes: number): Promise<RecoveryReportSummary> {
     this.#available();
     const logRing = LogRing.create({ dataBytes: logRingBytes, entriesMax: this.#limits.logRingEntries });
     const cells = SeqlockCells.create(CELL_COUNT);

@@ -572,9 +572,7 @@ export class Connection {
     const appended = this.#ctx.engine.produce(topic, frame.partition, batch, { acks: frame.acks as -1 | 1 });
     appended.then(
       async (baseOffset) => {
-        const traffic = this.#ctx.metrics.traffic(topic);
-        traffic.recordsIn += records;
-        traffic.bytesIn += bytes;
+        this.#countIn(topic, bytes, records);
         const logStartOffset = (await this.#ctx.engine.listOffset(topic, frame.partition, -2).catch(() => 0)) ?? 0;
         this.#respond(request, encodeProduceOk({ correlationId: request.correlationId, baseOffset, logStartOffset }));
       },
@@ -599,11 +597,7 @@ export class Connection {
       const records = recordCountOf(frame.batch);
       const bytes = frame.batch.length;
       this.#ctx.engine.produce(frame.topic, frame.partition, frame.batch, { acks: 0 }).then(
-        () => {
-          const traffic = this.#ctx.metrics.traffic(frame.topic);
-          traffic.recordsIn += records;
-          traffic.bytesIn += bytes;
-        },
+        () => this.#countIn(frame.topic, bytes, records),
         (err: unknown) => this.#ctx.metrics.errors.inc({ op, code: err instanceof SluiceError ? err.code : 'INTERNAL' }),
       );
     } catch (err) {
@@ -659,6 +653,13 @@ export class Connection {
     this.#settle(request, this.#ctx.engine.listOffset(frame.topic, frame.partition, frame.timestamp), (offset) =>
       encodeListOffsetsOk({ correlationId: request.correlationId, offset: offset ?? -1 }),
     );
+  }
+
+  /** Counts `bytes` and `records` appended to `topic` (metrics). */
+  #countIn(topic: string, bytes: number, records: number): void {
+    const traffic = this.#ctx.metrics.traffic(topic);
+    traffic.bytesIn += bytes;
+    traffic.recordsIn += records;
   }
 
   /** Counts `bytes` and `records` handed out of `topic` (metrics). */
