@@ -296,11 +296,24 @@ export class Connection {
     this.#afterSend(status);
   }
 
-  /** A FETCH_OK or DATA frame as two fragments of one message, so the records are not copied into a frame buffer. */
-  #sendWithRecords(head: Uint8Array, records: Uint8Array): void {
+  /**
+   * A FETCH_OK or DATA frame: its head and its records. When the records are a view of a
+   * buffer the gateway lent to the fetch (`lent`, from FetchBuffers), the head goes into the
+   * room in front of them and the frame leaves as one message; otherwise (no buffer was
+   * free, or the result came in a buffer of its own) as two fragments of one message, so
+   * the records are never copied into a frame buffer.
+   */
+  #sendWithRecords(head: Uint8Array, records: Uint8Array, lent?: Uint8Array): void {
     if (!this.#open) return;
     if (records.length === 0) {
       this.#send(head);
+      return;
+    }
+    const start = records.byteOffset - head.length;
+    if (lent !== undefined && records.buffer === lent.buffer && start >= 0) {
+      const frame = new Uint8Array(records.buffer, start, head.length + records.length);
+      frame.set(head, 0);
+      this.#send(frame);
       return;
     }
     let ok = true;
@@ -481,12 +494,12 @@ export class Connection {
   }
 
   /** Hands a response to the socket and ends the request's in-flight time; at most once. */
-  #respond(request: Pending, frame: Uint8Array, records?: Uint8Array): void {
+  #respond(request: Pending, frame: Uint8Array, records?: Uint8Array, lent?: Uint8Array): void {
     if (request.settled) return;
     request.settled = true;
     this.#inFlight--;
     this.#pendingFetches.delete(request);
-    if (records) this.#sendWithRecords(frame, records);
+    if (records) this.#sendWithRecords(frame, records, lent);
     else this.#send(frame);
     this.#ctx.metrics.observeRequest(opName(request.op), (performance.now() - request.startedMs) / 1000);
   }
@@ -637,7 +650,7 @@ export class Connection {
         if (!request.settled) {
           const head = encodeFetchOkHead({ correlationId: request.correlationId, highWatermark: r.highWatermark, logStartOffset: r.logStartOffset }, r.records.length);
           this.#countOut(topic, r.records.length, recordCountOfBatches(r.records));
-          this.#respond(request, head, r.records); // uWS copies: the buffer is free after this
+          this.#respond(request, head, r.records, into); // uWS copies: the buffer is free after this
         }
         buffers.release(into);
       },
@@ -812,7 +825,7 @@ export class Connection {
     sub.nextOffset = cut.nextOffset;
     this.#countOut(sub.topic, cut.bytes, cut.records);
     // uWS copies what it sends before returning: `into` is free again after this.
-    this.#sendWithRecords(encodeDataHead({ highWatermark: result.highWatermark, subscriptionId: sub.id }, records.length), records);
+    this.#sendWithRecords(encodeDataHead({ highWatermark: result.highWatermark, subscriptionId: sub.id }, records.length), records, into);
     return true;
   }
 

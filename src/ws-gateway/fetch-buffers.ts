@@ -5,6 +5,11 @@
  * here (the kernel's fresh pages faulted in one by one) against 0.06 ms for copying the
  * records into it (docs/benchmarks.md, fifth session).
  *
+ * Each lent buffer is a view that starts FRAME_HEAD_ROOM_BYTES into its own ArrayBuffer:
+ * the gateway writes the frame's head into the bytes just before the records and sends
+ * head and records as one WebSocket message, which a client reads without joining two
+ * fragments (the `ws` package copies a fragmented message into a new buffer).
+ *
  * At most BUFFERS_MAX buffers exist (lent or free, about 16 MiB). When all are lent,
  * acquire() gives none and that fetch gets a new buffer of exactly its result's size, as
  * without a pool: so many subscriptions fetching at once (a fan-out woken by one append)
@@ -17,6 +22,8 @@ import { FETCH_INTO_BYTES_MIN } from '../engine/engine.js';
 
 /** Buffers that may exist, lent or free. */
 export const BUFFERS_MAX = 16;
+/** Bytes in front of each lent buffer for the head of the frame its records go out in (a DATA or FETCH_OK head is at most 32). */
+export const FRAME_HEAD_ROOM_BYTES = 64;
 
 export class FetchBuffers {
   readonly #free: Uint8Array[] = [];
@@ -36,7 +43,7 @@ export class FetchBuffers {
     let buffer = this.#free.pop();
     if (buffer === undefined) {
       if (this.#lent >= this.#max) return undefined;
-      buffer = new Uint8Array(this.#bufferBytes);
+      buffer = new Uint8Array(FRAME_HEAD_ROOM_BYTES + this.#bufferBytes).subarray(FRAME_HEAD_ROOM_BYTES);
     }
     this.#lent++;
     return buffer;

@@ -137,6 +137,49 @@ describe('the gateway over WebSocket', () => {
     c.close();
   });
 
+  it('sends FETCH_OK and DATA with their records as one WebSocket message, not fragments', async () => {
+    const c = await RawClient.connect(gateway.port);
+    // Read the server's WebSocket frame headers off the socket beside ws (RFC 6455 5.2: server frames are unmasked).
+    const frames: { fin: boolean; opcode: number; length: number }[] = [];
+    let pending = Buffer.alloc(0);
+    let skip = 0;
+    (c.ws as unknown as { _socket: import('node:net').Socket })._socket.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      for (;;) {
+        if (skip > 0) {
+          const n = Math.min(skip, pending.length);
+          pending = pending.subarray(n);
+          skip -= n;
+          if (skip > 0) return;
+        }
+        if (pending.length < 2) return;
+        let length = pending[1] & 0x7f;
+        let header = 2;
+        if (length === 126) [length, header] = pending.length < 4 ? [-1, 0] : [pending.readUInt16BE(2), 4];
+        else if (length === 127) [length, header] = pending.length < 10 ? [-1, 0] : [Number(pending.readBigUInt64BE(2)), 10];
+        if (length < 0) return;
+        frames.push({ fin: (pending[0] & 0x80) !== 0, opcode: pending[0] & 0x0f, length });
+        pending = pending.subarray(header);
+        skip = length;
+      }
+    });
+    await createTopic(c, 'whole');
+    const big = batchOf(Array.from({ length: 2000 }, (_, i) => `record-${i}-${'x'.repeat(40)}`));
+    as(await produce(c, 'whole', big), Op.PRODUCE_OK);
+    as(await produce(c, 'whole', batchOf(['small'])), Op.PRODUCE_OK);
+    frames.length = 0;
+    const got = as(await fetch(c, 'whole', 0), Op.FETCH_OK);
+    expect(got.records.length).toBeGreaterThan(big.length);
+    as(await c.request((id) => F.encodeSubscribe({ correlationId: id, subscriptionId: 3, topic: 'whole', partition: 0, offset: -2, creditBytes: 1 << 20 })), Op.SUBSCRIBE_OK);
+    await c.waitFor(() => c.pushes.some((f) => f.op === Op.DATA));
+    const binary = frames.filter((f) => f.opcode === 2 || f.opcode === 0);
+    // FETCH_OK, SUBSCRIBE_OK and DATA: each a single final binary frame, none a continuation.
+    expect(binary.length).toBeGreaterThanOrEqual(3);
+    expect(binary.every((f) => f.fin && f.opcode === 2)).toBe(true);
+    expect(binary.some((f) => f.length >= big.length)).toBe(true);
+    c.close();
+  });
+
   it('sends one batch larger than the whole window alone, only when the client holds nothing', async () => {
     const c = await RawClient.connect(gateway.port);
     await createTopic(c, 'big');

@@ -1,13 +1,16 @@
 // FetchBuffers: the gateway's pool of buffers lent to Engine.fetch.
 import { describe, expect, it } from 'vitest';
 import { FETCH_INTO_BYTES_MIN } from '../../src/engine/engine.js';
-import { BUFFERS_MAX, FetchBuffers } from '../../src/ws-gateway/fetch-buffers.js';
+import { BUFFERS_MAX, FRAME_HEAD_ROOM_BYTES, FetchBuffers } from '../../src/ws-gateway/fetch-buffers.js';
 
 describe('FetchBuffers', () => {
   it('lends buffers large enough for any fetch and reuses released ones', () => {
     const pool = new FetchBuffers();
     const a = pool.acquire()!;
     expect(a.length).toBe(FETCH_INTO_BYTES_MIN);
+    // Room for a frame head in front of the records, in the same memory (one message on the wire).
+    expect(a.byteOffset).toBe(FRAME_HEAD_ROOM_BYTES);
+    expect(a.buffer.byteLength).toBe(FRAME_HEAD_ROOM_BYTES + FETCH_INTO_BYTES_MIN);
     pool.release(a);
     expect(pool.acquire()).toBe(a); // reused, not a new one
   });
