@@ -17,10 +17,10 @@ import { SluiceError } from '../errors.js';
 import type { Crc32cFunction } from '../persist/record-batch-codec.js';
 import { Op, toSluiceError, type DataPush, type SubscriptionClosedPush } from '../ws-gateway/frames.js';
 import { backoffDelayMs, RETRY_BACKOFF } from './backoff.js';
-import type { Clock, Random } from './clock.js';
+import type { Clock, Random, TimerHandle } from './clock.js';
 import { decodePayload, type ConsumerRecord } from './codec.js';
 import { ClientClosedError, ConnectionLostError, isRetriableError, type Connection } from './connection.js';
-import { CONSUMER_WINDOW_BYTES_DEFAULT, CreditAccount } from './credit.js';
+import { CONSUMER_WINDOW_BYTES_DEFAULT, CREDIT_IDLE_GRANT_MS, CreditAccount } from './credit.js';
 import { GroupMember, partitionKey, type GroupOptions, type OffsetToCommit } from './group-member.js';
 
 export type StartPosition = 'earliest' | 'latest' | { offset: number } | { timestamp: number };
@@ -80,6 +80,8 @@ interface Assignment {
   /** Bumped at each (re)subscription; data of an older generation is dropped. */
   generation: number;
   credit: CreditAccount;
+  /** Set while an idle grant is scheduled (./credit.ts). */
+  idleTimer: TimerHandle | null;
   paused: boolean;
   /** DATA frames are decoded in order behind the subscription's start. */
   chain: Promise<void>;
@@ -367,7 +369,16 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     if (batch.creditBytes === 0) return;
     const bytes = batch.creditBytes;
     batch.creditBytes = 0;
-    if (this.#isCurrent(batch)) this.#grant(batch.assignment, batch.assignment.credit.consumed(bytes));
+    if (!this.#isCurrent(batch)) return;
+    const a = batch.assignment;
+    this.#grant(a, a.credit.consumed(bytes));
+    if (a.credit.idle && a.idleTimer === null) {
+      const generation = a.generation;
+      a.idleTimer = this.#ctx.clock.setTimeout(() => {
+        a.idleTimer = null;
+        if (a.generation === generation) this.#grant(a, a.credit.idleGrant());
+      }, CREDIT_IDLE_GRANT_MS);
+    }
   }
 
   #grant(a: Assignment, bytes: number): void {
@@ -405,6 +416,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
       subscriptionId: 0,
       generation: 0,
       credit: new CreditAccount(this.#windowBytes),
+      idleTimer: null,
       paused: false,
       chain: Promise.resolve(),
       start: from,
@@ -423,6 +435,8 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     this.#assignments.delete(key(topic, partition));
     a.active = false;
     a.generation++;
+    if (a.idleTimer !== null) this.#ctx.clock.clearTimeout(a.idleTimer);
+    a.idleTimer = null;
     await this.#endSubscription(a);
   }
 

@@ -6,9 +6,13 @@
  * application sets the pace of the stream and the bytes held by the client never exceed
  * the window (plus one oversized batch, protocol rule 2). Grants are batched: one CREDIT
  * once the returned bytes reach CREDIT_REFILL_FRACTION of the window (floor: 1 byte), and
- * at once whenever the application has finished with everything it was sent, so an idle
- * consumer is always back at credit = window (which rule 2 needs to send an oversized
- * batch). While paused, nothing is granted; resume grants what accumulated.
+ * (`idleGrant`) CREDIT_IDLE_GRANT_MS after the application has finished with everything
+ * it was sent, so an idle consumer is soon back at credit = window (which rule 2 needs to
+ * send an oversized batch). Until then the server still holds at least half the window, so
+ * only a batch larger than that waits for the idle grant; a consumer that keeps up with a
+ * trickle of small batches no longer answers each DATA frame with a CREDIT (a frame and a
+ * wake-up of the gateway per batch). While paused, nothing is granted; resume grants what
+ * accumulated.
  *
  * Browser-safe; owner: the client's thread; plain counters.
  */
@@ -20,6 +24,8 @@ export const CREDIT_REFILL_FRACTION = 0.5;
 export const CONSUMER_WINDOW_BYTES_DEFAULT = 1024 * 1024;
 /** The smallest grant threshold. */
 export const CREDIT_REFILL_BYTES_MIN = 1;
+/** After the application finished with everything it was sent, grant the bytes still held back this much later (if it is still idle). */
+export const CREDIT_IDLE_GRANT_MS = 10;
 
 export class CreditAccount {
   readonly windowBytes: number;
@@ -74,9 +80,21 @@ export class CreditAccount {
     return this.#grant();
   }
 
+  /** Whether bytes wait for the idle grant: the application holds nothing and less than the refill threshold is owed. */
+  get idle(): boolean {
+    return !this.#paused && this.#heldBytes === 0 && this.#returnableBytes > 0;
+  }
+
+  /** Returns everything owed if the application still holds nothing (0 otherwise): the grant CREDIT_IDLE_GRANT_MS after going idle. */
+  idleGrant(): number {
+    if (!this.idle) return 0;
+    const grant = this.#returnableBytes;
+    this.#returnableBytes = 0;
+    return grant;
+  }
+
   #grant(): number {
-    if (this.#paused || this.#returnableBytes === 0) return 0;
-    if (this.#returnableBytes < this.refillBytes && this.#heldBytes > 0) return 0;
+    if (this.#paused || this.#returnableBytes < this.refillBytes) return 0;
     const grant = this.#returnableBytes;
     this.#returnableBytes = 0;
     return grant;

@@ -67,6 +67,10 @@ export interface FakeGateway {
   throttleNext(n: number, backoffMs: number): void;
   /** Produce requests received (including duplicates and refused ones). */
   produceRequests: number;
+  /** The creditBytes of each CREDIT received, in order. */
+  credits: number[];
+  /** The server-side credit of each live subscription (all connections). */
+  subscriptionCredits(): number[];
   /** Closes every socket and the server, then listens again on the same port after `downMs`. */
   restart(downMs: number): Promise<void>;
   close(): Promise<void>;
@@ -234,6 +238,7 @@ export async function startFakeGateway(): Promise<FakeGateway> {
       }
       case Op.CREDIT: {
         const s = c.subs.get(f.subscriptionId);
+        gateway.credits.push(f.creditBytes);
         if (s) {
           s.credit += f.creditBytes;
           s.window = Math.max(s.window, s.credit);
@@ -289,6 +294,8 @@ export async function startFakeGateway(): Promise<FakeGateway> {
     port,
     topics,
     produceRequests: 0,
+    credits: [],
+    subscriptionCredits: () => [...conns].flatMap((c) => [...c.subs.values()].map((s) => s.credit)),
     dropAfterNextAppend: () => {
       dropAfterAppend = true;
     },

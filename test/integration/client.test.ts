@@ -5,6 +5,7 @@
 import { WebSocket } from 'ws';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { connect, partitionForKey, type ConsumerRecord, type Sluice } from '../../src/client/index.js';
+import { CREDIT_IDLE_GRANT_MS } from '../../src/client/credit.js';
 import { startFakeGateway, type FakeGateway } from './client-fake-gateway.js';
 
 const text = new TextEncoder();
@@ -115,6 +116,48 @@ describe('client against a gateway', () => {
     });
     await running;
     expect(seen).toEqual(Array.from({ length: 200 }, (_, i) => i));
+  });
+
+  it('does not answer each small DATA frame with a CREDIT: an idle consumer grants back shortly after', async () => {
+    // The system clock, except that the consumer's idle grants (CREDIT_IDLE_GRANT_MS) wait until the test lets them run.
+    const held: (() => void)[] = [];
+    const clock = {
+      now: () => Date.now(),
+      setTimeout: (fn: () => void, ms: number) => (ms === CREDIT_IDLE_GRANT_MS ? (held.push(fn), { held: true }) : setTimeout(fn, ms)),
+      clearTimeout: (h: unknown) => clearTimeout(h as ReturnType<typeof setTimeout>),
+    };
+    const c = await connect({ url: gateway.url, clientId: 'test', WebSocket: WebSocket as never, clock });
+    clients.push(c);
+    await c.createTopic('trickle', { partitions: 1 });
+    const producer = c.producer({ lingerMs: 0 });
+    const windowBytes = 64 * 1024;
+    const consumer = c.consumer({ from: 'earliest', windowBytes });
+    await consumer.subscribe('trickle');
+    const seen: number[] = [];
+    let wake: (() => void) | null = null;
+    const running = consumer.run({
+      eachBatch: (batch) => {
+        for (const r of batch.records) seen.push(r.offset);
+        wake?.();
+      },
+    });
+    // 20 batches of one record, each finished before the next is produced: the consumer is idle after each.
+    for (let i = 0; i < 20; i++) {
+      const handled = new Promise<void>((r) => (wake = r));
+      await producer.send({ topic: 'trickle', value: `r${i}` });
+      await handled;
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(seen).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(gateway.credits).toEqual([]); // none per frame: the server still had most of the window
+    expect(held).toHaveLength(1); // one idle grant scheduled, not one per frame
+    held.splice(0).forEach((fn) => fn());
+    const deadline = Date.now() + 2_000;
+    while (gateway.subscriptionCredits()[0] !== windowBytes && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(gateway.credits).toHaveLength(1);
+    expect(gateway.subscriptionCredits()).toEqual([windowBytes]); // back at the whole window
+    await consumer.close();
+    await running;
   });
 
   it('starts from latest, from an offset and from a timestamp, and seeks', async () => {

@@ -180,16 +180,25 @@ describe('client batch codec', () => {
 });
 
 describe('credit accounting', () => {
-  it('grants back once half the window is consumed, and everything when idle', () => {
+  it('grants back once half the window is consumed, and the rest by the idle grant', () => {
     const credit = new CreditAccount(1000);
     expect(credit.refillBytes).toBe(500);
     credit.received(300);
     credit.received(300);
     credit.received(300);
     expect(credit.consumed(300)).toBe(0); // 300 returnable, 600 still held
+    expect(credit.idle).toBe(false);
+    expect(credit.idleGrant()).toBe(0); // the application still holds records
     expect(credit.consumed(300)).toBe(600); // reached the threshold
-    expect(credit.consumed(300)).toBe(300); // nothing held any more: idle, return all
+    expect(credit.consumed(300)).toBe(0); // nothing held any more, under the threshold: not at once...
+    expect(credit.idle).toBe(true);
+    expect(credit.idleGrant()).toBe(300); // ...but by the idle grant (CREDIT_IDLE_GRANT_MS later)
     expect(credit.returnableBytes).toBe(0);
+    expect(credit.idle).toBe(false);
+    credit.received(100);
+    credit.consumed(100);
+    credit.received(50); // more arrived before the idle grant: not idle, nothing granted
+    expect(credit.idleGrant()).toBe(0);
   });
 
   it('grants nothing while paused and the accumulated bytes on resume', () => {
@@ -212,8 +221,9 @@ describe('credit accounting', () => {
           // the server sends when the batch fits, or alone when credit = window (rule 2)
           while (!(size <= serverCredit || serverCredit === window)) {
             const bytes = held.shift();
-            if (bytes === undefined) return false; // would deadlock
-            const g = credit.consumed(bytes);
+            // With nothing held, the consumer's idle timer fires and grants what it owes.
+            const g = bytes === undefined ? credit.idleGrant() : credit.consumed(bytes);
+            if (bytes === undefined && g === 0) return false; // would deadlock
             serverCredit += g;
             granted += g;
           }
@@ -222,7 +232,10 @@ describe('credit accounting', () => {
           held.push(size);
           if (credit.heldBytes > window + 400) return false;
         }
-        return granted >= 0;
+        // Once the application has finished with everything and the idle grant ran, the server is back at the window.
+        for (const bytes of held.splice(0)) serverCredit += credit.consumed(bytes);
+        serverCredit += credit.idleGrant();
+        return granted >= 0 && serverCredit === window;
       }),
       { seed: 3 },
     );
