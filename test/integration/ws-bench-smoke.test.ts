@@ -22,13 +22,18 @@ describe('sluice bench (smoke)', () => {
       expect(stdout).toContain('| produce acks=all |');
       expect(stdout).toContain('| consume backlog |');
       const r = JSON.parse(readFileSync(jsonFile, 'utf8'));
-      expect(Object.keys(r).sort()).toEqual(['brokerRssPeakMB', 'consume', 'env', 'latency', 'loadRssPeakMB', 'loopback', 'produceAcks1', 'produceAcksAll', 'settings'].sort());
+      expect(Object.keys(r).sort()).toEqual(['brokerRssPeakMB', 'consume', 'env', 'floor', 'latency', 'loadRssPeakMB', 'loopback', 'produceAcks1', 'produceAcksAll', 'settings'].sort());
       expect(r.settings).toMatchObject({ recordBytes: 100, runs: 1 });
       expect(r.loopback.upMBps).toBeGreaterThan(0);
       expect(r.loopback.downMBps).toBeGreaterThan(0);
       expect(r.loopback.echoRuns).toHaveLength(1);
       expect(r.loopback.echo.p50Us).toBeGreaterThan(0);
       expect(r.loopback.echo.p50Us).toBeLessThanOrEqual(r.loopback.echo.p999Us);
+      // The bare path's latency (ws-floor.ts), and the measured latency's ratio to it.
+      expect(r.floor.runs).toHaveLength(1);
+      expect(r.floor.p50Us).toBeGreaterThan(0);
+      expect(r.floor.p50Us).toBeLessThanOrEqual(r.floor.p999Us);
+      expect(stdout).toContain('| the bare path');
       for (const f of [r.produceAcksAll, r.produceAcks1, r.consume]) {
         expect(f.recordsPerSec).toBeGreaterThan(0);
         expect(f.mbPerSec).toBeGreaterThan(0);
@@ -43,6 +48,7 @@ describe('sluice bench (smoke)', () => {
       expect(r.latency.count).toBe(r.settings.latencyRecords);
       for (const k of ['p50Us', 'p99Us', 'p999Us', 'maxUs']) expect(r.latency[k]).toBeGreaterThan(0);
       expect(r.latency.p50Us).toBeLessThanOrEqual(r.latency.p999Us);
+      expect(r.latency.floorRatio.p50).toBeCloseTo(r.latency.p50Us / r.floor.p50Us, 6);
       expect(r.brokerRssPeakMB).toBeGreaterThan(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
