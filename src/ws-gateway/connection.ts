@@ -799,7 +799,7 @@ export class Connection {
     sub.again = true; // yield to other work, then carry on
   }
 
-  /** Fetches into `into` and sends one DATA frame; false when the loop should stop. */
+  /** Fetches into `into` and sends one DATA frame; false when the loop should stop (nothing to send, or all sent up to the high watermark). */
   async #pushOne(sub: Subscription, into: Uint8Array | undefined): Promise<boolean> {
     let result;
     try {
@@ -826,7 +826,9 @@ export class Connection {
     this.#countOut(sub.topic, cut.bytes, cut.records);
     // uWS copies what it sends before returning: `into` is free again after this.
     this.#sendWithRecords(encodeDataHead({ highWatermark: result.highWatermark, subscriptionId: sub.id }, records.length), records, into);
-    return true;
+    // Caught up with the high watermark the fetch saw: stop rather than fetch nothing. Records
+    // appended since then called the watch, which set sub.again (pumping), so #pump goes on.
+    return sub.nextOffset < result.highWatermark;
   }
 
   #pushFailed(sub: Subscription, err: unknown): void {
