@@ -37,7 +37,7 @@ export class CreditAccount {
   #paused = false;
 
   constructor(windowBytes: number, refillFraction = CREDIT_REFILL_FRACTION) {
-    assert(Number.isInteger(windowBytes) && windowBytes >= 1 && windowBytes <= 0xffff_ffff, `windowBytes must be a u32 >= 1, got ${windowBytes}`);
+    assert(Number.isInteger(windowBytes) && windowBytes >= 1 && windowBytes <= 0xffff_ffff, () => `windowBytes must be a u32 >= 1, got ${windowBytes}`);
     assert(refillFraction > 0 && refillFraction <= 1, 'the refill fraction is in (0, 1]');
     this.windowBytes = windowBytes;
     this.refillBytes = Math.max(CREDIT_REFILL_BYTES_MIN, Math.floor(windowBytes * refillFraction));
@@ -64,7 +64,7 @@ export class CreditAccount {
 
   /** The application finished with `bytes` record bytes; returns the bytes to grant now (0: none yet). */
   consumed(bytes: number): number {
-    assert(bytes <= this.#heldBytes, `consumed ${bytes} bytes but only ${this.#heldBytes} are held`);
+    assert(bytes <= this.#heldBytes, () => `consumed ${bytes} bytes but only ${this.#heldBytes} are held`);
     this.#heldBytes -= bytes;
     this.#returnableBytes += bytes;
     return this.#grant();

@@ -112,12 +112,12 @@ function prepare(input: AssignorInput): Prepared {
   const seen = new Set<string>();
   const subscribers = new Map<string, number[]>();
   input.members.forEach((member, index) => {
-    assert(!seen.has(member.id), `assignor member ids are unique (${member.id})`);
+    assert(!seen.has(member.id), () => `assignor member ids are unique (${member.id})`);
     seen.add(member.id);
     for (const topic of new Set(member.topics)) {
       const count = input.partitionCounts.get(topic);
       if (count === undefined || count === 0) continue;
-      assert(Number.isSafeInteger(count) && count > 0, `partition count of ${topic} is a positive integer`);
+      assert(Number.isSafeInteger(count) && count > 0, () => `partition count of ${topic} is a positive integer`);
       let subs = subscribers.get(topic);
       if (!subs) subscribers.set(topic, (subs = []));
       subs.push(index);

@@ -616,7 +616,7 @@ export class GroupCoordinator {
 
   #partitionsOf(topic: string): number | undefined {
     const count = this.#partitionsOfTopic(topic);
-    assert(count === undefined || (Number.isSafeInteger(count) && count >= 0), `partitionsOf(${topic}) is undefined or a count`);
+    assert(count === undefined || (Number.isSafeInteger(count) && count >= 0), () => `partitionsOf(${topic}) is undefined or a count`);
     return count;
   }
 
@@ -964,13 +964,13 @@ function checkInvariants(group: Group): void {
   const held = new Set<string>();
   for (const m of group.members.values()) {
     for (const key of m.current.keys()) {
-      assert(!held.has(key), `partition ${key} of group ${group.groupId} has one holder`);
-      assert(m.target.has(key), `member ${m.memberId} holds only target partitions`);
+      assert(!held.has(key), () => `partition ${key} of group ${group.groupId} has one holder`);
+      assert(m.target.has(key), () => `member ${m.memberId} holds only target partitions`);
       held.add(key);
     }
     for (const key of m.revoking.keys()) {
-      assert(!held.has(key), `partition ${key} of group ${group.groupId} has one holder`);
-      assert(!m.target.has(key), `member ${m.memberId} is not revoking a partition of its target`);
+      assert(!held.has(key), () => `partition ${key} of group ${group.groupId} has one holder`);
+      assert(!m.target.has(key), () => `member ${m.memberId} is not revoking a partition of its target`);
       held.add(key);
     }
   }

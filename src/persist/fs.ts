@@ -267,7 +267,7 @@ export class FaultyFileSystem implements FileSystem {
     const fd = this.#inner.open(path, 'write');
     try {
       const one = new Uint8Array(1);
-      assert(this.#inner.read(fd, one, offset) === 1, `offset ${offset} is inside ${path}`);
+      assert(this.#inner.read(fd, one, offset) === 1, () => `offset ${offset} is inside ${path}`);
       one[0] ^= 1 << bit;
       this.#inner.write(fd, one, offset);
     } finally {

@@ -46,18 +46,18 @@ export class OffsetIndex {
   }
 
   relativeOffsetAt(i: number): number {
-    assert(i >= 0 && i < this.#count, `offset index entry ${i} of ${this.#count}`);
+    assert(i >= 0 && i < this.#count, () => `offset index entry ${i} of ${this.#count}`);
     return this.#relativeOffsets[i];
   }
 
   positionAt(i: number): number {
-    assert(i >= 0 && i < this.#count, `offset index entry ${i} of ${this.#count}`);
+    assert(i >= 0 && i < this.#count, () => `offset index entry ${i} of ${this.#count}`);
     return this.#positions[i];
   }
 
   add(relativeOffset: number, position: number): void {
-    assert(relativeOffset >= 0 && relativeOffset <= U32_MAX, `relative offset ${relativeOffset} fits u32`);
-    assert(position >= 0 && position <= U32_MAX, `position ${position} fits u32`);
+    assert(relativeOffset >= 0 && relativeOffset <= U32_MAX, () => `relative offset ${relativeOffset} fits u32`);
+    assert(position >= 0 && position <= U32_MAX, () => `position ${position} fits u32`);
     if (this.#count > 0) {
       assert(relativeOffset > this.#relativeOffsets[this.#count - 1], 'offset index offsets increase');
       assert(position > this.#positions[this.#count - 1], 'offset index positions increase');
@@ -70,7 +70,7 @@ export class OffsetIndex {
 
   /** Drops entries from `count` on (rolling back a failed append). */
   truncateTo(count: number): void {
-    assert(count >= 0 && count <= this.#count, `truncate offset index to ${count} of ${this.#count}`);
+    assert(count >= 0 && count <= this.#count, () => `truncate offset index to ${count} of ${this.#count}`);
     this.#count = count;
   }
 
@@ -97,7 +97,7 @@ export class OffsetIndex {
 
   /** Encodes entries [from, to) into `out` (at least (to - from) * 8 bytes); returns the bytes written. */
   encodeRange(from: number, to: number, out: Uint8Array): number {
-    assert(from >= 0 && from <= to && to <= this.#count, `encode entries ${from}..${to} of ${this.#count}`);
+    assert(from >= 0 && from <= to && to <= this.#count, () => `encode entries ${from}..${to} of ${this.#count}`);
     const bytes = (to - from) * OFFSET_ENTRY_BYTES;
     assert(out.length >= bytes, 'offset index encode buffer is large enough');
     const view = new DataView(out.buffer, out.byteOffset, bytes);

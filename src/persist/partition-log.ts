@@ -472,7 +472,7 @@ export class PartitionLog {
   }
 
   #checkWritable(): void {
-    assert(!this.#closed, `partition log ${this.dir} is closed`);
+    assert(!this.#closed, () => `partition log ${this.dir} is closed`);
     if (this.#failure !== null) {
       throw new SluiceError('STORAGE_ERROR', `partition log ${this.dir} refuses writes after a failed fdatasync (${this.#failure}); reopen it`);
     }
@@ -490,8 +490,8 @@ export class PartitionLog {
    */
   append(bytes: Uint8Array, firstOffset: number, nextOffset: number): void {
     this.#checkWritable();
-    assert(firstOffset === this.logEndOffset, `append at ${firstOffset}, log end offset is ${this.logEndOffset}`);
-    assert(bytes.length > 0 && bytes.length <= APPEND_BYTES_MAX, `append of ${bytes.length} bytes`);
+    assert(firstOffset === this.logEndOffset, () => `append at ${firstOffset}, log end offset is ${this.logEndOffset}`);
+    assert(bytes.length > 0 && bytes.length <= APPEND_BYTES_MAX, () => `append of ${bytes.length} bytes`);
     try {
       if (this.#shouldRoll(bytes.length, nextOffset, this.#clock.now())) this.#roll();
       this.#active.append(bytes, firstOffset, nextOffset);
@@ -651,7 +651,7 @@ export class PartitionLog {
     if (this.#durableOffset >= target) return done(null);
     if (this.#failure !== null) return done(new SluiceError('STORAGE_ERROR', `partition log ${this.dir}: ${this.#failure}`));
     if (this.#closed) return done(new SluiceError('STORAGE_ERROR', `partition log ${this.dir} closed before offset ${target} was durable`));
-    assert(this.#sealsInFlight > 0, `durableOffset ${this.#durableOffset} of ${this.dir} is below ${target} with no fdatasync in flight`);
+    assert(this.#sealsInFlight > 0, () => `durableOffset ${this.#durableOffset} of ${this.dir} is below ${target} with no fdatasync in flight`);
     this.#syncWaiters.push({ target, done });
   }
 
@@ -800,8 +800,8 @@ export class PartitionLog {
    * Kafka's), and always cover the whole first batch, even past maxBytes (KIP-74).
    */
   locate(offset: number, maxBytes: number): ReadPlan | null {
-    assert(!this.#closed, `partition log ${this.dir} is closed`);
-    assert(Number.isSafeInteger(offset), `offset ${offset} is an integer`);
+    assert(!this.#closed, () => `partition log ${this.dir} is closed`);
+    assert(Number.isSafeInteger(offset), () => `offset ${offset} is an integer`);
     if (offset < this.logStartOffset || offset > this.logEndOffset) throw this.#outOfRange(offset);
     if (offset === this.logEndOffset) return null;
     try {
@@ -831,8 +831,8 @@ export class PartitionLog {
    * the next read, which starts at the bad one, throws). Returns the byte count.
    */
   readInto(plan: ReadPlan, target: Uint8Array): number {
-    assert(!this.#closed, `partition log ${this.dir} is closed`);
-    assert(target.length >= plan.bytesMax, `read target of ${target.length} bytes, plan needs ${plan.bytesMax}`);
+    assert(!this.#closed, () => `partition log ${this.dir} is closed`);
+    assert(target.length >= plan.bytesMax, () => `read target of ${target.length} bytes, plan needs ${plan.bytesMax}`);
     const segment = plan.segment;
     if (segment.isClosed) {
       throw new SluiceError('OFFSET_OUT_OF_RANGE', `segment ${segment.name} of ${this.dir} was deleted by retention after the read was planned`);
@@ -881,7 +881,7 @@ export class PartitionLog {
    * a LogAppendTime batch, whose records all carry the batch's time.
    */
   offsetForTimestamp(timestamp: number): number | null {
-    assert(!this.#closed, `partition log ${this.dir} is closed`);
+    assert(!this.#closed, () => `partition log ${this.dir} is closed`);
     if (!Number.isSafeInteger(timestamp)) throw invalid(`timestamp ${timestamp} is not an integer`);
     try {
       for (const segment of this.#segments) {
@@ -930,7 +930,7 @@ export class PartitionLog {
    * under cleanupPolicy 'delete' or 'compact,delete', and not while a compaction runs.
    */
   applyRetention(now: number): RetentionResult {
-    assert(!this.#closed, `partition log ${this.dir} is closed`);
+    assert(!this.#closed, () => `partition log ${this.dir} is closed`);
     const { retentionMs, retentionBytes } = this.config;
     let segmentsDeleted = 0;
     let bytesDeleted = 0;
@@ -992,8 +992,8 @@ export class PartitionLog {
   async compact(
     options: { now?: number; yieldNow?: () => Promise<void>; isCancelled?: () => boolean; sliceBytes?: number } = {},
   ): Promise<CompactionResult> {
-    assert(!this.#closed, `partition log ${this.dir} is closed`);
-    assert(!this.#compacting, `one compaction at a time in ${this.dir}`);
+    assert(!this.#closed, () => `partition log ${this.dir} is closed`);
+    assert(!this.#compacting, () => `one compaction at a time in ${this.dir}`);
     if (!isCompacted(this.config.cleanupPolicy)) throw invalid(`${this.dir} has cleanupPolicy 'delete': nothing to compact`);
     this.#checkWritable();
     this.#compacting = true;
@@ -1068,7 +1068,7 @@ export class PartitionLog {
 
   /** Reads every segment fully and checks every batch and index (see verify.ts). */
   verify(): VerifyReport {
-    assert(!this.#closed, `partition log ${this.dir} is closed`);
+    assert(!this.#closed, () => `partition log ${this.dir} is closed`);
     return verifyPartitionDir(this.dir, this.#fs, { compacted: isCompacted(this.config.cleanupPolicy) });
   }
 

@@ -435,7 +435,7 @@ export function encodeBatchWith(
   if (options.compressedRecords) out.set(options.compressedRecords, RECORDS_OFFSET);
   else {
     const end = writeRecords(out, RECORDS_OFFSET, records, baseTimestamp, now, bodySizes);
-    assert(end === total, `encoded ${end} bytes, sized ${total}`);
+    assert(end === total, () => `encoded ${end} bytes, sized ${total}`);
   }
   view.setUint32(CRC_OFFSET, crc32c(out.subarray(ATTRIBUTES_OFFSET)), false);
   return out;
@@ -495,7 +495,7 @@ export class RecordBatchBuilder {
     this.#ensure(size);
     const pos = writeRecord(this.#buf, this.#pos, body, key, value, headers, headerKeys, tsDelta, this.#count);
     // (The message is built only on failure: this runs per record.)
-    if (pos !== this.#pos + size) assert(false, `appended ${pos - this.#pos} bytes, sized ${size}`);
+    if (pos !== this.#pos + size) assert(false, () => `appended ${pos - this.#pos} bytes, sized ${size}`);
     this.#pos = pos;
     this.#count++;
     if (first) this.#baseTimestamp = this.#maxTimestamp = timestamp;

@@ -45,7 +45,7 @@ assert(RECOVERY_POINT_BYTES === 18, 'the recovery point file is 18 bytes');
 export type DecodedRecoveryPoint = { ok: true; recoveryPoint: number } | { ok: false; reason: string };
 
 export function encodeRecoveryPoint(recoveryPoint: number): Uint8Array {
-  assert(Number.isSafeInteger(recoveryPoint) && recoveryPoint >= 0, `recovery point ${recoveryPoint}`);
+  assert(Number.isSafeInteger(recoveryPoint) && recoveryPoint >= 0, () => `recovery point ${recoveryPoint}`);
   const bytes = new Uint8Array(RECOVERY_POINT_BYTES);
   const view = new DataView(bytes.buffer);
   view.setUint32(MAGIC_OFFSET, RECOVERY_POINT_MAGIC, false);

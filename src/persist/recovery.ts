@@ -104,7 +104,7 @@ const DECISION_BY_ROW = new Map(RECOVERY_TABLE.map((r) => [r.row, r.decision]));
 
 export function decisionFor(row: ScanRow): ScanDecision {
   const decision = DECISION_BY_ROW.get(row);
-  assert(decision !== undefined, `row ${row} is in the recovery table`);
+  assert(decision !== undefined, () => `row ${row} is in the recovery table`);
   return decision;
 }
 
@@ -155,7 +155,7 @@ export class ChunkReader {
    * when the file ends first. n must not exceed the buffer.
    */
   window(pos: number, n: number): number {
-    assert(n <= this.buffer.length, `window of ${n} bytes fits the ${this.buffer.length}-byte buffer`);
+    assert(n <= this.buffer.length, () => `window of ${n} bytes fits the ${this.buffer.length}-byte buffer`);
     if (pos >= this.#start && pos + n <= this.#start + this.#length) return pos - this.#start;
     const want = Math.min(this.buffer.length, this.#fileBytes - pos);
     if (want < n) return -1;

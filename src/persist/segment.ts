@@ -60,7 +60,7 @@ export const DELETED_SUFFIX = '.deleted';
 const SEGMENT_LOG_NAME = /^(\d{20})\.log$/;
 
 export function segmentFileName(baseOffset: number, suffix: string): string {
-  assert(Number.isSafeInteger(baseOffset) && baseOffset >= 0, `base offset ${baseOffset}`);
+  assert(Number.isSafeInteger(baseOffset) && baseOffset >= 0, () => `base offset ${baseOffset}`);
   return String(baseOffset).padStart(SEGMENT_NAME_DIGITS, '0') + suffix;
 }
 
@@ -370,8 +370,8 @@ export class Segment {
    * and the error is rethrown as it came (the caller wraps it).
    */
   append(bytes: Uint8Array, firstOffset: number, nextOffset: number): void {
-    assert(!this.#sealed && !this.#closed, `append to sealed or closed segment ${this.name}`);
-    assert(firstOffset === this.#nextOffset, `append at ${firstOffset}, segment ${this.name} continues at ${this.#nextOffset}`);
+    assert(!this.#sealed && !this.#closed, () => `append to sealed or closed segment ${this.name}`);
+    assert(firstOffset === this.#nextOffset, () => `append at ${firstOffset}, segment ${this.name} continues at ${this.#nextOffset}`);
     assert(bytes.length > 0 && nextOffset > firstOffset, 'an append holds at least one batch');
     this.repairTail();
     const position = this.#sizeBytes;
@@ -396,19 +396,19 @@ export class Segment {
     let p = 0;
     let expected = firstOffset;
     while (p < bytes.length) {
-      assert(p + BATCH_HEADER_BYTES <= bytes.length, `append holds whole batches (header at ${p} of ${bytes.length})`);
+      assert(p + BATCH_HEADER_BYTES <= bytes.length, () => `append holds whole batches (header at ${p} of ${bytes.length})`);
       const batchLength = view.getInt32(p + BATCH_LENGTH_OFFSET, false);
-      assert(batchLength >= BATCH_LENGTH_MIN && batchLength <= BATCH_LENGTH_MAX, `batchLength ${batchLength} at ${p}`);
+      assert(batchLength >= BATCH_LENGTH_MIN && batchLength <= BATCH_LENGTH_MAX, () => `batchLength ${batchLength} at ${p}`);
       const baseOffset = readInt64(view, p + BASE_OFFSET_OFFSET);
-      assert(baseOffset === expected, `batch at ${p} has baseOffset ${baseOffset}, expected ${expected}`);
+      assert(baseOffset === expected, () => `batch at ${p} has baseOffset ${baseOffset}, expected ${expected}`);
       const lastOffsetDelta = view.getInt32(p + LAST_OFFSET_DELTA_OFFSET, false);
-      assert(lastOffsetDelta >= 0, `lastOffsetDelta ${lastOffsetDelta} at ${p}`);
+      assert(lastOffsetDelta >= 0, () => `lastOffsetDelta ${lastOffsetDelta} at ${p}`);
       this.#indexes.onBatch(position + p, baseOffset, readInt64(view, p + MAX_TIMESTAMP_OFFSET));
       expected = baseOffset + lastOffsetDelta + 1;
       p += LOG_OVERHEAD_BYTES + batchLength;
     }
-    assert(p === bytes.length, `append ends inside a batch (${p} of ${bytes.length})`);
-    assert(expected === nextOffset, `append ends at offset ${expected}, caller said ${nextOffset}`);
+    assert(p === bytes.length, () => `append ends inside a batch (${p} of ${bytes.length})`);
+    assert(expected === nextOffset, () => `append ends at offset ${expected}, caller said ${nextOffset}`);
   }
 
   /** Appends the index entries not yet in the files: one write per file, only when there are new ones. */
@@ -469,7 +469,7 @@ export class Segment {
 
   /** Reads up to target.length bytes at `position` (never past sizeBytes); returns the count. */
   read(target: Uint8Array, position: number): number {
-    assert(!this.#closed, `read from closed segment ${this.name}`);
+    assert(!this.#closed, () => `read from closed segment ${this.name}`);
     const n = Math.min(target.length, this.#sizeBytes - position);
     if (n <= 0) return 0;
     return this.#fs.read(this.#fd, n === target.length ? target : target.subarray(0, n), position);
@@ -573,7 +573,7 @@ export class Segment {
    * index entry, write pending index entries. Retrying after a failure is safe.
    */
   finishIndexes(): void {
-    assert(!this.#sealed && !this.#closed, `finish indexes of sealed or closed segment ${this.name}`);
+    assert(!this.#sealed && !this.#closed, () => `finish indexes of sealed or closed segment ${this.name}`);
     this.repairTail();
     this.#indexes.onClose();
     this.#writeIndexEntries();
@@ -587,7 +587,7 @@ export class Segment {
    * keeps the segment open until then and treats an error as a failed fdatasync.
    */
   sealAsync(callback: (err: Error | null) => void): void {
-    assert(!this.#sealed && !this.#closed, `seal of sealed or closed segment ${this.name}`);
+    assert(!this.#sealed && !this.#closed, () => `seal of sealed or closed segment ${this.name}`);
     this.#sealed = true;
     const covered = this.#writes;
     const coveredOffset = this.#nextOffset;

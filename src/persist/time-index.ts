@@ -49,12 +49,12 @@ export class TimeIndex {
   }
 
   timestampAt(i: number): number {
-    assert(i >= 0 && i < this.#count, `time index entry ${i} of ${this.#count}`);
+    assert(i >= 0 && i < this.#count, () => `time index entry ${i} of ${this.#count}`);
     return this.#timestamps[i];
   }
 
   relativeOffsetAt(i: number): number {
-    assert(i >= 0 && i < this.#count, `time index entry ${i} of ${this.#count}`);
+    assert(i >= 0 && i < this.#count, () => `time index entry ${i} of ${this.#count}`);
     return this.#relativeOffsets[i];
   }
 
@@ -68,8 +68,8 @@ export class TimeIndex {
 
   /** Adds (timestamp, relativeOffset) when timestamp is above the last one; returns whether it did. */
   maybeAdd(timestamp: number, relativeOffset: number): boolean {
-    assert(Number.isSafeInteger(timestamp), `timestamp ${timestamp} is an integer`);
-    assert(relativeOffset >= 0 && relativeOffset <= U32_MAX, `relative offset ${relativeOffset} fits u32`);
+    assert(Number.isSafeInteger(timestamp), () => `timestamp ${timestamp} is an integer`);
+    assert(relativeOffset >= 0 && relativeOffset <= U32_MAX, () => `relative offset ${relativeOffset} fits u32`);
     if (timestamp <= this.lastTimestamp) return false;
     if (this.#count > 0) assert(relativeOffset >= this.#relativeOffsets[this.#count - 1], 'time index offsets never decrease');
     if (this.#count === this.#timestamps.length) this.#grow();
@@ -80,7 +80,7 @@ export class TimeIndex {
   }
 
   truncateTo(count: number): void {
-    assert(count >= 0 && count <= this.#count, `truncate time index to ${count} of ${this.#count}`);
+    assert(count >= 0 && count <= this.#count, () => `truncate time index to ${count} of ${this.#count}`);
     this.#count = count;
   }
 
@@ -101,7 +101,7 @@ export class TimeIndex {
 
   /** Encodes entries [from, to) into `out`; returns the bytes written. */
   encodeRange(from: number, to: number, out: Uint8Array): number {
-    assert(from >= 0 && from <= to && to <= this.#count, `encode entries ${from}..${to} of ${this.#count}`);
+    assert(from >= 0 && from <= to && to <= this.#count, () => `encode entries ${from}..${to} of ${this.#count}`);
     const bytes = (to - from) * TIME_ENTRY_BYTES;
     assert(out.length >= bytes, 'time index encode buffer is large enough');
     const view = new DataView(out.buffer, out.byteOffset, bytes);

@@ -398,7 +398,7 @@ export class LogRing {
 
   #appendSlot(entry: number, firstKey: number, nextKey: number, dataPosition: number, length: number): void {
     const i = this.#entryAppended;
-    assert(((entry - i) | 0) === 0, `LogRing entries are appended in commit order: got ${entry}, expected ${i} (mod 2^32)`);
+    assert(((entry - i) | 0) === 0, () => `LogRing entries are appended in commit order: got ${entry}, expected ${i} (mod 2^32)`);
     assert(Number.isInteger(length) && length >= 0 && length <= this.entryBytesMax, 'LogRing entry length within entryBytesMax');
     assert((dataPosition | 0) === dataPosition && (dataPosition & this.#dataMask) + length <= this.dataBytes, 'LogRing entry lies within data');
     assert(((i - Atomics.load(this.#cells, ENTRY_TAIL_CELL)) | 0) < this.entriesMax, 'LogRing entry slot freed before the hand-over');

@@ -279,7 +279,7 @@ class Owner {
           this.#offsetForTime(off);
           break;
         default:
-          assert(false, `unknown command kind ${kind}`);
+          assert(false, () => `unknown command kind ${kind}`);
       }
       ring.release();
     }
@@ -724,7 +724,7 @@ class Owner {
   }
 
   #open(req: Extract<ControlRequest, { kind: 'open' }>) {
-    assert(this.#partitions[req.slot] === undefined, `slot ${req.slot} is already open`);
+    assert(this.#partitions[req.slot] === undefined, () => `slot ${req.slot} is already open`);
     const partitionLog = PartitionLog.open({
       dir: req.dir,
       config: req.config,

@@ -552,10 +552,10 @@ export function chooseProtocolVersion(versionMin: number, versionMax: number): n
 }
 
 for (const [op] of RESPONSE_SCHEMAS) {
-  assert(op === Op.ERROR || CLIENT_SCHEMAS.has(op & ~RESPONSE_BIT), `response ${opName(op)} answers a request`);
+  assert(op === Op.ERROR || CLIENT_SCHEMAS.has(op & ~RESPONSE_BIT), () => `response ${opName(op)} answers a request`);
 }
-for (const [op] of CLIENT_SCHEMAS) assert(op < 0x60, `request ${opName(op)} is in the request range`);
-for (const [op] of PUSH_SCHEMAS) assert(op >= 0xe0 && op < 0xff, `push ${opName(op)} is in the push range`);
+for (const [op] of CLIENT_SCHEMAS) assert(op < 0x60, () => `request ${opName(op)} is in the request range`);
+for (const [op] of PUSH_SCHEMAS) assert(op >= 0xe0 && op < 0xff, () => `push ${opName(op)} is in the push range`);
 
 // ---------------------------------------------------------------- errors
 
@@ -831,7 +831,7 @@ function writeFrame(op: number, schema: Schema, frame: FrameLike, target: Uint8A
   view.setUint16(offset + RESERVED_OFFSET, 0, false);
   view.setUint32(offset + CORRELATION_ID_OFFSET, (frame.correlationId as number | undefined) ?? 0, false);
   const end = writeStruct(view, target, offset + FRAME_HEADER_BYTES, schema, frame as Record<string, unknown>);
-  assert(end === offset + size, `${opName(op)}: wrote ${end - offset} bytes, sized ${size}`);
+  assert(end === offset + size, () => `${opName(op)}: wrote ${end - offset} bytes, sized ${size}`);
   return size;
 }
 
@@ -924,7 +924,7 @@ export const encodeSubscriptionClosed = (f: Body<SubscriptionClosedPush>): Uint8
  */
 function encodeHead(op: number, schema: Schema, frame: FrameLike, recordsBytes: number): Uint8Array {
   const last = schema[schema.length - 1];
-  assert(last[1] === 'bytes', `${opName(op)} ends with its record bytes`);
+  assert(last[1] === 'bytes', () => `${opName(op)} ends with its record bytes`);
   if (!Number.isInteger(recordsBytes) || recordsBytes < 0 || recordsBytes > 0xffff_ffff) {
     throw invalidArgument(`recordsBytes must be a u32, got ${recordsBytes}`);
   }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { AssertionError, assert } from '../../src/assert.js';
 import { ERROR_CODES, SluiceError, errorCodeOf, errorNumber, isRetriable } from '../../src/errors.js';
 
 describe('error catalogue', () => {
@@ -27,5 +28,15 @@ describe('error catalogue', () => {
     expect(back).toBeInstanceOf(SluiceError);
     expect(back).toMatchObject({ code: 'THROTTLED', message: 'ring full', retriable: true, backoffMs: 5 });
     expect(SluiceError.fromWire({ code: 'NOPE' as any, message: 'x', retriable: false }).code).toBe('INTERNAL');
+  });
+});
+
+describe('assert', () => {
+  it('throws an AssertionError with the message, and builds a function message only on failure', () => {
+    expect(() => assert(false, 'plain')).toThrow(new AssertionError('plain'));
+    expect(() => assert(0, () => `built ${1 + 1}`)).toThrow('assertion failed: built 2');
+    let built = 0;
+    assert(true, () => `never ${++built}`);
+    expect(built).toBe(0);
   });
 });
