@@ -208,7 +208,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     for (const p of partitions) {
       const a = this.#get(p.topic, p.partition);
       a.paused = false;
-      this.#grant(a, a.credit.resume());
+      this.#returnCredit(a, a.credit.resume());
     }
     this.#signal();
   }
@@ -369,14 +369,20 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     if (batch.creditBytes === 0) return;
     const bytes = batch.creditBytes;
     batch.creditBytes = 0;
-    if (!this.#isCurrent(batch)) return;
-    const a = batch.assignment;
-    this.#grant(a, a.credit.consumed(bytes));
+    if (this.#isCurrent(batch)) this.#returnCredit(batch.assignment, batch.assignment.credit.consumed(bytes));
+  }
+
+  /**
+   * Grants `bytes` (0: none due yet), and if the application now holds nothing of this
+   * partition while bytes are still owed, grants those CREDIT_IDLE_GRANT_MS later (./credit.ts).
+   * The timer reads the account when it fires: a resubscription meanwhile reset it.
+   */
+  #returnCredit(a: Assignment, bytes: number): void {
+    this.#grant(a, bytes);
     if (a.credit.idle && a.idleTimer === null) {
-      const generation = a.generation;
       a.idleTimer = this.#ctx.clock.setTimeout(() => {
         a.idleTimer = null;
-        if (a.generation === generation) this.#grant(a, a.credit.idleGrant());
+        this.#grant(a, a.credit.idleGrant());
       }, CREDIT_IDLE_GRANT_MS);
     }
   }

@@ -12,7 +12,7 @@
  * only a batch larger than that waits for the idle grant; a consumer that keeps up with a
  * trickle of small batches no longer answers each DATA frame with a CREDIT (a frame and a
  * wake-up of the gateway per batch). While paused, nothing is granted; resume grants what
- * accumulated.
+ * accumulated by the same rules.
  *
  * Browser-safe; owner: the client's thread; plain counters.
  */

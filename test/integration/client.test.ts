@@ -156,6 +156,23 @@ describe('client against a gateway', () => {
     while (gateway.subscriptionCredits()[0] !== windowBytes && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     expect(gateway.credits).toHaveLength(1);
     expect(gateway.subscriptionCredits()).toEqual([windowBytes]); // back at the whole window
+    // Paused before the idle grant runs: it grants nothing; resume schedules it again.
+    const handled = new Promise<void>((r) => (wake = r));
+    await producer.send({ topic: 'trickle', value: 'r20' });
+    await handled;
+    await new Promise((r) => setImmediate(r));
+    expect(held).toHaveLength(1);
+    consumer.pause([{ topic: 'trickle', partition: 0 }]);
+    held.splice(0).forEach((fn) => fn());
+    await new Promise((r) => setTimeout(r, 50));
+    expect(gateway.credits).toHaveLength(1);
+    consumer.resume([{ topic: 'trickle', partition: 0 }]);
+    expect(held).toHaveLength(1);
+    held.splice(0).forEach((fn) => fn());
+    const deadline2 = Date.now() + 2_000;
+    while (gateway.subscriptionCredits()[0] !== windowBytes && Date.now() < deadline2) await new Promise((r) => setTimeout(r, 5));
+    expect(gateway.credits).toHaveLength(2);
+    expect(gateway.subscriptionCredits()).toEqual([windowBytes]);
     await consumer.close();
     await running;
   });

@@ -207,6 +207,15 @@ describe('credit accounting', () => {
     credit.pause();
     expect(credit.consumed(80)).toBe(0);
     expect(credit.resume()).toBe(80);
+    // Under the threshold: not at resume, but by the idle grant.
+    credit.received(30);
+    credit.pause();
+    expect(credit.consumed(30)).toBe(0);
+    expect(credit.idle).toBe(false); // paused
+    expect(credit.idleGrant()).toBe(0);
+    expect(credit.resume()).toBe(0);
+    expect(credit.idle).toBe(true);
+    expect(credit.idleGrant()).toBe(30);
   });
 
   it('never holds more than it was granted plus one oversized batch (model check)', () => {
