@@ -45,6 +45,34 @@ function fetch(c: RawClient, topic: string, offset: number, o: { minBytes?: numb
   );
 }
 
+/** The server's WebSocket frame headers, read off `c`'s socket beside ws (RFC 6455 5.2: server frames are unmasked). */
+function frameHeaders(c: RawClient): { fin: boolean; opcode: number; length: number }[] {
+  const frames: { fin: boolean; opcode: number; length: number }[] = [];
+  let pending = Buffer.alloc(0);
+  let skip = 0;
+  (c.ws as unknown as { _socket: import('node:net').Socket })._socket.on('data', (chunk: Buffer) => {
+    pending = Buffer.concat([pending, chunk]);
+    for (;;) {
+      if (skip > 0) {
+        const n = Math.min(skip, pending.length);
+        pending = pending.subarray(n);
+        skip -= n;
+        if (skip > 0) return;
+      }
+      if (pending.length < 2) return;
+      let length = pending[1] & 0x7f;
+      let header = 2;
+      if (length === 126) [length, header] = pending.length < 4 ? [-1, 0] : [pending.readUInt16BE(2), 4];
+      else if (length === 127) [length, header] = pending.length < 10 ? [-1, 0] : [Number(pending.readBigUInt64BE(2)), 10];
+      if (length < 0) return;
+      frames.push({ fin: (pending[0] & 0x80) !== 0, opcode: pending[0] & 0x0f, length });
+      pending = pending.subarray(header);
+      skip = length;
+    }
+  });
+  return frames;
+}
+
 describe('the gateway over WebSocket', () => {
   it('answers HELLO with the negotiated version and the limits', async () => {
     const c = await RawClient.connect(gateway.port, { hello: false });
@@ -139,30 +167,7 @@ describe('the gateway over WebSocket', () => {
 
   it('sends FETCH_OK and DATA with their records as one WebSocket message, not fragments', async () => {
     const c = await RawClient.connect(gateway.port);
-    // Read the server's WebSocket frame headers off the socket beside ws (RFC 6455 5.2: server frames are unmasked).
-    const frames: { fin: boolean; opcode: number; length: number }[] = [];
-    let pending = Buffer.alloc(0);
-    let skip = 0;
-    (c.ws as unknown as { _socket: import('node:net').Socket })._socket.on('data', (chunk: Buffer) => {
-      pending = Buffer.concat([pending, chunk]);
-      for (;;) {
-        if (skip > 0) {
-          const n = Math.min(skip, pending.length);
-          pending = pending.subarray(n);
-          skip -= n;
-          if (skip > 0) return;
-        }
-        if (pending.length < 2) return;
-        let length = pending[1] & 0x7f;
-        let header = 2;
-        if (length === 126) [length, header] = pending.length < 4 ? [-1, 0] : [pending.readUInt16BE(2), 4];
-        else if (length === 127) [length, header] = pending.length < 10 ? [-1, 0] : [Number(pending.readBigUInt64BE(2)), 10];
-        if (length < 0) return;
-        frames.push({ fin: (pending[0] & 0x80) !== 0, opcode: pending[0] & 0x0f, length });
-        pending = pending.subarray(header);
-        skip = length;
-      }
-    });
+    const frames = frameHeaders(c);
     await createTopic(c, 'whole');
     const big = batchOf(Array.from({ length: 2000 }, (_, i) => `record-${i}-${'x'.repeat(40)}`));
     as(await produce(c, 'whole', big), Op.PRODUCE_OK);
@@ -178,6 +183,26 @@ describe('the gateway over WebSocket', () => {
     expect(binary.every((f) => f.fin && f.opcode === 2)).toBe(true);
     expect(binary.some((f) => f.length >= big.length)).toBe(true);
     c.close();
+  });
+
+  it('sends a result that did not land in a lent buffer as two fragments, which the client reads as one message', async () => {
+    const c = await RawClient.connect(gateway.port);
+    const p = await RawClient.connect(gateway.port);
+    await createTopic(c, 'many');
+    const frames = frameHeaders(c);
+    // Each waiting fetch holds a lent buffer: past the pool's 16, fetches get none and their results a buffer of their own.
+    const waiting = Array.from({ length: 20 }, () => fetch(c, 'many', 0, { minBytes: 1, maxWaitMs: 10_000 }));
+    await new Promise((r) => setTimeout(r, 100));
+    const batch = batchOf(['one', 'two', 'three']);
+    as(await produce(p, 'many', batch), Op.PRODUCE_OK);
+    const answers = (await Promise.all(waiting)).map((f) => as(f, Op.FETCH_OK));
+    for (const a of answers) expect(Buffer.from(a.records.subarray(8))).toEqual(Buffer.from(batch.subarray(8)));
+    const binary = frames.filter((f) => f.opcode === 2 || f.opcode === 0);
+    const fragmented = binary.filter((f) => f.opcode === 2 && !f.fin).length;
+    expect(fragmented).toBeGreaterThanOrEqual(1);
+    expect(binary.filter((f) => f.opcode === 0).length).toBe(fragmented); // each ends with one continuation
+    c.close();
+    p.close();
   });
 
   it('sends one batch larger than the whole window alone, only when the client holds nothing', async () => {
