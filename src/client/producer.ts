@@ -22,7 +22,7 @@ import { assert } from '../assert.js';
 import { SluiceError } from '../errors.js';
 import { crc32cJs } from '../persist/crc32c-js.js';
 import { RecordBatchBuilder, restampProducerFields, type Crc32cFunction, type RecordHeader } from '../persist/record-batch-codec.js';
-import { Op, produceHeadBytes, writeClientFrame, type ProduceOk } from '../ws-gateway/frames.js';
+import { Op, produceHeadBytes, writeProduceHead, type ProduceOk } from '../ws-gateway/frames.js';
 import { BATCH_BYTES_MAX, IDEMPOTENT_BATCHES_PER_PARTITION } from '../ws-gateway/limits.js';
 import { BatchAccumulator } from './accumulator.js';
 import { backoffDelayMs, RETRY_BACKOFF, type BackoffOptions } from './backoff.js';
@@ -41,6 +41,7 @@ export const SEQUENCE_MAX = 0x7fff_ffff;
 export const BUFFER_BYTES_MAX_DEFAULT = 32 * 1024 * 1024;
 /** Slack between a batch's estimated records and the broker's limit: the 61-byte header and varint differences. */
 const BATCH_HEADER_SLACK_BYTES = 128;
+const TOPIC_UTF8 = new TextEncoder();
 
 export type Acks = 'all' | -1 | 0 | 1;
 
@@ -199,6 +200,8 @@ interface PartitionState {
   key: string;
   /** Bytes of this partition's PRODUCE frame before the batch. */
   headBytes: number;
+  /** The topic's name as UTF-8, for each PRODUCE head. */
+  topicUtf8: Uint8Array;
   /** Size of the last batch sealed: the next one's first buffer is a quarter larger (full batches stay full without regrowing). */
   lastBatchBytes: number;
   nextSequence: number;
@@ -482,7 +485,7 @@ export class Producer {
     let state = topic.partitions[partition];
     if (state === undefined) {
       const key = `${partition}\u0000${topicName}`;
-      state = { topic: topicName, partition, key, headBytes: produceHeadBytes(topicName), lastBatchBytes: 0, nextSequence: 0, queue: [], inFlight: [], failed: [], recovering: false, backoffMs: 0 };
+      state = { topic: topicName, partition, key, headBytes: produceHeadBytes(topicName), topicUtf8: TOPIC_UTF8.encode(topicName), lastBatchBytes: 0, nextSequence: 0, queue: [], inFlight: [], failed: [], recovering: false, backoffMs: 0 };
       topic.partitions[partition] = state;
       this.#partitions.set(key, state);
     }
@@ -510,7 +513,7 @@ export class Producer {
     const producerEpoch = this.#idempotent ? this.#producerEpoch : -1;
     const framed = (bytes: Uint8Array): void => {
       const frame = new Uint8Array(bytes.buffer, bytes.byteOffset - state.headBytes, state.headBytes + bytes.length);
-      writeClientFrame({ op: Op.PRODUCE, correlationId: 1, producerId, partition: state.partition, acks: this.#acks, topic: state.topic, batch: bytes }, frame);
+      writeProduceHead(frame, 1, producerId, state.partition, this.#acks, state.topicUtf8, bytes.length);
       // Renumbered while gzip ran: the header takes the batch's sequence now.
       if (batch.baseSequence !== baseSequence) restampProducerFields(this.#crc, bytes, producerId, producerEpoch, batch.baseSequence);
       batch.frame = frame;

@@ -851,6 +851,32 @@ export function produceHeadBytes(topic: string): number {
   return FRAME_HEADER_BYTES + 8 + 4 + 1 + 2 + utf8Length(topic) + 4;
 }
 
+/**
+ * Writes the head of a PRODUCE frame into `frame`, whose last `batchLength` bytes already
+ * hold the batch (as produceHeadBytes placed it): the bytes writeClientFrame writes, without
+ * its walk of the schema (about 2.5 µs a batch here, on a producer's path from its linger
+ * timer to the socket). `topicUtf8` is the topic as UTF-8, which the producer keeps.
+ */
+export function writeProduceHead(frame: Uint8Array, correlationId: number, producerId: number, partition: number, acks: number, topicUtf8: Uint8Array, batchLength: number): void {
+  const topicAt = FRAME_HEADER_BYTES + 8 + 4 + 1;
+  const batchAt = topicAt + 2 + topicUtf8.length;
+  assert(frame.length === batchAt + 4 + batchLength, () => `a PRODUCE frame of ${frame.length} bytes does not hold a ${topicUtf8.length}-byte topic and a ${batchLength}-byte batch`);
+  assert(topicUtf8.length <= STRING_BYTES_MAX && Number.isSafeInteger(producerId) && producerId >= -1, 'PRODUCE head fields in range');
+  const view = new DataView(frame.buffer, frame.byteOffset, batchAt + 4);
+  view.setUint8(OP_OFFSET, Op.PRODUCE);
+  view.setUint8(FLAGS_OFFSET, 0);
+  view.setUint16(RESERVED_OFFSET, 0, false);
+  view.setUint32(CORRELATION_ID_OFFSET, correlationId, false);
+  const high = Math.floor(producerId / TWO_POW_32);
+  view.setInt32(FRAME_HEADER_BYTES, high, false);
+  view.setUint32(FRAME_HEADER_BYTES + 4, producerId - high * TWO_POW_32, false);
+  view.setInt32(FRAME_HEADER_BYTES + 8, partition, false);
+  view.setInt8(FRAME_HEADER_BYTES + 12, acks);
+  view.setUint16(topicAt, topicUtf8.length, false);
+  frame.set(topicUtf8, topicAt + 2);
+  view.setUint32(batchAt, batchLength, false);
+}
+
 /** Sets the correlationId of an encoded frame (a request encoded once, sent again on a retry). */
 export function setCorrelationId(frame: Uint8Array, correlationId: number): void {
   new DataView(frame.buffer, frame.byteOffset, FRAME_HEADER_BYTES).setUint32(CORRELATION_ID_OFFSET, correlationId, false);

@@ -21,6 +21,7 @@ import {
   encodeServerFrame,
   produceHeadBytes,
   setCorrelationId,
+  writeProduceHead,
   errorFrameOf,
   expectsResponse,
   FETCH_OK_HEAD_BYTES,
@@ -498,6 +499,38 @@ describe('frame codec: encoders', () => {
     expect(chooseProtocolVersion(3, 2)).toBeNull();
     const hello = decodeClientFrame(encodeHello({ correlationId: 1, versionMin: 1, versionMax: 1, clientId: 'browser-1' }));
     expect(hello).toEqual({ op: Op.HELLO, correlationId: 1, versionMin: 1, versionMax: 1, clientId: 'browser-1' });
+  });
+});
+
+describe('frame codec: the PRODUCE head writer', () => {
+  it('writes the bytes writeClientFrame writes around a batch already in place (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.constant(-1), fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
+        fc.integer({ min: 0, max: 2 ** 31 - 1 }),
+        fc.constantFrom(-1, 0, 1),
+        fc.string({ minLength: 1, maxLength: 60, unit: 'grapheme' }),
+        fc.uint8Array({ minLength: 0, maxLength: 300 }),
+        fc.integer({ min: 1, max: 0xffff_ffff }),
+        (producerId, partition, acks, topic, batch, correlationId) => {
+          const head = produceHeadBytes(topic);
+          const generic = new Uint8Array(head + batch.length);
+          generic.set(batch, head);
+          writeClientFrame({ op: Op.PRODUCE, correlationId, producerId, partition, acks, topic, batch: generic.subarray(head) }, generic);
+          const fast = new Uint8Array(head + batch.length).fill(0xee);
+          fast.set(batch, head);
+          writeProduceHead(fast, correlationId, producerId, partition, acks, new TextEncoder().encode(topic), batch.length);
+          expect(Buffer.from(fast)).toEqual(Buffer.from(generic));
+          expect(decodeClientFrame(fast)).toMatchObject({ op: Op.PRODUCE, correlationId, producerId, partition, acks, topic });
+        },
+      ),
+      { seed: 8 },
+    );
+  });
+
+  it('refuses a frame whose size does not match the head and the batch', () => {
+    const topic = new TextEncoder().encode('t');
+    expect(() => writeProduceHead(new Uint8Array(10), 1, -1, 0, 1, topic, 5)).toThrow(/does not hold/);
   });
 });
 
