@@ -34,6 +34,7 @@ import {
   chooseProtocolVersion,
   decodeClientFrame,
   encodeCreateTopicOk,
+  DATA_HEAD_BYTES,
   encodeDataHead,
   encodeDeleteTopicOk,
   encodeDescribeTopicOk,
@@ -64,6 +65,7 @@ import {
   type ProduceRequest,
   type SubscribeRequest,
   type UnsubscribeRequest,
+  writeDataHead,
 } from './frames.js';
 import type { FetchBuffers } from './fetch-buffers.js';
 import { GroupSession, isGroupRequest } from './group-session.js';
@@ -803,7 +805,9 @@ export class Connection {
   async #pushOne(sub: Subscription, into: Uint8Array | undefined): Promise<boolean> {
     let result;
     try {
-      result = await this.#ctx.engine.fetch(sub.topic, sub.partition, sub.nextOffset, { maxBytes: Math.min(sub.credit, FETCH_BYTES_MAX), minBytes: 0, maxWaitMs: 0, into });
+      const maxBytes = Math.min(sub.credit, FETCH_BYTES_MAX);
+      // From the log ring without a promise when the records are there (the usual push); else the owner reads.
+      result = this.#ctx.engine.fetchTail(sub.topic, sub.partition, sub.nextOffset, maxBytes, into) ?? (await this.#ctx.engine.fetch(sub.topic, sub.partition, sub.nextOffset, { maxBytes, minBytes: 0, maxWaitMs: 0, into }));
     } catch (err) {
       this.#pushFailed(sub, err);
       return false;
@@ -825,7 +829,15 @@ export class Connection {
     sub.nextOffset = cut.nextOffset;
     this.#countOut(sub.topic, cut.bytes, cut.records);
     // uWS copies what it sends before returning: `into` is free again after this.
-    this.#sendWithRecords(encodeDataHead({ highWatermark: result.highWatermark, subscriptionId: sub.id }, records.length), records, into);
+    const start = records.byteOffset - DATA_HEAD_BYTES;
+    if (into !== undefined && records.buffer === into.buffer && start >= 0) {
+      // The records landed behind the room FetchBuffers keeps: the head goes there, one message.
+      const frame = new Uint8Array(records.buffer, start, DATA_HEAD_BYTES + records.length);
+      writeDataHead(frame, result.highWatermark, sub.id);
+      this.#send(frame);
+    } else {
+      this.#sendWithRecords(encodeDataHead({ highWatermark: result.highWatermark, subscriptionId: sub.id }, records.length), records, into);
+    }
     // Caught up with the high watermark the fetch saw: stop rather than fetch nothing. Records
     // appended since then called the watch, which set sub.again (pumping), so #pump goes on.
     return sub.nextOffset < result.highWatermark;

@@ -968,6 +968,25 @@ export const encodeDataHead = (f: Omit<Body<DataPush>, 'records'>, recordsBytes:
 export const FETCH_OK_HEAD_BYTES = FRAME_HEADER_BYTES + 8 + 8 + 4;
 export const DATA_HEAD_BYTES = FRAME_HEADER_BYTES + 8 + 4 + 4;
 
+/**
+ * Writes the head of a DATA frame into the first DATA_HEAD_BYTES of `frame`, whose rest
+ * already holds the records: the bytes encodeDataHead gives, without a schema walk or a new
+ * buffer (the gateway's push, where records land behind room kept for the head).
+ */
+export function writeDataHead(frame: Uint8Array, highWatermark: number, subscriptionId: number): void {
+  assert(frame.length >= DATA_HEAD_BYTES && Number.isSafeInteger(highWatermark) && highWatermark >= 0, 'a DATA frame holds its head and a high watermark >= 0');
+  const view = new DataView(frame.buffer, frame.byteOffset, DATA_HEAD_BYTES);
+  view.setUint8(OP_OFFSET, Op.DATA);
+  view.setUint8(FLAGS_OFFSET, 0);
+  view.setUint16(RESERVED_OFFSET, 0, false);
+  view.setUint32(CORRELATION_ID_OFFSET, 0, false);
+  const high = Math.floor(highWatermark / TWO_POW_32);
+  view.setInt32(FRAME_HEADER_BYTES, high, false);
+  view.setUint32(FRAME_HEADER_BYTES + 4, highWatermark - high * TWO_POW_32, false);
+  view.setUint32(FRAME_HEADER_BYTES + 8, subscriptionId, false);
+  view.setUint32(FRAME_HEADER_BYTES + 12, frame.length - DATA_HEAD_BYTES, false);
+}
+
 // ---------------------------------------------------------------- decoding
 
 /** The header of a frame. */

@@ -382,6 +382,28 @@ describe('Engine', () => {
   });
 });
 
+describe('Engine.fetchTail', () => {
+  it('answers from the log ring as fetch does, synchronously, and null once the records left the ring', async () => {
+    const { engine } = await openEngine({ workers: 1, limits: { logRingBytes: 64 * 1024, logRingEntries: 64 } });
+    await engine.createTopic('tail', { partitions: 1 });
+    for (let i = 0; i < 3; i++) await engine.produce('tail', 0, batchOf(4, `b${i}`));
+    const sync = engine.fetchTail('tail', 0, 4, 1 << 20);
+    const async = await engine.fetch('tail', 0, 4, { maxBytes: 1 << 20 });
+    expect(sync).not.toBeNull();
+    expect(Buffer.from(sync!.records)).toEqual(Buffer.from(async.records));
+    expect(sync!.highWatermark).toBe(12);
+    expect(engine.fetchTail('tail', 0, 12, 1 << 20)!.records.length).toBe(0); // at the high watermark: nothing yet
+    expect(() => engine.fetchTail('tail', 0, 13, 1 << 20)).toThrow(expect.objectContaining({ code: 'OFFSET_OUT_OF_RANGE' }));
+    expect(() => engine.fetchTail('nope', 0, 0, 1 << 20)).toThrow(expect.objectContaining({ code: 'UNKNOWN_TOPIC_OR_PARTITION' }));
+    // Twice the 64 KiB ring in small batches (large ones skip the ring): the first are only on disk now.
+    const small = batchOf(10, 'x'.repeat(100));
+    for (let i = 0; i < 100; i++) await engine.produce('tail', 0, small);
+    expect(engine.fetchTail('tail', 0, 0, 1 << 20)).toBeNull();
+    const fromDisk = await engine.fetch('tail', 0, 0, { maxBytes: 1 << 20 });
+    expect(fromDisk.records.length).toBeGreaterThan(0);
+  });
+});
+
 describe('Engine log rings', () => {
   const MiB = 1024 * 1024;
   const ringBytes = (engine: InstanceType<Sluice['Engine']>) => engine.ownerStats().map((o) => o.logRingBytes);

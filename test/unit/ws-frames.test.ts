@@ -21,6 +21,7 @@ import {
   encodeServerFrame,
   produceHeadBytes,
   setCorrelationId,
+  writeDataHead,
   writeProduceHead,
   errorFrameOf,
   expectsResponse,
@@ -525,6 +526,20 @@ describe('frame codec: the PRODUCE head writer', () => {
         },
       ),
       { seed: 8 },
+    );
+  });
+
+  it('writes the DATA head encodeDataHead gives, in front of records already in place (property)', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), fc.integer({ min: 0, max: 0xffff_ffff }), fc.uint8Array({ minLength: 0, maxLength: 200 }), (highWatermark, subscriptionId, records) => {
+        const frame = new Uint8Array(DATA_HEAD_BYTES + records.length).fill(0xee);
+        frame.set(records, DATA_HEAD_BYTES);
+        writeDataHead(frame, highWatermark, subscriptionId);
+        const head = encodeDataHead({ highWatermark, subscriptionId }, records.length);
+        expect(Buffer.from(frame.subarray(0, DATA_HEAD_BYTES))).toEqual(Buffer.from(head));
+        expect(decodeServerFrame(frame)).toMatchObject({ op: Op.DATA, highWatermark, subscriptionId });
+      }),
+      { seed: 9 },
     );
   });
 
