@@ -4,12 +4,12 @@
  * end-to-end latency at a fixed rate (ws.bench.ts); this measures what the bare path costs
  * at the same rate, so the bench's figures can be read as a ratio to it.
  *
- *   node dist/bench/ws-floor.js run [--seconds 15] [--warmup-seconds 3] [--rate 10000] [--no-sync]
+ *   node dist/bench/ws-floor.js run [--seconds 15] [--warmup-seconds 3] [--rate 10000] [--record-bytes 100] [--no-sync]
  *
  * prints one JSON line: { p50Us, p90Us, p99Us, p999Us, maxUs, records }.
  *
  * The path, as in Sluice (docs/architecture.md):
- * - a producer process (`ws`) stamps 100-byte records with their intended send time on a
+ * - a producer process (`ws`) stamps records (100 bytes unless told) with their intended send time on a
  *   fixed schedule (the bench's sender: Atomics.wait between records, so a late sender is
  *   charged for it) and batches them as lingerMs 0 does, with a setTimeout(0) per batch;
  * - a server process: a uWebSockets.js main thread copies each batch into a
@@ -37,16 +37,15 @@ import { isMainThread, Worker, workerData } from 'node:worker_threads';
 import * as hdr from 'hdr-histogram-js';
 import type * as uWS from 'uWebSockets.js';
 import { WebSocket } from 'ws';
+import { LATENCY_US_MAX, SCHEDULE_BLOCK_US_MAX, SCHEDULE_BLOCK_US_MIN } from './latency-schedule.js';
 
 /** Batches in flight between the main thread and the worker (a batch per slot). */
 const SLOTS = 256;
 /** The largest batch a slot holds; at 10,000 records/s a batch is about 1 KB. */
 const SLOT_BYTES = 64 * 1024;
-const RECORD_BYTES = 100;
-const LATENCY_US_MAX = 60_000_000;
-/** Blocks shorter than this are not worth a sleep (the sender's schedule, as in ws-load.ts). */
-const SCHEDULE_BLOCK_US_MIN = 20;
-const SCHEDULE_BLOCK_US_MAX = 1000;
+/** The record size unless told (the bench passes its recordBytes); at least the 8-byte stamp. */
+const RECORD_BYTES_DEFAULT = 100;
+const STAMP_BYTES = 8;
 /** Extra time each process gets past its planned end before it gives up. */
 const DEADLINE_SLACK_MS = 20_000;
 /** Control words in the shared Int32Array. */
@@ -184,7 +183,7 @@ async function open(url: string, role: number): Promise<WebSocket> {
   return ws;
 }
 
-async function produce(url: string, seconds: number, warmupSeconds: number, rate: number): Promise<void> {
+async function produce(url: string, seconds: number, warmupSeconds: number, rate: number, recordBytes: number): Promise<void> {
   const ws = await open(url, 1);
   const intervalNs = 1e9 / rate;
   const total = Math.round((seconds + warmupSeconds) * rate);
@@ -206,7 +205,7 @@ async function produce(url: string, seconds: number, warmupSeconds: number, rate
     if (waitUs > SCHEDULE_BLOCK_US_MIN) Atomics.wait(sleeper, 0, 0, Math.min(waitUs, SCHEDULE_BLOCK_US_MAX) / 1000);
     const now = nowNs();
     for (; sent < total && startNs + sent * intervalNs <= now; sent++) {
-      const value = Buffer.alloc(RECORD_BYTES);
+      const value = Buffer.alloc(recordBytes);
       value.writeDoubleLE(sent >= warmup ? startNs + sent * intervalNs : -1, 0);
       batch.push(value);
       timer ??= setTimeout(seal, 0); // lingerMs 0: Node's timers wait at least 1 ms
@@ -218,7 +217,7 @@ async function produce(url: string, seconds: number, warmupSeconds: number, rate
   ws.close();
 }
 
-async function consume(url: string, records: number, timeoutMs: number): Promise<void> {
+async function consume(url: string, records: number, timeoutMs: number, recordBytes: number): Promise<void> {
   const ws = await open(url, 2);
   const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: LATENCY_US_MAX, numberOfSignificantValueDigits: 3 });
   console.log('ready');
@@ -226,7 +225,7 @@ async function consume(url: string, records: number, timeoutMs: number): Promise
     const timer = setTimeout(resolve, timeoutMs);
     ws.on('message', (data: Buffer) => {
       const receivedNs = nowNs();
-      for (let o = 0; o + RECORD_BYTES <= data.length; o += RECORD_BYTES) {
+      for (let o = 0; o + recordBytes <= data.length; o += recordBytes) {
         const intendedNs = data.readDoubleLE(o);
         if (intendedNs > 0) histogram.recordValue(Math.min(LATENCY_US_MAX, Math.max(1, Math.round((receivedNs - intendedNs) / 1e3))));
       }
@@ -261,15 +260,16 @@ async function firstLine(lines: AsyncIterableIterator<string>, what: string): Pr
 }
 
 /** Runs the three processes once and returns the consumer's JSON line. */
-export async function runFloor(options: { seconds: number; warmupSeconds: number; rate: number; sync: boolean }): Promise<string> {
+export async function runFloor(options: { seconds: number; warmupSeconds: number; rate: number; recordBytes: number; sync: boolean }): Promise<string> {
+  if (!Number.isInteger(options.recordBytes) || options.recordBytes < STAMP_BYTES) throw new Error(`recordBytes must be an integer >= ${STAMP_BYTES}`);
   const server = child(['server', ...(options.sync ? [] : ['--no-sync'])]);
   try {
     const port = Number((await firstLine(server.lines, 'server')).replace('port ', ''));
     const url = `ws://127.0.0.1:${port}/`;
     const records = Math.round(options.seconds * options.rate) - 1;
-    const consumer = child(['consumer', url, String(records), String((options.seconds + options.warmupSeconds) * 1000 + DEADLINE_SLACK_MS)]);
+    const consumer = child(['consumer', url, String(records), String((options.seconds + options.warmupSeconds) * 1000 + DEADLINE_SLACK_MS), String(options.recordBytes)]);
     if ((await firstLine(consumer.lines, 'consumer')) !== 'ready') throw new Error('the consumer did not get ready');
-    const producer = child(['producer', url, String(options.seconds), String(options.warmupSeconds), String(options.rate)]);
+    const producer = child(['producer', url, String(options.seconds), String(options.warmupSeconds), String(options.rate), String(options.recordBytes)]);
     const result = await firstLine(consumer.lines, 'consumer');
     await new Promise((resolve) => (producer.proc.exitCode !== null ? resolve(null) : producer.proc.once('exit', resolve)));
     return result;
@@ -289,14 +289,14 @@ async function main(argv: string[]): Promise<void> {
     case 'server':
       return relay(!args.includes('--no-sync'));
     case 'producer':
-      return produce(args[0], Number(args[1]), Number(args[2]), Number(args[3]));
+      return produce(args[0], Number(args[1]), Number(args[2]), Number(args[3]), Number(args[4]));
     case 'consumer':
-      return consume(args[0], Number(args[1]), Number(args[2]));
+      return consume(args[0], Number(args[1]), Number(args[2]), Number(args[3]));
     case 'run':
-      console.log(await runFloor({ seconds: flag(args, '--seconds', 15), warmupSeconds: flag(args, '--warmup-seconds', 3), rate: flag(args, '--rate', 10_000), sync: !args.includes('--no-sync') }));
+      console.log(await runFloor({ seconds: flag(args, '--seconds', 15), warmupSeconds: flag(args, '--warmup-seconds', 3), rate: flag(args, '--rate', 10_000), recordBytes: flag(args, '--record-bytes', RECORD_BYTES_DEFAULT), sync: !args.includes('--no-sync') }));
       return;
     default:
-      console.error('usage: ws-floor.js run [--seconds S] [--warmup-seconds W] [--rate R] [--no-sync]');
+      console.error('usage: ws-floor.js run [--seconds S] [--warmup-seconds W] [--rate R] [--record-bytes B] [--no-sync]');
       process.exitCode = 2;
   }
 }

@@ -21,6 +21,7 @@ import * as hdr from 'hdr-histogram-js';
 import { connect } from '../src/client/index.js';
 import { crc32c } from '../src/persist/crc32c.js';
 import type { Acks } from '../src/client/index.js';
+import { LATENCY_US_MAX, SCHEDULE_BLOCK_US_MAX, SCHEDULE_BLOCK_US_MIN } from './latency-schedule.js';
 import { MARK_SLOTS, type ConsumeTask, type ProduceTask, type ThreadResult } from './ws-worker.js';
 
 const PROGRESS_INTERVAL_MS = 200;
@@ -28,14 +29,8 @@ const PROGRESS_INTERVAL_MS = 200;
 const START_LEAD_NS = 500e6;
 /** The same for threads that warm up first (200 K records took 0.2-0.7 s in a fresh consumer thread here). */
 const WARMUP_LEAD_NS = 2_500e6;
-/** Latencies above this (µs) are clamped into the histogram's last bucket. */
-const LATENCY_US_MAX = 60_000_000;
 /** A latency-run record's value starts with its intended send time, hrtime ns as float64 (little-endian). */
 const STAMP_BYTES = 8;
-/** Shortest wait worth blocking for before the next scheduled send (µs); below it, go round the event loop. */
-const SCHEDULE_BLOCK_US_MIN = 20;
-/** Longest single block (µs) so that acknowledgements and timers are not held up longer than this. */
-const SCHEDULE_BLOCK_US_MAX = 1000;
 
 export type LoadJob =
   | { kind: 'produce'; url: string; topic: string; threads: number; records: number; recordBytes: number; acks: Acks; lingerMs: number; batchBytes: number; timeoutMs: number; warmup?: { topic: string; recordsPerThread: number } }

@@ -312,6 +312,7 @@ async function floorRuns(opts: WsBenchOptions, bar: ProgressBar): Promise<EchoRe
       seconds: opts.latencyRecords / LATENCY_RATE_PER_SEC,
       warmupSeconds: opts.latencyWarmupRecords / LATENCY_RATE_PER_SEC,
       rate: LATENCY_RATE_PER_SEC,
+      recordBytes: opts.recordBytes,
       sync: true,
     });
     const f = JSON.parse(line) as EchoResult;

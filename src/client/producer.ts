@@ -41,7 +41,6 @@ export const SEQUENCE_MAX = 0x7fff_ffff;
 export const BUFFER_BYTES_MAX_DEFAULT = 32 * 1024 * 1024;
 /** Slack between a batch's estimated records and the broker's limit: the 61-byte header and varint differences. */
 const BATCH_HEADER_SLACK_BYTES = 128;
-const TOPIC_UTF8 = new TextEncoder();
 
 export type Acks = 'all' | -1 | 0 | 1;
 
@@ -485,7 +484,7 @@ export class Producer {
     let state = topic.partitions[partition];
     if (state === undefined) {
       const key = `${partition}\u0000${topicName}`;
-      state = { topic: topicName, partition, key, headBytes: produceHeadBytes(topicName), topicUtf8: TOPIC_UTF8.encode(topicName), lastBatchBytes: 0, nextSequence: 0, queue: [], inFlight: [], failed: [], recovering: false, backoffMs: 0 };
+      state = { topic: topicName, partition, key, headBytes: produceHeadBytes(topicName), topicUtf8: utf8.encode(topicName), lastBatchBytes: 0, nextSequence: 0, queue: [], inFlight: [], failed: [], recovering: false, backoffMs: 0 };
       topic.partitions[partition] = state;
       this.#partitions.set(key, state);
     }

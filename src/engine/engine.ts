@@ -67,6 +67,18 @@ export const LOG_RING_BYTES_MAX = 8 * 1024 * 1024;
  */
 export const LOG_RING_BUDGET_BYTES = 16 * 1024 * 1024;
 
+/** A fetch's offset: a safe integer (its range is the partition's to check). */
+function checkOffset(offset: unknown): asserts offset is number {
+  if (typeof offset !== 'number' || !Number.isSafeInteger(offset)) {
+    throw new SluiceError('INVALID_ARGUMENT', `offset must be an integer, got ${String(offset)}`);
+  }
+}
+
+/** A fetch's maxBytes, checked and capped at FETCH_BYTES_MAX. */
+function fetchMaxBytes(maxBytes: unknown): number {
+  return Math.min(checkInteger(maxBytes, 'maxBytes', 1, 2 ** 31 - 1), FETCH_BYTES_MAX);
+}
+
 /** The log ring size of a partition opened on an owner that then holds `partitionsOnOwner` partitions. */
 export function logRingBytesFor(partitionsOnOwner: number): number {
   assert(Number.isInteger(partitionsOnOwner) && partitionsOnOwner >= 1, 'an owner holds the partition being opened');
@@ -596,10 +608,8 @@ export class Engine {
   ): Promise<FetchResult> {
     this.#open();
     const ref = this.#partition(topic, partition);
-    if (typeof offset !== 'number' || !Number.isSafeInteger(offset)) {
-      throw new SluiceError('INVALID_ARGUMENT', `offset must be an integer, got ${String(offset)}`);
-    }
-    const maxBytes = Math.min(checkInteger(options?.maxBytes ?? FETCH_BYTES_MAX, 'maxBytes', 1, 2 ** 31 - 1), FETCH_BYTES_MAX);
+    checkOffset(offset);
+    const maxBytes = fetchMaxBytes(options?.maxBytes ?? FETCH_BYTES_MAX);
     const minBytes = checkInteger(options?.minBytes ?? 1, 'minBytes', 0, 2 ** 31 - 1);
     const maxWaitMs = checkInteger(options?.maxWaitMs ?? 0, 'maxWaitMs', 0, FETCH_WAIT_MS_MAX);
     const into = options?.into;
@@ -628,8 +638,8 @@ export class Engine {
   fetchTail(topic: string, partition: number, offset: number, maxBytes: number, into?: Uint8Array): FetchResult | null {
     this.#open();
     const ref = this.#partition(topic, partition);
-    if (!Number.isSafeInteger(offset)) throw new SluiceError('INVALID_ARGUMENT', `offset must be an integer, got ${String(offset)}`);
-    return this.#tail(topic, partition, ref, offset, Math.min(checkInteger(maxBytes, 'maxBytes', 1, 2 ** 31 - 1), FETCH_BYTES_MAX), into);
+    checkOffset(offset);
+    return this.#tail(topic, partition, ref, offset, fetchMaxBytes(maxBytes), into);
   }
 
   #tail(topic: string, partition: number, ref: { owner: OwnerHandle; slot: number }, offset: number, maxBytes: number, into: Uint8Array | undefined): FetchResult | null {

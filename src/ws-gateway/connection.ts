@@ -311,9 +311,8 @@ export class Connection {
       this.#send(head);
       return;
     }
-    const start = records.byteOffset - head.length;
-    if (lent !== undefined && records.buffer === lent.buffer && start >= 0) {
-      const frame = new Uint8Array(records.buffer, start, head.length + records.length);
+    const frame = frameInRoom(records, lent, head.length);
+    if (frame !== null) {
       frame.set(head, 0);
       this.#send(frame);
       return;
@@ -829,10 +828,8 @@ export class Connection {
     sub.nextOffset = cut.nextOffset;
     this.#countOut(sub.topic, cut.bytes, cut.records);
     // uWS copies what it sends before returning: `into` is free again after this.
-    const start = records.byteOffset - DATA_HEAD_BYTES;
-    if (into !== undefined && records.buffer === into.buffer && start >= 0) {
-      // The records landed behind the room FetchBuffers keeps: the head goes there, one message.
-      const frame = new Uint8Array(records.buffer, start, DATA_HEAD_BYTES + records.length);
+    const frame = frameInRoom(records, into, DATA_HEAD_BYTES);
+    if (frame !== null) {
       writeDataHead(frame, result.highWatermark, sub.id);
       this.#send(frame);
     } else {
@@ -893,6 +890,16 @@ export function cutBatches(records: Uint8Array, credit: number, window: number):
     if (oversizedAlone) break;
   }
   return bytes === 0 ? null : { bytes, nextOffset, records: count };
+}
+
+/**
+ * The whole frame, `headBytes` of head then `records`, as a view of the buffer lent to the
+ * fetch when the records landed there behind FetchBuffers' room for the head; else null.
+ */
+function frameInRoom(records: Uint8Array, lent: Uint8Array | undefined, headBytes: number): Uint8Array | null {
+  const start = records.byteOffset - headBytes;
+  if (lent === undefined || records.buffer !== lent.buffer || start < 0) return null;
+  return new Uint8Array(records.buffer, start, headBytes + records.length);
 }
 
 /** Records in `records`, whole batches back to back as the engine hands them out (their headers' counts). */

@@ -19,11 +19,13 @@
  */
 import { assert } from '../assert.js';
 import { FETCH_INTO_BYTES_MIN } from '../engine/engine.js';
+import { DATA_HEAD_BYTES, FETCH_OK_HEAD_BYTES } from './frames.js';
 
 /** Buffers that may exist, lent or free. */
 export const BUFFERS_MAX = 16;
-/** Bytes in front of each lent buffer for the head of the frame its records go out in (a DATA or FETCH_OK head is at most 32). */
+/** Bytes in front of each lent buffer for the head of the frame its records go out in. */
 export const FRAME_HEAD_ROOM_BYTES = 64;
+assert(FRAME_HEAD_ROOM_BYTES >= DATA_HEAD_BYTES && FRAME_HEAD_ROOM_BYTES >= FETCH_OK_HEAD_BYTES, 'a DATA or FETCH_OK head fits in the room');
 
 export class FetchBuffers {
   readonly #free: Uint8Array[] = [];

@@ -751,13 +751,9 @@ function writeField(view: DataView, bytes: Uint8Array, pos: number, type: FieldT
     case 'i32':
       view.setInt32(pos, value as number, false);
       return pos + 4;
-    case 'i64': {
-      const n = value as number;
-      const high = Math.floor(n / TWO_POW_32);
-      view.setInt32(pos, high, false);
-      view.setUint32(pos + 4, n - high * TWO_POW_32, false);
+    case 'i64':
+      writeI64(view, pos, value as number);
       return pos + 8;
-    }
     case 'string':
     case 'text': {
       const text = type === 'text' ? wireText(value as string) : (value as string);
@@ -821,15 +817,27 @@ function frameBytes(op: number, schema: Schema, frame: FrameLike): number {
   return FRAME_HEADER_BYTES + structBytes(schema, frame as Record<string, unknown>, '');
 }
 
+/** The 8-byte frame header at `at`: op, no flags, reserved 0, the correlation id. */
+function writeFrameHeader(view: DataView, at: number, op: number, correlationId: number): void {
+  view.setUint8(at + OP_OFFSET, op);
+  view.setUint8(at + FLAGS_OFFSET, 0);
+  view.setUint16(at + RESERVED_OFFSET, 0, false);
+  view.setUint32(at + CORRELATION_ID_OFFSET, correlationId, false);
+}
+
+/** A safe integer as a big-endian i64 at `pos`. */
+function writeI64(view: DataView, pos: number, n: number): void {
+  const high = Math.floor(n / TWO_POW_32);
+  view.setInt32(pos, high, false);
+  view.setUint32(pos + 4, n - high * TWO_POW_32, false);
+}
+
 function writeFrame(op: number, schema: Schema, frame: FrameLike, target: Uint8Array, offset: number, size: number): number {
   if (!Number.isInteger(offset) || offset < 0 || offset + size > target.length) {
     throw invalidArgument(`a ${size}-byte ${opName(op)} frame does not fit at offset ${offset} of a ${target.length}-byte buffer`);
   }
   const view = new DataView(target.buffer, target.byteOffset, target.byteLength);
-  view.setUint8(offset + OP_OFFSET, op);
-  view.setUint8(offset + FLAGS_OFFSET, 0);
-  view.setUint16(offset + RESERVED_OFFSET, 0, false);
-  view.setUint32(offset + CORRELATION_ID_OFFSET, (frame.correlationId as number | undefined) ?? 0, false);
+  writeFrameHeader(view, offset, op, (frame.correlationId as number | undefined) ?? 0);
   const end = writeStruct(view, target, offset + FRAME_HEADER_BYTES, schema, frame as Record<string, unknown>);
   assert(end === offset + size, () => `${opName(op)}: wrote ${end - offset} bytes, sized ${size}`);
   return size;
@@ -863,13 +871,8 @@ export function writeProduceHead(frame: Uint8Array, correlationId: number, produ
   assert(frame.length === batchAt + 4 + batchLength, () => `a PRODUCE frame of ${frame.length} bytes does not hold a ${topicUtf8.length}-byte topic and a ${batchLength}-byte batch`);
   assert(topicUtf8.length <= STRING_BYTES_MAX && Number.isSafeInteger(producerId) && producerId >= -1, 'PRODUCE head fields in range');
   const view = new DataView(frame.buffer, frame.byteOffset, batchAt + 4);
-  view.setUint8(OP_OFFSET, Op.PRODUCE);
-  view.setUint8(FLAGS_OFFSET, 0);
-  view.setUint16(RESERVED_OFFSET, 0, false);
-  view.setUint32(CORRELATION_ID_OFFSET, correlationId, false);
-  const high = Math.floor(producerId / TWO_POW_32);
-  view.setInt32(FRAME_HEADER_BYTES, high, false);
-  view.setUint32(FRAME_HEADER_BYTES + 4, producerId - high * TWO_POW_32, false);
+  writeFrameHeader(view, 0, Op.PRODUCE, correlationId);
+  writeI64(view, FRAME_HEADER_BYTES, producerId);
   view.setInt32(FRAME_HEADER_BYTES + 8, partition, false);
   view.setInt8(FRAME_HEADER_BYTES + 12, acks);
   view.setUint16(topicAt, topicUtf8.length, false);
@@ -976,13 +979,8 @@ export const DATA_HEAD_BYTES = FRAME_HEADER_BYTES + 8 + 4 + 4;
 export function writeDataHead(frame: Uint8Array, highWatermark: number, subscriptionId: number): void {
   assert(frame.length >= DATA_HEAD_BYTES && Number.isSafeInteger(highWatermark) && highWatermark >= 0, 'a DATA frame holds its head and a high watermark >= 0');
   const view = new DataView(frame.buffer, frame.byteOffset, DATA_HEAD_BYTES);
-  view.setUint8(OP_OFFSET, Op.DATA);
-  view.setUint8(FLAGS_OFFSET, 0);
-  view.setUint16(RESERVED_OFFSET, 0, false);
-  view.setUint32(CORRELATION_ID_OFFSET, 0, false);
-  const high = Math.floor(highWatermark / TWO_POW_32);
-  view.setInt32(FRAME_HEADER_BYTES, high, false);
-  view.setUint32(FRAME_HEADER_BYTES + 4, highWatermark - high * TWO_POW_32, false);
+  writeFrameHeader(view, 0, Op.DATA, 0);
+  writeI64(view, FRAME_HEADER_BYTES, highWatermark);
   view.setUint32(FRAME_HEADER_BYTES + 8, subscriptionId, false);
   view.setUint32(FRAME_HEADER_BYTES + 12, frame.length - DATA_HEAD_BYTES, false);
 }
