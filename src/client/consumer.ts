@@ -18,7 +18,7 @@ import type { Crc32cFunction } from '../persist/record-batch-codec.js';
 import { Op, toSluiceError, type DataPush, type SubscriptionClosedPush } from '../ws-gateway/frames.js';
 import { backoffDelayMs, RETRY_BACKOFF } from './backoff.js';
 import type { Clock, Random, TimerHandle } from './clock.js';
-import { decodePayload, type ConsumerRecord } from './codec.js';
+import { decodePayload, type ConsumerRecord, type DecodedPayload } from './codec.js';
 import { ClientClosedError, ConnectionLostError, isRetriableError, type Connection } from './connection.js';
 import { CONSUMER_WINDOW_BYTES_DEFAULT, CREDIT_IDLE_GRANT_MS, CreditAccount } from './credit.js';
 import { GroupMember, partitionKey, type GroupOptions, type OffsetToCommit } from './group-member.js';
@@ -85,6 +85,8 @@ interface Assignment {
   paused: boolean;
   /** DATA frames are decoded in order behind the subscription's start. */
   chain: Promise<void>;
+  /** Links of `chain` (of this or an earlier subscription) not settled yet; 0: a DATA frame may be decoded at once. */
+  chainPending: number;
   /** Start from here when position is null: the initial request or the reset policy. */
   start: StartPosition;
   active: boolean;
@@ -374,17 +376,26 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
 
   /**
    * Grants `bytes` (0: none due yet), and if the application now holds nothing of this
-   * partition while bytes are still owed, grants those CREDIT_IDLE_GRANT_MS later (./credit.ts).
-   * The timer reads the account when it fires: a resubscription meanwhile reset it.
+   * partition while bytes are still owed, grants those once CREDIT_IDLE_GRANT_MS pass with
+   * no DATA frame (./credit.ts).
    */
   #returnCredit(a: Assignment, bytes: number): void {
     this.#grant(a, bytes);
-    if (a.credit.idle && a.idleTimer === null) {
-      a.idleTimer = this.#ctx.clock.setTimeout(() => {
-        a.idleTimer = null;
-        this.#grant(a, a.credit.idleGrant());
-      }, CREDIT_IDLE_GRANT_MS);
-    }
+    if (a.credit.idle && a.idleTimer === null) this.#armIdleGrant(a);
+  }
+
+  /**
+   * The idle grant's timer. It reads the account when it fires (a resubscription meanwhile
+   * reset it); a DATA frame since it was set means the stream is between frames, not idle:
+   * it waits again while the application holds nothing (else finishing re-arms it).
+   */
+  #armIdleGrant(a: Assignment): void {
+    const frames = a.credit.framesReceived;
+    a.idleTimer = this.#ctx.clock.setTimeout(() => {
+      a.idleTimer = null;
+      if (a.credit.framesReceived === frames) this.#grant(a, a.credit.idleGrant());
+      else if (a.credit.idle) this.#armIdleGrant(a);
+    }, CREDIT_IDLE_GRANT_MS);
   }
 
   #grant(a: Assignment, bytes: number): void {
@@ -425,6 +436,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
       idleTimer: null,
       paused: false,
       chain: Promise.resolve(),
+      chainPending: 0,
       start: from,
       active: true,
       processed: null,
@@ -471,7 +483,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
       }
       await this.#subscribeLoop(a, generation);
     })();
-    a.chain = started.catch(() => undefined);
+    this.#link(a, started.catch(() => undefined));
     return started;
   }
 
@@ -525,18 +537,46 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     }
   }
 
+  /** Makes `step` (already chained behind `a.chain`, or a subscription's start) the chain's new end, counted while pending. */
+  #link(a: Assignment, step: Promise<void>): void {
+    a.chainPending++;
+    a.chain = step.finally(() => {
+      a.chainPending--;
+    });
+  }
+
   #onPush(a: Assignment, generation: number, push: DataPush | SubscriptionClosedPush): void {
     if (push.op === Op.DATA) {
       a.credit.received(push.records.length);
-      a.chain = a.chain.then(() => this.#onData(a, generation, push)).catch((err) => this.#fail(err));
+      if (a.chainPending === 0) {
+        // Nothing is still being decoded or subscribed before it: decode in this turn rather
+        // than a few promise hops later, unless a batch needs gunzip (asynchronous).
+        let rest: Promise<void> | undefined;
+        try {
+          rest = this.#onData(a, generation, push);
+        } catch (err) {
+          this.#fail(err);
+          return;
+        }
+        if (rest !== undefined) this.#link(a, rest.catch((err) => this.#fail(err)));
+        return;
+      }
+      this.#link(a, a.chain.then(() => this.#onData(a, generation, push)).catch((err) => this.#fail(err)));
       return;
     }
-    a.chain = a.chain.then(() => this.#onClosed(a, generation, push));
+    this.#link(a, a.chain.then(() => this.#onClosed(a, generation, push)));
   }
 
-  async #onData(a: Assignment, generation: number, push: DataPush): Promise<void> {
-    if (generation !== a.generation || !a.active) return;
-    const { records, nextOffset } = await decodePayload(push.records, { topic: a.topic, partition: a.partition, offsetMin: a.fetchOffset, crc32c: this.#ctx.crc32c });
+  /** Decodes a DATA push and hands its records out; a promise only when a batch needs gunzip. */
+  #onData(a: Assignment, generation: number, push: DataPush): Promise<void> | undefined {
+    if (generation !== a.generation || !a.active) return undefined;
+    const decoded = decodePayload(push.records, { topic: a.topic, partition: a.partition, offsetMin: a.fetchOffset, crc32c: this.#ctx.crc32c });
+    if (decoded instanceof Promise) return decoded.then((d) => this.#onDecoded(a, generation, push, d));
+    this.#onDecoded(a, generation, push, decoded);
+    return undefined;
+  }
+
+  #onDecoded(a: Assignment, generation: number, push: DataPush, { records, nextOffset }: DecodedPayload): void {
     if (generation !== a.generation || !a.active) return;
     a.fetchOffset = Math.max(a.fetchOffset, nextOffset);
     const ready: ReadyBatch = { assignment: a, generation, records, next: 0, creditBytes: push.records.length, highWatermark: push.highWatermark };

@@ -718,14 +718,21 @@ export class Engine {
     };
   }
 
+  /** The first offset still stored in the partition (listOffset -2), read from shared memory at once. */
+  logStartOffset(topic: string, partition: number): number {
+    this.#open();
+    const { owner, slot } = this.#partition(topic, partition);
+    return owner.partitionState(slot).logStartOffset;
+  }
+
   /**
    * Kafka's ListOffsets: -2 (earliest) gives the log start offset, -1 (latest) the high
    * watermark, any other timestamp the first offset at or after it (or null).
    */
   async listOffset(topic: string, partition: number, timestamp: number): Promise<number | null> {
+    if (timestamp === -2) return this.logStartOffset(topic, partition);
     this.#open();
     const { owner, slot } = this.#partition(topic, partition);
-    if (timestamp === -2) return owner.partitionState(slot).logStartOffset;
     if (timestamp === -1) return owner.partitionState(slot).highWatermark;
     return this.offsetForTime(topic, partition, timestamp);
   }

@@ -5,7 +5,7 @@
  *
  * Owning threads: exactly one writer thread calls reserve/commit/freeBytes/waitForSpace and
  * exactly one reader thread calls peek/advance/release/releaseAdvanced/isEmpty/wait/
- * waitAsync/writeMark/isBefore. Each thread holds its own SpscRing instance over the same
+ * waitAsync/waitAsyncUntilWoken/writeMark/isBefore; `wake` may be called from any thread. Each thread holds its own SpscRing instance over the same
  * SharedArrayBuffer (`SpscRing.create(capacityBytes)` on one side, `new SpscRing(sab)` on
  * the other); the instance keeps that thread's private cursor and caches in #fields.
  *
@@ -423,6 +423,31 @@ export class SpscRing {
     return pending.then(() => {
       Atomics.store(this.#cells, READER_WAITING_CELL, 0);
     });
+  }
+
+  /**
+   * As waitAsync, with no timeout and no keep-alive: resolves on the writer's notify or a
+   * `wake`, possibly with the ring still empty, so the caller re-checks with peek either
+   * way. For a reader that bounds the wait itself, with a timer or watchdog that calls
+   * `wake`: a timed Atomics.waitAsync arms and cancels a platform task per wait, which
+   * cost the waiting thread about 20 µs of CPU per wake-up here (docs/benchmarks.md, ninth
+   * session), and the gateway and the owner each wake up about once per produced batch.
+   */
+  waitAsyncUntilWoken(): Promise<void> {
+    if (!this.#prepareToSleep()) return Promise.resolve();
+    const result = Atomics.waitAsync(this.#cells, WRITE_CELL, this.#read);
+    if (!result.async) {
+      Atomics.store(this.#cells, READER_WAITING_CELL, 0);
+      return Promise.resolve();
+    }
+    return result.value.then(() => {
+      Atomics.store(this.#cells, READER_WAITING_CELL, 0);
+    });
+  }
+
+  /** Wakes the reader's pending wait (any thread may call it); the reader sees a wake-up with nothing new, and re-checks. */
+  wake(): void {
+    Atomics.notify(this.#cells, WRITE_CELL);
   }
 
   /** Returns false when a frame is already there; else publishes and flags the sleep. */

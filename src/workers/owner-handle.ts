@@ -98,8 +98,8 @@ export interface RawFetch {
   logStartOffset: number;
 }
 
-/** Longest the completion pump sleeps before re-checking; it is woken on new completions. */
-const PUMP_WAIT_MS = 250;
+/** How often the completion pump's watchdog looks for completions a lost notify left waiting, and for the pump's end. */
+const PUMP_WATCHDOG_MS = 250;
 /** Restart back-off after an owner died: doubles per quick death, up to the cap. */
 const RESTART_DELAY_MS_MIN = 20;
 const RESTART_DELAY_MS_MAX = 2000;
@@ -581,9 +581,20 @@ export class OwnerHandle {
 
   async #pump(gen: number): Promise<void> {
     const ring = this.#completions;
-    while (gen === this.#generation) {
-      this.#drainCompletions(ring);
-      await ring.waitAsync(PUMP_WAIT_MS, false); // the owner's Worker handle keeps this thread's loop alive
+    // The wait has no timeout (a timed waitAsync costs CPU per wake-up, and the pump wakes
+    // about once per batch): this watchdog bounds it instead, waking the pump should a
+    // notify ever be lost and once its generation has ended, so that it returns. The
+    // owner's Worker handle keeps this thread's loop alive; the watchdog does not.
+    const watchdog = setInterval(() => {
+      if (gen !== this.#generation || !ring.isEmpty()) ring.wake();
+    }, PUMP_WATCHDOG_MS).unref();
+    try {
+      while (gen === this.#generation) {
+        this.#drainCompletions(ring);
+        await ring.waitAsyncUntilWoken();
+      }
+    } finally {
+      clearInterval(watchdog);
     }
   }
 

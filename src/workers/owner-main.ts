@@ -95,7 +95,7 @@ import {
 
 /** Commands taken per pass before flushing, so that acks keep flowing under a flood. */
 const DRAIN_BYTES_MAX = 16 * 1024 * 1024;
-/** Longest idle sleep; the loop also wakes for housekeeping and flush deadlines. */
+/** Longest idle sleep (the wake timer's furthest deadline); the loop also wakes for housekeeping and flush deadlines. */
 const IDLE_WAIT_MS_MAX = 1000;
 /** Room reserved for an error message in a completion frame. */
 const ERROR_MESSAGE_BYTES_MAX = 512;
@@ -172,6 +172,9 @@ class Owner {
   #stopping = false;
   #nextHousekeepingMs = 0;
   #nextFlushMs = 0;
+  /** The timer that wakes the idle loop for its next deadline (see #armWake), and that deadline. */
+  #wakeTimer: ReturnType<typeof setTimeout> | null = null;
+  #wakeDueMs = Infinity;
 
   constructor(init: OwnerInit) {
     this.#init = init;
@@ -185,15 +188,42 @@ class Owner {
     const now = Date.now();
     this.#nextHousekeepingMs = now + this.#init.housekeepingIntervalMs;
     this.#nextFlushMs = this.#init.flushIntervalMs < 0 ? Infinity : now + this.#init.flushIntervalMs;
-    while (!this.#stopping) {
-      const worked = this.#pass();
-      this.#timers();
-      // After work, yield a turn only if more commands wait (so that fsync callbacks and
-      // control messages get through under load); an empty ring goes straight to waiting,
-      // which runs the event loop too, rather than through an empty pass first.
-      if (worked && !this.#commands.isEmpty()) await yieldToEventLoop();
-      else await this.#commands.waitAsync(this.#idleWaitMs(), false); // parentPort keeps this thread alive
+    try {
+      while (!this.#stopping) {
+        const worked = this.#pass();
+        this.#timers();
+        // After work, yield a turn only if more commands wait (so that fsync callbacks and
+        // control messages get through under load); an empty ring goes straight to waiting,
+        // which runs the event loop too, rather than through an empty pass first. The wait
+        // has no timeout (a timed waitAsync costs CPU per wake-up, about one per batch): the
+        // wake timer bounds it. parentPort keeps this thread alive.
+        if (worked && !this.#commands.isEmpty()) await yieldToEventLoop();
+        else {
+          this.#armWake();
+          await this.#commands.waitAsyncUntilWoken();
+        }
+      }
+    } finally {
+      if (this.#wakeTimer !== null) clearTimeout(this.#wakeTimer);
     }
+  }
+
+  /**
+   * Makes sure a timer wakes the idle loop by its next housekeeping or flush deadline, and
+   * within IDLE_WAIT_MS_MAX in any case (so a lost notify costs at most that). A timer
+   * armed early enough is kept: under load the loop waits about once per batch, and the
+   * timer is set about once per IDLE_WAIT_MS_MAX.
+   */
+  #armWake(): void {
+    const now = Date.now();
+    const due = Math.min(this.#nextHousekeepingMs, this.#nextFlushMs, now + IDLE_WAIT_MS_MAX);
+    if (this.#wakeTimer !== null && this.#wakeDueMs <= due) return;
+    if (this.#wakeTimer !== null) clearTimeout(this.#wakeTimer);
+    this.#wakeDueMs = due;
+    this.#wakeTimer = setTimeout(() => {
+      this.#wakeTimer = null;
+      this.#commands.wake();
+    }, Math.max(1, due - now));
   }
 
   /** One pass: drain, flush, group commit. Returns whether there was anything to do. */
@@ -204,12 +234,6 @@ class Owner {
     for (const p of this.#needSync) this.#startSync(p);
     this.#needSync.clear();
     return worked;
-  }
-
-  #idleWaitMs(): number {
-    const now = Date.now();
-    const next = Math.min(this.#nextHousekeepingMs, this.#nextFlushMs);
-    return Math.max(1, Math.min(IDLE_WAIT_MS_MAX, next - now));
   }
 
   #timers(): void {
@@ -781,6 +805,7 @@ class Owner {
     while (this.#pass());
     for (const p of this.#partitions) if (p) await this.#close(p.slot, false);
     this.#stopping = true;
+    this.#commands.wake(); // the loop returns now rather than at its wake timer
   }
 }
 

@@ -585,16 +585,24 @@ export class Connection {
     // Engine.produce copies `batch` (a view of the dying uWS buffer) into the owner's command ring before it returns.
     const appended = this.#ctx.engine.produce(topic, frame.partition, batch, { acks: frame.acks as -1 | 1 });
     appended.then(
-      async (baseOffset) => {
+      (baseOffset) => {
         this.#countIn(topic, bytes, records);
-        const logStartOffset = (await this.#ctx.engine.listOffset(topic, frame.partition, -2).catch(() => 0)) ?? 0;
-        this.#respond(request, encodeProduceOk({ correlationId: request.correlationId, baseOffset, logStartOffset }));
+        this.#respond(request, encodeProduceOk({ correlationId: request.correlationId, baseOffset, logStartOffset: this.#logStartOffset(topic, frame.partition) }));
       },
       (err: unknown) => {
         if (err instanceof SluiceError && err.code === 'THROTTLED') this.#ctx.metrics.throttled.inc({ cause: 'owner' });
         this.#fail(request, err);
       },
     );
+  }
+
+  /** The partition's log start offset for a PRODUCE_OK; 0 once the topic is gone (deleted since the append). */
+  #logStartOffset(topic: string, partition: number): number {
+    try {
+      return this.#ctx.engine.logStartOffset(topic, partition);
+    } catch {
+      return 0;
+    }
   }
 
   /** acks=0: no answer, no in-flight slot; errors and drops are counted only. A decodable frame with bad acks cannot be acks=0. */

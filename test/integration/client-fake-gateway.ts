@@ -69,6 +69,8 @@ export interface FakeGateway {
   produceRequests: number;
   /** The creditBytes of each CREDIT received, in order. */
   credits: number[];
+  /** Push each batch as its own DATA frame, the frames of one push back to back (default: one frame per push). */
+  dataFramePerBatch: boolean;
   /** The server-side credit of each live subscription (all connections). */
   subscriptionCredits(): number[];
   /** Closes every socket and the server, then listens again on the same port after `downMs`. */
@@ -112,14 +114,18 @@ export async function startFakeGateway(): Promise<FakeGateway> {
       chosen.push(p.batches[i]); // rule 2: a batch larger than the whole window
       bytes = p.batches[i].bytes.length;
     }
+    s.credit -= bytes;
+    s.nextOffset = chosen[chosen.length - 1].lastOffset + 1;
+    if (gateway.dataFramePerBatch) {
+      for (const b of chosen) send(c, { op: Op.DATA, correlationId: 0, highWatermark: p.nextOffset, subscriptionId: s.id, records: b.bytes });
+      return;
+    }
     const records = new Uint8Array(bytes);
     let pos = 0;
     for (const b of chosen) {
       records.set(b.bytes, pos);
       pos += b.bytes.length;
     }
-    s.credit -= bytes;
-    s.nextOffset = chosen[chosen.length - 1].lastOffset + 1;
     send(c, { op: Op.DATA, correlationId: 0, highWatermark: p.nextOffset, subscriptionId: s.id, records });
   };
 
@@ -295,6 +301,7 @@ export async function startFakeGateway(): Promise<FakeGateway> {
     topics,
     produceRequests: 0,
     credits: [],
+    dataFramePerBatch: false,
     subscriptionCredits: () => [...conns].flatMap((c) => [...c.subs.values()].map((s) => s.credit)),
     dropAfterNextAppend: () => {
       dropAfterAppend = true;

@@ -100,6 +100,30 @@ describe('client against a gateway', () => {
     expect(got.map((r) => str(r.value))).toEqual(Array.from({ length: 50 }, (_, i) => `${i}:${value}`));
   });
 
+  it('hands out records in order when gzip DATA frames (decoded asynchronously) and plain ones (at once) follow each other', async () => {
+    const c = await client();
+    await c.createTopic('mixed', { partitions: 1 });
+    const zipping = c.producer({ compression: 'gzip', lingerMs: 0 });
+    const plain = c.producer({ lingerMs: 0 });
+    const values: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      // Runs of one to three batches of each kind, so that a plain frame often lands right behind a gzip one.
+      const producer = Math.floor(i / (1 + (i % 3))) % 2 === 0 ? zipping : plain;
+      const batch = Array.from({ length: 1 + (i % 4) }, (_, j) => `${i}.${j}:${'z'.repeat(300)}`);
+      values.push(...batch);
+      await Promise.all(batch.map((value) => producer.send({ topic: 'mixed', value })));
+    }
+    const stored = gateway.topics.get('mixed')![0].batches;
+    expect(stored.length).toBeGreaterThanOrEqual(40);
+    // One DATA frame per batch, sent back to back: a plain frame arrives while the gzip one before it is still being inflated.
+    gateway.dataFramePerBatch = true;
+    const consumer = c.consumer({ from: 'earliest' });
+    await consumer.subscribe('mixed');
+    const got = await take(consumer[Symbol.asyncIterator](), values.length);
+    expect(got.map((r) => str(r.value))).toEqual(values);
+    expect(got.map((r) => r.offset)).toEqual(values.map((_, i) => i));
+  });
+
   it('runs eachBatch and returns credit so a small window streams everything', async () => {
     const c = await client();
     await c.createTopic('small', { partitions: 1 });
@@ -118,7 +142,7 @@ describe('client against a gateway', () => {
     expect(seen).toEqual(Array.from({ length: 200 }, (_, i) => i));
   });
 
-  it('does not answer each small DATA frame with a CREDIT: an idle consumer grants back shortly after', async () => {
+  it('does not answer each small DATA frame with a CREDIT: an idle consumer grants back after a quiet spell', async () => {
     // The system clock, except that the consumer's idle grants (CREDIT_IDLE_GRANT_MS) wait until the test lets them run.
     const held: (() => void)[] = [];
     const clock = {
@@ -151,7 +175,12 @@ describe('client against a gateway', () => {
     expect(seen).toEqual(Array.from({ length: 20 }, (_, i) => i));
     expect(gateway.credits).toEqual([]); // none per frame: the server still had most of the window
     expect(held).toHaveLength(1); // one idle grant scheduled, not one per frame
+    // Frames came after it was set (the trickle): it grants nothing and waits for a quiet spell.
     held.splice(0).forEach((fn) => fn());
+    await new Promise((r) => setTimeout(r, 50));
+    expect(gateway.credits).toEqual([]);
+    expect(held).toHaveLength(1);
+    held.splice(0).forEach((fn) => fn()); // quiet since: it grants
     const deadline = Date.now() + 2_000;
     while (gateway.subscriptionCredits()[0] !== windowBytes && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     expect(gateway.credits).toHaveLength(1);

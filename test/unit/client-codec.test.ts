@@ -131,7 +131,26 @@ describe('client batch codec', () => {
     expect(decoded.records.map((r) => [r.partition, r.offset])).toEqual([[3, 0], [3, 1], [3, 2], [3, 3]]);
     expect(decoded.nextOffset).toBe(4);
     both[both.length - 1] ^= 1;
-    await expect(decodePayload(both, { topic: 't', partition: 3, offsetMin: 0 })).rejects.toMatchObject({ code: 'CORRUPT_MESSAGE' });
+    await expect((async () => decodePayload(both, { topic: 't', partition: 3, offsetMin: 0 }))()).rejects.toMatchObject({ code: 'CORRUPT_MESSAGE' });
+  });
+
+  it('decodes a payload without gzip batches synchronously, and one with them as a promise, to the same records', async () => {
+    const plain = await encodeProducerBatch(records, { producerId: -1, producerEpoch: -1, baseSequence: -1, compression: 'none', now: 1 });
+    const zipped = await encodeProducerBatch(records, { producerId: -1, producerEpoch: -1, baseSequence: -1, compression: 'gzip', now: 1 });
+    const sync = decodePayload(plain, { topic: 't', partition: 0, offsetMin: 0 });
+    expect(sync).not.toBeInstanceOf(Promise);
+    const later = decodePayload(zipped, { topic: 't', partition: 0, offsetMin: 0 });
+    expect(later).toBeInstanceOf(Promise);
+    expect(await later).toEqual(sync);
+    // A corrupt batch before any gzip one throws at once; after one, the promise rejects.
+    const corrupt = plain.slice();
+    corrupt[corrupt.length - 1] ^= 1;
+    expect(() => decodePayload(corrupt, { topic: 't', partition: 0, offsetMin: 0 })).toThrow(expect.objectContaining({ code: 'CORRUPT_MESSAGE' }));
+    const both = new Uint8Array(zipped.length + corrupt.length);
+    both.set(zipped);
+    both.set(corrupt, zipped.length);
+    new DataView(both.buffer).setBigInt64(zipped.length, 2n, false);
+    await expect(decodePayload(both, { topic: 't', partition: 0, offsetMin: 0 })).rejects.toMatchObject({ code: 'CORRUPT_MESSAGE' });
   });
 
   it('decodes a batch that compaction thinned: each record at baseOffset + its offsetDelta, gaps skipped', async () => {
@@ -199,6 +218,16 @@ describe('credit accounting', () => {
     credit.consumed(100);
     credit.received(50); // more arrived before the idle grant: not idle, nothing granted
     expect(credit.idleGrant()).toBe(0);
+  });
+
+  it('counts DATA frames, which the idle grant waits to stop for CREDIT_IDLE_GRANT_MS', () => {
+    const credit = new CreditAccount(1000);
+    expect(credit.framesReceived).toBe(0);
+    credit.received(10);
+    credit.received(0);
+    expect(credit.framesReceived).toBe(2);
+    credit.reset(); // a resubscription: the count goes on (a timer set before compares it)
+    expect(credit.framesReceived).toBe(2);
   });
 
   it('grants nothing while paused and the accumulated bytes on resume', () => {

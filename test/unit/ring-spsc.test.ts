@@ -357,6 +357,32 @@ describe('SpscRing waiting in one thread', () => {
     expect(reader.peek()).toBe(H);
   });
 
+  it('waitAsyncUntilWoken resolves at once when a frame is there, on a commit, and on wake with the ring empty', async () => {
+    const { writer, reader } = pairAt(0);
+    writer.reserve(8);
+    writer.commit();
+    await reader.waitAsyncUntilWoken();
+    reader.peek();
+    reader.release();
+    let resolved = false;
+    const onCommit = reader.waitAsyncUntilWoken().then(() => (resolved = true));
+    await new Promise((r) => setTimeout(r, 30));
+    expect(resolved).toBe(false); // no timeout: only a notify ends it
+    writer.reserve(8);
+    expect(writer.commit()).toBe(true);
+    await onCommit;
+    expect(reader.peek()).toBeGreaterThanOrEqual(0);
+    reader.release();
+    const onWake = reader.waitAsyncUntilWoken();
+    writer.wake(); // as a watchdog on any thread would
+    await onWake;
+    expect(reader.isEmpty()).toBe(true);
+    // The sleep flag is down again: a commit into the empty ring finds no sleeper.
+    writer.reserve(8);
+    expect(writer.commit()).toBe(true);
+    expect(reader.peek()).toBeGreaterThanOrEqual(0);
+  });
+
   it.each([
     [true, 'resolved\n', 0],
     [false, '', 13],
