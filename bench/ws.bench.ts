@@ -434,6 +434,13 @@ export async function runWsBench(opts: WsBenchOptions): Promise<WsBenchResult> {
       acc.conM.push(con.bytes / con.secs / 1e6);
       acc.conS.push(steadyRate(con));
       say(`consume #${r + 1}: ${Math.round(con.records / con.secs).toLocaleString('en-US')} records/s (steady ${Math.round(steadyRate(con)).toLocaleString('en-US')})`);
+      // Dropped before the latency run, not after it: the acks=1 run leaves about 200 MB dirty
+      // in the page cache, which the kernel writes back once it is 30 s old (its dirty
+      // expiry). Here the latency run ends about 20 s after those writes, so it did not
+      // overlap (sampled, ninth session); on a slower machine it would, slowing every
+      // fdatasync. Deleting the files discards those pages, so it never can.
+      await admin.deleteTopic(`bench-${tag}-acksall-${r}`).catch(() => undefined);
+      await admin.deleteTopic(backlog).catch(() => undefined);
       const latTopic = `bench-${tag}-latency-${r}`;
       await admin.createTopic(latTopic, { partitions: 1 });
       const l = await latencyRun(url, latTopic, opts, bar);
@@ -442,9 +449,6 @@ export async function runWsBench(opts: WsBenchOptions): Promise<WsBenchResult> {
       lagMax = Math.max(lagMax, l.scheduleLagUsMax);
       latCount += l.latencyUs!.count;
       say(`latency #${r + 1}: p50 ${l.latencyUs!.p50} µs, p99 ${l.latencyUs!.p99} µs, p99.9 ${l.latencyUs!.p999} µs (${l.latencyUs!.count} records)`);
-      // Old topics would only cost disk: drop them.
-      await admin.deleteTopic(`bench-${tag}-acksall-${r}`).catch(() => undefined);
-      await admin.deleteTopic(backlog).catch(() => undefined);
       await admin.deleteTopic(latTopic).catch(() => undefined);
     }
   } finally {
