@@ -5,9 +5,10 @@
  *
  * Owning threads: exactly one writer thread calls reserve/commit/freeBytes/waitForSpace and
  * exactly one reader thread calls peek/advance/release/releaseAdvanced/isEmpty/wait/
- * waitAsync/waitAsyncUntilWoken/writeMark/isBefore; `wake` may be called from any thread. Each thread holds its own SpscRing instance over the same
- * SharedArrayBuffer (`SpscRing.create(capacityBytes)` on one side, `new SpscRing(sab)` on
- * the other); the instance keeps that thread's private cursor and caches in #fields.
+ * waitAsync/waitAsyncUntilWoken/writeMark/isBefore; any thread may call `wake`. Each
+ * thread holds its own SpscRing instance over the same SharedArrayBuffer
+ * (`SpscRing.create(capacityBytes)` on one side, `new SpscRing(sab)` on the other); the
+ * instance keeps that thread's private cursor and caches in #fields.
  *
  * SharedArrayBuffer layout (every Int32 cell on its own 64-byte line, so the writer's
  * stores and the reader's stores never share a cache line):
