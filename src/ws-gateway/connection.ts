@@ -33,6 +33,7 @@ import type { Logger } from '../workers/owner-handle.js';
 import {
   chooseProtocolVersion,
   decodeClientFrame,
+  TopicNames,
   encodeCreateTopicOk,
   DATA_HEAD_BYTES,
   encodeDataHead,
@@ -157,6 +158,8 @@ export class Connection {
   #bufferedBytes = 0;
   readonly #subs = new Map<number, Subscription>();
   readonly #pendingFetches = new Set<Pending>();
+  /** The topic names of this connection's PRODUCE frames, by their bytes (frames.ts). */
+  readonly #topicNames = new TopicNames();
   readonly #groups: GroupSession;
   /** The version HELLO agreed on; group requests need 2. */
   #protocolVersion = 0;
@@ -196,7 +199,7 @@ export class Connection {
       }
       let frame: ClientFrame;
       try {
-        frame = decodeClientFrame(bytes);
+        frame = decodeClientFrame(bytes, this.#topicNames);
       } catch (err) {
         if (!(err instanceof FrameError)) throw err;
         this.#ctx.metrics.errors.inc({ op: opName(err.op), code: err.code });

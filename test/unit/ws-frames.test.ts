@@ -7,6 +7,7 @@ import {
   chooseProtocolVersion,
   CLIENT_OPS,
   decodeClientFrame,
+  decodeClientFrameBySchema,
   decodeServerFrame,
   DATA_HEAD_BYTES,
   encodeClientFrame,
@@ -32,6 +33,7 @@ import {
   responseOpOf,
   SERVER_OPS,
   toSluiceError,
+  TopicNames,
   truncateUtf8,
   utf8Length,
   writeClientFrame,
@@ -282,6 +284,46 @@ describe('frame codec: malformed input', () => {
       }),
       { seed, numRuns: 3000 },
     );
+  });
+
+  it('reads PRODUCE without the schema walk to the same frame or the same error, topic cache or not (seeded)', () => {
+    const seed = testSeed();
+    const produceArb = frameArb<ClientFrame>(Op.PRODUCE);
+    // Topics that share lengths and prefixes, so that the cache's byte comparison matters.
+    const topicArb = fc.constantFrom('a', 'b', 'ab', 'ba', 'orders', 'orderz', 'é', 'ü', '\uFEFFx', 'x'.repeat(limits.STRING_BYTES_MAX));
+    const mutation = fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'insert', 'delete')), { maxLength: 3 });
+    const outcome = (decode: () => ClientFrame): unknown => {
+      try {
+        return decode();
+      } catch (err) {
+        if (!(err instanceof FrameError)) throw err;
+        return { error: err.message, fatal: err.fatal, op: err.op, correlationId: err.correlationId };
+      }
+    };
+    const topics = new TopicNames(); // one cache across all cases, as a connection keeps it
+    fc.assert(
+      fc.property(produceArb, topicArb, mutation, (frame, topic, edits) => {
+        const bytes = [...encodeClientFrame({ ...frame, topic } as ClientFrame)];
+        for (const [at, value, kind] of edits) {
+          const i = bytes.length === 0 ? 0 : at % bytes.length;
+          if (kind === 'set') bytes[i] = value;
+          else if (kind === 'insert') bytes.splice(i, 0, value);
+          else bytes.splice(i, 1);
+        }
+        const input = Uint8Array.from(bytes);
+        const bySchema = outcome(() => decodeClientFrameBySchema(input));
+        expect(outcome(() => decodeClientFrame(input))).toEqual(bySchema);
+        expect(outcome(() => decodeClientFrame(input, topics))).toEqual(bySchema);
+        if (edits.length === 0) expect(bySchema).toEqual({ ...frame, topic });
+      }),
+      { seed, numRuns: 3000 },
+    );
+    // A topic one byte over the limit, the frame otherwise whole: the same non-fatal error both ways.
+    const long = limits.STRING_BYTES_MAX + 1;
+    const tooLong = rawFrame(Op.PRODUCE, 5, [...i64(0, 1), ...u32(0), 0xff, ...u16(long), ...new Array(long).fill(0x61), ...u32(0)]);
+    const err = decodeError(() => decodeClientFrame(tooLong, topics));
+    expect(err).toMatchObject({ fatal: false, correlationId: 5 });
+    expect(outcome(() => decodeClientFrame(tooLong, topics))).toEqual(outcome(() => decodeClientFrameBySchema(tooLong)));
   });
 
   it('never throws anything but SluiceError on random bytes (seeded)', () => {
