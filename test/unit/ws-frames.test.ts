@@ -129,6 +129,18 @@ function rawFrame(op: number, correlationId: number, body: number[]): Uint8Array
   return bytes;
 }
 
+/** `original` with byte edits applied in order: set, insert or delete at a position taken modulo the length. */
+function mutated(original: Uint8Array, edits: [number, number, 'set' | 'insert' | 'delete'][]): Uint8Array {
+  const bytes = [...original];
+  for (const [at, value, kind] of edits) {
+    const i = bytes.length === 0 ? 0 : at % bytes.length;
+    if (kind === 'set') bytes[i] = value;
+    else if (kind === 'insert') bytes.splice(i, 0, value);
+    else bytes.splice(i, 1);
+  }
+  return Uint8Array.from(bytes);
+}
+
 function u16(n: number): number[] {
   return [(n >>> 8) & 0xff, n & 0xff];
 }
@@ -261,14 +273,7 @@ describe('frame codec: malformed input', () => {
     fc.assert(
       fc.property(clientFrameArb, serverFrameArb, mutation, (client, server, edits) => {
         for (const [side, original] of [['client', encodeClientFrame(client)], ['server', encodeServerFrame(server)]] as const) {
-          let bytes = [...original];
-          for (const [at, value, kind] of edits) {
-            const i = bytes.length === 0 ? 0 : at % bytes.length;
-            if (kind === 'set') bytes[i] = value;
-            else if (kind === 'insert') bytes.splice(i, 0, value);
-            else bytes.splice(i, 1);
-          }
-          const input = Uint8Array.from(bytes);
+          const input = mutated(original, edits);
           try {
             if (side === 'client') {
               const decoded = decodeClientFrame(input);
@@ -303,14 +308,7 @@ describe('frame codec: malformed input', () => {
     const topics = new TopicNames(); // one cache across all cases, as a connection keeps it
     fc.assert(
       fc.property(produceArb, topicArb, mutation, (frame, topic, edits) => {
-        const bytes = [...encodeClientFrame({ ...frame, topic } as ClientFrame)];
-        for (const [at, value, kind] of edits) {
-          const i = bytes.length === 0 ? 0 : at % bytes.length;
-          if (kind === 'set') bytes[i] = value;
-          else if (kind === 'insert') bytes.splice(i, 0, value);
-          else bytes.splice(i, 1);
-        }
-        const input = Uint8Array.from(bytes);
+        const input = mutated(encodeClientFrame({ ...frame, topic } as ClientFrame), edits);
         const bySchema = outcome(() => decodeClientFrameBySchema(input));
         expect(outcome(() => decodeClientFrame(input))).toEqual(bySchema);
         expect(outcome(() => decodeClientFrame(input, topics))).toEqual(bySchema);
