@@ -206,6 +206,11 @@ const SEGMENT_BYTES_MIN = 16 * 1024;
 const SEGMENT_BYTES_MAX = 2 ** 31 - 1; // positions in the offset index are u32; keep to int32 like Kafka
 const DURATION_MS_MAX = Number.MAX_SAFE_INTEGER;
 
+/** A partition's key among the high-watermark watchers: distinct per (owner, slot), as owner indexes are below OWNERS_MAX. */
+function watchKey(owner: OwnerHandle, slot: number): number {
+  return slot * OWNERS_MAX + owner.index;
+}
+
 function defaultLogger(): Logger {
   return pino({ level: process.env.SLUICE_LOG_LEVEL ?? 'info', base: undefined }, pino.destination(2));
 }
@@ -230,7 +235,8 @@ export class Engine {
   #producerIdChain: Promise<unknown> = Promise.resolve();
   #nextProducerId = -1;
   /** Listeners per partition (key `owner:slot`), told when its high watermark moves. */
-  readonly #watchers = new Map<string, Set<(highWatermark: number) => void>>();
+  /** High-watermark listeners per partition, by watchKey (a number: no string built per completion). */
+  readonly #watchers = new Map<number, Set<(highWatermark: number) => void>>();
   /** Long polls in progress, ended at close. */
   readonly #pollers = new Set<() => void>();
   #producerIdsReservedEnd = -1;
@@ -669,7 +675,7 @@ export class Engine {
 
   #waitForAdvance(ref: { owner: OwnerHandle; slot: number }, highWatermark: number, timeoutMs: number): Promise<void> {
     return new Promise((resolve) => {
-      const key = `${ref.owner.index}:${ref.slot}`;
+      const key = watchKey(ref.owner, ref.slot);
       const done = () => {
         clearTimeout(timer);
         this.#watchers.get(key)?.delete(listener);
@@ -687,7 +693,7 @@ export class Engine {
     });
   }
 
-  #addWatcher(key: string, listener: (highWatermark: number) => void): void {
+  #addWatcher(key: number, listener: (highWatermark: number) => void): void {
     let set = this.#watchers.get(key);
     if (!set) {
       set = new Set();
@@ -697,7 +703,7 @@ export class Engine {
   }
 
   #advanced(owner: OwnerHandle, slot: number, highWatermark: number): void {
-    const set = this.#watchers.get(`${owner.index}:${slot}`);
+    const set = this.#watchers.get(watchKey(owner, slot));
     if (!set) return;
     for (const listener of [...set]) listener(highWatermark);
   }
@@ -711,7 +717,7 @@ export class Engine {
     this.#open();
     if (typeof listener !== 'function') throw new SluiceError('INVALID_ARGUMENT', 'watch needs a listener function');
     const ref = this.#partition(topic, partition);
-    const key = `${ref.owner.index}:${ref.slot}`;
+    const key = watchKey(ref.owner, ref.slot);
     this.#addWatcher(key, listener);
     return () => {
       this.#watchers.get(key)?.delete(listener);
