@@ -234,8 +234,7 @@ export class Engine {
   #topicChain: Promise<unknown> = Promise.resolve();
   #producerIdChain: Promise<unknown> = Promise.resolve();
   #nextProducerId = -1;
-  /** Listeners per partition (key `owner:slot`), told when its high watermark moves. */
-  /** High-watermark listeners per partition, by watchKey (a number: no string built per completion). */
+  /** Listeners per partition (by watchKey: a number, no string built per completion), told when its high watermark moves. */
   readonly #watchers = new Map<number, Set<(highWatermark: number) => void>>();
   /** Long polls in progress, ended at close. */
   readonly #pollers = new Set<() => void>();

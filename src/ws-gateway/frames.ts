@@ -1217,8 +1217,8 @@ const TOPIC_NAMES_CACHED = 8;
 
 /**
  * The topic names of a connection's last PRODUCE frames, by their UTF-8 bytes: a hit
- * skips TextDecoder, a call into C++ that cost about 4 µs a frame on the gateway thread
- * (ninth session). At most TOPIC_NAMES_CACHED names, the oldest replaced first; a name
+ * skips TextDecoder, a call into C++ (1.6% of the gateway thread's samples in a profile at
+ * 1,000 produces a second, about 4 µs a frame; ninth session). At most TOPIC_NAMES_CACHED names, the oldest replaced first; a name
  * comes from a fatal UTF-8 decode of the same bytes, so a hit equals that decode.
  */
 export class TopicNames {
