@@ -106,6 +106,14 @@ export function finishProducerBatch(
   return gzip(builder.records()).then((compressed) => builder.finish(crc, { ...identity, compression: 'gzip', compressedRecords: compressed }));
 }
 
+/** Where a payload's records belong, the first offset wanted, and the CRC-32C to check batches with (the JS table if none). */
+export interface PayloadPlace {
+  topic: string;
+  partition: number;
+  offsetMin: number;
+  crc32c?: Crc32cFunction;
+}
+
 /** The records of a payload, decoded, and the offset after its last batch. */
 export interface DecodedPayload {
   records: ConsumerRecord[];
@@ -121,10 +129,7 @@ export interface DecodedPayload {
  * DecompressionStream is asynchronous): then the rest comes as a promise. A consumer that
  * decodes a push at once saves the promise hops of an async call (a few µs a push).
  */
-export function decodePayload(
-  payload: Uint8Array,
-  where: { topic: string; partition: number; offsetMin: number; crc32c?: Crc32cFunction },
-): DecodedPayload | Promise<DecodedPayload> {
+export function decodePayload(payload: Uint8Array, where: PayloadPlace): DecodedPayload | Promise<DecodedPayload> {
   const out: DecodedPayload = { records: [], nextOffset: -1 };
   const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   let pos = 0;
@@ -142,7 +147,7 @@ async function decodeRest(
   view: DataView,
   pos: number,
   header: BatchHeader,
-  where: { topic: string; partition: number; offsetMin: number; crc32c?: Crc32cFunction },
+  where: PayloadPlace,
   out: DecodedPayload,
 ): Promise<DecodedPayload> {
   for (;;) {
@@ -155,12 +160,12 @@ async function decodeRest(
 }
 
 /** The header of the stored batch at `pos`, validated (CRC included); compaction may have left fewer records than its offset range. */
-function validateStoredBatchAt(payload: Uint8Array, view: DataView, pos: number, where: { crc32c?: Crc32cFunction }): BatchHeader {
+function validateStoredBatchAt(payload: Uint8Array, view: DataView, pos: number, where: PayloadPlace): BatchHeader {
   return validateBatchAtWith(where.crc32c ?? crc32cJs, payload, view, pos, payload.length - pos, 'stored');
 }
 
 /** Appends the records of one batch (its records `section`, inflated) to `out`; returns the position after the batch. */
-function decodeBatch(section: Uint8Array, pos: number, header: BatchHeader, where: { topic: string; partition: number; offsetMin: number }, out: DecodedPayload): number {
+function decodeBatch(section: Uint8Array, pos: number, header: BatchHeader, where: PayloadPlace, out: DecodedPayload): number {
   const compression = compressionOf(header.attributes);
   if (compression !== 'none' && compression !== 'gzip') throw new SluiceError('CORRUPT_MESSAGE', `${compression} batches are not supported by this client (none and gzip are)`);
   const { topic, partition } = where;

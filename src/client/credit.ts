@@ -11,7 +11,8 @@
  * send an oversized batch). "Idle" means quiet: a DATA frame within CREDIT_IDLE_GRANT_MS
  * puts the grant off again, so a consumer that keeps up with a steady trickle of small
  * batches grants at the refill threshold only, rather than every CREDIT_IDLE_GRANT_MS (a
- * CREDIT costs the consumer a socket write of about 0.1 ms here and wakes the gateway).
+ * CREDIT is a socket write, about 0.1 ms of the consumer's CPU here by a profile's share,
+ * and wakes the gateway).
  * Until then the server still holds at least half the window, so only a batch larger than
  * that waits for the idle grant, and the stream stops in front of it, so the consumer goes
  * quiet and grants. While paused, nothing is granted; resume grants what accumulated by the

@@ -379,8 +379,11 @@ function checkTimestamp(ts: number): void {
   if (!Number.isSafeInteger(ts)) throw new SluiceError('INVALID_ARGUMENT', `timestamp ${ts} is not an integer`);
 }
 
-/** Writes the 61-byte header of a batch of `total` bytes at `view`'s start; the CRC is the caller's, once the records are in. */
-/** The header's fields in place. Plain parameters: a `{ ...options, ... }` object per batch cost about 5 µs here (a producer's seal path). */
+/**
+ * Writes the 61-byte header of a batch of `total` bytes at `view`'s start; the CRC is the
+ * caller's, once the records are in. Plain parameters: a `{ ...options, ... }` object per
+ * batch cost about 5 µs here (a producer's seal path).
+ */
 function writeBatchHeader(view: DataView, total: number, fields: EncodeOptions, recordCount: number, baseTimestamp: number, maxTimestamp: number): void {
   const compression = Compression[fields.compression ?? 'none'];
   if (compression === undefined) throw new SluiceError('INVALID_ARGUMENT', `unknown compression ${fields.compression}`);

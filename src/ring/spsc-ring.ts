@@ -132,7 +132,7 @@ function validateCapacity(capacityBytes: number): void {
   }
 }
 
-/** A promise that resolves after at most `timeoutMs`, or earlier when the cell changes. */
+/** A promise that resolves after at most `timeoutMs` (Infinity: only on a notify), or earlier when the cell changes. */
 function waitCellAsync(cells: Int32Array, index: number, expected: number, timeoutMs: number, keepAlive: boolean): Promise<unknown> | null {
   const result = Atomics.waitAsync(cells, index, expected, timeoutMs);
   if (!result.async) return null;
@@ -414,16 +414,7 @@ export class SpscRing {
    * which saves a timer set and cleared per wait.
    */
   waitAsync(timeoutMs: number, keepAlive = true): Promise<void> {
-    if (!this.#prepareToSleep()) return Promise.resolve();
-    const cappedMs = Math.max(0, Math.min(timeoutMs, WAIT_ASYNC_TIMEOUT_MS_MAX));
-    const pending = waitCellAsync(this.#cells, WRITE_CELL, this.#read, cappedMs, keepAlive);
-    if (pending === null) {
-      Atomics.store(this.#cells, READER_WAITING_CELL, 0);
-      return Promise.resolve();
-    }
-    return pending.then(() => {
-      Atomics.store(this.#cells, READER_WAITING_CELL, 0);
-    });
+    return this.#sleepAsync(Math.max(0, Math.min(timeoutMs, WAIT_ASYNC_TIMEOUT_MS_MAX)), keepAlive);
   }
 
   /**
@@ -435,20 +426,25 @@ export class SpscRing {
    * session), and the gateway and the owner each wake up about once per produced batch.
    */
   waitAsyncUntilWoken(): Promise<void> {
-    if (!this.#prepareToSleep()) return Promise.resolve();
-    const result = Atomics.waitAsync(this.#cells, WRITE_CELL, this.#read);
-    if (!result.async) {
-      Atomics.store(this.#cells, READER_WAITING_CELL, 0);
-      return Promise.resolve();
-    }
-    return result.value.then(() => {
-      Atomics.store(this.#cells, READER_WAITING_CELL, 0);
-    });
+    return this.#sleepAsync(Infinity, false);
   }
 
   /** Wakes the reader's pending wait (any thread may call it); the reader sees a wake-up with nothing new, and re-checks. */
   wake(): void {
     Atomics.notify(this.#cells, WRITE_CELL);
+  }
+
+  /** Flags the sleep and waits on the write cell (see waitAsync), clearing the flag when it ends. */
+  #sleepAsync(timeoutMs: number, keepAlive: boolean): Promise<void> {
+    if (!this.#prepareToSleep()) return Promise.resolve();
+    const pending = waitCellAsync(this.#cells, WRITE_CELL, this.#read, timeoutMs, keepAlive);
+    if (pending === null) {
+      Atomics.store(this.#cells, READER_WAITING_CELL, 0);
+      return Promise.resolve();
+    }
+    return pending.then(() => {
+      Atomics.store(this.#cells, READER_WAITING_CELL, 0);
+    });
   }
 
   /** Returns false when a frame is already there; else publishes and flags the sleep. */

@@ -844,7 +844,7 @@ export class Connection {
       writeDataHead(frame, result.highWatermark, sub.id);
       this.#send(frame);
     } else {
-      this.#sendWithRecords(encodeDataHead({ highWatermark: result.highWatermark, subscriptionId: sub.id }, records.length), records, into);
+      this.#sendWithRecords(encodeDataHead({ highWatermark: result.highWatermark, subscriptionId: sub.id }, records.length), records); // no room: two fragments
     }
     // Caught up with the high watermark the fetch saw: stop rather than fetch nothing. Records
     // appended since then called the watch, which set sub.again (pumping), so #pump goes on.

@@ -16,7 +16,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'pr
 import type { Engine } from '../engine/engine.js';
 
 /** Request latency buckets in seconds: 50 µs (a produce into the ring) to 30 s (a maximal long poll). */
-const LATENCY_BUCKETS_S = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+export const LATENCY_BUCKETS_S = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 /** Records and bytes through the gateway for one topic, since the gateway started. */
 export interface TopicTraffic {
@@ -165,6 +165,13 @@ export class GatewayMetrics {
   }
 }
 
+/** One line of a histogram as prom-client's Registry formats it. */
+interface HistogramValue {
+  labels: Record<string, string | number>;
+  value: number;
+  metricName: string;
+}
+
 /** One op's latency counts: per bucket of LATENCY_BUCKETS_S (not cumulative), then the sum and count. */
 interface OpLatency {
   readonly buckets: Float64Array;
@@ -200,8 +207,8 @@ export class RequestHistogram {
   }
 
   /** The values in prom-client's form: what Registry.metrics() formats. */
-  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: { labels: Record<string, string | number>; value: number; metricName: string }[] }> {
-    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+  async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: HistogramValue[] }> {
+    const values: HistogramValue[] = [];
     for (const [op, o] of this.#ops) {
       let cumulative = 0;
       for (let b = 0; b < LATENCY_BUCKETS_S.length; b++) {

@@ -1,11 +1,10 @@
 import { Histogram, Registry, type Metric } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { RequestHistogram } from '../../src/ws-gateway/metrics.js';
+import { LATENCY_BUCKETS_S as BUCKETS, RequestHistogram } from '../../src/ws-gateway/metrics.js';
 import { seededRandom } from '../helpers/random.js';
 
 const NAME = 'sluice_request_duration_seconds';
 const HELP = 'time from a request frame arriving to its response being handed to the socket';
-const BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 describe('RequestHistogram', () => {
   it('writes the same Prometheus text as prom-client’s Histogram for the same observations', async () => {
