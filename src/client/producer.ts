@@ -8,6 +8,14 @@
  * written into its header, so a resent batch is the same bytes and the broker stores it
  * once. At most IDEMPOTENT_BATCHES_PER_PARTITION produces are in flight per partition.
  *
+ * lingerMs 0 follows Nagle's rule per partition: a record sent while the partition has
+ * nothing in flight goes out at the end of the current turn (a microtask), with whatever
+ * else that turn sent; while a batch is in flight the records gather and go out as one
+ * batch when the last answer comes back or Node's timer (1 ms at the least) ends, whichever
+ * is first. The batch rate then follows the round trip: a record waits about half of it
+ * (or half the timer), and the broker is not handed a request per record. acks 0 has no
+ * answers to go by and keeps the timer alone. A lingerMs above 0 is waited for as set.
+ *
  * Order per partition: batches are sealed, numbered and sent in send() order (the
  * connection's outbox is FIFO). When any batch of a partition fails retriably, the
  * partition stops sending, waits until every batch it has in flight is answered, waits the
@@ -211,6 +219,10 @@ interface PartitionState {
   failed: { batch: SealedBatch; error: unknown; fatal: boolean }[];
   recovering: boolean;
   backoffMs: number;
+  /** lingerMs 0: a microtask is queued to seal the open batch (the partition had nothing in flight). */
+  sealQueued: boolean;
+  /** That microtask, made once per partition. */
+  sealIfIdle: () => void;
 }
 
 export interface ProducerContext {
@@ -261,6 +273,8 @@ export class Producer {
   /** The CRC-32C the batches are sealed with: the injected one (native in Node), else the JS table. */
   readonly #crc: Crc32cFunction;
   readonly #accumulator: BatchAccumulator<OpenBatch>;
+  /** lingerMs 0 with answers to go by (acks 1 or all): Nagle's rule (see the top of this file). */
+  readonly #sealWhenIdle: boolean;
   readonly #partitions = new Map<string, PartitionState>();
   /** topic -> partition -> its state (the same objects as #partitions, found without building a key). */
   readonly #topicStates = new Map<string, TopicState>();
@@ -292,8 +306,10 @@ export class Producer {
     const batchBytesMax = Math.min(ctx.connection.limits.batchBytesMax, BATCH_BYTES_MAX) - BATCH_HEADER_SLACK_BYTES;
     this.#batchBytes = Math.min(options.batchBytes ?? BATCH_BYTES_DEFAULT, batchBytesMax);
     if (!(this.#batchBytes >= 1)) throw new SluiceError('INVALID_ARGUMENT', 'batchBytes must be >= 1');
+    const lingerMs = options.lingerMs ?? LINGER_MS_DEFAULT;
+    this.#sealWhenIdle = lingerMs === 0 && this.#acks !== 0;
     this.#accumulator = new BatchAccumulator<OpenBatch>({
-      lingerMs: options.lingerMs ?? LINGER_MS_DEFAULT,
+      lingerMs,
       batchBytes: this.#batchBytes,
       clock: ctx.clock,
       create: (key) => {
@@ -464,6 +480,10 @@ export class Producer {
     }
     this.#bufferedBytes += sizeBytes;
     this.#accumulator.added(open, sizeBytes);
+    if (this.#sealWhenIdle && !state.sealQueued && state.inFlight.length === 0 && this.#accumulator.hasOpen(state.key)) {
+      state.sealQueued = true;
+      queueMicrotask(state.sealIfIdle);
+    }
   }
 
   /** The partition can send another batch now: nothing sealed waits and its window has room (acks 0 keeps none in flight). */
@@ -484,7 +504,26 @@ export class Producer {
     let state = topic.partitions[partition];
     if (state === undefined) {
       const key = `${partition}\u0000${topicName}`;
-      state = { topic: topicName, partition, key, headBytes: produceHeadBytes(topicName), topicUtf8: utf8.encode(topicName), lastBatchBytes: 0, nextSequence: 0, queue: [], inFlight: [], failed: [], recovering: false, backoffMs: 0 };
+      const made: PartitionState = {
+        topic: topicName,
+        partition,
+        key,
+        headBytes: produceHeadBytes(topicName),
+        topicUtf8: utf8.encode(topicName),
+        lastBatchBytes: 0,
+        nextSequence: 0,
+        queue: [],
+        inFlight: [],
+        failed: [],
+        recovering: false,
+        backoffMs: 0,
+        sealQueued: false,
+        sealIfIdle: () => {
+          made.sealQueued = false;
+          this.#sealIfIdle(made);
+        },
+      };
+      state = made;
       topic.partitions[partition] = state;
       this.#partitions.set(key, state);
     }
@@ -553,6 +592,12 @@ export class Producer {
       this.#sendBatch(state, batch);
     }
     if (this.#hasRoom(state)) this.#accumulator.sealIfDue(state.key);
+    this.#sealIfIdle(state);
+  }
+
+  /** lingerMs 0 (Nagle's rule): seals the partition's open batch once nothing of it is in flight or queued. */
+  #sealIfIdle(state: PartitionState): void {
+    if (this.#sealWhenIdle && state.inFlight.length === 0 && this.#hasRoom(state)) this.#accumulator.seal(state.key);
   }
 
   #sendBatch(state: PartitionState, batch: SealedBatch): void {

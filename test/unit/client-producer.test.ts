@@ -218,6 +218,67 @@ describe('producer sequence numbering', () => {
     expect(((await Promise.all(sends)) as { offset: number }[]).map((m) => m.offset)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
   });
 
+  it('with lingerMs 0, sends at the end of the turn when nothing is in flight, else gathers until the answer or the timer', async () => {
+    const clock = new FakeClock();
+    const { conn, produces } = fakeConnection();
+    const producer = new Producer({ connection: conn, clock, random: () => 0, partitionCount: async () => 2, cachedPartitionCount: () => 2 }, { lingerMs: 0 });
+    const offsets: Promise<{ offset: number }>[] = [];
+    const send = (value: string, partition = 0) => offsets.push(producer.send({ topic: 't', value, partition }));
+    const first = producer.send({ topic: 't', value: 'first', partition: 1 }).catch(() => undefined); // the producer id first
+    await flush();
+    produces.splice(0)[0].reject(new SluiceError('INVALID_REQUEST', 'not this one'));
+    await first;
+    await flush();
+    send('a');
+    send('b'); // the same turn: the same batch
+    await flush(); // no clock advance: not the timer
+    expect(produces.map((p) => seqOf(p.frame))).toEqual([{ producerId: 77, baseSequence: 0, count: 2 }]);
+    send('c');
+    send('d');
+    await flush();
+    expect(produces).toHaveLength(1); // in flight: c and d wait
+    send('e', 1); // another partition has nothing in flight: it goes
+    await flush();
+    expect(produces.map((p) => p.frame.partition)).toEqual([0, 1]);
+    produces[0].resolve({ op: Op.PRODUCE_OK, correlationId: 2, baseOffset: 0, logStartOffset: 0 });
+    await flush();
+    expect(produces.map((p) => seqOf(p.frame))).toEqual([
+      { producerId: 77, baseSequence: 0, count: 2 },
+      { producerId: 77, baseSequence: 0, count: 1 }, // partition 1's sequence resumes where the refused batch began
+      { producerId: 77, baseSequence: 2, count: 2 }, // c and d, at the answer, before any timer
+    ]);
+    send('f');
+    await flush();
+    expect(produces).toHaveLength(3); // c and d in flight
+    clock.advance(1); // Node's timer ends first: f goes as a second batch in flight
+    await flush();
+    expect(produces.map((p) => seqOf(p.frame).count)).toEqual([2, 1, 2, 1]);
+    produces[1].resolve({ op: Op.PRODUCE_OK, correlationId: 3, baseOffset: 0, logStartOffset: 0 });
+    produces[2].resolve({ op: Op.PRODUCE_OK, correlationId: 4, baseOffset: 2, logStartOffset: 0 });
+    produces[3].resolve({ op: Op.PRODUCE_OK, correlationId: 5, baseOffset: 4, logStartOffset: 0 });
+    expect((await Promise.all(offsets)).map((m) => m.offset)).toEqual([0, 1, 2, 3, 0, 4]);
+  });
+
+  it('keeps a lingerMs above 0 whether or not anything is in flight, and with acks 0 seals lingerMs-0 batches by the timer', async () => {
+    // The fake clock's timers fire when advanced past, a 0 ms one at advance(0) (Node's: 1 ms at the least).
+    for (const options of [{ lingerMs: 5 }, { lingerMs: 0, acks: 0 as const }]) {
+      const clock = new FakeClock();
+      const { conn, produces } = fakeConnection();
+      const sent: Uint8Array[] = [];
+      (conn as unknown as { sendNoResponse: (f: Uint8Array) => boolean }).sendNoResponse = (f) => sent.push(f) > 0;
+      const producer = new Producer({ connection: conn, clock, random: () => 0, partitionCount: async () => 1, cachedPartitionCount: () => 1 }, options);
+      void producer.send({ topic: 't', value: 'a' }).catch(() => undefined);
+      await flush();
+      expect(produces.length + sent.length).toBe(0); // nothing in flight, and still it waits for the timer
+      clock.advance(options.lingerMs - 1 > 0 ? options.lingerMs - 1 : 0);
+      await flush();
+      expect(produces.length + sent.length).toBe(options.lingerMs === 0 ? 1 : 0);
+      clock.advance(1);
+      await flush();
+      expect(produces.length + sent.length).toBe(1);
+    }
+  });
+
   it('renumbers the batches after one refused for good, so the partition carries on', async () => {
     const clock = new FakeClock();
     const { conn, produces } = fakeConnection();
