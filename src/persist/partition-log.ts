@@ -83,6 +83,8 @@ import {
   RELATIVE_OFFSET_MAX,
   SEGMENT_BYTES_MAX,
   SEGMENT_BYTES_MIN,
+  PREALLOCATE_BYTES_DEFAULT,
+  PREALLOCATE_INTERVAL_MS_MIN,
 } from './limits.js';
 import {
   ATTRIBUTES_OFFSET,
@@ -225,6 +227,8 @@ export interface PartitionLogOptions {
   fs?: FileSystem;
   clock?: Clock;
   logger?: Logger;
+  /** Zeros kept written ahead of the active segment's batches (default PREALLOCATE_BYTES_DEFAULT; 0: none). */
+  preallocateBytes?: number;
 }
 
 /** Closes the handles of a segment compaction replaced: its file is gone from the folder, so a failure loses nothing. */
@@ -301,6 +305,10 @@ export class PartitionLog {
   onSealDurable: (() => void) | null = null;
   /** The recovery point last written to `.recovery-point` (-1: none written by this log). */
   #recoveryPointWritten: number;
+  /** Zeros to keep ahead of the active segment's batches; 0 once a refill failed. */
+  #preallocateBytes: number;
+  /** When the last refill ran (-Infinity: never). */
+  #preallocatedMs = Number.NEGATIVE_INFINITY;
   /** Set when an fdatasync failed: writes refuse until a reopen (see the invariants above). */
   #failure: string | null = null;
   #closed = false;
@@ -322,6 +330,7 @@ export class PartitionLog {
     segments: Segment[];
     report: RecoveryReport;
     recoveryPointWritten: number;
+    preallocateBytes: number;
   }) {
     this.dir = opts.dir;
     this.config = Object.freeze({ ...opts.config });
@@ -337,6 +346,7 @@ export class PartitionLog {
     this.#durableOffset = this.#active.nextOffset;
     this.#cleanedUpTo = this.logStartOffset;
     this.#recoveryPointWritten = opts.recoveryPointWritten;
+    this.#preallocateBytes = opts.preallocateBytes;
   }
 
   // -------------------------------------------------------------- open and recovery
@@ -400,7 +410,9 @@ export class PartitionLog {
         dirChanged = true;
       }
       if (dirChanged) fs.fsyncDir(dir);
-      const log = new PartitionLog({ dir, config: opts.config, fs, clock, logger, segments, report, recoveryPointWritten });
+      const preallocateBytes = opts.preallocateBytes ?? PREALLOCATE_BYTES_DEFAULT;
+      if (!Number.isSafeInteger(preallocateBytes) || preallocateBytes < 0) throw invalid(`preallocateBytes = ${preallocateBytes}, must be an integer >= 0`);
+      const log = new PartitionLog({ dir, config: opts.config, fs, clock, logger, segments, report, recoveryPointWritten, preallocateBytes });
       log.#logOpen(clean);
       return log;
     } catch (err) {
@@ -493,10 +505,32 @@ export class PartitionLog {
     assert(firstOffset === this.logEndOffset, () => `append at ${firstOffset}, log end offset is ${this.logEndOffset}`);
     assert(bytes.length > 0 && bytes.length <= APPEND_BYTES_MAX, () => `append of ${bytes.length} bytes`);
     try {
-      if (this.#shouldRoll(bytes.length, nextOffset, this.#clock.now())) this.#roll();
+      const now = this.#clock.now();
+      if (this.#shouldRoll(bytes.length, nextOffset, now)) this.#roll();
       this.#active.append(bytes, firstOffset, nextOffset);
+      if (this.#preallocateBytes > 0) this.#preallocate(now);
     } catch (err) {
       throw storageError(err, `append to ${this.dir} at offset ${firstOffset}`);
+    }
+  }
+
+  /**
+   * Refills the zeros ahead of the active segment's end (limits.ts, PREALLOCATE_BYTES_DEFAULT)
+   * once less than half is left, at most once per PREALLOCATE_INTERVAL_MS_MIN, never past
+   * segmentBytes. A failure stops preallocation for this log (the append it follows stands:
+   * its bytes were written first) and is logged; whatever zeros were written get trimmed.
+   */
+  #preallocate(now: number): void {
+    const active = this.#active;
+    if (active.preallocatedBytes * 2 >= this.#preallocateBytes || now - this.#preallocatedMs < PREALLOCATE_INTERVAL_MS_MIN) return;
+    const end = Math.min(active.sizeBytes + this.#preallocateBytes, this.config.segmentBytes);
+    if (end <= active.sizeBytes + active.preallocatedBytes) return;
+    this.#preallocatedMs = now;
+    try {
+      active.preallocate(end);
+    } catch (err) {
+      this.#preallocateBytes = 0;
+      this.#logger.warn({ dir: this.dir, segment: active.name, err: String(err) }, 'preallocating segment space failed; appends go on without it');
     }
   }
 
@@ -1094,6 +1128,7 @@ export class PartitionLog {
         const active = this.#active;
         if (!active.isSealed) {
           active.repairTail();
+          active.trimPreallocated();
           active.sync();
           active.syncIndexes();
         }

@@ -25,6 +25,11 @@
  * `syncedOffset` never exceeds `nextOffset`, and every offset of the segment below it is
  * on stable storage (an fdatasync of the .log that covered it returned).
  *
+ * The active segment's .log may be longer than its batches: zeros preallocated ahead of
+ * them (`preallocate`, PREALLOCATE_BYTES_DEFAULT in limits.ts), never read (reads stop at
+ * `sizeBytes`), cut off by a roll (finishIndexes) and a clean close (`trimPreallocated`),
+ * and cut by recovery after a crash (a zero-filled tail, recovery.ts rows 2 and 4).
+ *
  * A roll closes a segment in two steps: finishIndexes() (synchronous, small writes), then
  * sealAsync(): from then on the segment takes no appends, and its .log and indexes are
  * fdatasynced on libuv's thread pool while the owner goes on; the caller (partition-log.ts)
@@ -34,7 +39,14 @@ import { assert } from '../assert.js';
 import { SluiceError } from '../errors.js';
 import type { FileSystem } from './fs.js';
 import { dirName, joinPath, writeFileDurable } from './fs.js';
-import { BATCH_LENGTH_MAX, BATCH_LENGTH_MIN, SEGMENT_NAME_DIGITS } from './limits.js';
+import {
+  BATCH_LENGTH_MAX,
+  BATCH_LENGTH_MIN,
+  PREALLOCATE_BYTES_DEFAULT,
+  PREALLOCATE_WRITE_BYTES,
+  SCAN_CHUNK_BYTES,
+  SEGMENT_NAME_DIGITS,
+} from './limits.js';
 import { decodeOffsetIndex, OFFSET_ENTRY_BYTES, OffsetIndex } from './offset-index.js';
 import {
   ATTRIBUTES_OFFSET,
@@ -58,6 +70,8 @@ export const TIME_INDEX_SUFFIX = '.timeindex';
 export const DELETED_SUFFIX = '.deleted';
 
 const SEGMENT_LOG_NAME = /^(\d{20})\.log$/;
+/** The longest zero tail recovery takes for preallocated space (4 refills' worth); longer ones are reported. */
+const PREALLOCATED_TAIL_BYTES_MAX = 4 * PREALLOCATE_BYTES_DEFAULT;
 
 export function segmentFileName(baseOffset: number, suffix: string): string {
   assert(Number.isSafeInteger(baseOffset) && baseOffset >= 0, () => `base offset ${baseOffset}`);
@@ -132,6 +146,8 @@ export class Segment {
   #indexFd: number;
   #timeIndexFd: number;
   #sizeBytes: number;
+  /** Bytes the .log file holds: sizeBytes plus any zeros preallocated after them. */
+  #fileBytes: number;
   #nextOffset: number;
   readonly #indexes: SegmentIndexes;
   #offsetEntriesWritten: number;
@@ -177,6 +193,7 @@ export class Segment {
     this.#indexFd = opts.indexFd;
     this.#timeIndexFd = opts.timeIndexFd;
     this.#sizeBytes = opts.sizeBytes;
+    this.#fileBytes = opts.sizeBytes;
     this.#nextOffset = opts.nextOffset;
     // A new segment is empty; a loaded one is trusted, scanned and synced, or synced by the
     // caller before any append (PartitionLog.open); a compacted one was fsynced by the pass.
@@ -243,7 +260,15 @@ export class Segment {
         const scan = scanSegment({ fs, fd, segment: name, baseOffset, sizeBytes: size, indexIntervalBytes: ctx.indexIntervalBytes, gaps: !active });
         indexes = scan.indexes;
         nextOffset = scan.nextOffset;
-        if (scan.report !== null) {
+        if (scan.report !== null && isPreallocatedTail(fs, fd, scan.report, scan.validBytes, size)) {
+          // Zeros preallocated after the batches (a crash before the roll's or the close's
+          // trim was durable): not data, nothing lost. Cut them, durably, in any mode.
+          if (active) {
+            fs.ftruncate(fd, scan.validBytes);
+            fs.fdatasync(fd);
+          } else cutFile(fs, paths.log, scan.validBytes);
+          size = scan.validBytes;
+        } else if (scan.report !== null) {
           if (active) {
             // Cut the bad tail and make the cut durable before anything is appended after it.
             fs.ftruncate(fd, scan.validBytes);
@@ -386,7 +411,49 @@ export class Segment {
       throw err;
     }
     this.#sizeBytes = position + bytes.length;
+    if (this.#sizeBytes > this.#fileBytes) this.#fileBytes = this.#sizeBytes;
     this.#nextOffset = nextOffset;
+    this.#writes++;
+  }
+
+  /** Zeros after the batches, preallocated and not yet written over. */
+  get preallocatedBytes(): number {
+    return this.#fileBytes - this.#sizeBytes;
+  }
+
+  /**
+   * Writes zeros from the end of the file up to `endBytes` (nothing when the file is that
+   * long already), PREALLOCATE_WRITE_BYTES a write (a buffer made per call: a refill is
+   * rare, PREALLOCATE_INTERVAL_MS_MIN apart at most). Only bytes past the batches are touched. Counts as a write, so
+   * the next fdatasync covers them: that is what allocates their blocks. On failure the
+   * file may hold any part of them: it is taken to reach `endBytes` (a hole reads as zeros
+   * too), so that a trim cuts whatever was written. Throws the fs error.
+   */
+  preallocate(endBytes: number): void {
+    assert(!this.#sealed && !this.#closed, () => `preallocate in sealed or closed segment ${this.name}`);
+    let at = this.#fileBytes;
+    if (at >= endBytes || this.#tailDirty) return;
+    const zeros = new Uint8Array(Math.min(endBytes - at, PREALLOCATE_WRITE_BYTES));
+    this.#writes++;
+    try {
+      while (at < endBytes) {
+        const n = Math.min(endBytes - at, zeros.length);
+        this.#fs.write(this.#fd, n === zeros.length ? zeros : zeros.subarray(0, n), at);
+        at += n;
+      }
+    } finally {
+      this.#fileBytes = endBytes;
+    }
+  }
+
+  /**
+   * Cuts preallocated zeros off the file (a roll, a close). Counts as a write, so the next
+   * fdatasync makes the new size durable. Throws the fs error.
+   */
+  trimPreallocated(): void {
+    if (this.#fileBytes === this.#sizeBytes) return;
+    this.#fs.ftruncate(this.#fd, this.#sizeBytes);
+    this.#fileBytes = this.#sizeBytes;
     this.#writes++;
   }
 
@@ -449,6 +516,7 @@ export class Segment {
     this.#timeEntriesWritten = Math.min(this.#timeEntriesWritten, this.#indexes.timeIndex.count);
     try {
       fs.ftruncate(this.#fd, position);
+      this.#fileBytes = position;
       fs.ftruncate(this.#indexFd, this.#offsetEntriesWritten * OFFSET_ENTRY_BYTES);
       fs.ftruncate(this.#timeIndexFd, this.#timeEntriesWritten * TIME_ENTRY_BYTES);
     } catch {
@@ -460,6 +528,7 @@ export class Segment {
   repairTail(): void {
     if (!this.#tailDirty) return;
     this.#fs.ftruncate(this.#fd, this.#sizeBytes);
+    this.#fileBytes = this.#sizeBytes;
     this.#fs.ftruncate(this.#indexFd, this.#offsetEntriesWritten * OFFSET_ENTRY_BYTES);
     this.#fs.ftruncate(this.#timeIndexFd, this.#timeEntriesWritten * TIME_ENTRY_BYTES);
     this.#tailDirty = false;
@@ -575,6 +644,7 @@ export class Segment {
   finishIndexes(): void {
     assert(!this.#sealed && !this.#closed, () => `finish indexes of sealed or closed segment ${this.name}`);
     this.repairTail();
+    this.trimPreallocated(); // the seal's fdatasync makes the size durable
     this.#indexes.onClose();
     this.#writeIndexEntries();
   }
@@ -678,6 +748,39 @@ function syncFile(fs: FileSystem, path: string): void {
   } finally {
     fs.close(fd);
   }
+}
+
+/** Cuts the file at `path` to `size` bytes, durably. */
+function cutFile(fs: FileSystem, path: string, size: number): void {
+  const fd = fs.open(path, 'write');
+  try {
+    fs.ftruncate(fd, size);
+    fs.fdatasync(fd);
+  } finally {
+    fs.close(fd);
+  }
+}
+
+/**
+ * Whether a scan stopped at preallocated space: a zero-filled tail (recovery.ts rows 2 and
+ * 4) that is zeros to the end of the file, and no longer than PREALLOCATED_TAIL_BYTES_MAX
+ * (a longer one is reported as a truncation, as before preallocation).
+ */
+function isPreallocatedTail(fs: FileSystem, fd: number, report: TruncationReport, from: number, size: number): boolean {
+  return (report.reason === 'header-zero' || report.reason === 'header-torn-zero') && isZeroTail(fs, fd, from, size);
+}
+
+/** Whether the file's bytes from `from` to `size` are all zero, and at most PREALLOCATED_TAIL_BYTES_MAX of them. */
+export function isZeroTail(fs: FileSystem, fd: number, from: number, size: number): boolean {
+  if (size - from > PREALLOCATED_TAIL_BYTES_MAX) return false;
+  const chunk = new Uint8Array(Math.min(SCAN_CHUNK_BYTES, size - from));
+  for (let at = from; at < size; ) {
+    const n = fs.read(fd, chunk.subarray(0, Math.min(chunk.length, size - at)), at);
+    if (n <= 0) return false;
+    for (let i = 0; i < n; i++) if (chunk[i] !== 0) return false;
+    at += n;
+  }
+  return true;
 }
 
 function closeQuietly(fs: FileSystem, fd: number): void {

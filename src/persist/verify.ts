@@ -6,7 +6,8 @@
  * see recovery.ts, "gaps allowed"); between segments contiguous, unless the caller says
  * the log is compacted (a compacted segment may end below the next one's base, when
  * compaction dropped its last batches). So a lost segment of a 'delete' topic is still
- * reported. Read-only: it opens nothing for
+ * reported. The last segment may end in zeros preallocated after its batches (segment.ts):
+ * they end its data, they are not an error. Read-only: it opens nothing for
  * writing, so the verify pool can run it in piscina workers beside a live owner (it then
  * sees a consistent prefix of the active segment, as a reader would).
  * Owner: the calling thread; no state.
@@ -17,7 +18,7 @@ import type { FileSystem } from './fs.js';
 import { joinPath, nodeFileSystem } from './fs.js';
 import { decodeOffsetIndex } from './offset-index.js';
 import { ChunkReader, inspectBatchAt } from './recovery.js';
-import { INDEX_SUFFIX, parseSegmentLogName, segmentFileName, TIME_INDEX_SUFFIX } from './segment.js';
+import { INDEX_SUFFIX, isZeroTail, parseSegmentLogName, segmentFileName, TIME_INDEX_SUFFIX } from './segment.js';
 import { decodeTimeIndex } from './time-index.js';
 
 export interface VerifyError {
@@ -93,7 +94,7 @@ function verifySegment(
   const file = segmentFileName(base, '.log');
   const fd = fs.open(joinPath(dir, file), 'read');
   try {
-    const size = fs.size(fd);
+    let size = fs.size(fd);
     const errors: VerifyError[] = [];
     // A compacted segment may end below the next one's base (its last batches dropped), never above.
     if (previousNext >= 0 && (compacted ? previousNext > base : previousNext !== base)) {
@@ -107,6 +108,11 @@ function verifySegment(
       const step = inspectBatchAt(reader, pos, -1, closed);
       if (step.row === 'end-of-data') break;
       const framed = step.row === 'accept' || step.row === 'crc-bad' || step.row === 'count-bad';
+      // The active segment's preallocated zeros (segment.ts), live or left by a crash: its end.
+      if (!closed && (step.row === 'header-zero' || step.row === 'header-torn-zero') && isZeroTail(fs, fd, pos, size)) {
+        size = pos;
+        break;
+      }
       if (!framed) {
         // Without a valid length the walk cannot find the next batch: report and stop.
         errors.push({ position: pos, offset: expected, code: 'CORRUPT_MESSAGE', message: `${file} position ${pos}: ${step.detail}` });

@@ -154,7 +154,7 @@ describe('PartitionLog basics', () => {
 
   it('one append call costs one write of the bytes', () => {
     const fs = new FaultyFileSystem();
-    const log = PartitionLog.open({ dir: tempDir(), config: { ...SMALL_CONFIG, indexIntervalBytes: 1 << 20 }, fs });
+    const log = PartitionLog.open({ dir: tempDir(), config: { ...SMALL_CONFIG, indexIntervalBytes: 1 << 20 }, fs, preallocateBytes: 0 });
     const parts = [0, 1, 2].map((i) => encodeBatch([{ value: valueOf(i, 30), timestamp: i }], { baseOffset: i }));
     const before = fs.calls.write;
     log.append(concat(parts), 0, 3);

@@ -135,6 +135,10 @@ describe('recovery decision table', () => {
       const cut = scenario.cut(c);
       if (cut === 0) {
         expect(report.truncations).toEqual([]);
+      } else if (decision === 'truncate-zero-tail') {
+        // Zeros to the end of the file: preallocated space (segment.ts), cut without a report.
+        expect(report.truncations).toEqual([]);
+        expect(statSync(c.activePath).size).toBe(sizeBefore - cut);
       } else {
         expect(report.truncations).toHaveLength(1);
         expect(report.truncations[0]).toMatchObject({ segment: segmentLogName(log.activeSegmentBaseOffset), bytesTruncated: cut, reason: row });
