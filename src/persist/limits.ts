@@ -32,11 +32,15 @@ export const SCAN_CHUNK_BYTES = 1024 * 1024;
  * Zeros written ahead of the active segment's end (0 turns it off): an fdatasync of bytes
  * written into blocks that already exist and lie inside the file's size commits no
  * metadata (no block allocation, no size change), which is most of its cost on ext4 here
- * (docs/benchmarks.md, tenth session). Refilled when half is used, trimmed at a roll and a
- * close; a crash leaves it as a zero tail, which recovery cuts (recovery.ts rows 2 and 4).
+ * (docs/benchmarks.md, tenth session). Refilled when half is used (see the interval below),
+ * trimmed at a roll and a close; a crash leaves it as a zero tail, which recovery cuts
+ * (recovery.ts rows 2 and 4).
  */
 export const PREALLOCATE_BYTES_DEFAULT = 4 * 1024 * 1024;
-/** At most one refill per log this often: a fast writer outruns the zeros anyway, and must not pay for them twice. */
+/**
+ * At most one refill per log this often, and none while the log is written faster than
+ * PREALLOCATE_BYTES a second over the interval (that writer outruns the zeros).
+ */
 export const PREALLOCATE_INTERVAL_MS_MIN = 1000;
 /** Zeros written by one write call while preallocating. */
 export const PREALLOCATE_WRITE_BYTES = 1024 * 1024;

@@ -307,8 +307,11 @@ export class PartitionLog {
   #recoveryPointWritten: number;
   /** Zeros to keep ahead of the active segment's batches; 0 once a refill failed. */
   #preallocateBytes: number;
-  /** When the last refill ran (-Infinity: never). */
+  /** When the last refill was considered (-Infinity: never), and #appendedBytes then: the write rate since. */
   #preallocatedMs = Number.NEGATIVE_INFINITY;
+  #preallocatedAtBytes = 0;
+  /** Bytes appended since the log opened. */
+  #appendedBytes = 0;
   /** Set when an fdatasync failed: writes refuse until a reopen (see the invariants above). */
   #failure: string | null = null;
   #closed = false;
@@ -508,6 +511,7 @@ export class PartitionLog {
       const now = this.#clock.now();
       if (this.#shouldRoll(bytes.length, nextOffset, now)) this.#roll();
       this.#active.append(bytes, firstOffset, nextOffset);
+      this.#appendedBytes += bytes.length;
       if (this.#preallocateBytes > 0) this.#preallocate(now);
     } catch (err) {
       throw storageError(err, `append to ${this.dir} at offset ${firstOffset}`);
@@ -516,16 +520,23 @@ export class PartitionLog {
 
   /**
    * Refills the zeros ahead of the active segment's end (limits.ts, PREALLOCATE_BYTES_DEFAULT)
-   * once less than half is left, at most once per PREALLOCATE_INTERVAL_MS_MIN, never past
-   * segmentBytes. A failure stops preallocation for this log (the append it follows stands:
-   * its bytes were written first) and is logged; whatever zeros were written get trimmed.
+   * once less than half is left, at most once per PREALLOCATE_INTERVAL_MS_MIN, and only
+   * while the log is written slower than the zeros' size a second: a faster writer outruns
+   * them within the second (it would pay for the zeros and win nothing; its fsyncs are few
+   * per byte anyway). Never past segmentBytes. A failure stops preallocation for this log
+   * (the append it follows stands: its bytes were written first) and is logged; whatever
+   * zeros were written get trimmed.
    */
   #preallocate(now: number): void {
     const active = this.#active;
-    if (active.preallocatedBytes * 2 >= this.#preallocateBytes || now - this.#preallocatedMs < PREALLOCATE_INTERVAL_MS_MIN) return;
+    const elapsedMs = now - this.#preallocatedMs;
+    if (active.preallocatedBytes * 2 >= this.#preallocateBytes || elapsedMs < PREALLOCATE_INTERVAL_MS_MIN) return;
+    const written = this.#appendedBytes - this.#preallocatedAtBytes;
+    this.#preallocatedMs = now;
+    this.#preallocatedAtBytes = this.#appendedBytes;
+    if (written * 1000 > this.#preallocateBytes * elapsedMs) return; // a fast writer: measure again in a while
     const end = Math.min(active.sizeBytes + this.#preallocateBytes, this.config.segmentBytes);
     if (end <= active.sizeBytes + active.preallocatedBytes) return;
-    this.#preallocatedMs = now;
     try {
       active.preallocate(end);
     } catch (err) {

@@ -121,6 +121,26 @@ describe('preallocated segment space', () => {
     again.close({ clean: true });
   });
 
+  it('gives a writer faster than the zeros a second no refill, and refills again once it slows down', () => {
+    const dir = tempDir();
+    const clock = new FakeClock();
+    const log = PartitionLog.open({ dir, config: { ...CONFIG, segmentBytes: 1 << 20 }, clock, preallocateBytes: PREALLOCATE });
+    const fileAhead = () => statSync(logFile(dir, 0)).size - log.sizeBytes;
+    appendBatch(log);
+    expect(fileAhead()).toBe(PREALLOCATE);
+    for (let i = 0; i < 3; i++) {
+      // More than PREALLOCATE bytes a second: past the zeros, and no new ones.
+      while (log.sizeBytes < (i + 1) * 3 * PREALLOCATE) appendBatch(log, { count: 5, valueBytes: 100 });
+      clock.nowMs += PREALLOCATE_INTERVAL_MS_MIN;
+      appendBatch(log, { count: 5, valueBytes: 100 });
+      expect(fileAhead()).toBe(0);
+    }
+    clock.nowMs += PREALLOCATE_INTERVAL_MS_MIN; // a quiet second: the next append refills
+    appendBatch(log);
+    expect(fileAhead()).toBe(PREALLOCATE);
+    log.close({ clean: true });
+  });
+
   it('a failed refill stops preallocation for the log; the append it follows stands', () => {
     const dir = tempDir();
     const fs = new FaultyFileSystem();
