@@ -27,8 +27,12 @@
  */
 import { SluiceError } from '../errors.js';
 
-/** Batches remembered per producer: Kafka's max.in.flight.requests.per.connection with idempotence. */
-export const RECENT_BATCHES = 5;
+/**
+ * Batches remembered per producer: at least the produces a client keeps in flight per
+ * partition (IDEMPOTENT_BATCHES_PER_PARTITION in ws-gateway/limits.ts, 16; Kafka's clients
+ * keep 5, its brokers remember 5).
+ */
+export const RECENT_BATCHES = 16;
 /** Producer ids tracked per partition; the least recently used beyond it is forgotten. */
 export const PRODUCERS_MAX = 10_000;
 const SEQUENCE_MAX = 0x7fff_ffff;

@@ -82,11 +82,14 @@ export const GATEWAY_THROTTLE_BACKOFF_MS = 10;
 // ---------------------------------------------------------------- idempotence
 
 /**
- * Batches remembered per (producerId, partition) to answer a retry with its original
- * offset, as Kafka's 5; an idempotent producer keeps at most this many produces in flight
- * per partition.
+ * Produces an idempotent producer keeps in flight per partition; the owner remembers as
+ * many batches per (producerId, partition) to answer a retry with its original offset
+ * (RECENT_BATCHES in workers/producer-state.ts, at least this). Kafka's is 5; 16 lets
+ * sends go on through an fdatasync that is slow for a few milliseconds, where 5 stalled
+ * them (at lingerMs 0 about one batch a millisecond goes out; docs/benchmarks.md, tenth
+ * session). Kafka clients, which keep 5, fit.
  */
-export const IDEMPOTENT_BATCHES_PER_PARTITION = 5;
+export const IDEMPOTENT_BATCHES_PER_PARTITION = 16;
 
 /**
  * Overhead of a produce frame around its batch: header 8, producerId 8, partition 4,

@@ -5,6 +5,7 @@ import { Producer } from '../../src/client/producer.js';
 import { SluiceError } from '../../src/errors.js';
 import { decodeBatch, readBatchHeader } from '../../src/persist/record-batch.js';
 import { decodeClientFrame, encodeServerFrame, Op, type ClientFrame, type ServerFrame } from '../../src/ws-gateway/frames.js';
+import { IDEMPOTENT_BATCHES_PER_PARTITION } from '../../src/ws-gateway/limits.js';
 import { FakeClock } from './client-fake-clock.js';
 
 const flush = async () => {
@@ -190,32 +191,33 @@ describe('producer sequence numbering', () => {
     expect((await Promise.all(sends)).map((m) => [m.partition, m.offset])).toEqual([[0, 10], [0, 11], [1, 0]]);
   });
 
-  it('collects records in one batch while the partition has 5 batches in flight, and sends it when an answer frees a place', async () => {
+  it(`collects records in one batch while the partition has ${IDEMPOTENT_BATCHES_PER_PARTITION} batches in flight, and sends it when an answer frees a place`, async () => {
+    const W = IDEMPOTENT_BATCHES_PER_PARTITION;
     const clock = new FakeClock();
     const { conn, produces } = fakeConnection();
     const producer = new Producer({ connection: conn, clock, random: () => 0, partitionCount: async () => 1, cachedPartitionCount: () => 1 }, { lingerMs: 1 });
     const sends: Promise<unknown>[] = [];
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < W; i++) {
       sends.push(producer.send({ topic: 't', value: `v${i}`, partition: 0 }));
       await flush();
       clock.advance(1);
       await flush();
     }
-    expect(produces).toHaveLength(5); // the window is full
-    for (let i = 5; i < 12; i++) {
+    expect(produces).toHaveLength(W); // the window is full
+    for (let i = W; i < W + 7; i++) {
       sends.push(producer.send({ topic: 't', value: `v${i}`, partition: 0 }));
       await flush();
       clock.advance(1); // lingers end while no place is free
       await flush();
     }
-    expect(produces).toHaveLength(5);
+    expect(produces).toHaveLength(W);
     produces[0].resolve({ op: Op.PRODUCE_OK, correlationId: 1, baseOffset: 0, logStartOffset: 0 });
     await flush();
-    expect(produces).toHaveLength(6);
-    expect(seqOf(produces[5].frame)).toEqual({ producerId: 77, baseSequence: 5, count: 7 }); // one batch, not seven
-    for (let i = 1; i < 6; i++) produces[i].resolve({ op: Op.PRODUCE_OK, correlationId: 1 + i, baseOffset: i, logStartOffset: 0 });
+    expect(produces).toHaveLength(W + 1);
+    expect(seqOf(produces[W].frame)).toEqual({ producerId: 77, baseSequence: W, count: 7 }); // one batch, not seven
+    for (let i = 1; i < W + 1; i++) produces[i].resolve({ op: Op.PRODUCE_OK, correlationId: 1 + i, baseOffset: i, logStartOffset: 0 });
     await producer.flush();
-    expect(((await Promise.all(sends)) as { offset: number }[]).map((m) => m.offset)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    expect(((await Promise.all(sends)) as { offset: number }[]).map((m) => m.offset)).toEqual(Array.from({ length: W + 7 }, (_, i) => i));
   });
 
   it('with lingerMs 0, sends at the end of the turn when nothing is in flight, else gathers until the answer or the timer', async () => {

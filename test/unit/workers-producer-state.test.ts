@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ProducerStates, RECENT_BATCHES, lastSequence } from '../../src/workers/producer-state.js';
+import { IDEMPOTENT_BATCHES_PER_PARTITION } from '../../src/ws-gateway/limits.js';
 
 describe('idempotent producer state (the decision table, row by row)', () => {
   it('appends the first batch of a producer it does not know, whatever its sequence', () => {
@@ -47,7 +48,8 @@ describe('idempotent producer state (the decision table, row by row)', () => {
     expect(() => s.check(7, 2, 1, 1)).toThrow(expect.objectContaining({ code: 'INVALID_PRODUCER_EPOCH' }));
   });
 
-  it(`remembers the last ${RECENT_BATCHES} batches only`, () => {
+  it(`remembers the last ${RECENT_BATCHES} batches only, at least a client's window`, () => {
+    expect(RECENT_BATCHES).toBeGreaterThanOrEqual(IDEMPOTENT_BATCHES_PER_PARTITION);
     const s = new ProducerStates();
     for (let i = 0; i < RECENT_BATCHES + 1; i++) s.record(1, 0, i, 1, 1000 + i);
     expect(() => s.check(1, 0, 0, 1)).toThrow(expect.objectContaining({ code: 'OUT_OF_ORDER_SEQUENCE' }));
