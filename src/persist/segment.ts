@@ -423,11 +423,12 @@ export class Segment {
 
   /**
    * Writes zeros from the end of the file up to `endBytes` (nothing when the file is that
-   * long already), PREALLOCATE_WRITE_BYTES a write (a buffer made per call: a refill is
-   * rare, PREALLOCATE_INTERVAL_MS_MIN apart at most). Only bytes past the batches are touched. Counts as a write, so
-   * the next fdatasync covers them: that is what allocates their blocks. On failure the
-   * file may hold any part of them: it is taken to reach `endBytes` (a hole reads as zeros
-   * too), so that a trim cuts whatever was written. Throws the fs error.
+   * long already), PREALLOCATE_WRITE_BYTES a write (a buffer made per call: refills are at
+   * least PREALLOCATE_INTERVAL_MS_MIN apart). Only bytes past the batches are touched.
+   * Counts as a write, so the next fdatasync covers them: that is what allocates their
+   * blocks. On failure the file may hold any part of them: it is taken to reach `endBytes`
+   * (a hole reads as zeros too), so that a trim cuts whatever was written. Throws the fs
+   * error.
    */
   preallocate(endBytes: number): void {
     assert(!this.#sealed && !this.#closed, () => `preallocate in sealed or closed segment ${this.name}`);
