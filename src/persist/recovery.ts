@@ -34,6 +34,8 @@
  * Why each row:
  * - 2 and 4: a preallocated or never-written page reads as zeros (Redpanda trims such a
  *   tail rather than calling it corruption); no batch starts with 61 zero bytes (magic 0).
+ *   When the zeros run to the end of the file they are the active segment's preallocated
+ *   space (segment.ts): Segment.load cuts them without passing the report on.
  * - 3 and 8: the process or machine died during a write; the batch was never acknowledged
  *   as durable (acks=all waits for fdatasync), so dropping it loses nothing promised.
  * - 5 to 7 and 9, 10: bytes that cannot be a batch we wrote. In the active segment,
