@@ -12,8 +12,8 @@
  * nothing in flight goes out at the end of the current turn (a microtask), with whatever
  * else that turn sent; while a batch is in flight the records gather and go out as one
  * batch when the last answer comes back or Node's timer (1 ms at the least) ends, whichever
- * is first. The batch rate then follows the round trip: a record waits about half of it
- * (or half the timer), and the broker is not handed a request per record. acks 0 has no
+ * is first. The batch rate then follows the round trip: a record waits at most the rest of
+ * it (or of the timer), and the broker is not handed a request per record. acks 0 has no
  * answers to go by and keeps the timer alone. A lingerMs above 0 is waited for as set.
  *
  * Order per partition: batches are sealed, numbered and sent in send() order (the

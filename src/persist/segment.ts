@@ -27,7 +27,7 @@
  *
  * The active segment's .log may be longer than its batches: zeros preallocated ahead of
  * them (`preallocate`, PREALLOCATE_BYTES_DEFAULT in limits.ts), never read (reads stop at
- * `sizeBytes`), cut off by a roll (finishIndexes) and a clean close (`trimPreallocated`),
+ * `sizeBytes`), cut off by a roll (finishIndexes) and a close (`trimPreallocated`),
  * and cut by recovery after a crash (a zero-filled tail, recovery.ts rows 2 and 4).
  *
  * A roll closes a segment in two steps: finishIndexes() (synchronous, small writes), then
