@@ -94,6 +94,11 @@ function relay(sync: boolean): void {
     maxPayloadLength: SLOT_BYTES,
     idleTimeout: 120,
     compression: uws.DISABLED,
+    // A closed socket must not be sent to: uWS throws on any use of it.
+    close: (ws) => {
+      if (ws === producer) producer = null;
+      if (ws === consumer) consumer = null;
+    },
     message: (ws, message) => {
       const m = new Uint8Array(message);
       if (m.length === 1) {
