@@ -135,8 +135,9 @@ export function decodePayload(payload: Uint8Array, where: PayloadPlace): Decoded
   let pos = 0;
   while (pos < payload.length) {
     const header = validateStoredBatchAt(payload, view, pos, where);
-    if (compressionOf(header.attributes) === 'gzip') return decodeRest(payload, view, pos, header, where, out);
-    pos = decodeBatch(payload.subarray(pos + RECORDS_OFFSET, pos + header.sizeBytes), pos, header, where, out);
+    const compression = compressionOf(header.attributes);
+    if (compression === 'gzip') return decodeRest(payload, view, pos, header, where, out);
+    pos = decodeBatch(payload.subarray(pos + RECORDS_OFFSET, pos + header.sizeBytes), compression, pos, header, where, out);
   }
   return out;
 }
@@ -152,8 +153,9 @@ async function decodeRest(
 ): Promise<DecodedPayload> {
   for (;;) {
     let section = payload.subarray(pos + RECORDS_OFFSET, pos + header.sizeBytes);
-    if (compressionOf(header.attributes) === 'gzip') section = await gunzip(section);
-    pos = decodeBatch(section, pos, header, where, out);
+    const compression = compressionOf(header.attributes);
+    if (compression === 'gzip') section = await gunzip(section);
+    pos = decodeBatch(section, compression, pos, header, where, out);
     if (pos >= payload.length) return out;
     header = validateStoredBatchAt(payload, view, pos, where);
   }
@@ -164,9 +166,8 @@ function validateStoredBatchAt(payload: Uint8Array, view: DataView, pos: number,
   return validateBatchAtWith(where.crc32c ?? crc32cJs, payload, view, pos, payload.length - pos, 'stored');
 }
 
-/** Appends the records of one batch (its records `section`, inflated) to `out`; returns the position after the batch. */
-function decodeBatch(section: Uint8Array, pos: number, header: BatchHeader, where: PayloadPlace, out: DecodedPayload): number {
-  const compression = compressionOf(header.attributes);
+/** Appends the records of one batch (its records `section`, inflated; `compression` from its attributes) to `out`; returns the position after the batch. */
+function decodeBatch(section: Uint8Array, compression: ReturnType<typeof compressionOf>, pos: number, header: BatchHeader, where: PayloadPlace, out: DecodedPayload): number {
   if (compression !== 'none' && compression !== 'gzip') throw new SluiceError('CORRUPT_MESSAGE', `${compression} batches are not supported by this client (none and gzip are)`);
   const { topic, partition } = where;
   decodeRecordsWith<ConsumerRecord>(section, header, where.offsetMin, (offset, timestamp, key, value, headers) => ({ topic, partition, offset, timestamp, key, value, headers }), out.records);

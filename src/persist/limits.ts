@@ -39,6 +39,12 @@ export const SCAN_CHUNK_BYTES = 1024 * 1024;
  */
 export const PREALLOCATE_BYTES_DEFAULT = 4 * 1024 * 1024;
 /**
+ * The most a log may keep preallocated (its preallocateBytes option), and the longest zero
+ * tail recovery cuts without a report (segment.ts): a crash never leaves more zeros than a
+ * log was allowed to write ahead, so a longer run of zeros is reported as damage.
+ */
+export const PREALLOCATE_BYTES_MAX = 4 * PREALLOCATE_BYTES_DEFAULT;
+/**
  * At most one refill per log this often, and none while the log is written faster than
  * PREALLOCATE_BYTES a second over the interval (that writer outruns the zeros).
  */

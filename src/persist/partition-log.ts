@@ -84,6 +84,7 @@ import {
   SEGMENT_BYTES_MAX,
   SEGMENT_BYTES_MIN,
   PREALLOCATE_BYTES_DEFAULT,
+  PREALLOCATE_BYTES_MAX,
   PREALLOCATE_INTERVAL_MS_MIN,
 } from './limits.js';
 import {
@@ -414,7 +415,9 @@ export class PartitionLog {
       }
       if (dirChanged) fs.fsyncDir(dir);
       const preallocateBytes = opts.preallocateBytes ?? PREALLOCATE_BYTES_DEFAULT;
-      if (!Number.isSafeInteger(preallocateBytes) || preallocateBytes < 0) throw invalid(`preallocateBytes = ${preallocateBytes}, must be an integer >= 0`);
+      if (!Number.isSafeInteger(preallocateBytes) || preallocateBytes < 0 || preallocateBytes > PREALLOCATE_BYTES_MAX) {
+        throw invalid(`preallocateBytes = ${preallocateBytes}, must be an integer from 0 to ${PREALLOCATE_BYTES_MAX}`);
+      }
       const log = new PartitionLog({ dir, config: opts.config, fs, clock, logger, segments, report, recoveryPointWritten, preallocateBytes });
       log.#logOpen(clean);
       return log;

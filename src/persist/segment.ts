@@ -42,7 +42,7 @@ import { dirName, joinPath, writeFileDurable } from './fs.js';
 import {
   BATCH_LENGTH_MAX,
   BATCH_LENGTH_MIN,
-  PREALLOCATE_BYTES_DEFAULT,
+  PREALLOCATE_BYTES_MAX,
   PREALLOCATE_WRITE_BYTES,
   SCAN_CHUNK_BYTES,
   SEGMENT_NAME_DIGITS,
@@ -70,8 +70,8 @@ export const TIME_INDEX_SUFFIX = '.timeindex';
 export const DELETED_SUFFIX = '.deleted';
 
 const SEGMENT_LOG_NAME = /^(\d{20})\.log$/;
-/** The longest zero tail recovery takes for preallocated space (4 refills' worth); longer ones are reported. */
-const PREALLOCATED_TAIL_BYTES_MAX = 4 * PREALLOCATE_BYTES_DEFAULT;
+/** The longest zero tail recovery takes for preallocated space (what a log may keep preallocated); longer ones are reported. */
+const PREALLOCATED_TAIL_BYTES_MAX = PREALLOCATE_BYTES_MAX;
 
 export function segmentFileName(baseOffset: number, suffix: string): string {
   assert(Number.isSafeInteger(baseOffset) && baseOffset >= 0, () => `base offset ${baseOffset}`);

@@ -177,8 +177,12 @@ const EMPTY = [] as const satisfies Schema;
 // Requests. Fixed-size fields first, so their offsets are fixed; strings and bytes last.
 const HELLO = [['versionMin', 'u16'], ['versionMax', 'u16'], ['clientId', 'string']] as const satisfies Schema;
 const PRODUCE = [['producerId', 'i64'], ['partition', 'i32'], ['acks', 'i8'], ['topic', 'string'], ['batch', 'bytes']] as const satisfies Schema;
-/** Where PRODUCE's topic length (u16) sits, after producerId, partition and acks: the direct writer and reader of its head use it. */
-const PRODUCE_TOPIC_OFFSET = FRAME_HEADER_BYTES + 8 + 4 + 1;
+/** PRODUCE's fixed fields (the schema above), for the direct writer and reader of its head. */
+const PRODUCE_PRODUCER_ID_OFFSET = FRAME_HEADER_BYTES;
+const PRODUCE_PARTITION_OFFSET = PRODUCE_PRODUCER_ID_OFFSET + 8;
+const PRODUCE_ACKS_OFFSET = PRODUCE_PARTITION_OFFSET + 4;
+/** Where PRODUCE's topic length (u16) sits, after producerId, partition and acks. */
+const PRODUCE_TOPIC_OFFSET = PRODUCE_ACKS_OFFSET + 1;
 const FETCH = [
   ['offset', 'i64'],
   ['partition', 'i32'],
@@ -881,9 +885,9 @@ export function writeProduceHead(frame: Uint8Array, correlationId: number, produ
   assert(topicUtf8.length <= STRING_BYTES_MAX && Number.isSafeInteger(producerId) && producerId >= -1, 'PRODUCE head fields in range');
   const view = new DataView(frame.buffer, frame.byteOffset, batchAt + 4);
   writeFrameHeader(view, 0, Op.PRODUCE, correlationId);
-  writeI64(view, FRAME_HEADER_BYTES, producerId);
-  view.setInt32(FRAME_HEADER_BYTES + 8, partition, false);
-  view.setInt8(FRAME_HEADER_BYTES + 12, acks);
+  writeI64(view, PRODUCE_PRODUCER_ID_OFFSET, producerId);
+  view.setInt32(PRODUCE_PARTITION_OFFSET, partition, false);
+  view.setInt8(PRODUCE_ACKS_OFFSET, acks);
   view.setUint16(topicAt, topicUtf8.length, false);
   frame.set(topicUtf8, topicAt + 2);
   view.setUint32(batchAt, batchLength, false);
@@ -978,7 +982,11 @@ export const encodeFetchOkHead = (f: Omit<Body<FetchOk>, 'records'>, recordsByte
 export const encodeDataHead = (f: Omit<Body<DataPush>, 'records'>, recordsBytes: number): Uint8Array => encodeHead(Op.DATA, DATA, f, recordsBytes);
 /** Bytes of a FETCH_OK or DATA frame before its records (the head above). */
 export const FETCH_OK_HEAD_BYTES = FRAME_HEADER_BYTES + 8 + 8 + 4;
-export const DATA_HEAD_BYTES = FRAME_HEADER_BYTES + 8 + 4 + 4;
+/** DATA's head fields (highWatermark i64, subscriptionId u32, the records' length u32), for writeDataHead. */
+const DATA_HIGH_WATERMARK_OFFSET = FRAME_HEADER_BYTES;
+const DATA_SUBSCRIPTION_ID_OFFSET = DATA_HIGH_WATERMARK_OFFSET + 8;
+const DATA_RECORDS_LENGTH_OFFSET = DATA_SUBSCRIPTION_ID_OFFSET + 4;
+export const DATA_HEAD_BYTES = DATA_RECORDS_LENGTH_OFFSET + 4;
 
 /**
  * Writes the head of a DATA frame into the first DATA_HEAD_BYTES of `frame`, whose rest
@@ -989,9 +997,9 @@ export function writeDataHead(frame: Uint8Array, highWatermark: number, subscrip
   assert(frame.length >= DATA_HEAD_BYTES && Number.isSafeInteger(highWatermark) && highWatermark >= 0, 'a DATA frame holds its head and a high watermark >= 0');
   const view = new DataView(frame.buffer, frame.byteOffset, DATA_HEAD_BYTES);
   writeFrameHeader(view, 0, Op.DATA, 0);
-  writeI64(view, FRAME_HEADER_BYTES, highWatermark);
-  view.setUint32(FRAME_HEADER_BYTES + 8, subscriptionId, false);
-  view.setUint32(FRAME_HEADER_BYTES + 12, frame.length - DATA_HEAD_BYTES, false);
+  writeI64(view, DATA_HIGH_WATERMARK_OFFSET, highWatermark);
+  view.setUint32(DATA_SUBSCRIPTION_ID_OFFSET, subscriptionId, false);
+  view.setUint32(DATA_RECORDS_LENGTH_OFFSET, frame.length - DATA_HEAD_BYTES, false);
 }
 
 // ---------------------------------------------------------------- decoding
@@ -1263,10 +1271,10 @@ function decodeProduceFast(bytes: Uint8Array, correlationId: number, topics: Top
   const topicAt = PRODUCE_TOPIC_OFFSET + 2;
   if (n < topicAt) return null;
   const view = new DataView(bytes.buffer, bytes.byteOffset, n);
-  const producerId = readI64(view, FRAME_HEADER_BYTES);
+  const producerId = readI64(view, PRODUCE_PRODUCER_ID_OFFSET);
   if (producerId === null) return null;
-  const partition = view.getInt32(FRAME_HEADER_BYTES + 8, false);
-  const acks = view.getInt8(FRAME_HEADER_BYTES + 12);
+  const partition = view.getInt32(PRODUCE_PARTITION_OFFSET, false);
+  const acks = view.getInt8(PRODUCE_ACKS_OFFSET);
   const topicLength = view.getUint16(PRODUCE_TOPIC_OFFSET, false);
   const batchAt = topicAt + topicLength + 4;
   if (topicLength > STRING_BYTES_MAX || batchAt > n || batchAt + view.getUint32(batchAt - 4, false) !== n) return null;

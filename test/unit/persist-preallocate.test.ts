@@ -8,7 +8,7 @@ import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { FaultyFileSystem } from '../../src/persist/fs.js';
-import { PREALLOCATE_INTERVAL_MS_MIN } from '../../src/persist/limits.js';
+import { PREALLOCATE_BYTES_MAX, PREALLOCATE_INTERVAL_MS_MIN } from '../../src/persist/limits.js';
 import { PartitionLog, RECOVERY_POINT_FILE, verifyPartitionDir, type LogConfig } from '../../src/persist/partition-log.js';
 import { appendBatch, FakeClock, sealed, SMALL_CONFIG, tempDir, type Appended } from './persist-helpers.js';
 
@@ -25,6 +25,15 @@ function expectAll(log: PartitionLog, appended: Appended[]): void {
 }
 
 describe('preallocated segment space', () => {
+  it('refuses more preallocation than recovery would cut without a report', () => {
+    const dir = tempDir();
+    for (const bad of [PREALLOCATE_BYTES_MAX + 1, -1, 1.5]) {
+      expect(() => PartitionLog.open({ dir, config: CONFIG, preallocateBytes: bad })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    }
+    PartitionLog.open({ dir, config: CONFIG, preallocateBytes: PREALLOCATE_BYTES_MAX }).close({ clean: true });
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   it('keeps zeros ahead of the batches, which reads and verify do not see, and cuts them at a roll and a close', async () => {
     const dir = tempDir();
     const clock = new FakeClock();
