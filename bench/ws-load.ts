@@ -35,7 +35,7 @@ const STAMP_BYTES = 8;
 export type LoadJob =
   | { kind: 'produce'; url: string; topic: string; threads: number; records: number; recordBytes: number; acks: Acks; lingerMs: number; batchBytes: number; timeoutMs: number; warmup?: { topic: string; recordsPerThread: number } }
   | { kind: 'consume'; url: string; topic: string; threads: number; expected: Record<number, number>; windowBytes: number; timeoutMs: number; warmup?: { topic: string; recordsPerThread: number; expected: Record<number, number> } }
-  | { kind: 'latency-produce'; url: string; topic: string; ratePerSec: number; warmupRecords: number; records: number; recordBytes: number; timeoutMs: number }
+  | { kind: 'latency-produce'; url: string; topic: string; ratePerSec: number; warmupRecords: number; records: number; recordBytes: number; acks: 'all' | 1; timeoutMs: number }
   | { kind: 'latency-consume'; url: string; topic: string; records: number; timeoutMs: number };
 
 export interface LoadResult {
@@ -120,7 +120,7 @@ function blockUs(sleeper: Int32Array, us: number): void {
 async function latencyProduce(job: Extract<LoadJob, { kind: 'latency-produce' }>): Promise<LoadResult> {
   const client = await connect({ url: job.url, clientId: 'bench-latency-producer', crc32c });
   try {
-    const producer = client.producer({ acks: 'all', lingerMs: 0 });
+    const producer = client.producer({ acks: job.acks, lingerMs: 0 });
     await client.metadata();
     const warm = new Uint8Array(job.recordBytes);
     new DataView(warm.buffer).setFloat64(0, -1, true); // the consumer skips negative stamps

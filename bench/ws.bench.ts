@@ -10,9 +10,9 @@
  * producer thread first sends PRODUCE_WARMUP_RECORDS, untimed, to a scratch topic); consume
  * the acks=1 topic's stored backlog from the earliest offset (each consumer thread first
  * reads part of the acks=all topic, untimed: CONSUME_WARMUP_RECORDS); end-to-end latency at a
- * fixed rate (lingerMs 0, acks=all) from a producer process to a consumer process that
- * receives through subscribe + for-await, after LATENCY_WARMUP_RECORDS sent at the same
- * rate and not measured. Figures are medians over the runs; each
+ * fixed rate (lingerMs 0, acks=all unless --latency-acks 1) from a producer process to a
+ * consumer process that receives through subscribe + for-await, after
+ * LATENCY_WARMUP_RECORDS sent at the same rate and not measured. Figures are medians over the runs; each
  * throughput is also given as a ratio to the loopback bandwidth in its direction.
  *
  * Owner: the main thread of the bench process (the orchestrator); load runs in child
@@ -92,6 +92,8 @@ export interface WsBenchOptions {
   latencyRecords: number;
   /** Records sent at that rate first, not measured (LATENCY_WARMUP_RECORDS). */
   latencyWarmupRecords: number;
+  /** The latency producer's acks (default 'all', the client's default). */
+  latencyAcks?: 'all' | 1;
   loopbackBytes: number;
   producerThreads: number;
   consumerThreads: number;
@@ -115,7 +117,7 @@ export interface ThroughputFigure {
 
 export interface WsBenchResult {
   env: { node: string; cpu: string; cores: number; memGiB: number; crc32c: string; date: string; broker: string };
-  settings: { records: number; recordBytes: number; runs: number; partitions: number; producerThreads: number; consumerThreads: number; batchBytes: number; lingerMs: number; latencyRatePerSec: number; latencyRecords: number; latencyWarmupRecords: number };
+  settings: { records: number; recordBytes: number; runs: number; partitions: number; producerThreads: number; consumerThreads: number; batchBytes: number; lingerMs: number; latencyRatePerSec: number; latencyRecords: number; latencyWarmupRecords: number; latencyAcks: 'all' | 1 };
   loopback: { upMBps: number; downMBps: number; runsUp: number[]; runsDown: number[]; echo: EchoResult; echoRuns: EchoResult[] };
   /** The latency of the bare path (ws-floor.ts: the latency run's processes, threads and hand-offs without Sluice's work), medians of runs. */
   floor: EchoResult & { runs: EchoResult[] };
@@ -335,7 +337,7 @@ async function latencyRun(url: string, topic: string, opts: WsBenchOptions, bar:
   }, timeoutMs + 15_000);
   try {
     await Promise.race([isReady, consumer.done]);
-    const producerJob: LoadJob = { kind: 'latency-produce', url, topic, ratePerSec: LATENCY_RATE_PER_SEC, warmupRecords, records: opts.latencyRecords, recordBytes: opts.recordBytes, timeoutMs };
+    const producerJob: LoadJob = { kind: 'latency-produce', url, topic, ratePerSec: LATENCY_RATE_PER_SEC, warmupRecords, records: opts.latencyRecords, recordBytes: opts.recordBytes, acks: opts.latencyAcks ?? 'all', timeoutMs };
     const producer = runChild([here('./ws-load.js'), JSON.stringify(producerJob)], () => undefined, timeoutMs + 15_000);
     const [p, c] = await Promise.all([producer.done, consumer.done]);
     const pr = JSON.parse(p) as LoadResult;
@@ -458,7 +460,7 @@ export async function runWsBench(opts: WsBenchOptions): Promise<WsBenchResult> {
   const latency = { p50Us: median(lat.map((x) => x.p50Us)), p99Us: median(lat.map((x) => x.p99Us)), p999Us: median(lat.map((x) => x.p999Us)) };
   return {
     env: { node: process.version, cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), crc32c: crc32cImplementation, date: new Date().toISOString(), broker: opts.broker ?? 'child process: sluice start --port 0' },
-    settings: { records: opts.records, recordBytes: opts.recordBytes, runs: opts.runs, partitions: PARTITIONS, producerThreads: opts.producerThreads, consumerThreads: opts.consumerThreads, batchBytes: THROUGHPUT_BATCH_BYTES, lingerMs: THROUGHPUT_LINGER_MS, latencyRatePerSec: LATENCY_RATE_PER_SEC, latencyRecords: opts.latencyRecords, latencyWarmupRecords: opts.latencyWarmupRecords },
+    settings: { records: opts.records, recordBytes: opts.recordBytes, runs: opts.runs, partitions: PARTITIONS, producerThreads: opts.producerThreads, consumerThreads: opts.consumerThreads, batchBytes: THROUGHPUT_BATCH_BYTES, lingerMs: THROUGHPUT_LINGER_MS, latencyRatePerSec: LATENCY_RATE_PER_SEC, latencyRecords: opts.latencyRecords, latencyWarmupRecords: opts.latencyWarmupRecords, latencyAcks: opts.latencyAcks ?? 'all' },
     loopback,
     produceAcksAll: figure(acc.allR, acc.allM, acc.allS, loopback.upMBps, TARGETS.produceRecordsPerSec),
     produceAcks1: figure(acc.oneR, acc.oneM, acc.oneS, loopback.upMBps),
@@ -497,7 +499,7 @@ export function formatWsBench(r: WsBenchResult): string {
   row('produce acks=1', r.produceAcks1, '');
   row('consume backlog', r.consume, '2,000,000');
   out.push('');
-  out.push(`| latency at ${r.settings.latencyRatePerSec}/s (lingerMs 0, acks=all; ${r.settings.latencyRecords.toLocaleString('en-US')} records after ${r.settings.latencyWarmupRecords.toLocaleString('en-US')} not measured) | p50 | p99 | p99.9 | max |`);
+  out.push(`| latency at ${r.settings.latencyRatePerSec}/s (lingerMs 0, acks=${r.settings.latencyAcks}; ${r.settings.latencyRecords.toLocaleString('en-US')} records after ${r.settings.latencyWarmupRecords.toLocaleString('en-US')} not measured) | p50 | p99 | p99.9 | max |`);
   out.push('|---|---:|---:|---:|---:|');
   out.push(`| measured (median of runs; max of runs) | ${ms(r.latency.p50Us)} | ${ms(r.latency.p99Us)} | ${ms(r.latency.p999Us)} | ${ms(r.latency.maxUs)} |`);
   out.push(`| target | 1 ms | 5 ms | 20 ms | |`);

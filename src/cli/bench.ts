@@ -27,6 +27,12 @@ function brokerUrl(value: string): string {
   return value;
 }
 
+function latencyAcks(value: string): 'all' | 1 {
+  if (value === 'all' || value === '-1') return 'all';
+  if (value === '1') return 1;
+  throw new InvalidArgumentError('expected all or 1');
+}
+
 interface BenchFlags {
   broker?: string;
   records?: number;
@@ -38,6 +44,7 @@ interface BenchFlags {
   consumerThreads?: number;
   latencyRecords?: number;
   latencyWarmupRecords?: number;
+  latencyAcks?: 'all' | 1;
 }
 
 export function benchCommand(): Command {
@@ -53,6 +60,7 @@ export function benchCommand(): Command {
     .option('--consumer-threads <n>', 'consumer threads (piscina) in the consumer process (default 2)', positiveInt)
     .option('--latency-records <n>', 'records sent at 10,000/s in each latency run (default 100,000)', positiveInt)
     .option('--latency-warmup-records <n>', 'records sent at the same rate before those, not measured (default 30,000; --smoke 500; 0 for none)', nonNegativeInt)
+    .option('--latency-acks <acks>', "the latency producer's acks: all (the default, as the client's) or 1", latencyAcks)
     .action(async (flags: BenchFlags) => {
       const d = benchDefaults(flags.smoke === true);
       const result = await runWsBench({
@@ -62,6 +70,7 @@ export function benchCommand(): Command {
         runs: flags.runs ?? d.runs,
         latencyRecords: flags.latencyRecords ?? d.latencyRecords,
         latencyWarmupRecords: flags.latencyWarmupRecords ?? d.latencyWarmupRecords,
+        latencyAcks: flags.latencyAcks ?? 'all',
         loopbackBytes: d.loopbackBytes,
         producerThreads: flags.producerThreads ?? d.producerThreads,
         consumerThreads: flags.consumerThreads ?? d.consumerThreads,

@@ -23,7 +23,8 @@ describe('sluice bench (smoke)', () => {
       expect(stdout).toContain('| consume backlog |');
       const r = JSON.parse(readFileSync(jsonFile, 'utf8'));
       expect(Object.keys(r).sort()).toEqual(['brokerRssPeakMB', 'consume', 'env', 'floor', 'latency', 'loadRssPeakMB', 'loopback', 'produceAcks1', 'produceAcksAll', 'settings'].sort());
-      expect(r.settings).toMatchObject({ recordBytes: 100, runs: 1 });
+      expect(r.settings).toMatchObject({ recordBytes: 100, runs: 1, latencyAcks: 'all' });
+      expect(stdout).toContain('lingerMs 0, acks=all;');
       expect(r.loopback.upMBps).toBeGreaterThan(0);
       expect(r.loopback.downMBps).toBeGreaterThan(0);
       expect(r.loopback.echoRuns).toHaveLength(1);
