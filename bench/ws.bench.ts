@@ -119,7 +119,7 @@ export interface WsBenchResult {
   env: { node: string; cpu: string; cores: number; memGiB: number; crc32c: string; date: string; broker: string };
   settings: { records: number; recordBytes: number; runs: number; partitions: number; producerThreads: number; consumerThreads: number; batchBytes: number; lingerMs: number; latencyRatePerSec: number; latencyRecords: number; latencyWarmupRecords: number; latencyAcks: 'all' | 1 };
   loopback: { upMBps: number; downMBps: number; runsUp: number[]; runsDown: number[]; echo: EchoResult; echoRuns: EchoResult[] };
-  /** The latency of the bare path (ws-floor.ts: the latency run's processes, threads and hand-offs without Sluice's work), medians of runs. */
+  /** The latency of the bare path (ws-floor.ts: the latency run's processes, threads and hand-offs without Sluice's work), run before each latency run; medians of runs. */
   floor: EchoResult & { runs: EchoResult[] };
   produceAcksAll: ThroughputFigure;
   produceAcks1: ThroughputFigure;
@@ -132,8 +132,10 @@ export interface WsBenchResult {
     count: number;
     scheduleLagUsMax: number;
     runs: { p50Us: number; p99Us: number; p999Us: number; maxUs: number }[];
-    /** Measured / floor, per percentile. */
+    /** Measured / floor, per percentile (median over median). */
     floorRatio: { p50: number; p99: number; p999: number };
+    /** The median of each run's measured / the bare path run just before it, per percentile. */
+    pairedFloorRatio: { p50: number; p99: number; p999: number };
   };
   /** Peak resident set of the broker process (MB); null with --broker. */
   brokerRssPeakMB: number | null;
@@ -305,23 +307,23 @@ async function loopbackRuns(opts: WsBenchOptions, bar: ProgressBar): Promise<{ u
   }
 }
 
-/** The bare path's latency at the latency run's rate and length (ws-floor.ts), once per run, before the broker starts. */
-async function floorRuns(opts: WsBenchOptions, bar: ProgressBar): Promise<EchoResult[]> {
-  const runs: EchoResult[] = [];
-  for (let r = 0; r < opts.runs; r++) {
-    bar.start(`latency floor #${r + 1}`, opts.runs);
-    const line = await runFloor({
-      seconds: opts.latencyRecords / LATENCY_RATE_PER_SEC,
-      warmupSeconds: opts.latencyWarmupRecords / LATENCY_RATE_PER_SEC,
-      rate: LATENCY_RATE_PER_SEC,
-      recordBytes: opts.recordBytes,
-      sync: true,
-    });
-    const f = JSON.parse(line) as EchoResult;
-    runs.push({ p50Us: f.p50Us, p99Us: f.p99Us, p999Us: f.p999Us });
-    bar.end();
-  }
-  return runs;
+/**
+ * The bare path's latency at the latency run's rate and length (ws-floor.ts), run right
+ * before each latency run (the broker idle), so that each pair meets the same minute of a
+ * noisy machine.
+ */
+async function floorRun(opts: WsBenchOptions, bar: ProgressBar, r: number): Promise<EchoResult> {
+  bar.start(`latency floor #${r + 1}`, 1);
+  const line = await runFloor({
+    seconds: opts.latencyRecords / LATENCY_RATE_PER_SEC,
+    warmupSeconds: opts.latencyWarmupRecords / LATENCY_RATE_PER_SEC,
+    rate: LATENCY_RATE_PER_SEC,
+    recordBytes: opts.recordBytes,
+    sync: true,
+  });
+  const f = JSON.parse(line) as EchoResult;
+  bar.end();
+  return { p50Us: f.p50Us, p99Us: f.p99Us, p999Us: f.p999Us };
 }
 
 async function latencyRun(url: string, topic: string, opts: WsBenchOptions, bar: ProgressBar): Promise<LoadResult & { scheduleLagUsMax: number }> {
@@ -388,9 +390,7 @@ export async function runWsBench(opts: WsBenchOptions): Promise<WsBenchResult> {
   const echo = { p50Us: median(loop.echo.map((e) => e.p50Us)), p99Us: median(loop.echo.map((e) => e.p99Us)), p999Us: median(loop.echo.map((e) => e.p999Us)) };
   const loopback = { upMBps: median(loop.up), downMBps: median(loop.down), runsUp: loop.up, runsDown: loop.down, echo, echoRuns: loop.echo };
   say(`loopback ws: up ${loopback.upMBps.toFixed(0)} MB/s, down ${loopback.downMBps.toFixed(0)} MB/s; echo round trip at ${LATENCY_RATE_PER_SEC}/s p50 ${echo.p50Us} µs, p99 ${echo.p99Us} µs`);
-  const floorList = await floorRuns(opts, bar);
-  const floor = { p50Us: median(floorList.map((f) => f.p50Us)), p99Us: median(floorList.map((f) => f.p99Us)), p999Us: median(floorList.map((f) => f.p999Us)), runs: floorList };
-  say(`latency floor (bare path) at ${LATENCY_RATE_PER_SEC}/s: p50 ${floor.p50Us} µs, p99 ${floor.p99Us} µs`);
+  const floorList: EchoResult[] = [];
 
   const broker = opts.broker ? null : await startBroker();
   const url = opts.broker ?? broker!.url;
@@ -443,6 +443,9 @@ export async function runWsBench(opts: WsBenchOptions): Promise<WsBenchResult> {
       // fdatasync. Deleting the files discards those pages, so it never can.
       await admin.deleteTopic(`bench-${tag}-acksall-${r}`).catch(() => undefined);
       await admin.deleteTopic(backlog).catch(() => undefined);
+      const fl = await floorRun(opts, bar, r);
+      floorList.push(fl);
+      say(`latency floor (bare path) #${r + 1}: p50 ${fl.p50Us} µs, p99 ${fl.p99Us} µs, p99.9 ${fl.p999Us} µs`);
       const latTopic = `bench-${tag}-latency-${r}`;
       await admin.createTopic(latTopic, { partitions: 1 });
       const l = await latencyRun(url, latTopic, opts, bar);
@@ -458,6 +461,8 @@ export async function runWsBench(opts: WsBenchOptions): Promise<WsBenchResult> {
     await broker?.stop();
   }
   const latency = { p50Us: median(lat.map((x) => x.p50Us)), p99Us: median(lat.map((x) => x.p99Us)), p999Us: median(lat.map((x) => x.p999Us)) };
+  const floor = { p50Us: median(floorList.map((f) => f.p50Us)), p99Us: median(floorList.map((f) => f.p99Us)), p999Us: median(floorList.map((f) => f.p999Us)), runs: floorList };
+  const paired = (k: 'p50Us' | 'p99Us' | 'p999Us'): number => median(lat.map((x, i) => x[k] / floorList[i][k]));
   return {
     env: { node: process.version, cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30), crc32c: crc32cImplementation, date: new Date().toISOString(), broker: opts.broker ?? 'child process: sluice start --port 0' },
     settings: { records: opts.records, recordBytes: opts.recordBytes, runs: opts.runs, partitions: PARTITIONS, producerThreads: opts.producerThreads, consumerThreads: opts.consumerThreads, batchBytes: THROUGHPUT_BATCH_BYTES, lingerMs: THROUGHPUT_LINGER_MS, latencyRatePerSec: LATENCY_RATE_PER_SEC, latencyRecords: opts.latencyRecords, latencyWarmupRecords: opts.latencyWarmupRecords, latencyAcks: opts.latencyAcks ?? 'all' },
@@ -475,6 +480,7 @@ export async function runWsBench(opts: WsBenchOptions): Promise<WsBenchResult> {
       scheduleLagUsMax: lagMax,
       runs: lat,
       floorRatio: { p50: latency.p50Us / floor.p50Us, p99: latency.p99Us / floor.p99Us, p999: latency.p999Us / floor.p999Us },
+      pairedFloorRatio: { p50: paired('p50Us'), p99: paired('p99Us'), p999: paired('p999Us') },
     },
     brokerRssPeakMB: broker ? broker.rssPeakMB() : null,
     loadRssPeakMB: loadRss,
@@ -506,9 +512,11 @@ export function formatWsBench(r: WsBenchResult): string {
   const e = r.loopback.echo;
   out.push(`| raw loopback echo round trip (uWS echo server, ws client, same rate; median of runs) | ${ms(e.p50Us)} | ${ms(e.p99Us)} | ${ms(e.p999Us)} | |`);
   const f = r.floor;
-  out.push(`| the bare path (bench/ws-floor.ts: the same processes, threads, hand-offs and fdatasync, no Sluice work; median of runs) | ${ms(f.p50Us)} | ${ms(f.p99Us)} | ${ms(f.p999Us)} | |`);
+  out.push(`| the bare path (bench/ws-floor.ts: the same processes, threads, hand-offs and fdatasync, no Sluice work; run before each latency run; median of runs) | ${ms(f.p50Us)} | ${ms(f.p99Us)} | ${ms(f.p999Us)} | |`);
   const x = r.latency.floorRatio;
   out.push(`| measured / bare path | ${x.p50.toFixed(2)}x | ${x.p99.toFixed(2)}x | ${x.p999.toFixed(2)}x | |`);
+  const y = r.latency.pairedFloorRatio;
+  out.push(`| measured / the bare path run just before it (median of runs) | ${y.p50.toFixed(2)}x | ${y.p99.toFixed(2)}x | ${y.p999.toFixed(2)}x | |`);
   out.push('');
   out.push(`broker peak RSS: ${r.brokerRssPeakMB === null ? 'n/a (external broker)' : `${r.brokerRssPeakMB.toFixed(0)} MB`}; load processes peak RSS ${r.loadRssPeakMB.toFixed(0)} MB; latency sender fell behind its schedule by at most ${ms(r.latency.scheduleLagUsMax)}`);
   return out.join('\n');

@@ -50,6 +50,9 @@ describe('sluice bench (smoke)', () => {
       for (const k of ['p50Us', 'p99Us', 'p999Us', 'maxUs']) expect(r.latency[k]).toBeGreaterThan(0);
       expect(r.latency.p50Us).toBeLessThanOrEqual(r.latency.p999Us);
       expect(r.latency.floorRatio.p50).toBeCloseTo(r.latency.p50Us / r.floor.p50Us, 6);
+      // One run: the paired ratio is that run's measured over its own bare path.
+      expect(r.latency.pairedFloorRatio.p99).toBeCloseTo(r.latency.runs[0].p99Us / r.floor.runs[0].p99Us, 6);
+      expect(stdout).toContain('| measured / the bare path run just before it');
       expect(r.brokerRssPeakMB).toBeGreaterThan(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
