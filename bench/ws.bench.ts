@@ -28,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { connect, type Sluice } from '../src/client/index.js';
 import { crc32c, crc32cImplementation } from '../src/persist/crc32c.js';
 import type { LoadJob, LoadResult } from './ws-load.js';
+import { readCpuTimes, stealShare } from './host-steal.js';
 import { runFloor } from './ws-floor.js';
 import { measureEcho, measureLoopback, type EchoResult } from './ws-loopback.js';
 
@@ -120,7 +121,7 @@ export interface WsBenchResult {
   settings: { records: number; recordBytes: number; runs: number; partitions: number; producerThreads: number; consumerThreads: number; batchBytes: number; lingerMs: number; latencyRatePerSec: number; latencyRecords: number; latencyWarmupRecords: number; latencyAcks: 'all' | 1 };
   loopback: { upMBps: number; downMBps: number; runsUp: number[]; runsDown: number[]; echo: EchoResult; echoRuns: EchoResult[] };
   /** The latency of the bare path (ws-floor.ts: the latency run's processes, threads and hand-offs without Sluice's work), run before each latency run; medians of runs. */
-  floor: EchoResult & { runs: EchoResult[] };
+  floor: EchoResult & { runs: (EchoResult & { stealShare: number | null })[] };
   produceAcksAll: ThroughputFigure;
   produceAcks1: ThroughputFigure;
   consume: ThroughputFigure;
@@ -131,7 +132,8 @@ export interface WsBenchResult {
     maxUs: number;
     count: number;
     scheduleLagUsMax: number;
-    runs: { p50Us: number; p99Us: number; p999Us: number; maxUs: number }[];
+    /** Per run; stealShare: the host's steal during it (host-steal.ts; null where unreadable). */
+    runs: { p50Us: number; p99Us: number; p999Us: number; maxUs: number; stealShare: number | null }[];
     /** Measured / floor, per percentile (median over median). */
     floorRatio: { p50: number; p99: number; p999: number };
     /** The median of each run's measured / the bare path run just before it, per percentile. */
@@ -312,8 +314,9 @@ async function loopbackRuns(opts: WsBenchOptions, bar: ProgressBar): Promise<{ u
  * before each latency run (the broker idle), so that each pair meets the same minute of a
  * noisy machine.
  */
-async function floorRun(opts: WsBenchOptions, bar: ProgressBar, r: number): Promise<EchoResult> {
+async function floorRun(opts: WsBenchOptions, bar: ProgressBar, r: number): Promise<EchoResult & { stealShare: number | null }> {
   bar.start(`latency floor #${r + 1}`, 1);
+  const before = readCpuTimes();
   const line = await runFloor({
     seconds: opts.latencyRecords / LATENCY_RATE_PER_SEC,
     warmupSeconds: opts.latencyWarmupRecords / LATENCY_RATE_PER_SEC,
@@ -321,9 +324,10 @@ async function floorRun(opts: WsBenchOptions, bar: ProgressBar, r: number): Prom
     recordBytes: opts.recordBytes,
     sync: true,
   });
+  const stolen = stealShare(before, readCpuTimes());
   const f = JSON.parse(line) as EchoResult;
   bar.end();
-  return { p50Us: f.p50Us, p99Us: f.p99Us, p999Us: f.p999Us };
+  return { p50Us: f.p50Us, p99Us: f.p99Us, p999Us: f.p999Us, stealShare: stolen };
 }
 
 async function latencyRun(url: string, topic: string, opts: WsBenchOptions, bar: ProgressBar): Promise<LoadResult & { scheduleLagUsMax: number }> {
@@ -390,7 +394,7 @@ export async function runWsBench(opts: WsBenchOptions): Promise<WsBenchResult> {
   const echo = { p50Us: median(loop.echo.map((e) => e.p50Us)), p99Us: median(loop.echo.map((e) => e.p99Us)), p999Us: median(loop.echo.map((e) => e.p999Us)) };
   const loopback = { upMBps: median(loop.up), downMBps: median(loop.down), runsUp: loop.up, runsDown: loop.down, echo, echoRuns: loop.echo };
   say(`loopback ws: up ${loopback.upMBps.toFixed(0)} MB/s, down ${loopback.downMBps.toFixed(0)} MB/s; echo round trip at ${LATENCY_RATE_PER_SEC}/s p50 ${echo.p50Us} µs, p99 ${echo.p99Us} µs`);
-  const floorList: EchoResult[] = [];
+  const floorList: WsBenchResult['floor']['runs'] = [];
 
   const broker = opts.broker ? null : await startBroker();
   const url = opts.broker ?? broker!.url;
@@ -445,15 +449,17 @@ export async function runWsBench(opts: WsBenchOptions): Promise<WsBenchResult> {
       await admin.deleteTopic(backlog).catch(() => undefined);
       const fl = await floorRun(opts, bar, r);
       floorList.push(fl);
-      say(`latency floor (bare path) #${r + 1}: p50 ${fl.p50Us} µs, p99 ${fl.p99Us} µs, p99.9 ${fl.p999Us} µs`);
+      say(`latency floor (bare path) #${r + 1}: p50 ${fl.p50Us} µs, p99 ${fl.p99Us} µs, p99.9 ${fl.p999Us} µs; host steal ${pct1(fl.stealShare)}`);
       const latTopic = `bench-${tag}-latency-${r}`;
       await admin.createTopic(latTopic, { partitions: 1 });
+      const before = readCpuTimes();
       const l = await latencyRun(url, latTopic, opts, bar);
+      const stolen = stealShare(before, readCpuTimes());
       loadRss = Math.max(loadRss, l.rssPeakMB);
-      lat.push({ p50Us: l.latencyUs!.p50, p99Us: l.latencyUs!.p99, p999Us: l.latencyUs!.p999, maxUs: l.latencyUs!.max });
+      lat.push({ p50Us: l.latencyUs!.p50, p99Us: l.latencyUs!.p99, p999Us: l.latencyUs!.p999, maxUs: l.latencyUs!.max, stealShare: stolen });
       lagMax = Math.max(lagMax, l.scheduleLagUsMax);
       latCount += l.latencyUs!.count;
-      say(`latency #${r + 1}: p50 ${l.latencyUs!.p50} µs, p99 ${l.latencyUs!.p99} µs, p99.9 ${l.latencyUs!.p999} µs (${l.latencyUs!.count} records)`);
+      say(`latency #${r + 1}: p50 ${l.latencyUs!.p50} µs, p99 ${l.latencyUs!.p99} µs, p99.9 ${l.latencyUs!.p999} µs (${l.latencyUs!.count} records); host steal ${pct1(stolen)}`);
       await admin.deleteTopic(latTopic).catch(() => undefined);
     }
   } finally {
@@ -490,6 +496,8 @@ export async function runWsBench(opts: WsBenchOptions): Promise<WsBenchResult> {
 const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
 const pct = (x: number | undefined): string => (x === undefined ? '' : `${(x * 100).toFixed(0)}%`);
 const ms = (us: number): string => `${(us / 1000).toFixed(2)} ms`;
+/** A steal share as a percentage with one decimal, 'n/a' when unreadable. */
+const pct1 = (x: number | null): string => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`);
 
 export function formatWsBench(r: WsBenchResult): string {
   const out: string[] = [];
@@ -519,6 +527,7 @@ export function formatWsBench(r: WsBenchResult): string {
   out.push(`| measured / the bare path run just before it (median of runs) | ${y.p50.toFixed(2)}x | ${y.p99.toFixed(2)}x | ${y.p999.toFixed(2)}x | |`);
   out.push('');
   out.push(`broker peak RSS: ${r.brokerRssPeakMB === null ? 'n/a (external broker)' : `${r.brokerRssPeakMB.toFixed(0)} MB`}; load processes peak RSS ${r.loadRssPeakMB.toFixed(0)} MB; latency sender fell behind its schedule by at most ${ms(r.latency.scheduleLagUsMax)}`);
+  out.push(`host steal (the hypervisor's other tenants; the latency tail follows it) during the latency runs: ${r.latency.runs.map((x) => pct1(x.stealShare)).join(' / ')}; during the bare-path runs: ${r.floor.runs.map((x) => pct1(x.stealShare)).join(' / ')}`);
   return out.join('\n');
 }
 

@@ -53,6 +53,12 @@ describe('sluice bench (smoke)', () => {
       // One run: the paired ratio is that run's measured over its own bare path.
       expect(r.latency.pairedFloorRatio.p99).toBeCloseTo(r.latency.runs[0].p99Us / r.floor.runs[0].p99Us, 6);
       expect(stdout).toContain('| measured / the bare path run just before it');
+      // The host's steal beside each latency and bare-path run (Linux; null elsewhere).
+      for (const run of [r.latency.runs[0], r.floor.runs[0]]) {
+        if (process.platform === 'linux') expect(run.stealShare).toBeGreaterThanOrEqual(0);
+        if (process.platform === 'linux') expect(run.stealShare).toBeLessThanOrEqual(1);
+      }
+      expect(stdout).toContain('host steal');
       expect(r.brokerRssPeakMB).toBeGreaterThan(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });
