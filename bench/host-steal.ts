@@ -44,3 +44,10 @@ export function stealShare(from: CpuTimes | null, to: CpuTimes | null): number |
   if (from === null || to === null || to.total <= from.total) return null;
   return Math.max(0, to.steal - from.steal) / (to.total - from.total);
 }
+
+/** Runs `run` and measures the host's steal share over it (null where unreadable). */
+export async function stolenDuring<T>(run: () => Promise<T>): Promise<{ result: T; stealShare: number | null }> {
+  const before = readCpuTimes();
+  const result = await run();
+  return { result, stealShare: stealShare(before, readCpuTimes()) };
+}

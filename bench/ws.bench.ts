@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { connect, type Sluice } from '../src/client/index.js';
 import { crc32c, crc32cImplementation } from '../src/persist/crc32c.js';
 import type { LoadJob, LoadResult } from './ws-load.js';
-import { readCpuTimes, stealShare } from './host-steal.js';
+import { stolenDuring } from './host-steal.js';
 import { runFloor } from './ws-floor.js';
 import { measureEcho, measureLoopback, type EchoResult } from './ws-loopback.js';
 
@@ -316,15 +316,15 @@ async function loopbackRuns(opts: WsBenchOptions, bar: ProgressBar): Promise<{ u
  */
 async function floorRun(opts: WsBenchOptions, bar: ProgressBar, r: number): Promise<EchoResult & { stealShare: number | null }> {
   bar.start(`latency floor #${r + 1}`, 1);
-  const before = readCpuTimes();
-  const line = await runFloor({
-    seconds: opts.latencyRecords / LATENCY_RATE_PER_SEC,
-    warmupSeconds: opts.latencyWarmupRecords / LATENCY_RATE_PER_SEC,
-    rate: LATENCY_RATE_PER_SEC,
-    recordBytes: opts.recordBytes,
-    sync: true,
-  });
-  const stolen = stealShare(before, readCpuTimes());
+  const { result: line, stealShare: stolen } = await stolenDuring(() =>
+    runFloor({
+      seconds: opts.latencyRecords / LATENCY_RATE_PER_SEC,
+      warmupSeconds: opts.latencyWarmupRecords / LATENCY_RATE_PER_SEC,
+      rate: LATENCY_RATE_PER_SEC,
+      recordBytes: opts.recordBytes,
+      sync: true,
+    }),
+  );
   const f = JSON.parse(line) as EchoResult;
   bar.end();
   return { p50Us: f.p50Us, p99Us: f.p99Us, p999Us: f.p999Us, stealShare: stolen };
@@ -452,9 +452,7 @@ export async function runWsBench(opts: WsBenchOptions): Promise<WsBenchResult> {
       say(`latency floor (bare path) #${r + 1}: p50 ${fl.p50Us} µs, p99 ${fl.p99Us} µs, p99.9 ${fl.p999Us} µs; host steal ${pct1(fl.stealShare)}`);
       const latTopic = `bench-${tag}-latency-${r}`;
       await admin.createTopic(latTopic, { partitions: 1 });
-      const before = readCpuTimes();
-      const l = await latencyRun(url, latTopic, opts, bar);
-      const stolen = stealShare(before, readCpuTimes());
+      const { result: l, stealShare: stolen } = await stolenDuring(() => latencyRun(url, latTopic, opts, bar));
       loadRss = Math.max(loadRss, l.rssPeakMB);
       lat.push({ p50Us: l.latencyUs!.p50, p99Us: l.latencyUs!.p99, p999Us: l.latencyUs!.p999, maxUs: l.latencyUs!.max, stealShare: stolen });
       lagMax = Math.max(lagMax, l.scheduleLagUsMax);

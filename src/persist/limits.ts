@@ -45,8 +45,8 @@ export const PREALLOCATE_BYTES_DEFAULT = 4 * 1024 * 1024;
  */
 export const PREALLOCATE_BYTES_MAX = 4 * PREALLOCATE_BYTES_DEFAULT;
 /**
- * At most one refill per log this often, and none while the log is written faster than
- * PREALLOCATE_BYTES a second over the interval (that writer outruns the zeros).
+ * At most one refill per log this often, and none while the log is written faster than its
+ * preallocateBytes a second over the interval (that writer outruns the zeros).
  */
 export const PREALLOCATE_INTERVAL_MS_MIN = 1000;
 /** Zeros written by one write call while preallocating. */

@@ -59,7 +59,7 @@ import {
   MAGIC_V2,
   MAX_TIMESTAMP_OFFSET,
 } from './record-batch.js';
-import { ChunkReader, scanSegment, type TruncationReport } from './recovery.js';
+import { ChunkReader, decisionFor, scanSegment, type ScanRow, type TruncationReport } from './recovery.js';
 import { SegmentIndexes } from './segment-indexes.js';
 import { decodeTimeIndex, NO_TIMESTAMP, TIME_ENTRY_BYTES, TimeIndex } from './time-index.js';
 
@@ -70,8 +70,6 @@ export const TIME_INDEX_SUFFIX = '.timeindex';
 export const DELETED_SUFFIX = '.deleted';
 
 const SEGMENT_LOG_NAME = /^(\d{20})\.log$/;
-/** The longest zero tail recovery takes for preallocated space (what a log may keep preallocated); longer ones are reported. */
-const PREALLOCATED_TAIL_BYTES_MAX = PREALLOCATE_BYTES_MAX;
 
 export function segmentFileName(baseOffset: number, suffix: string): string {
   assert(Number.isSafeInteger(baseOffset) && baseOffset >= 0, () => `base offset ${baseOffset}`);
@@ -260,21 +258,20 @@ export class Segment {
         const scan = scanSegment({ fs, fd, segment: name, baseOffset, sizeBytes: size, indexIntervalBytes: ctx.indexIntervalBytes, gaps: !active });
         indexes = scan.indexes;
         nextOffset = scan.nextOffset;
-        if (scan.report !== null && isPreallocatedTail(fs, fd, scan.report, scan.validBytes, size)) {
+        if (scan.report !== null) {
           // Zeros preallocated after the batches (a crash before the roll's or the close's
-          // trim was durable): not data, nothing lost. Cut them, durably, in any mode.
-          if (active) {
-            fs.ftruncate(fd, scan.validBytes);
-            fs.fdatasync(fd);
-          } else cutFile(fs, paths.log, scan.validBytes);
-          size = scan.validBytes;
-        } else if (scan.report !== null) {
+          // trim was durable) are not data: nothing is lost, so they are cut, durably, in any
+          // mode, and not reported.
+          const preallocated = isPreallocatedTail(fs, fd, scan.report.reason, scan.validBytes, size);
           if (active) {
             // Cut the bad tail and make the cut durable before anything is appended after it.
             fs.ftruncate(fd, scan.validBytes);
             fs.fdatasync(fd);
             size = scan.validBytes;
-            truncation = scan.report;
+            if (!preallocated) truncation = scan.report;
+          } else if (preallocated) {
+            cutFile(fs, paths.log, scan.validBytes);
+            size = scan.validBytes;
           } else if (mode === 'closed-scan') {
             tornTail = scan.report;
           } else {
@@ -763,17 +760,19 @@ function cutFile(fs: FileSystem, path: string, size: number): void {
 }
 
 /**
- * Whether a scan stopped at preallocated space: a zero-filled tail (recovery.ts rows 2 and
- * 4) that is zeros to the end of the file, and no longer than PREALLOCATED_TAIL_BYTES_MAX
- * (a longer one is reported as a truncation, as before preallocation).
+ * Whether a scan that stopped at `row` at position `from` met preallocated space: a
+ * zero-filled tail (recovery.ts rows 2 and 4, decision truncate-zero-tail) that is zeros to
+ * the end of the file and no longer than a log may preallocate (PREALLOCATE_BYTES_MAX; a
+ * longer one is damage, reported as before preallocation). Recovery (Segment.load) and
+ * verify both ask this.
  */
-function isPreallocatedTail(fs: FileSystem, fd: number, report: TruncationReport, from: number, size: number): boolean {
-  return (report.reason === 'header-zero' || report.reason === 'header-torn-zero') && isZeroTail(fs, fd, from, size);
+export function isPreallocatedTail(fs: FileSystem, fd: number, row: ScanRow, from: number, size: number): boolean {
+  return decisionFor(row) === 'truncate-zero-tail' && isZeroTail(fs, fd, from, size);
 }
 
-/** Whether the file's bytes from `from` to `size` are all zero, and at most PREALLOCATED_TAIL_BYTES_MAX of them. */
-export function isZeroTail(fs: FileSystem, fd: number, from: number, size: number): boolean {
-  if (size - from > PREALLOCATED_TAIL_BYTES_MAX) return false;
+/** Whether the file's bytes from `from` to `size` are all zero, and at most PREALLOCATE_BYTES_MAX of them. */
+function isZeroTail(fs: FileSystem, fd: number, from: number, size: number): boolean {
+  if (size - from > PREALLOCATE_BYTES_MAX) return false;
   const chunk = new Uint8Array(Math.min(SCAN_CHUNK_BYTES, size - from));
   for (let at = from; at < size; ) {
     const n = fs.read(fd, chunk.subarray(0, Math.min(chunk.length, size - at)), at);

@@ -18,7 +18,7 @@ import type { FileSystem } from './fs.js';
 import { joinPath, nodeFileSystem } from './fs.js';
 import { decodeOffsetIndex } from './offset-index.js';
 import { ChunkReader, inspectBatchAt } from './recovery.js';
-import { INDEX_SUFFIX, isZeroTail, parseSegmentLogName, segmentFileName, TIME_INDEX_SUFFIX } from './segment.js';
+import { INDEX_SUFFIX, isPreallocatedTail, parseSegmentLogName, segmentFileName, TIME_INDEX_SUFFIX } from './segment.js';
 import { decodeTimeIndex } from './time-index.js';
 
 export interface VerifyError {
@@ -109,7 +109,7 @@ function verifySegment(
       if (step.row === 'end-of-data') break;
       const framed = step.row === 'accept' || step.row === 'crc-bad' || step.row === 'count-bad';
       // The active segment's preallocated zeros (segment.ts), live or left by a crash: its end.
-      if (!closed && (step.row === 'header-zero' || step.row === 'header-torn-zero') && isZeroTail(fs, fd, pos, size)) {
+      if (!closed && isPreallocatedTail(fs, fd, step.row, pos, size)) {
         size = pos;
         break;
       }
