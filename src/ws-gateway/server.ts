@@ -20,6 +20,7 @@ import type * as uWS from 'uWebSockets.js';
 import type { Engine } from '../engine/engine.js';
 import type { GroupCoordinator } from '../engine/group-coordinator.js';
 import { openGroups, type Groups } from '../engine/groups.js';
+import { assert } from '../assert.js';
 import { SluiceError } from '../errors.js';
 import { crc32cImplementation } from '../persist/crc32c.js';
 import type { Logger } from '../workers/owner-handle.js';
@@ -61,6 +62,8 @@ export const DEFAULT_GATEWAY_LIMITS: Readonly<GatewayLimits> = Object.freeze({
 const SHUTDOWN_DRAIN_MS_MAX = 10_000;
 /** Poll interval while close() waits for in-flight requests. */
 const SHUTDOWN_POLL_MS = 5;
+/** uSockets' listen option for a port of its own (no SO_REUSEPORT); the typings have it only as the enum ListenOptions. */
+const LISTEN_EXCLUSIVE_PORT: number = (uws as unknown as { LIBUS_LISTEN_EXCLUSIVE_PORT: number }).LIBUS_LISTEN_EXCLUSIVE_PORT;
 
 export interface GatewayOptions {
   engine: Engine;
@@ -250,7 +253,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
 
   const listenSocket = await new Promise<uWS.us_listen_socket>((resolve, reject) => {
-    app.listen(host, port, (socket) => {
+    listenExclusive(app, host, port, (socket) => {
       if (socket) resolve(socket);
       else reject(new SluiceError('INVALID_ARGUMENT', `cannot listen on ${host}:${port} (in use, or not an address of this machine)`));
     });
@@ -284,3 +287,16 @@ function safe<T>(fn: () => T, fallback: T): T {
     return fallback;
   }
 }
+
+/**
+ * uSockets listens with SO_REUSEPORT unless told otherwise: a second broker started on a
+ * port in use would then start too, and the kernel would share new connections between the
+ * two. With the exclusive option the second listen fails, as Kafka's and NATS's do. The
+ * typings lack the host + options overload that the native listen takes.
+ */
+function listenExclusive(app: uWS.TemplatedApp, host: string, port: number, done: (socket: uWS.us_listen_socket | false) => void): void {
+  const listen = app.listen as unknown as (host: string, port: number, options: number, cb: (socket: uWS.us_listen_socket | false) => void) => unknown;
+  assert(Number.isInteger(LISTEN_EXCLUSIVE_PORT), 'uWebSockets.js exports LIBUS_LISTEN_EXCLUSIVE_PORT');
+  listen.call(app, host, port, LISTEN_EXCLUSIVE_PORT, done);
+}
+

@@ -37,7 +37,7 @@ function startProcess(dataDir: string, port: number, extra: string[] = [], env: 
     child.stderr.on('data', onData);
   });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, started, exited };
+  return { child, started, exited, output: () => seen };
 }
 
 describe('sluice start', () => {
@@ -73,6 +73,38 @@ describe('sluice start', () => {
       expect(await second.exited).toBe(0);
     } finally {
       dir.remove();
+    }
+  }, 40_000);
+
+  it('a second broker on a port in use exits 1 with a one-line error, and the first keeps serving', async () => {
+    const a = tempDir('gateway-cli-port-a');
+    const b = tempDir('gateway-cli-port-b');
+    const started: ReturnType<typeof startProcess>[] = [];
+    try {
+      const port = await freePort();
+      const first = startProcess(a.path, port);
+      started.push(first);
+      await first.started;
+      const second = startProcess(b.path, port);
+      started.push(second);
+      const outcome = await Promise.race([second.exited.then((code) => ({ code })), second.started.then(() => ({ started: true }))]);
+      expect(outcome).toEqual({ code: 1 });
+      expect(second.output()).toMatch(new RegExp(`sluice: INVALID_ARGUMENT: cannot listen on 127\\.0\\.0\\.1:${port} \\(in use`));
+      expect(second.output()).not.toContain('"msg":"sluice started"');
+      // Every new connection still reaches the first broker (uSockets' default, SO_REUSEPORT, would share them).
+      for (let i = 0; i < 8; i++) {
+        const c = await RawClient.connect(port);
+        as(await c.request((id) => F.encodeCreateTopic({ correlationId: id, topic: `t${i}`, partitions: 1, retentionMs: 0, retentionBytes: 0, segmentMs: 0, segmentBytes: 0 })), Op.CREATE_TOPIC_OK);
+        c.close();
+      }
+      const health = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { topics: number };
+      expect(health.topics).toBe(8);
+      first.child.kill('SIGTERM');
+      expect(await first.exited).toBe(0);
+    } finally {
+      for (const p of started) if (p.child.exitCode === null) p.child.kill('SIGKILL');
+      a.remove();
+      b.remove();
     }
   }, 40_000);
 
