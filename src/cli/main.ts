@@ -131,6 +131,9 @@ async function start(flags: Record<string, unknown>): Promise<void> {
 async function verify(flags: Record<string, unknown>): Promise<void> {
   const dataDir = (flags.dataDir as string | undefined) ?? process.env.SLUICE_DATA_DIR ?? DEFAULT_DATA_DIR;
   const report = await verifyDataDir({ dataDir, threads: flags.threads as number | undefined });
+  if (report.brokerPid !== null) {
+    process.stderr.write(`sluice verify: a running broker (pid ${report.brokerPid}) holds ${dataDir}: each active segment was read again where a read found a problem, and only what every read showed is reported\n`);
+  }
   let batches = 0;
   let bytes = 0;
   for (const { dir, report: r } of report.partitions) {
@@ -140,6 +143,7 @@ async function verify(flags: Record<string, unknown>): Promise<void> {
       for (const e of seg.errors) {
         process.stdout.write(`CORRUPT ${dir}/${seg.file} position ${e.position} offset ${e.offset}: ${e.message}\n`);
       }
+      for (const problem of seg.indexErrors) process.stdout.write(`INDEX ${dir}/${problem} (rebuilt when the broker next opens the partition)\n`);
     }
   }
   process.stdout.write(

@@ -24,6 +24,22 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The pid in `path` when that process runs; null when there is no lock file or it is stale. */
+function liveHolder(path: string): number | null {
+  let pid: number;
+  try {
+    pid = Number.parseInt(readFileSync(path, 'utf8'), 10);
+  } catch {
+    return null;
+  }
+  return Number.isInteger(pid) && pid > 0 && alive(pid) ? pid : null;
+}
+
+/** The process that holds `dataDir`'s lock (a running broker, or this process), or null. */
+export function lockHolder(dataDir: string): number | null {
+  return liveHolder(join(dataDir, LOCK_FILE));
+}
+
 export class DataDirLock {
   readonly #path: string;
   #held = true;
@@ -45,13 +61,8 @@ export class DataDirLock {
           throw new SluiceError('STORAGE_ERROR', `cannot create ${path}: ${(err as Error).message}`, { cause: err });
         }
       }
-      let pid = NaN;
-      try {
-        pid = Number.parseInt(readFileSync(path, 'utf8'), 10);
-      } catch {
-        continue; // removed meanwhile: try again
-      }
-      if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+      const pid = liveHolder(path);
+      if (pid !== null) {
         throw new SluiceError('STORAGE_ERROR', `data directory ${dataDir} is in use by process ${pid} (${path})`);
       }
       try {

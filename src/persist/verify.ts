@@ -8,8 +8,12 @@
  * compaction dropped its last batches). So a lost segment of a 'delete' topic is still
  * reported. The last segment may end in zeros preallocated after its batches (segment.ts):
  * they end its data, they are not an error. Read-only: it opens nothing for
- * writing, so the verify pool can run it in piscina workers beside a live owner (it then
- * sees a consistent prefix of the active segment, as a reader would).
+ * writing, so the verify pool can run it in piscina workers beside a live owner. The live
+ * owner goes on writing the last segment and its indexes meanwhile, so one read of them may
+ * catch a batch half written, or index entries for batches written after the log was read;
+ * with `live`, the last segment is read again LIVE_RECHECKS times, LIVE_RECHECK_MS apart,
+ * and only findings that every read shows are reported (a corrupt batch stays where it
+ * is; a write in progress moves on or ends).
  * Owner: the calling thread; no state.
  */
 import { asStorageError, SluiceError } from '../errors.js';
@@ -20,6 +24,11 @@ import { decodeOffsetIndex } from './offset-index.js';
 import { ChunkReader, inspectBatchAt } from './recovery.js';
 import { INDEX_SUFFIX, isPreallocatedTail, parseSegmentLogName, segmentFileName, TIME_INDEX_SUFFIX } from './segment.js';
 import { decodeTimeIndex } from './time-index.js';
+
+/** Reads of a live partition's last segment after the first, each after LIVE_RECHECK_MS. */
+export const LIVE_RECHECKS = 2;
+/** Pause before each re-read of a live last segment: far longer than one batch's write. */
+export const LIVE_RECHECK_MS = 50;
 
 export interface VerifyError {
   /** Byte position in the segment's .log. */
@@ -49,11 +58,13 @@ export interface VerifyReport {
 
 /**
  * Verifies every segment of the partition folder `dir`. `compacted`: the partition's topic
- * has a compact cleanup policy (gaps between segments allowed). Throws STORAGE_ERROR when
- * a file cannot be read.
+ * has a compact cleanup policy (gaps between segments allowed). `live`: a broker may be
+ * writing the partition now (see the top of the file). Throws STORAGE_ERROR when a file
+ * cannot be read.
  */
-export function verifyPartitionDir(dir: string, fs: FileSystem = nodeFileSystem, options: { compacted?: boolean } = {}): VerifyReport {
+export function verifyPartitionDir(dir: string, fs: FileSystem = nodeFileSystem, options: { compacted?: boolean; live?: boolean } = {}): VerifyReport {
   const compacted = options.compacted ?? false;
+  const live = options.live ?? false;
   try {
     const bases = fs
       .readdir(dir)
@@ -64,16 +75,37 @@ export function verifyPartitionDir(dir: string, fs: FileSystem = nodeFileSystem,
     let previousNext = -1;
     for (let i = 0; i < bases.length; i++) {
       const base = bases[i];
-      const { report, nextOffset } = verifySegment(fs, dir, base, previousNext, i < bases.length - 1, compacted);
+      const closed = i < bases.length - 1;
+      let { report, nextOffset } = verifySegment(fs, dir, base, previousNext, closed, compacted);
+      for (let k = 0; k < LIVE_RECHECKS && live && !closed && !isClean(report); k++) {
+        sleepMs(LIVE_RECHECK_MS);
+        const again = verifySegment(fs, dir, base, previousNext, closed, compacted);
+        report = {
+          ...again.report,
+          // A batch error is the same finding at the same position and offset (its text counts the bytes after it, which grow).
+          errors: again.report.errors.filter((e) => report.errors.some((seen) => seen.position === e.position && seen.offset === e.offset)),
+          indexErrors: again.report.indexErrors.filter((m) => report.indexErrors.includes(m)),
+        };
+        nextOffset = again.nextOffset;
+      }
       segments.push(report);
       previousNext = nextOffset;
     }
-    const ok = segments.every((s) => s.errors.length === 0 && s.indexErrors.length === 0);
+    const ok = segments.every(isClean);
     return { segments, ok };
   } catch (err) {
     if (err instanceof AssertionError || err instanceof SluiceError) throw err;
     throw asStorageError(err, `verify ${dir}`);
   }
+}
+
+function isClean(report: SegmentVerifyReport): boolean {
+  return report.errors.length === 0 && report.indexErrors.length === 0;
+}
+
+/** Blocks this thread (a verify pool worker, or a tool's main thread) for `ms`. */
+function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /** Per-batch facts kept for the index checks: positions, base offsets, max timestamps. */

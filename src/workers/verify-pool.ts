@@ -6,10 +6,15 @@
  * The cleanup policy of each topic comes from the data dir's topics.json (when it loads):
  * a compacted topic's segments may end below the next one's base (see persist/verify.ts);
  * a topic not in it is checked as a 'delete' topic.
+ *
+ * A running broker may hold the data dir meanwhile (its `.lock` names a live process): the
+ * partitions' last segments are then checked as live (persist/verify.ts: re-read, and only
+ * what every read shows is reported).
  */
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { Piscina } from 'piscina';
+import { lockHolder } from '../engine/lock.js';
 import type { FileSystem } from '../persist/fs.js';
 import { nodeFileSystem } from '../persist/fs.js';
 import { isCompacted } from '../persist/cleanup-policy.js';
@@ -26,6 +31,8 @@ const TOPICS_FILE = 'topics.json';
 
 export interface DataDirVerifyReport {
   ok: boolean;
+  /** The process that held the data dir's lock when the verify began (a running broker), or null. */
+  brokerPid: number | null;
   partitions: { dir: string; report: VerifyReport }[];
 }
 
@@ -44,14 +51,15 @@ export async function verifyDataDir(options: { dataDir: string; threads?: number
     idleTimeout: 1000,
   });
   const compactedTopics = compactedTopicsOf(fs, options.dataDir);
+  const brokerPid = lockHolder(options.dataDir);
   try {
     const reports = await Promise.all(
       dirs.map(async (name) => {
-        const input: VerifyTaskInput = { dir: join(options.dataDir, name), compacted: compactedTopics.has(PARTITION_DIR_PATTERN.exec(name)![1]) };
+        const input: VerifyTaskInput = { dir: join(options.dataDir, name), compacted: compactedTopics.has(PARTITION_DIR_PATTERN.exec(name)![1]), live: brokerPid !== null };
         return { dir: name, report: (await pool.run(input)) as VerifyReport };
       }),
     );
-    return { ok: reports.every((r) => r.report.ok), partitions: reports };
+    return { ok: reports.every((r) => r.report.ok), brokerPid, partitions: reports };
   } finally {
     await pool.destroy();
   }
