@@ -164,6 +164,12 @@ export class Connection {
   /** The version HELLO agreed on; group requests need 2. */
   #protocolVersion = 0;
   clientId = '';
+  /** The frame #send hands to uWS inside cork(), and what send() said: one callback made once, not a closure per frame. */
+  #corkedFrame: Uint8Array | null = null;
+  #corkedStatus = 1;
+  readonly #sendCorked = (): void => {
+    this.#corkedStatus = this.#ws.send(this.#corkedFrame!, true, false);
+  };
 
   constructor(ws: uWS.WebSocket<SocketData>, ctx: GatewayContext) {
     this.#ws = ws;
@@ -294,11 +300,10 @@ export class Connection {
 
   #send(frame: Uint8Array): void {
     if (!this.#open) return;
-    let status = 1;
-    this.#ws.cork(() => {
-      status = this.#ws.send(frame, true, false);
-    });
-    this.#afterSend(status);
+    this.#corkedFrame = frame;
+    this.#ws.cork(this.#sendCorked);
+    this.#corkedFrame = null;
+    this.#afterSend(this.#corkedStatus);
   }
 
   /**
