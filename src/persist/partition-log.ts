@@ -73,7 +73,7 @@ import {
 } from './cleanup-policy.js';
 import { crc32c } from './crc32c.js';
 import type { FileSystem } from './fs.js';
-import { dirName, joinPath, nodeFileSystem, writeFileDurable } from './fs.js';
+import { baseName, dirName, joinPath, nodeFileSystem, writeFileDurable } from './fs.js';
 import {
   APPEND_BYTES_MAX,
   BATCH_BYTES_LIMIT,
@@ -175,6 +175,8 @@ export const CLEAN_SHUTDOWN_MARKER = '.clean-shutdown';
 export const TMP_SUFFIX = '.tmp';
 /** Infix of a deleted partition folder: `<dir>.deleted-<n>`, removed by rm -rf. */
 export const DELETED_DIR_INFIX = '.deleted-';
+/** A file name's limit on Linux filesystems (NAME_MAX): a deleted folder's name is cut to fit it. */
+export const FILE_NAME_BYTES_MAX = 255;
 
 export interface Clock {
   now(): number;
@@ -1188,7 +1190,9 @@ export class PartitionLog {
    * Deletes the whole log (topic deletion): closes it, renames the folder to
    * `<dir>.deleted-<n>` (one atomic step: the partition is gone), fsyncs the parent, then
    * removes the renamed folder. A crash in between leaves a `.deleted-<n>` folder that
-   * `removeDeletedPartitionDirs` clears.
+   * `removeDeletedPartitionDirs` clears. The folder's own name is cut from its end to keep
+   * the new name within FILE_NAME_BYTES_MAX (a topic name may have 249 characters, as
+   * Kafka's; `<topic>-<p>.deleted-<n>` would not fit).
    */
   deleteAll(): void {
     try {
@@ -1198,9 +1202,14 @@ export class PartitionLog {
     }
     try {
       const parent = dirName(this.dir);
+      const name = baseName(this.dir); // `<topic>-<p>`: ASCII, so characters are bytes
+      const deletedName = (n: number): string => {
+        const suffix = `${DELETED_DIR_INFIX}${n}`;
+        return joinPath(parent, name.slice(0, FILE_NAME_BYTES_MAX - suffix.length) + suffix);
+      };
       let n = 0;
-      while (this.#fs.exists(`${this.dir}${DELETED_DIR_INFIX}${n}`)) n++;
-      const doomed = `${this.dir}${DELETED_DIR_INFIX}${n}`;
+      while (this.#fs.exists(deletedName(n))) n++;
+      const doomed = deletedName(n);
       this.#fs.rename(this.dir, doomed);
       this.#fs.fsyncDir(parent);
       this.#fs.rmrf(doomed);

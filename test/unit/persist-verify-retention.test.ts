@@ -227,6 +227,26 @@ describe('deleteAll', () => {
     expect(readdirSync(parent)).toEqual([]);
   });
 
+  it('removes the folder of a partition of a 249-character topic, whose `.deleted-<n>` name is cut to 255 bytes', () => {
+    const parent = tempDir();
+    const topic = 't'.repeat(249);
+    // A folder left by an earlier delete that failed: the cut names of both partitions below
+    // are this one's (245 bytes of `ttt…` and the suffix), so each takes the next number.
+    const leftover = `${'t'.repeat(245)}.deleted-0`;
+    mkdirSync(join(parent, leftover));
+    // Partition 10000: the longest folder name a topic may have (255 bytes).
+    for (const p of [0, 10_000]) {
+      const dir = join(parent, `${topic}-${p}`);
+      const log = PartitionLog.open({ dir, config: CONFIG });
+      appendBatch(log, { count: 5 });
+      log.deleteAll();
+      expect(existsSync(dir)).toBe(false);
+    }
+    expect(readdirSync(parent)).toEqual([leftover]);
+    expect(removeDeletedPartitionDirs(parent)).toEqual([leftover]);
+    expect(readdirSync(parent)).toEqual([]);
+  });
+
   it('removeDeletedPartitionDirs clears folders a crash left half deleted, and nothing else', () => {
     const parent = tempDir();
     mkdirSync(join(parent, 'topic-0.deleted-0'));
