@@ -4,7 +4,8 @@
  * line on stdout, in offset order per partition.
  *
  * Starts at the latest offset unless --from-beginning or --offset says otherwise (as
- * Kafka's console consumer), ends after N records or MS without one (exit 0), or on an
+ * Kafka's console consumer; so does an --offset out of range), ends after N records or MS
+ * without one (exit 0), or on an
  * error (exit 1). A closed stdout (`| head -1`) ends it quietly with exit 0.
  *
  * With --group G it is a member of consumer group G: the coordinator assigns it
@@ -52,6 +53,15 @@ function startPosition(flags: ConsumeFlags): StartPosition {
     if (flags.fromBeginning) throw new UsageError('--offset and --from-beginning exclude each other');
     return { offset: flags.offset };
   }
+  return flags.fromBeginning ? 'earliest' : 'latest';
+}
+
+/**
+ * Where a position out of range goes (an --offset past the end or below the log start, or
+ * a committed offset that retention passed): the log start with --from-beginning, else the
+ * latest offset, as Kafka's console consumer sets auto.offset.reset.
+ */
+function resetPolicy(flags: ConsumeFlags): 'earliest' | 'latest' {
   return flags.fromBeginning ? 'earliest' : 'latest';
 }
 
@@ -113,7 +123,7 @@ async function consume(topic: string, flags: ConsumeFlags): Promise<number> {
   if (flags.partition !== undefined && flags.partition >= partitionCount) {
     throw new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `${topic} has ${partitionCount} partitions, no partition ${flags.partition}`);
   }
-  const consumer = client.consumer({ from });
+  const consumer = client.consumer({ from, resetPolicy: resetPolicy(flags) });
   const partitions = flags.partition !== undefined ? [flags.partition] : Array.from({ length: partitionCount }, (_, p) => p);
   await consumer.assign(partitions.map((partition) => ({ topic, partition })));
 
@@ -139,6 +149,7 @@ async function consumeGroup(topic: string, groupId: string, flags: ConsumeFlags)
     groupId,
     topics: [topic],
     fromBeginning: flags.fromBeginning === true,
+    resetPolicy: resetPolicy(flags),
     autoCommit: false,
     onRevoked: async (partitions) => {
       await commitPrinted(partitions.map((p) => `${p.partition}\u0000${p.topic}`));

@@ -127,6 +127,25 @@ describe('sluice produce and consume', () => {
     expect(lines(outOfRange.stderr)).toEqual([expect.stringMatching(/^sluice: UNKNOWN_TOPIC_OR_PARTITION: .*no partition 3/)]);
   });
 
+  it('starts an --offset out of range at the latest offset, as Kafka\'s console consumer: past the end it replays nothing', async () => {
+    await create('ranged', 1);
+    await sluice(['produce', 'ranged', ...b], { input: 'old 1\nold 2\nold 3\n' });
+    const past = await sluice(['consume', 'ranged', '--partition', '0', '--offset', '7', '--idle-timeout-ms', '500', ...b]);
+    expect(past.status).toBe(0);
+    expect(past.stdout).toBe('');
+    // Waiting at the end, it prints the next record: keep producing until it has one.
+    const waiting = sluice(['consume', 'ranged', '--partition', '0', '--offset', '7', '--max-messages', '1', '--idle-timeout-ms', '20000', ...b]);
+    let done = false;
+    void waiting.then(() => (done = true));
+    for (let i = 0; i < 60 && !done; i++) {
+      await sluice(['produce', 'ranged', ...b], { input: `new ${i}\n` });
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const r = await waiting;
+    expect(r.status).toBe(0);
+    expect(lines(r.stdout)).toEqual([expect.stringMatching(/^new \d+$/)]);
+  });
+
   it('produces with --acks 0, 1 and all and reads every line back in order', async () => {
     await create('acks', 1);
     const expected: string[] = [];
