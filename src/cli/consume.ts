@@ -11,8 +11,8 @@
  * With --group G it is a member of consumer group G: the coordinator assigns it
  * partitions, it starts each at the group's committed offset (--from-beginning applies only
  * to partitions without one, as Kafka's console consumer), commits what it printed every
- * COMMIT_INTERVAL_MS and before it exits (also on Ctrl-C or SIGTERM, then exit 130/143),
- * and leaves the group. Owner: the main thread of the CLI process.
+ * COMMIT_INTERVAL_MS and before it exits (also on Ctrl-C or SIGTERM, then exit 130/143,
+ * and on a closed stdout, exit 0), and leaves the group. Owner: the main thread of the CLI process.
  */
 import { Command } from 'commander';
 import type { Consumer, ConsumerBatch, ConsumerRecord, StartPosition } from '../client/index.js';
@@ -95,17 +95,32 @@ class Ending {
   }
 }
 
-/** Exits 0 when the reader of stdout went away (EPIPE): `sluice consume ... | head -1` is a normal use. */
-function exitQuietlyOnEpipe(): void {
+/**
+ * Ends the command quietly (exit 0) when the reader of stdout went away (EPIPE): `sluice
+ * consume ... | head -1` is a normal use. The write that failed rejects too (`write`), so
+ * its records do not count as printed, and a group member still commits what was and
+ * leaves the group. Any other stdout error is an error (exit 1).
+ */
+function endOnEpipe(end: Ending): void {
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(EXIT_OK);
-    exitWithError(err);
+    if (err.code === 'EPIPE') end.finish();
+    else exitWithError(err);
   });
 }
 
-/** Writes a chunk to stdout, waiting for 'drain' when stdout pushes back (a slow reader slows the consumer, whose credit then stops the broker). */
-async function write(data: Buffer): Promise<void> {
-  if (!process.stdout.write(data)) await new Promise<void>((resolve) => process.stdout.once('drain', resolve));
+function isEpipe(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | null)?.code === 'EPIPE';
+}
+
+/**
+ * Writes a chunk to stdout and resolves once stdout has taken it (rejecting if it could
+ * not), so a slow reader slows the consumer, whose credit then stops the broker, and a
+ * chunk counts as printed only once written.
+ */
+function write(data: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    process.stdout.write(data, (err) => (err ? reject(err) : resolve()));
+  });
 }
 
 /** How often a group consumer commits what it printed. */
@@ -116,7 +131,6 @@ const EXIT_SIGNAL: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
 async function consume(topic: string, flags: ConsumeFlags): Promise<number> {
   if (flags.group !== undefined) return consumeGroup(topic, flags.group, flags);
   const from = startPosition(flags);
-  exitQuietlyOnEpipe();
   const client = await openClient(brokerUrl(flags), exitWithError);
   const description = await client.describeTopic(topic);
   const partitionCount = description.partitions.length;
@@ -129,7 +143,9 @@ async function consume(topic: string, flags: ConsumeFlags): Promise<number> {
 
   // The command ends by resolving `end.done` (N records, or idle), not by closing the
   // consumer: a clean close unsubscribes, which waits for a broker that may be gone.
-  await printUntilDone(consumer, flags, new Ending(flags.idleTimeoutMs), '');
+  const end = new Ending(flags.idleTimeoutMs);
+  endOnEpipe(end);
+  await printUntilDone(consumer, flags, end, '');
   client.connection.close();
   return EXIT_OK;
 }
@@ -141,7 +157,6 @@ async function consume(topic: string, flags: ConsumeFlags): Promise<number> {
  */
 async function consumeGroup(topic: string, groupId: string, flags: ConsumeFlags): Promise<number> {
   if (flags.partition !== undefined || flags.offset !== undefined) throw new UsageError('--group takes its partitions from the group: no --partition or --offset');
-  exitQuietlyOnEpipe();
   const client = await openClient(brokerUrl(flags), exitWithError);
   const printed = new Map<string, { topic: string; partition: number; offset: number }>();
   const committed = new Map<string, number>();
@@ -169,6 +184,7 @@ async function consumeGroup(topic: string, groupId: string, flags: ConsumeFlags)
 
   let exitCode = EXIT_OK;
   const end = new Ending(flags.idleTimeoutMs);
+  endOnEpipe(end);
   const onSignal = (signal: NodeJS.Signals): void => {
     exitCode = EXIT_SIGNAL[signal] ?? EXIT_OK;
     end.finish();
@@ -215,8 +231,14 @@ async function printUntilDone(
     eachBatch: async (batch) => {
       if (end.stopped) return;
       const take = Math.min(batch.records.length, max - count);
+      try {
+        await printBatch(batch.records, take, sepBytes, end);
+      } catch (err) {
+        if (!isEpipe(err)) throw err;
+        end.finish(); // the reader went away: these records were not printed
+        return;
+      }
       count += take;
-      await printBatch(batch.records, take, sepBytes, end);
       if (take > 0) onPrinted?.(batch, take);
       if (count >= max) end.finish();
     },

@@ -4,9 +4,10 @@
  * goes on from there; --from-beginning applies only where the group has no offset; resets
  * need an empty group.
  */
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/dist.js';
-import { lines, sluice, startBroker, type Broker } from './cli-helpers.js';
+import { CLI, lines, sluice, startBroker, type Broker } from './cli-helpers.js';
 
 let broker: Broker;
 let dir: ReturnType<typeof tempDir>;
@@ -71,6 +72,30 @@ describe('sluice consume --group and sluice groups', () => {
     // A time after every record: the high watermark of each partition.
     const future = JSON.parse((await ok(['groups', 'reset-offsets', 'workers', '--to', 'timestamp', '--timestamp', '2100-01-01T00:00:00Z', '--json'])).stdout);
     expect(future.map((o: { offset: number }) => o.offset)).toEqual(counts);
+  });
+
+  it('a group member whose reader goes away (| head -2) commits only what it wrote and leaves the group at once', async () => {
+    await ok(['topics', 'create', 'piped-jobs', '--partitions', '1']);
+    const values = Array.from({ length: 20_000 }, (_, i) => `a line long enough to fill a pipe buffer quickly ${i}`);
+    await ok(['produce', 'piped-jobs'], `${values.join('\n')}\n`);
+    expect(lines((await ok(['consume', 'piped-jobs', '--group', 'piped', '--from-beginning', '--max-messages', '5'])).stdout)).toEqual(values.slice(0, 5));
+    const sh = spawn('bash', ['-c', `"${process.execPath}" "${CLI}" consume piped-jobs --group piped --from-beginning --idle-timeout-ms 20000 --broker ${broker.url} | head -2; echo "status \${PIPESTATUS[0]}" >&2`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    sh.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    sh.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    await new Promise((resolve) => sh.on('close', resolve));
+    expect(stdout).toBe(`${values[5]}\n${values[6]}\n`);
+    expect(stderr).toBe('status 0\n');
+    const described = JSON.parse((await ok(['groups', 'describe', 'piped', '--json'])).stdout);
+    // It left at once (no member holds the partition until a session timeout) and
+    // committed only whole writes: the rest, in a write the pipe refused, will be read again.
+    expect(described.members).toEqual([]);
+    expect(described.offsets).toHaveLength(1);
+    expect(described.offsets[0].offset).toBeGreaterThanOrEqual(5);
+    expect(described.offsets[0].offset).toBeLessThan(values.length);
   });
 
   it('creates a compacted topic with --config and describes its settings', async () => {
