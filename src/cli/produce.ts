@@ -84,20 +84,34 @@ class PendingWindow {
 const EXIT_INTERRUPTED = 130;
 
 async function produce(topic: string, flags: ProduceFlags): Promise<number> {
-  const client = await openClient(brokerUrl(flags), exitWithError);
+  let startedMs = performance.now();
+  let sent = 0;
+  let sentBytes = 0;
+  let acknowledged = 0;
+  let acknowledgedBytes = 0;
+  let firstError: unknown = null;
+  let progress: Progress | null = null;
+  const seconds = () => (performance.now() - startedMs) / 1000;
+  const printSummary = (): void => {
+    progress?.stop();
+    const s = seconds();
+    const rate = s > 0 ? Math.round(acknowledged / s) : acknowledged;
+    const acks = flags.acks === 'all' ? 'all' : String(flags.acks);
+    process.stderr.write(`sluice produce: ${acknowledged} records, ${acknowledgedBytes} bytes in ${s.toFixed(3)} s (${rate} records/s, acks ${acks})\n`);
+  };
+  // Giving up on a lost broker ends the command at once, after the summary of what it acknowledged.
+  const client = await openClient(brokerUrl(flags), (err) => {
+    printSummary();
+    exitWithError(err);
+  });
   const description = await client.describeTopic(topic);
   if (flags.partition !== undefined && flags.partition >= description.partitions.length) {
     throw new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `${topic} has ${description.partitions.length} partitions, no partition ${flags.partition}`);
   }
   const producer = client.producer({ acks: flags.acks });
-  const startedMs = performance.now();
-  let sent = 0;
-  let sentBytes = 0;
-  let acknowledged = 0;
-  let firstError: unknown = null;
+  startedMs = performance.now();
   const window = new PendingWindow();
-  const seconds = () => (performance.now() - startedMs) / 1000;
-  const progress = new Progress(() => `sluice produce: ${sent} records sent, ${acknowledged} acknowledged, ${sentBytes} bytes, ${seconds().toFixed(1)} s`);
+  progress = new Progress(() => `sluice produce: ${sent} records sent, ${acknowledged} acknowledged, ${sentBytes} bytes, ${seconds().toFixed(1)} s`);
   const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY, terminal: false });
   const sep = flags.keySeparator;
   // Ctrl-C (or SIGTERM) stops reading: what was sent is flushed and summed up, then exit 130.
@@ -132,11 +146,7 @@ async function produce(topic: string, flags: ProduceFlags): Promise<number> {
     process.removeListener('SIGTERM', interrupt);
   }
   await producer.flush();
-  progress.stop();
-  const s = seconds();
-  const rate = s > 0 ? Math.round(acknowledged / s) : acknowledged;
-  const acks = flags.acks === 'all' ? 'all' : String(flags.acks);
-  process.stderr.write(`sluice produce: ${acknowledged} records, ${sentBytes} bytes in ${s.toFixed(3)} s (${rate} records/s, acks ${acks})\n`);
+  printSummary();
   await closeClient(client);
   if (firstError !== null) {
     process.stderr.write(`sluice: ${errorLine(firstError)}\n`);
@@ -149,6 +159,7 @@ async function produce(topic: string, flags: ProduceFlags): Promise<number> {
     p.send(record).then(
       () => {
         acknowledged++;
+        acknowledgedBytes += bytes;
         window.settle(bytes);
       },
       (err: unknown) => {

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/dist.js';
 import { freePort } from '../helpers/net.js';
 import { CLI, lines, sluice, startBroker, type Broker } from './cli-helpers.js';
+import { RECONNECT_GIVE_UP_MS } from '../../src/cli/client-common.js';
 
 let broker: Broker;
 let dir: ReturnType<typeof tempDir>;
@@ -265,3 +266,39 @@ describe('sluice client command errors', () => {
     }
   });
 });
+
+describe('sluice produce when the broker is lost for good', () => {
+  it('gives up after RECONNECT_GIVE_UP_MS with the summary of what was acknowledged, then the error line (exit 1)', async () => {
+    const own = tempDir('cli-produce-lost');
+    const lost = await startBroker({ dataDir: own.path });
+    try {
+      const url = lost.url;
+      expect((await sluice(['topics', 'create', 'gone-broker', '--broker', url])).status).toBe(0);
+      const child = spawn(process.execPath, [CLI, 'produce', 'gone-broker', '--broker', url], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      child.stdin.write('one\ntwo\nthree\n'); // stdin stays open: the command waits for more
+      let hwm = 0;
+      for (const until = Date.now() + 10_000; hwm < 3 && Date.now() < until; ) {
+        await new Promise((r) => setTimeout(r, 100));
+        const d = await sluice(['topics', 'describe', 'gone-broker', '--json', '--broker', url]);
+        hwm = (JSON.parse(d.stdout) as { partitions: { highWatermark: number }[] }).partitions.reduce((n, p) => n + p.highWatermark, 0);
+      }
+      expect(hwm).toBe(3);
+      lost.child.kill('SIGKILL');
+      const startedMs = Date.now();
+      expect(await exited).toBe(1);
+      expect(Date.now() - startedMs).toBeGreaterThan(RECONNECT_GIVE_UP_MS - 1_000);
+      expect(lines(stderr)).toEqual([
+        expect.stringMatching(/^sluice produce: 3 records, 11 bytes in [\d.]+ s \(\d+ records\/s, acks all\)$/),
+        `sluice: CONNECTION_LOST: lost the broker at ${url} and could not reconnect within ${RECONNECT_GIVE_UP_MS / 1000} s`,
+      ]);
+      child.stdin.destroy();
+    } finally {
+      await lost.stop();
+      own.remove();
+    }
+  }, 40_000);
+});
+
