@@ -15,7 +15,7 @@
  * and on a closed stdout, exit 0), and leaves the group. Owner: the main thread of the CLI process.
  */
 import { Command } from 'commander';
-import type { Consumer, ConsumerBatch, ConsumerRecord, StartPosition } from '../client/index.js';
+import type { Consumer, ConsumerBatch, ConsumerRecord, Sluice, StartPosition } from '../client/index.js';
 import { SluiceError } from '../errors.js';
 import {
   brokerUrl,
@@ -160,15 +160,29 @@ async function consumeGroup(topic: string, groupId: string, flags: ConsumeFlags)
   const client = await openClient(brokerUrl(flags), exitWithError);
   const printed = new Map<string, { topic: string; partition: number; offset: number }>();
   const committed = new Map<string, number>();
+  const end = new Ending(flags.idleTimeoutMs);
+  endOnEpipe(end);
+  let failure: unknown = null;
+  let owned = 0;
   const consumer = client.consumer({
     groupId,
     topics: [topic],
     fromBeginning: flags.fromBeginning === true,
     resetPolicy: resetPolicy(flags),
     autoCommit: false,
+    onAssigned: (partitions) => {
+      owned += partitions.length;
+    },
     onRevoked: async (partitions) => {
+      owned -= partitions.length;
       await commitPrinted(partitions.map((p) => `${p.partition}\u0000${p.topic}`));
       for (const p of partitions) printed.delete(`${p.partition}\u0000${p.topic}`);
+      // Left with nothing: a group with more members than partitions waits for a share,
+      // but a deleted topic ends the command as it ends a plain consumer.
+      if (owned === 0 && (await topicGone(client, topic))) {
+        failure ??= new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `topic ${topic} was deleted`);
+        end.finish();
+      }
     },
   });
   const commitPrinted = async (keys?: string[]): Promise<void> => {
@@ -178,13 +192,15 @@ async function consumeGroup(topic: string, groupId: string, flags: ConsumeFlags)
       await consumer.commit(offsets.map(([, o]) => o));
       for (const [k, o] of offsets) committed.set(k, o.offset);
     } catch (err) {
+      if (err instanceof SluiceError && err.code === 'UNKNOWN_TOPIC_OR_PARTITION') {
+        for (const [k] of offsets) printed.delete(k); // the topic was deleted: nothing left to commit to
+        return;
+      }
       process.stderr.write(`sluice consume: commit failed: ${errorLine(err)}\n`);
     }
   };
 
   let exitCode = EXIT_OK;
-  const end = new Ending(flags.idleTimeoutMs);
-  endOnEpipe(end);
   const onSignal = (signal: NodeJS.Signals): void => {
     exitCode = EXIT_SIGNAL[signal] ?? EXIT_OK;
     end.finish();
@@ -196,16 +212,30 @@ async function consumeGroup(topic: string, groupId: string, flags: ConsumeFlags)
     await printUntilDone(consumer, flags, end, ` (group ${groupId})`, (batch, take) => {
       printed.set(`${batch.partition}\u0000${batch.topic}`, { topic: batch.topic, partition: batch.partition, offset: batch.records[take - 1].offset + 1 });
     });
+  } catch (err) {
+    failure ??= err;
   } finally {
     clearInterval(commitTimer);
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
   }
+  // On an error too: commit what was printed, and leave the group at once (its partitions
+  // move now, not after the session timeout).
   await commitPrinted();
-  // Leave the group at once (its partitions move now, not after the session timeout).
-  await Promise.race([consumer.close(), new Promise((r) => setTimeout(r, LEAVE_WAIT_MS))]);
+  await Promise.race([consumer.close().catch(() => undefined), new Promise((r) => setTimeout(r, LEAVE_WAIT_MS))]);
   client.connection.close();
+  if (failure !== null) throw failure;
   return exitCode;
+}
+
+/** Whether `topic` no longer exists (a failed lookup for another reason says no: the command goes on). */
+async function topicGone(client: Sluice, topic: string): Promise<boolean> {
+  try {
+    await client.describeTopic(topic);
+    return false;
+  } catch (err) {
+    return err instanceof SluiceError && err.code === 'UNKNOWN_TOPIC_OR_PARTITION';
+  }
 }
 
 /** How long the CLI waits for a clean LEAVE_GROUP before it exits anyway. */

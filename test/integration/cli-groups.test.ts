@@ -98,6 +98,30 @@ describe('sluice consume --group and sluice groups', () => {
     expect(described.offsets[0].offset).toBeLessThan(values.length);
   });
 
+  it('a group member whose topic is deleted exits 1 with one line and leaves the group, every time', async () => {
+    for (let round = 0; round < 3; round++) {
+      const group = `doomed-${round}`;
+      await ok(['topics', 'create', 'doomed', '--partitions', '2']);
+      await ok(['produce', 'doomed'], 'a\nb\nc\n');
+      const running = sluice(['consume', 'doomed', '--group', group, '--from-beginning', '--idle-timeout-ms', '20000', ...b]);
+      let members = 0;
+      for (const until = Date.now() + 10_000; members === 0 && Date.now() < until; ) {
+        await new Promise((r) => setTimeout(r, 100));
+        const d = await sluice(['groups', 'describe', group, '--json', ...b]);
+        if (d.status === 0) members = (JSON.parse(d.stdout) as { members: unknown[] }).members.length;
+      }
+      expect(members).toBe(1);
+      await ok(['topics', 'delete', 'doomed']);
+      const r = await running;
+      expect(r.status).toBe(1);
+      expect(lines(r.stderr)).toEqual([expect.stringMatching(/^sluice: UNKNOWN_TOPIC_OR_PARTITION: /)]);
+      // It left: no member is left behind to hold a re-created topic's partitions.
+      const after = await sluice(['groups', 'describe', group, '--json', ...b]);
+      if (after.status === 0) expect((JSON.parse(after.stdout) as { members: unknown[] }).members).toEqual([]);
+      else expect(after.stderr).toMatch(/GROUP_ID_NOT_FOUND/);
+    }
+  }, 60_000);
+
   it('creates a compacted topic with --config and describes its settings', async () => {
     await ok(['topics', 'create', 'state', '--partitions', '2', '--config', 'cleanup.policy=compact', '--config', 'delete.retention.ms=1000']);
     const d = JSON.parse((await ok(['topics', 'describe', 'state', '--json'])).stdout);
