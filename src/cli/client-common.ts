@@ -42,8 +42,32 @@ export function errorLine(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/**
+ * The broker's URL: --broker, else SLUICE_BROKER, else the default. One that is not a ws://
+ * or wss:// URL is a usage error from the flag (exit 2), INVALID_ARGUMENT from the
+ * environment (exit 1), as the other settings.
+ */
 export function brokerUrl(flags: { broker?: string }): string {
-  return flags.broker ?? (process.env.SLUICE_BROKER || BROKER_URL_DEFAULT);
+  if (flags.broker !== undefined) {
+    const problem = brokerUrlProblem(flags.broker);
+    if (problem !== null) throw new UsageError(`--broker ${flags.broker}: ${problem}`);
+    return flags.broker;
+  }
+  const fromEnv = process.env.SLUICE_BROKER;
+  if (!fromEnv) return BROKER_URL_DEFAULT;
+  const problem = brokerUrlProblem(fromEnv);
+  if (problem !== null) throw new SluiceError('INVALID_ARGUMENT', `SLUICE_BROKER=${fromEnv}: ${problem}`);
+  return fromEnv;
+}
+
+function brokerUrlProblem(value: string): string | null {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return `expected a WebSocket URL such as ${BROKER_URL_DEFAULT}`;
+  }
+  return url.protocol === 'ws:' || url.protocol === 'wss:' ? null : `expected a ws:// or wss:// URL such as ${BROKER_URL_DEFAULT}`;
 }
 
 /** Adds `--broker URL` and a short usage hint on errors to a client command. */

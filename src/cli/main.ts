@@ -17,7 +17,7 @@
  * port; the start line says which). Owner: the main thread of the CLI process.
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import pino from 'pino';
 import { Engine } from '../engine/engine.js';
 import { SluiceError } from '../errors.js';
@@ -73,15 +73,43 @@ function fromEnv(name: string, parse: (value: string) => number): number | undef
   }
 }
 
+/** The config file's settings and the JSON type each must have. */
+const CONFIG_FILE_SETTINGS: Readonly<Record<string, 'string' | 'number'>> = {
+  dataDir: 'string',
+  workers: 'number',
+  host: 'string',
+  port: 'number',
+  flushIntervalMs: 'number',
+};
+
+/**
+ * The JSON object of a config file. An unknown setting (a misspelling would otherwise be
+ * ignored) or one of the wrong JSON type is INVALID_ARGUMENT; the values themselves are
+ * checked where flags' values are.
+ */
 function readConfigFile(path: string | undefined): Record<string, unknown> {
   if (!path) return {};
   try {
     const parsed = JSON.parse(readFileSync(path, 'utf8')) as unknown;
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('not a JSON object');
+    for (const [key, value] of Object.entries(parsed)) {
+      const type = CONFIG_FILE_SETTINGS[key];
+      if (type === undefined) throw new Error(`unknown setting ${key} (known: ${Object.keys(CONFIG_FILE_SETTINGS).join(', ')})`);
+      if (typeof value !== type) throw new Error(`${key} must be a JSON ${type}, got ${JSON.stringify(value)}`);
+    }
     return parsed as Record<string, unknown>;
   } catch (err) {
     throw new SluiceError('INVALID_ARGUMENT', `config file ${path}: ${(err as Error).message}`);
   }
+}
+
+/** pino's levels: what SLUICE_LOG_LEVEL may name. */
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+function logLevel(): string {
+  const level = process.env.SLUICE_LOG_LEVEL || 'info';
+  if (!LOG_LEVELS.includes(level)) throw new SluiceError('INVALID_ARGUMENT', `SLUICE_LOG_LEVEL=${level}: expected one of ${LOG_LEVELS.join(', ')}`);
+  return level;
 }
 
 function startSettings(flags: Record<string, unknown>): StartSettings {
@@ -99,6 +127,7 @@ function startSettings(flags: Record<string, unknown>): StartSettings {
 
 async function start(flags: Record<string, unknown>): Promise<void> {
   const settings = startSettings(flags);
+  const level = logLevel();
   // Handlers first: a signal that comes while the engine recovers still ends in a clean close.
   let stopRequested: (signal: string) => void = () => {};
   const stopped = new Promise<string>((resolve) => {
@@ -106,7 +135,7 @@ async function start(flags: Record<string, unknown>): Promise<void> {
   });
   process.once('SIGINT', () => stopRequested('SIGINT'));
   process.once('SIGTERM', () => stopRequested('SIGTERM'));
-  const logger = pino({ level: process.env.SLUICE_LOG_LEVEL ?? 'info', base: undefined }, pino.destination(2));
+  const logger = pino({ level, base: undefined }, pino.destination(2));
   const engine = await Engine.open({ dataDir: settings.dataDir, workers: settings.workers, flushIntervalMs: settings.flushIntervalMs, logger });
   let gateway;
   try {
@@ -130,6 +159,7 @@ async function start(flags: Record<string, unknown>): Promise<void> {
 
 async function verify(flags: Record<string, unknown>): Promise<void> {
   const dataDir = (flags.dataDir as string | undefined) ?? process.env.SLUICE_DATA_DIR ?? DEFAULT_DATA_DIR;
+  if (!existsSync(dataDir) || !statSync(dataDir).isDirectory()) throw new SluiceError('INVALID_ARGUMENT', `no data directory at ${dataDir}`);
   const report = await verifyDataDir({ dataDir, threads: flags.threads as number | undefined });
   if (report.brokerPid !== null) {
     process.stderr.write(`sluice verify: a running broker (pid ${report.brokerPid}) holds ${dataDir}: each active segment was read again where a read found a problem, and only what every read showed is reported\n`);

@@ -219,6 +219,14 @@ describe('sluice client command errors', () => {
       expect({ args, status: r.status }).toEqual({ args, status: 2 });
       expect(r.stderr).not.toBe('');
     }
+    for (const url of ['not a url', 'ws://127.0.0.1:99999', 'http://127.0.0.1:7070']) {
+      const r = await sluice(['topics', 'list', '--broker', url]);
+      expect({ url, status: r.status }).toEqual({ url, status: 2 });
+      expect(lines(r.stderr)).toEqual([expect.stringMatching(new RegExp(`^sluice: usage: --broker ${url.replace(/[.]/g, '\\.')}: expected a`))]);
+    }
+    const fromEnv = await sluice(['topics', 'list'], { env: { SLUICE_BROKER: 'http://127.0.0.1:7070' } });
+    expect(fromEnv.status).toBe(1);
+    expect(lines(fromEnv.stderr)).toEqual(['sluice: INVALID_ARGUMENT: SLUICE_BROKER=http://127.0.0.1:7070: expected a ws:// or wss:// URL such as ws://127.0.0.1:7070']);
     for (const args of [['topics', 'create', '--help'], ['produce', '--help'], ['consume', '--help'], ['topics', '--help']]) {
       const r = await sluice(args);
       expect({ args, status: r.status }).toEqual({ args, status: 0 });

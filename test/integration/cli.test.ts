@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -85,6 +85,28 @@ describe('the sluice command', () => {
     expect(bad.status).toBe(1);
     expect(bad.stderr.trim().split('\n')).toHaveLength(1);
     expect(bad.stderr).toMatch(/^sluice: INVALID_ARGUMENT: config file/);
+    // Each of these is one INVALID_ARGUMENT line (exit 1), before the engine opens anything.
+    const dir = tempDir('cli-bad-settings');
+    try {
+      const unknownKey = join(dir.path, 'unknown.json');
+      const wrongType = join(dir.path, 'type.json');
+      writeFileSync(unknownKey, '{"prot": 1}');
+      writeFileSync(wrongType, '{"port": "7071"}');
+      const dataDir = join(dir.path, 'never');
+      for (const [args, env, message] of [
+        [['start', '--config', unknownKey, '--data-dir', dataDir], {}, /^sluice: INVALID_ARGUMENT: config file .*unknown setting prot \(known: dataDir, workers, host, port, flushIntervalMs\)$/],
+        [['start', '--config', wrongType, '--data-dir', dataDir], {}, /^sluice: INVALID_ARGUMENT: config file .*port must be a JSON number, got "7071"$/],
+        [['start', '--data-dir', dataDir], { SLUICE_LOG_LEVEL: 'bogus' }, /^sluice: INVALID_ARGUMENT: SLUICE_LOG_LEVEL=bogus: expected one of fatal, error/],
+        [['verify', '--data-dir', dataDir], {}, new RegExp(`^sluice: INVALID_ARGUMENT: no data directory at ${dataDir}$`)],
+      ] as const) {
+        const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+        expect({ args, status: r.status }).toEqual({ args, status: 1 });
+        expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(message)]);
+      }
+      expect(existsSync(dataDir)).toBe(false);
+    } finally {
+      dir.remove();
+    }
   });
 
   it("is importable by the package's own name, with its types built", () => {
