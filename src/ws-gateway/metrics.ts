@@ -37,6 +37,7 @@ export class GatewayMetrics {
   readonly sendsDropped: Counter;
   readonly bufferedBytes: Gauge;
   readonly subscriptions: Gauge;
+  readonly #unlisten: () => void;
 
   /** Counts one request of `op` (its name, as opName gives it) that took `seconds`. */
   observeRequest(op: string, seconds: number): void {
@@ -155,9 +156,19 @@ export class GatewayMetrics {
       },
     });
     collectDefaultMetrics({ register: this.registry, prefix: 'sluice_' });
+    // A deleted topic's series go (as Kafka drops a deleted topic's metrics); a topic
+    // created again under its name counts from zero.
+    this.#unlisten = engine.onTopicsChanged((event) => {
+      if (event.kind === 'deleted') traffic.delete(event.topic);
+    });
   }
 
-  /** The traffic counts of `topic`, to add to (made on first use; kept while the gateway runs, as a counter's labels are). */
+  /** Stops following the engine's topic changes (the gateway closes). */
+  close(): void {
+    this.#unlisten();
+  }
+
+  /** The traffic counts of `topic`, to add to (made on first use; kept while the gateway runs and the topic exists). */
   traffic(topic: string): TopicTraffic {
     let t = this.#traffic.get(topic);
     if (t === undefined) this.#traffic.set(topic, (t = { recordsIn: 0, bytesIn: 0, recordsOut: 0, bytesOut: 0 }));

@@ -272,6 +272,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       }
       for (const c of [...server.connections]) c.end(CloseCode.GOING_AWAY, 'server shutting down');
       if (!options.groups) groups.close();
+      server.metrics.close();
       (app as unknown as { close?: () => void }).close?.();
       logger.info({ port: boundPort }, 'gateway closed');
     })();
