@@ -123,6 +123,9 @@ function write(data: Buffer): Promise<void> {
   });
 }
 
+/** Commit errors of a member that is being rejoined to its group. */
+const REJOIN_CODES: ReadonlySet<string> = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL_GENERATION', 'REBALANCE_IN_PROGRESS']);
+
 /** How often a group consumer commits what it printed. */
 const COMMIT_INTERVAL_MS = 1_000;
 /** The shell's codes for a process ended by SIGINT / SIGTERM, after its clean exit steps. */
@@ -196,6 +199,9 @@ async function consumeGroup(topic: string, groupId: string, flags: ConsumeFlags)
         for (const [k] of offsets) printed.delete(k); // the topic was deleted: nothing left to commit to
         return;
       }
+      // The member is rejoining (a broker restart, a session that expired): the offsets stay
+      // to commit after it, or go with the partitions' revocation. Not worth a line.
+      if (err instanceof SluiceError && REJOIN_CODES.has(err.code)) return;
       process.stderr.write(`sluice consume: commit failed: ${errorLine(err)}\n`);
     }
   };

@@ -368,7 +368,7 @@ export class Producer {
     const timestamp = record.timestamp ?? now; // checked by the batch builder (#enqueue fails the record alone)
     const sizeBytes = recordSizeEstimate(key, value, headers);
     if (sizeBytes > this.#batchBytes && sizeBytes > this.#ctx.connection.limits.batchBytesMax - BATCH_HEADER_SLACK_BYTES) {
-      return answer.fail(index, 1, new SluiceError('MESSAGE_TOO_LARGE', `a record of about ${sizeBytes} bytes does not fit a batch (${this.#ctx.connection.limits.batchBytesMax} bytes)`));
+      return answer.fail(index, 1, new SluiceError('MESSAGE_TOO_LARGE', `a record of about ${sizeBytes} bytes does not fit a batch: the broker takes batches of up to ${this.#ctx.connection.limits.batchBytesMax} bytes, ${BATCH_HEADER_SLACK_BYTES} of them the batch's own header`));
     }
     this.#unsettledRecords++;
     const ready = this.#chain === null && this.#bufferedBytes < this.#bufferBytesMax ? this.#readySync(record.topic) : null;
