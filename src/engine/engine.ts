@@ -28,7 +28,7 @@ import { assert } from '../assert.js';
 import { SluiceError } from '../errors.js';
 import { crc32cImplementation } from '../persist/crc32c.js';
 import { nodeFileSystem, type FileSystem } from '../persist/fs.js';
-import { DELETE_RETENTION_MS_MAX, isCompacted, parseCleanupPolicy, type CleanupPolicy } from '../persist/cleanup-policy.js';
+import { DELETE_RETENTION_MS_MAX, isCompacted, parseCleanupPolicy } from '../persist/cleanup-policy.js';
 import type { CompactionResult } from '../persist/compaction.js';
 import { DEFAULT_LOG_CONFIG, removeDeletedPartitionDirs, type LogConfig } from '../persist/partition-log.js';
 import { loadTopics, readJsonFile, saveTopics, writeJsonFile, type TopicFileConfig, type TopicsFile } from '../persist/metadata.js';

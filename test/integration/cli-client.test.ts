@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/dist.js';
 import { freePort } from '../helpers/net.js';
-import { CLI, lines, sluice, startBroker, type Broker } from './cli-helpers.js';
+import { CLI, lines, sluice, startBroker, throughHead, type Broker } from './cli-helpers.js';
 import { RECONNECT_GIVE_UP_MS } from '../../src/cli/client-common.js';
 
 let broker: Broker;
@@ -26,6 +26,24 @@ afterAll(async () => {
 });
 
 
+
+/**
+ * Runs `consume` (`args`) for one record while producing `new N` lines into `topic` every
+ * 200 ms until it has one (it may not be subscribed yet when the first goes out): it must
+ * print one of those, and nothing that was there before.
+ */
+async function expectNextRecordReaches(args: string[], topic: string): Promise<void> {
+  const waiting = sluice([...args, '--max-messages', '1', '--idle-timeout-ms', '20000', ...b]);
+  let done = false;
+  void waiting.then(() => (done = true));
+  for (let i = 0; i < 60 && !done; i++) {
+    await sluice(['produce', topic, ...b], { input: `new ${i}\n` });
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  const r = await waiting;
+  expect(r.status).toBe(0);
+  expect(lines(r.stdout)).toEqual([expect.stringMatching(/^new \d+$/)]);
+}
 
 async function create(topic: string, partitions: number): Promise<void> {
   const r = await sluice(['topics', 'create', topic, '--partitions', String(partitions), ...b]);
@@ -134,17 +152,8 @@ describe('sluice produce and consume', () => {
     const past = await sluice(['consume', 'ranged', '--partition', '0', '--offset', '7', '--idle-timeout-ms', '500', ...b]);
     expect(past.status).toBe(0);
     expect(past.stdout).toBe('');
-    // Waiting at the end, it prints the next record: keep producing until it has one.
-    const waiting = sluice(['consume', 'ranged', '--partition', '0', '--offset', '7', '--max-messages', '1', '--idle-timeout-ms', '20000', ...b]);
-    let done = false;
-    void waiting.then(() => (done = true));
-    for (let i = 0; i < 60 && !done; i++) {
-      await sluice(['produce', 'ranged', ...b], { input: `new ${i}\n` });
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    const r = await waiting;
-    expect(r.status).toBe(0);
-    expect(lines(r.stdout)).toEqual([expect.stringMatching(/^new \d+$/)]);
+    // Waiting at the end, it prints the next record.
+    await expectNextRecordReaches(['consume', 'ranged', '--partition', '0', '--offset', '7'], 'ranged');
   });
 
   it('produces with --acks 0, 1 and all and reads every line back in order', async () => {
@@ -168,17 +177,8 @@ describe('sluice produce and consume', () => {
     expect(quiet.status).toBe(0);
     expect(quiet.stdout).toBe('');
 
-    // A consumer waiting at the end sees the next record: keep producing until it has one.
-    const waiting = sluice(['consume', 'latest', '--max-messages', '1', '--idle-timeout-ms', '20000', ...b]);
-    let done = false;
-    void waiting.then(() => (done = true));
-    for (let i = 0; i < 60 && !done; i++) {
-      await sluice(['produce', 'latest', ...b], { input: `new ${i}\n` });
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    const r = await waiting;
-    expect(r.status).toBe(0);
-    expect(lines(r.stdout)).toEqual([expect.stringMatching(/^new \d+$/)]);
+    // A consumer waiting at the end sees the next record.
+    await expectNextRecordReaches(['consume', 'latest'], 'latest');
   });
 
   it('exits 0 quietly when the reader of stdout goes away (| head -1)', async () => {
@@ -186,14 +186,7 @@ describe('sluice produce and consume', () => {
     const input = Array.from({ length: 20_000 }, (_, i) => `a line long enough to fill a pipe buffer quickly ${i}`);
     expect((await sluice(['produce', 'piped', ...b], { input: `${input.join('\n')}\n` })).status).toBe(0);
     const startedMs = performance.now();
-    const sh = spawn('bash', ['-c', `"${process.execPath}" "${CLI}" consume piped --from-beginning --idle-timeout-ms 20000 --broker ${broker.url} | head -1; echo "status \${PIPESTATUS[0]}" >&2`], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    sh.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    sh.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    await new Promise((resolve) => sh.on('close', resolve));
+    const { stdout, stderr } = await throughHead(['consume', 'piped', '--from-beginning', '--idle-timeout-ms', '20000', ...b], 1);
     expect(stdout).toBe(`${input[0]}\n`);
     expect(stderr).toBe('status 0\n');
     // It ended at the broken pipe, not at the idle timeout.

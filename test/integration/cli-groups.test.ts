@@ -4,10 +4,9 @@
  * goes on from there; --from-beginning applies only where the group has no offset; resets
  * need an empty group.
  */
-import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../helpers/dist.js';
-import { CLI, lines, sluice, startBroker, type Broker } from './cli-helpers.js';
+import { lines, sluice, startBroker, throughHead, type Broker } from './cli-helpers.js';
 
 let broker: Broker;
 let dir: ReturnType<typeof tempDir>;
@@ -79,14 +78,7 @@ describe('sluice consume --group and sluice groups', () => {
     const values = Array.from({ length: 20_000 }, (_, i) => `a line long enough to fill a pipe buffer quickly ${i}`);
     await ok(['produce', 'piped-jobs'], `${values.join('\n')}\n`);
     expect(lines((await ok(['consume', 'piped-jobs', '--group', 'piped', '--from-beginning', '--max-messages', '5'])).stdout)).toEqual(values.slice(0, 5));
-    const sh = spawn('bash', ['-c', `"${process.execPath}" "${CLI}" consume piped-jobs --group piped --from-beginning --idle-timeout-ms 20000 --broker ${broker.url} | head -2; echo "status \${PIPESTATUS[0]}" >&2`], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    sh.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    sh.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    await new Promise((resolve) => sh.on('close', resolve));
+    const { stdout, stderr } = await throughHead(['consume', 'piped-jobs', '--group', 'piped', '--from-beginning', '--idle-timeout-ms', '20000', ...b], 2);
     expect(stdout).toBe(`${values[5]}\n${values[6]}\n`);
     expect(stderr).toBe('status 0\n');
     const described = JSON.parse((await ok(['groups', 'describe', 'piped', '--json'])).stdout);

@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadSluice, memoryLogger } from '../helpers/dist.js';
 
 export const CLI = join(fileURLToPath(new URL('../../', import.meta.url)), 'dist/src/cli/main.js');
 /** A command that has not finished by then is a failed test, not a hung suite. */
@@ -89,3 +90,30 @@ export function sluice(args: string[], options: { input?: string; env?: Record<s
 export function lines(text: string): string[] {
   return text === '' ? [] : text.replace(/\n$/, '').split('\n');
 }
+
+/**
+ * Runs `sluice ...args | head -<lines>` in bash: the command's stdout as head passed it on,
+ * and its exit status (PIPESTATUS) as the stderr line `status N` after whatever it wrote.
+ */
+export async function throughHead(args: string[], headLines: number): Promise<{ stdout: string; stderr: string }> {
+  const quoted = args.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const sh = spawn('bash', ['-c', `"${process.execPath}" "${CLI}" ${quoted} | head -${headLines}; echo "status \${PIPESTATUS[0]}" >&2`], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  sh.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  sh.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  await new Promise((resolve) => sh.on('close', resolve));
+  return { stdout, stderr };
+}
+
+/** Writes a data dir holding topic `t` (1 partition) with one record `x`, through the engine, closed cleanly. */
+export async function dataDirWithOneRecord(dataDir: string): Promise<void> {
+  const S = await loadSluice();
+  const e = await S.Engine.open({ dataDir, workers: 1, logger: memoryLogger() });
+  await e.createTopic('t', { partitions: 1 });
+  await e.produce('t', 0, S.encodeBatch([{ value: S.utf8('x') }]));
+  await e.close();
+}
+

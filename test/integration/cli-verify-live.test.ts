@@ -8,8 +8,8 @@ import { closeSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
 import { describe, expect, it } from 'vitest';
-import { loadClient, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
-import { sluice, startBroker } from './cli-helpers.js';
+import { loadClient, tempDir } from '../helpers/dist.js';
+import { dataDirWithOneRecord, sluice, startBroker } from './cli-helpers.js';
 
 /** Bounds of the load loop: whichever comes first. */
 const LOAD_RECORDS_MAX = 3_000_000;
@@ -77,11 +77,7 @@ describe('sluice verify beside a running broker', () => {
   it('prints index problems of a stopped broker\'s data dir as INDEX lines, without the running-broker note', async () => {
     const dir = tempDir('verify-index');
     try {
-      const S = await loadSluice();
-      const e = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
-      await e.createTopic('t', { partitions: 1 });
-      await e.produce('t', 0, S.encodeBatch([{ value: S.utf8('x') }]));
-      await e.close();
+      await dataDirWithOneRecord(dir.path);
       unlinkSync(join(dir.path, 't-0', '00000000000000000000.timeindex'));
       const r = await sluice(['verify', '--data-dir', dir.path]);
       expect(r.status).toBe(1);

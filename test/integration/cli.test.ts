@@ -3,7 +3,8 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
+import { tempDir } from '../helpers/dist.js';
+import { dataDirWithOneRecord } from './cli-helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CLI = join(ROOT, 'dist/src/cli/main.js');
@@ -30,11 +31,7 @@ describe('the sluice command', () => {
     const dir = tempDir('cli');
     try {
       // A topic with data, so that the clean shutdown has a partition to mark.
-      const S = await loadSluice();
-      const e = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
-      await e.createTopic('t', { partitions: 1 });
-      await e.produce('t', 0, S.encodeBatch([{ value: S.utf8('x') }]));
-      await e.close();
+      await dataDirWithOneRecord(dir.path);
       const child = spawn(process.execPath, [CLI, 'start', '--data-dir', dir.path, '--workers', '2', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
       const line = await waitForLine(child, /"msg":"engine open"/, 20_000);
       const fields = JSON.parse(line);

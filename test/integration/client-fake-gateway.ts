@@ -13,7 +13,7 @@
 import { WebSocketServer, type WebSocket } from 'ws';
 import { SluiceError } from '../../src/errors.js';
 import { restartablePort } from '../helpers/net.js';
-import { readBatchHeader, validateBatch, writeBaseOffset } from '../../src/persist/record-batch.js';
+import { validateBatch, writeBaseOffset } from '../../src/persist/record-batch.js';
 import {
   decodeClientFrame,
   encodeServerFrame,

@@ -43,7 +43,6 @@ export class FakeClock {
 }
 
 export { seededRandom } from '../helpers/random.js';
-import { seededRandom } from '../helpers/random.js';
 
 /** A seed from SLUICE_SEED or the clock, printed if the current test fails. */
 export function testSeed(): number {
