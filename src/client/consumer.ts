@@ -94,6 +94,8 @@ interface Assignment {
   processed: number | null;
   /** A record or batch of this partition is with the application right now. */
   inHand: boolean;
+  /** Counts seek() calls: a batch in hand stops at a seek, and the seek sets `processed`. */
+  seeks: number;
   /** Being revoked by the group: hand out nothing more. */
   revoking: boolean;
 }
@@ -110,6 +112,8 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
   readonly #assignments = new Map<string, Assignment>();
   readonly #ready: ReadyBatch[] = [];
   #wake: (() => void) | null = null;
+  /** A run() or a for-await loop is reading: one at a time (#wake has room for one waiter). */
+  #reading = false;
   #error: unknown = null;
   #closed = false;
   readonly #offReconnected: () => void;
@@ -189,11 +193,18 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     return this.#assignments.get(key(topic, partition))?.position ?? null;
   }
 
-  /** Continues a partition from `offset` (records buffered for it are dropped). */
+  /**
+   * Continues a partition from `offset`: records buffered for it are dropped, and the rest
+   * of a batch in hand (in `for await` or `run({ eachRecord })`) is not handed out. The
+   * partition's processed offset (what a commit takes) becomes `offset`, as Kafka's commit
+   * takes the position after a seek.
+   */
   seek(topic: string, partition: number, offset: number): void {
     const a = this.#get(topic, partition);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new SluiceError('INVALID_ARGUMENT', `offset must be >= 0, got ${offset}`);
     a.position = offset;
+    a.processed = offset;
+    a.seeks++;
     this.#resubscribe(a);
   }
 
@@ -263,6 +274,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
 
   /** Hands out records one at a time, in offset order per partition. */
   async *[Symbol.asyncIterator](): AsyncIterator<ConsumerRecord> {
+    this.#startReading();
     let current: ReadyBatch | null = null;
     try {
       for (;;) {
@@ -278,6 +290,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
         }
         const record = current.records[current.next++];
         const a = current.assignment;
+        const seeks = a.seeks;
         a.position = record.offset + 1;
         a.inHand = true;
         try {
@@ -285,17 +298,33 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
         } finally {
           a.inHand = false;
         }
-        // The application asked for the next record: it is done with this one.
-        a.processed = record.offset + 1;
+        // The application asked for the next record: it is done with this one (unless it
+        // sought meanwhile, which set where processing goes on).
+        if (a.seeks === seeks) a.processed = record.offset + 1;
       }
     } finally {
       if (current) this.#finished(current);
+      this.#reading = false;
     }
+  }
+
+  #startReading(): void {
+    if (this.#reading) throw new SluiceError('INVALID_ARGUMENT', 'this consumer is read already (by run() or a for-await loop): one reader at a time');
+    this.#reading = true;
   }
 
   /** Runs a handler per batch (or per record) until close(); a handler's error ends run() with it. */
   async run(options: RunOptions): Promise<void> {
     if (!options.eachBatch && !options.eachRecord) throw new SluiceError('INVALID_ARGUMENT', 'run needs eachBatch or eachRecord');
+    this.#startReading();
+    try {
+      await this.#runLoop(options);
+    } finally {
+      this.#reading = false;
+    }
+  }
+
+  async #runLoop(options: RunOptions): Promise<void> {
     for (;;) {
       const batch = await this.#nextBatch();
       if (!batch) return;
@@ -312,12 +341,16 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
       a.position = records[records.length - 1].offset + 1;
       a.inHand = true;
       try {
+        const seeks = a.seeks;
         if (options.eachBatch) {
           await options.eachBatch({ topic: a.topic, partition: a.partition, records, highWatermark: batch.highWatermark });
-          a.processed = a.position;
+          if (a.seeks === seeks) a.processed = records[records.length - 1].offset + 1;
         } else {
           for (const r of records) {
             await options.eachRecord!(r);
+            // Sought in the handler: the seek set where processing goes on, and the rest of
+            // the batch is not handed out.
+            if (a.seeks !== seeks) break;
             a.processed = r.offset + 1;
           }
         }
@@ -441,6 +474,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
       active: true,
       processed: null,
       inHand: false,
+      seeks: 0,
       revoking: false,
     };
     this.#assignments.set(key(topic, partition), a);

@@ -74,6 +74,53 @@ describe('client through the real gateway', () => {
     await consumer.close();
   });
 
+  it('a seek inside run({ eachRecord }) stops the batch in hand there; the seek sets what a commit takes', async () => {
+    const { client } = await start();
+    await client.createTopic('sought', { partitions: 1 });
+    // One batch of 30 records (sendMany seals them together).
+    await client.producer({ lingerMs: 50 }).sendMany(Array.from({ length: 30 }, (_, i) => ({ topic: 'sought', value: `v${i}` })));
+    const consumer = client.consumer({ from: 'earliest' });
+    await consumer.assign([{ topic: 'sought', partition: 0 }]);
+    const got: number[] = [];
+    let seeks = 0;
+    const running = consumer.run({
+      eachRecord: (r) => {
+        got.push(r.offset);
+        if (r.offset === 5 && seeks++ === 0) {
+          consumer.seek('sought', 0, 20);
+          expect(consumer.processedOffsets()).toEqual([{ topic: 'sought', partition: 0, offset: 20 }]);
+        }
+      },
+    });
+    for (const until = Date.now() + 10_000; got.length < 16 && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 200)); // nothing more may come
+    expect(got).toEqual([0, 1, 2, 3, 4, 5, ...Array.from({ length: 10 }, (_, i) => 20 + i)]);
+    expect(consumer.processedOffsets()).toEqual([{ topic: 'sought', partition: 0, offset: 30 }]);
+    await consumer.close();
+    await running;
+  });
+
+  it('a consumer has one reader at a time: a second run() or for-await loop is refused, and the first gets every record', async () => {
+    const { client } = await start();
+    await client.createTopic('one-reader', { partitions: 1 });
+    const consumer = client.consumer({ from: 'earliest' });
+    await consumer.assign([{ topic: 'one-reader', partition: 0 }]);
+    const got: string[] = [];
+    const running = consumer.run({ eachRecord: (r) => void got.push(str(r.value)!) });
+    await expect(consumer.run({ eachRecord: () => undefined })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(consumer[Symbol.asyncIterator]().next()).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await client.producer().sendMany(Array.from({ length: 100 }, (_, i) => ({ topic: 'one-reader', value: `r${i}` })));
+    for (const until = Date.now() + 10_000; got.length < 100 && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
+    expect(got).toEqual(Array.from({ length: 100 }, (_, i) => `r${i}`));
+    await consumer.close();
+    await running; // ends on close
+    // Once the first reader ended, another may read.
+    const again = client.consumer({ from: 'earliest' });
+    await again.assign([{ topic: 'one-reader', partition: 0 }]);
+    expect((await take(again[Symbol.asyncIterator](), 1)).map((r) => str(r.value))).toEqual(['r0']);
+    await again.close();
+  });
+
   it('sendMany answers once for many records, with the partition and offset of each in order, and rejects with the first error', async () => {
     const { client } = await start();
     await client.createTopic('many', { partitions: 2 });
