@@ -300,13 +300,20 @@ export class Producer {
     this.#compression = options.compression ?? 'none';
     if (this.#compression !== 'none' && this.#compression !== 'gzip') throw new SluiceError('INVALID_ARGUMENT', `compression must be 'none' or 'gzip'`);
     this.#retries = options.retries ?? Number.POSITIVE_INFINITY;
+    if (!(this.#retries === Number.POSITIVE_INFINITY || (Number.isSafeInteger(this.#retries) && this.#retries >= 0))) {
+      throw new SluiceError('INVALID_ARGUMENT', `retries must be an integer >= 0 or Infinity, got ${String(options.retries)}`);
+    }
     this.#retryBackoff = options.retryBackoff ?? RETRY_BACKOFF;
     this.#bufferBytesMax = options.bufferBytesMax ?? BUFFER_BYTES_MAX_DEFAULT;
+    if (!(Number.isSafeInteger(this.#bufferBytesMax) && this.#bufferBytesMax >= 1)) {
+      throw new SluiceError('INVALID_ARGUMENT', `bufferBytesMax must be an integer >= 1, got ${String(options.bufferBytesMax)}`);
+    }
     this.#crc = ctx.crc32c ?? crc32cJs;
     const batchBytesMax = Math.min(ctx.connection.limits.batchBytesMax, BATCH_BYTES_MAX) - BATCH_HEADER_SLACK_BYTES;
     this.#batchBytes = Math.min(options.batchBytes ?? BATCH_BYTES_DEFAULT, batchBytesMax);
     if (!(this.#batchBytes >= 1)) throw new SluiceError('INVALID_ARGUMENT', 'batchBytes must be >= 1');
     const lingerMs = options.lingerMs ?? LINGER_MS_DEFAULT;
+    if (!(Number.isFinite(lingerMs) && lingerMs >= 0)) throw new SluiceError('INVALID_ARGUMENT', `lingerMs must be a number >= 0, got ${String(options.lingerMs)}`);
     this.#sealWhenIdle = lingerMs === 0 && this.#acks !== 0;
     this.#accumulator = new BatchAccumulator<OpenBatch>({
       lingerMs,

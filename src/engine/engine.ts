@@ -436,6 +436,9 @@ export class Engine {
       const state = this.#topic(name);
       this.#topics.delete(name);
       this.#saveTopicsFile();
+      // Long polls end now (fetch finds the topic gone), not at their maxWaitMs. The pollers
+      // of other topics wake too, find nothing new and wait again: a deletion is rare.
+      for (const done of [...this.#pollers]) done();
       try {
         await this.#closeTopic(state, true);
         this.#logger.info({ topic: name }, 'topic deleted');
@@ -569,7 +572,8 @@ export class Engine {
   /**
    * Appends one RecordBatch v2 to a partition. Resolves to the base offset assigned to it
    * once the acks level holds: 'all' (default) after fdatasync covers it, 1 after it is in
-   * the segment file, 0 at once (resolving to -1, errors unreported).
+   * the segment file, 0 at once (resolving to -1; what the owner refuses afterwards goes
+   * unreported, while a call refused here, an unknown partition or a malformed frame, rejects).
    */
   produce(topic: string, partition: number, batch: Uint8Array, options: { acks?: Acks } = {}): Promise<number> {
     try {

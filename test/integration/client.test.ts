@@ -41,6 +41,23 @@ afterEach(async () => {
 });
 
 describe('client against a gateway', () => {
+  it('refuses producer options it cannot honour with INVALID_ARGUMENT, at once', async () => {
+    const c = await client();
+    for (const options of [
+      { acks: 2 },
+      { compression: 'zstd' },
+      { batchBytes: 0 },
+      { lingerMs: -1 },
+      { lingerMs: Number.NaN },
+      { retries: -1 },
+      { retries: 1.5 },
+      { bufferBytesMax: 0 },
+    ]) {
+      expect(() => c.producer(options as never), JSON.stringify(options)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    }
+    expect(() => c.producer({ retries: 0, lingerMs: 0, bufferBytesMax: 1 })).not.toThrow();
+  });
+
   it('creates, lists, describes and deletes topics', async () => {
     const c = await client();
     const created = await c.createTopic('t1', { partitions: 3 });

@@ -314,6 +314,21 @@ describe('Engine', () => {
     expect(report.ok).toBe(true);
   });
 
+  it('ends a long-polling fetch when its topic is deleted, not at its maxWaitMs', async () => {
+    const { engine } = await openEngine();
+    await engine.createTopic('polled', { partitions: 1 });
+    const startedMs = Date.now();
+    const polling = engine.fetch('polled', 0, 0, { minBytes: 1, maxWaitMs: 20_000 });
+    const outcome = polling.then(
+      () => 'resolved',
+      (err: { code?: string }) => err.code,
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    await engine.deleteTopic('polled');
+    expect(await outcome).toBe('UNKNOWN_TOPIC_OR_PARTITION');
+    expect(Date.now() - startedMs).toBeLessThan(5_000);
+  });
+
   it('refuses a second engine on the same data directory', async () => {
     const { dataDir } = await openEngine();
     await expect(S.Engine.open({ dataDir, workers: 1, logger: memoryLogger() })).rejects.toMatchObject({ code: 'STORAGE_ERROR' });
