@@ -43,6 +43,8 @@ export type OffsetSpec = 'earliest' | 'latest' | { timestamp: number };
 
 /** Read-only admin calls retry retriable errors this many times. */
 const ADMIN_RETRIES_MAX = 5;
+/** How long a topic's partition count is trusted before the broker is asked again (Kafka's metadata.max.age.ms). */
+export const METADATA_MAX_AGE_MS = 300_000;
 
 export async function connect(options: ConnectOptions): Promise<Sluice> {
   const connection = await Connection.open(options);
@@ -77,7 +79,8 @@ export class Sluice {
   readonly #clock: Clock;
   readonly #random: Random;
   readonly #crc32c: Crc32cFunction | undefined;
-  readonly #partitionCounts = new Map<string, number>();
+  /** Each topic's partition count and when it was learnt (clock ms): metadata a producer and a consumer's subscribe use. */
+  readonly #partitionCounts = new Map<string, { count: number; atMs: number }>();
   readonly #producers = new Set<Producer>();
   readonly #consumers = new Set<Consumer>();
 
@@ -99,8 +102,8 @@ export class Sluice {
         clock: this.#clock,
         random: this.#random,
         crc32c: this.#crc32c,
-        partitionCount: (topic) => this.#partitionCount(topic),
-        cachedPartitionCount: (topic) => this.#partitionCounts.get(topic),
+        partitionCount: (topic, atLeast) => this.#partitionCount(topic, atLeast),
+        cachedPartitionCount: (topic) => this.#freshPartitionCount(topic),
       },
       options,
     );
@@ -109,7 +112,8 @@ export class Sluice {
   }
 
   consumer(options: ConsumerOptions = {}): Consumer {
-    const c = new Consumer({ connection: this.connection, clock: this.#clock, random: this.#random, crc32c: this.#crc32c, partitionCount: (topic) => this.#partitionCount(topic) }, options);
+    // A subscription asks the broker for the count each time (subscribing is rare; partitions added since count).
+    const c = new Consumer({ connection: this.connection, clock: this.#clock, random: this.#random, crc32c: this.#crc32c, partitionCount: (topic) => this.#partitionCount(topic, Number.POSITIVE_INFINITY) }, options);
     this.#consumers.add(c);
     return c;
   }
@@ -134,7 +138,7 @@ export class Sluice {
         configs: [...configs].map(([name, value]) => ({ name, value })),
       });
       const d = expect(ok, Op.CREATE_TOPIC_WITH_CONFIGS_OK);
-      this.#partitionCounts.set(topic, d.partitions.length);
+      this.#rememberPartitions(topic, d.partitions.length);
       return strip(d);
     }
     const ok = await this.connection.request({
@@ -147,7 +151,7 @@ export class Sluice {
       segmentBytes: settings.segmentBytes ?? 0,
     });
     const d = expect(ok, Op.CREATE_TOPIC_OK);
-    this.#partitionCounts.set(topic, d.partitions.length);
+    this.#rememberPartitions(topic, d.partitions.length);
     return strip(d);
   }
 
@@ -162,13 +166,13 @@ export class Sluice {
 
   async describeTopic(topic: string): Promise<TopicDescription> {
     const d = expect(await this.#readOnly({ op: Op.DESCRIBE_TOPIC, topic }), Op.DESCRIBE_TOPIC_OK);
-    this.#partitionCounts.set(topic, d.partitions.length);
+    this.#rememberPartitions(topic, d.partitions.length);
     return strip(d);
   }
 
   async metadata(): Promise<Metadata> {
     const m = expect(await this.#readOnly({ op: Op.METADATA }), Op.METADATA_OK);
-    for (const t of m.topics) this.#partitionCounts.set(t.name, t.partitions);
+    for (const t of m.topics) this.#rememberPartitions(t.name, t.partitions);
     return strip(m);
   }
 
@@ -187,7 +191,7 @@ export class Sluice {
   /** Adds partitions to a topic (only up): the new total count. Groups subscribed to it rebalance. */
   async createPartitions(topic: string, partitions: number): Promise<TopicDescription> {
     const d = expect(await this.connection.request({ op: Op.CREATE_PARTITIONS, topic, partitions }), Op.CREATE_PARTITIONS_OK);
-    this.#partitionCounts.set(topic, d.partitions.length);
+    this.#rememberPartitions(topic, d.partitions.length);
     return strip(d);
   }
 
@@ -231,13 +235,35 @@ export class Sluice {
     this.connection.close();
   }
 
-  async #partitionCount(topic: string): Promise<number> {
+  #rememberPartitions(topic: string, count: number): void {
+    this.#partitionCounts.set(topic, { count, atMs: this.#clock.now() });
+  }
+
+  /** The cached count of `topic` unless it is older than METADATA_MAX_AGE_MS (then undefined). */
+  #freshPartitionCount(topic: string): number | undefined {
     const cached = this.#partitionCounts.get(topic);
-    if (cached !== undefined) return cached;
-    await this.metadata();
-    const count = this.#partitionCounts.get(topic);
-    if (count === undefined) throw new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `no topic ${topic}`);
-    return count;
+    return cached !== undefined && this.#clock.now() - cached.atMs < METADATA_MAX_AGE_MS ? cached.count : undefined;
+  }
+
+  /**
+   * `topic`'s partition count: the cached one while it is fresh and at least `atLeast`
+   * (a send to partition P asks for P + 1: partitions added by another client appear on
+   * the first send that needs them), else the broker's, as Kafka's producer refreshes its
+   * metadata every metadata.max.age.ms and when a partition it needs is missing.
+   */
+  async #partitionCount(topic: string, atLeast = 0): Promise<number> {
+    const fresh = this.#freshPartitionCount(topic);
+    if (fresh !== undefined && fresh >= atLeast) return fresh;
+    try {
+      await this.describeTopic(topic);
+    } catch (err) {
+      if (err instanceof SluiceError && err.code === 'UNKNOWN_TOPIC_OR_PARTITION') {
+        this.#partitionCounts.delete(topic);
+        throw new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `no topic ${topic}`);
+      }
+      throw err;
+    }
+    return this.#partitionCounts.get(topic)!.count;
   }
 
   async #readOnly(frame: RequestFrame): Promise<ServerFrame> {

@@ -230,7 +230,8 @@ export interface ProducerContext {
   clock: Clock;
   random: Random;
   crc32c?: Crc32cFunction;
-  partitionCount(topic: string): Promise<number>;
+  /** The topic's partition count, asking the broker when the cached one is stale or below `atLeast`. */
+  partitionCount(topic: string, atLeast?: number): Promise<number>;
   /** The partition count if known without asking the server. */
   cachedPartitionCount(topic: string): number | undefined;
 }
@@ -378,7 +379,7 @@ export class Producer {
       return answer.fail(index, 1, new SluiceError('MESSAGE_TOO_LARGE', `a record of about ${sizeBytes} bytes does not fit a batch: the broker takes batches of up to ${this.#ctx.connection.limits.batchBytesMax} bytes, ${BATCH_HEADER_SLACK_BYTES} of them the batch's own header`));
     }
     this.#unsettledRecords++;
-    const ready = this.#chain === null && this.#bufferedBytes < this.#bufferBytesMax ? this.#readySync(record.topic) : null;
+    const ready = this.#chain === null && this.#bufferedBytes < this.#bufferBytesMax ? this.#readySync(record.topic, record.partition) : null;
     if (ready !== null) {
       this.#enqueue(record, key, value, headers, timestamp, sizeBytes, answer, index, ready);
       return;
@@ -388,7 +389,8 @@ export class Producer {
       .then(async () => {
         while (this.#bufferedBytes >= this.#bufferBytesMax && !this.#closed) await new Promise<void>((r) => this.#bufferWaiters.push(r));
         await this.#ensureIdentity();
-        this.#enqueue(record, key, value, headers, timestamp, sizeBytes, answer, index, await this.#ctx.partitionCount(record.topic));
+        const atLeast = typeof record.partition === 'number' ? record.partition + 1 : 0;
+        this.#enqueue(record, key, value, headers, timestamp, sizeBytes, answer, index, await this.#ctx.partitionCount(record.topic, atLeast));
       })
       .catch((err) => {
         answer.fail(index, 1, err);
@@ -419,9 +421,12 @@ export class Producer {
   }
 
   /** The partition count if nothing needs awaiting (identity known, topic cached), else null. */
-  #readySync(topic: string): number | null {
+  /** The partition count to send with now, or null when the async path must ask (no identity yet, no fresh count, or `partition` past it). */
+  #readySync(topic: string, partition: number | undefined): number | null {
     if (this.#idempotent && this.#producerId < 0) return null;
-    return this.#ctx.cachedPartitionCount(topic) ?? null;
+    const count = this.#ctx.cachedPartitionCount(topic);
+    if (count === undefined || (partition !== undefined && partition >= count)) return null;
+    return count;
   }
 
   #ensureIdentity(): Promise<unknown> {
@@ -470,7 +475,12 @@ export class Producer {
         partition = topic.sticky;
       }
     }
-    if (!Number.isInteger(partition) || partition < 0 || partition >= partitions) {
+    if (!Number.isInteger(partition) || partition < 0) {
+      answer.fail(index, 1, new SluiceError('INVALID_ARGUMENT', `partition must be an integer >= 0, got ${String(partition)}`));
+      this.#recordsDone(1);
+      return;
+    }
+    if (partition >= partitions) {
       answer.fail(index, 1, new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `${record.topic} has ${partitions} partitions, no partition ${partition}`));
       this.#recordsDone(1);
       return;

@@ -121,6 +121,24 @@ describe('client through the real gateway', () => {
     await again.close();
   });
 
+  it('sees partitions another client added: a send to one of them asks the broker, and a subscribe counts them', async () => {
+    const { client, state } = await start();
+    await client.createTopic('grown', { partitions: 2 });
+    const other = await C.connect({ url: `ws://127.0.0.1:${state.gateway.port}/`, clientId: 'other', WebSocket: WebSocket as never });
+    cleanups.push(() => other.close());
+    const producer = other.producer({ lingerMs: 0 });
+    expect(await producer.send({ topic: 'grown', value: 'a', partition: 1 })).toMatchObject({ partition: 1 });
+    await client.createPartitions('grown', 4); // the other client's count is now stale
+    expect(await producer.send({ topic: 'grown', value: 'b', partition: 3 })).toMatchObject({ partition: 3, offset: 0 });
+    await expect(producer.send({ topic: 'grown', value: 'c', partition: 4 })).rejects.toMatchObject({ code: 'UNKNOWN_TOPIC_OR_PARTITION' });
+    await expect(producer.send({ topic: 'grown', value: 'd', partition: 1.5 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await client.createPartitions('grown', 5);
+    const consumer = other.consumer({ from: 'earliest' });
+    await consumer.subscribe('grown');
+    expect(consumer.assignment().map((p) => p.partition).sort()).toEqual([0, 1, 2, 3, 4]);
+    await consumer.close();
+  });
+
   it('sendMany answers once for many records, with the partition and offset of each in order, and rejects with the first error', async () => {
     const { client } = await start();
     await client.createTopic('many', { partitions: 2 });
