@@ -217,14 +217,18 @@ export class Sluice {
    * group has an offset for. Resolves to the new offsets.
    */
   async resetOffsets(groupId: string, to: ResetTarget, topics: string[] = []): Promise<ResetOffsetsOk['offsets']> {
+    const isObject = typeof to === 'object' && to !== null;
     const [strategy, value] =
       to === 'earliest'
         ? [ResetStrategy.EARLIEST, 0]
         : to === 'latest'
           ? [ResetStrategy.LATEST, 0]
-          : 'offset' in to
+          : isObject && 'offset' in to
             ? [ResetStrategy.OFFSET, to.offset]
-            : [ResetStrategy.TIMESTAMP, to.timestamp];
+            : isObject && 'timestamp' in to
+              ? [ResetStrategy.TIMESTAMP, to.timestamp]
+              : [null, 0];
+    if (strategy === null) throw new SluiceError('INVALID_ARGUMENT', `reset to 'earliest', 'latest', { offset } or { timestamp }, not ${JSON.stringify(to)}`);
     return expect(await this.connection.request({ op: Op.RESET_OFFSETS, groupId, strategy, value, topics }), Op.RESET_OFFSETS_OK).offsets;
   }
 

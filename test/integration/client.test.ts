@@ -41,7 +41,7 @@ afterEach(async () => {
 });
 
 describe('client against a gateway', () => {
-  it('refuses producer options it cannot honour with INVALID_ARGUMENT, at once', async () => {
+  it('refuses producer options it cannot honour, and a reset target it does not know, with INVALID_ARGUMENT', async () => {
     const c = await client();
     for (const options of [
       { acks: 2 },
@@ -56,6 +56,9 @@ describe('client against a gateway', () => {
       expect(() => c.producer(options as never), JSON.stringify(options)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     }
     expect(() => c.producer({ retries: 0, lingerMs: 0, bufferBytesMax: 1 })).not.toThrow();
+    for (const to of ['bogus', null, {}, 3]) {
+      await expect(c.resetOffsets('g', to as never), JSON.stringify(to)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    }
   });
 
   it('creates, lists, describes and deletes topics', async () => {
