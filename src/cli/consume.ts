@@ -5,14 +5,15 @@
  *
  * Starts at the latest offset unless --from-beginning or --offset says otherwise (as
  * Kafka's console consumer; so does an --offset out of range), ends after N records or MS
- * without one (exit 0), or on an
- * error (exit 1). A closed stdout (`| head -1`) ends it quietly with exit 0.
+ * without one (exit 0), or on an error (exit 1). A closed stdout (`| head -1`) ends it
+ * quietly with exit 0.
  *
  * With --group G it is a member of consumer group G: the coordinator assigns it
  * partitions, it starts each at the group's committed offset (--from-beginning applies only
  * to partitions without one, as Kafka's console consumer), commits what it printed every
  * COMMIT_INTERVAL_MS and before it exits (also on Ctrl-C or SIGTERM, then exit 130/143,
- * and on a closed stdout, exit 0), and leaves the group. Owner: the main thread of the CLI process.
+ * and on a closed stdout, exit 0), and leaves the group; a deleted topic ends it with
+ * exit 1. Owner: the main thread of the CLI process.
  */
 import { Command } from 'commander';
 import type { Consumer, ConsumerBatch, ConsumerRecord, Sluice, StartPosition } from '../client/index.js';
