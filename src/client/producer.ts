@@ -297,6 +297,8 @@ export class Producer {
     const acks = options.acks ?? 'all';
     if (acks !== 'all' && acks !== -1 && acks !== 0 && acks !== 1) throw new SluiceError('INVALID_ARGUMENT', `acks must be 'all', -1, 0 or 1, got ${String(acks)}`);
     this.#acks = acksNumber(acks);
+    // As Kafka 3: idempotence is on by default and off with acks 0, but asked for with acks 0 it is a contradiction.
+    if (options.idempotent === true && this.#acks === 0) throw new SluiceError('INVALID_ARGUMENT', 'an idempotent producer needs acks 1 or all (acks 0 has no answer to check)');
     this.#idempotent = (options.idempotent ?? true) && this.#acks !== 0;
     this.#compression = options.compression ?? 'none';
     if (this.#compression !== 'none' && this.#compression !== 'gzip') throw new SluiceError('INVALID_ARGUMENT', `compression must be 'none' or 'gzip'`);
@@ -373,7 +375,11 @@ export class Producer {
     } catch (err) {
       return answer.fail(index, 1, err);
     }
-    const timestamp = record.timestamp ?? now; // checked by the batch builder (#enqueue fails the record alone)
+    if (record.timestamp !== undefined && !(typeof record.timestamp === 'number' && record.timestamp >= 0)) {
+      // As Kafka's producer: a record's time is ms since the epoch (the batch builder refuses what is not an integer).
+      return answer.fail(index, 1, new SluiceError('INVALID_ARGUMENT', `timestamp must be >= 0 (ms since the epoch), got ${String(record.timestamp)}`));
+    }
+    const timestamp = record.timestamp ?? now; // an integer? checked by the batch builder (#enqueue fails the record alone)
     const sizeBytes = recordSizeEstimate(key, value, headers);
     if (sizeBytes > this.#batchBytes && sizeBytes > this.#ctx.connection.limits.batchBytesMax - BATCH_HEADER_SLACK_BYTES) {
       return answer.fail(index, 1, new SluiceError('MESSAGE_TOO_LARGE', `a record of about ${sizeBytes} bytes does not fit a batch: the broker takes batches of up to ${this.#ctx.connection.limits.batchBytesMax} bytes, ${BATCH_HEADER_SLACK_BYTES} of them the batch's own header`));

@@ -52,10 +52,16 @@ describe('client against a gateway', () => {
       { retries: -1 },
       { retries: 1.5 },
       { bufferBytesMax: 0 },
+      { idempotent: true, acks: 0 },
     ]) {
       expect(() => c.producer(options as never), JSON.stringify(options)).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     }
     expect(() => c.producer({ retries: 0, lingerMs: 0, bufferBytesMax: 1 })).not.toThrow();
+    expect(() => c.producer({ acks: 0 })).not.toThrow(); // idempotence off by itself, as Kafka's
+    await c.createTopic('stamped', { partitions: 1 });
+    for (const timestamp of [-1, -5, Number.NaN]) {
+      await expect(c.producer().send({ topic: 'stamped', value: 'v', timestamp }), String(timestamp)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    }
     for (const to of ['bogus', null, {}, 3]) {
       await expect(c.resetOffsets('g', to as never), JSON.stringify(to)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     }
