@@ -147,6 +147,9 @@ interface Subscription {
   unwatch: () => void;
 }
 
+/** Admin ops that came with protocol version 2, as the group ops did (protocol.md, Versioning): a version 1 connection is refused them. */
+const VERSION_2_ADMIN_OPS: ReadonlySet<number> = new Set([Op.CREATE_PARTITIONS, Op.CREATE_TOPIC_WITH_CONFIGS, Op.DESCRIBE_CONFIGS]);
+
 export class Connection {
   readonly #ws: uWS.WebSocket<SocketData>;
   readonly #ctx: GatewayContext;
@@ -420,10 +423,11 @@ export class Connection {
 
   #execute(frame: ClientFrame, request: Pending): void {
     const engine = this.#ctx.engine;
-    if (isGroupRequest(frame)) {
-      if (this.#protocolVersion < GROUPS_PROTOCOL_VERSION) {
-        throw new SluiceError('UNSUPPORTED_VERSION', `${opName(frame.op)} needs protocol version ${GROUPS_PROTOCOL_VERSION}; this connection speaks ${this.#protocolVersion}`);
-      }
+    const group = isGroupRequest(frame);
+    if ((group || VERSION_2_ADMIN_OPS.has(frame.op)) && this.#protocolVersion < GROUPS_PROTOCOL_VERSION) {
+      throw new SluiceError('UNSUPPORTED_VERSION', `${opName(frame.op)} needs protocol version ${GROUPS_PROTOCOL_VERSION}; this connection speaks ${this.#protocolVersion}`);
+    }
+    if (group) {
       this.#settle(request, this.#groups.handle(frame), (body) => encodeServerFrame({ ...body, correlationId: request.correlationId } as ResponseFrame));
       return;
     }

@@ -1168,7 +1168,7 @@ for (const schema of [METADATA_TOPIC, PARTITION_INFO]) assert(schemaBytesMin(sch
 
 function checkHeader(header: FrameHeader): void {
   if (header.flags !== 0 || header.reserved !== 0) {
-    throw new FrameError(`${opName(header.op)}: flags and reserved header bits must be 0 in protocol version 1, got flags ${header.flags}, reserved ${header.reserved}`, {
+    throw new FrameError(`${opName(header.op)}: flags and reserved header bits must be 0 (in every protocol version so far), got flags ${header.flags}, reserved ${header.reserved}`, {
       op: header.op,
       correlationId: header.correlationId,
       fatal: true,

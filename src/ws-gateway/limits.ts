@@ -16,7 +16,7 @@ import { assert } from '../assert.js';
 
 /** The protocol version this code speaks; the handshake picks it when the client accepts it. */
 export const PROTOCOL_VERSION = 2;
-/** Consumer groups (JOIN_GROUP .. RESET_OFFSETS, ASSIGNMENT) came with version 2. */
+/** Consumer groups (JOIN_GROUP .. RESET_OFFSETS, ASSIGNMENT) came with version 2, and CREATE_PARTITIONS, CREATE_TOPIC_WITH_CONFIGS and DESCRIBE_CONFIGS. */
 export const GROUPS_PROTOCOL_VERSION = 2;
 /** The oldest protocol version this code still speaks. */
 export const PROTOCOL_VERSION_MIN = 1;

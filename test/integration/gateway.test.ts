@@ -82,6 +82,18 @@ describe('the gateway over WebSocket', () => {
     expect(as(await v1.request((id) => F.encodeHello({ correlationId: id, versionMin: 1, versionMax: 1, clientId: 'old' })), Op.HELLO_OK).protocolVersion).toBe(1);
     const refused = as(await v1.request((id) => F.encodeClientFrame({ op: Op.LIST_GROUPS, correlationId: id })), Op.ERROR);
     expect(refused.code).toBe('UNSUPPORTED_VERSION');
+    // So are the admin ops of version 2, and nothing happens: the topic keeps its partition.
+    await createTopic(v1, 'v1-only');
+    for (const frame of [
+      { op: Op.CREATE_PARTITIONS, topic: 'v1-only', partitions: 3 },
+      { op: Op.CREATE_TOPIC_WITH_CONFIGS, topic: 'v1-configs', partitions: 1, configs: [] },
+      { op: Op.DESCRIBE_CONFIGS, topic: 'v1-only' },
+    ]) {
+      const err = as(await v1.request((id) => F.encodeClientFrame({ ...frame, correlationId: id } as never)), Op.ERROR);
+      expect({ op: frame.op, code: err.code }).toEqual({ op: frame.op, code: 'UNSUPPORTED_VERSION' });
+    }
+    expect(as(await v1.request((id) => F.encodeDescribeTopic({ correlationId: id, topic: 'v1-only' })), Op.DESCRIBE_TOPIC_OK).partitions).toHaveLength(1);
+    expect(as(await v1.request((id) => F.encodeClientFrame({ op: Op.LIST_TOPICS, correlationId: id })), Op.LIST_TOPICS_OK).topics).not.toContain('v1-configs');
     v1.close();
     expect(ok).toMatchObject({ protocolVersion: 2, inFlightMax: 64, subscriptionsMax: 256, frameBytesMax: 2 * 1024 * 1024, fetchBytesMax: 1024 * 1024, fetchWaitMsMax: 30_000 });
     expect(ok.serverVersion).toMatch(/^\d+\.\d+\.\d+/);
