@@ -426,7 +426,6 @@ export class Producer {
     if (this.#unsettledRecords === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
   }
 
-  /** The partition count if nothing needs awaiting (identity known, topic cached), else null. */
   /** The partition count to send with now, or null when the async path must ask (no identity yet, no fresh count, or `partition` past it). */
   #readySync(topic: string, partition: number | undefined): number | null {
     if (this.#idempotent && this.#producerId < 0) return null;
