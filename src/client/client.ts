@@ -103,7 +103,7 @@ export class Sluice {
         random: this.#random,
         crc32c: this.#crc32c,
         partitionCount: (topic, atLeast) => this.#partitionCount(topic, atLeast),
-        cachedPartitionCount: (topic) => this.#freshPartitionCount(topic),
+        cachedPartitionCount: (topic, nowMs) => this.#freshPartitionCount(topic, nowMs),
       },
       options,
     );
@@ -243,10 +243,10 @@ export class Sluice {
     this.#partitionCounts.set(topic, { count, atMs: this.#clock.now() });
   }
 
-  /** The cached count of `topic` unless it is older than METADATA_MAX_AGE_MS (then undefined). */
-  #freshPartitionCount(topic: string): number | undefined {
+  /** The cached count of `topic` unless it is older than METADATA_MAX_AGE_MS at `nowMs` (then undefined). */
+  #freshPartitionCount(topic: string, nowMs = this.#clock.now()): number | undefined {
     const cached = this.#partitionCounts.get(topic);
-    return cached !== undefined && this.#clock.now() - cached.atMs < METADATA_MAX_AGE_MS ? cached.count : undefined;
+    return cached !== undefined && nowMs - cached.atMs < METADATA_MAX_AGE_MS ? cached.count : undefined;
   }
 
   /**

@@ -233,7 +233,8 @@ export interface ProducerContext {
   /** The topic's partition count, asking the broker when the cached one is stale or below `atLeast`. */
   partitionCount(topic: string, atLeast?: number): Promise<number>;
   /** The partition count if known without asking the server. */
-  cachedPartitionCount(topic: string): number | undefined;
+  /** The cached count while it is fresh at `nowMs` (the caller's one clock read for a send or a sendMany), else undefined. */
+  cachedPartitionCount(topic: string, nowMs: number): number | undefined;
 }
 
 const utf8 = new TextEncoder();
@@ -385,7 +386,7 @@ export class Producer {
       return answer.fail(index, 1, new SluiceError('MESSAGE_TOO_LARGE', `a record of about ${sizeBytes} bytes does not fit a batch: the broker takes batches of up to ${this.#ctx.connection.limits.batchBytesMax} bytes, ${BATCH_HEADER_SLACK_BYTES} of them the batch's own header`));
     }
     this.#unsettledRecords++;
-    const ready = this.#chain === null && this.#bufferedBytes < this.#bufferBytesMax ? this.#readySync(record.topic, record.partition) : null;
+    const ready = this.#chain === null && this.#bufferedBytes < this.#bufferBytesMax ? this.#readySync(record.topic, record.partition, now) : null;
     if (ready !== null) {
       this.#enqueue(record, key, value, headers, timestamp, sizeBytes, answer, index, ready);
       return;
@@ -427,9 +428,9 @@ export class Producer {
   }
 
   /** The partition count to send with now, or null when the async path must ask (no identity yet, no fresh count, or `partition` past it). */
-  #readySync(topic: string, partition: number | undefined): number | null {
+  #readySync(topic: string, partition: number | undefined, now: number): number | null {
     if (this.#idempotent && this.#producerId < 0) return null;
-    const count = this.#ctx.cachedPartitionCount(topic);
+    const count = this.#ctx.cachedPartitionCount(topic, now);
     if (count === undefined || (partition !== undefined && partition >= count)) return null;
     return count;
   }
