@@ -10,7 +10,7 @@ import { SluiceError } from '../errors.js';
 import type { Crc32cFunction } from '../persist/record-batch-codec.js';
 import { Op, ResetStrategy, type DescribeGroupOk, type DescribeTopicOk, type FetchCommittedOk, type ListGroupsOk, type MetadataOk, type ResetOffsetsOk, type ServerFrame } from '../ws-gateway/frames.js';
 import { backoffDelayMs, RETRY_BACKOFF } from './backoff.js';
-import { systemClock, type Clock, type Random } from './clock.js';
+import { systemClock, type Clock, type Random, type TimerHandle } from './clock.js';
 import { Connection, isRetriableError, type ConnectionOptions, type RequestFrame } from './connection.js';
 import { Consumer, type ConsumerOptions } from './consumer.js';
 import { Producer, type ProducerOptions } from './producer.js';
@@ -43,6 +43,8 @@ export type OffsetSpec = 'earliest' | 'latest' | { timestamp: number };
 
 /** Read-only admin calls retry retriable errors this many times. */
 const ADMIN_RETRIES_MAX = 5;
+/** How long close() waits for producers to flush and consumers to leave before it closes the connection anyway (Kafka's delivery.timeout.ms). */
+export const CLOSE_TIMEOUT_MS_DEFAULT = 120_000;
 /** How long a topic's partition count is trusted before the broker is asked again (Kafka's metadata.max.age.ms). */
 export const METADATA_MAX_AGE_MS = 300_000;
 
@@ -232,11 +234,24 @@ export class Sluice {
     return expect(await this.connection.request({ op: Op.RESET_OFFSETS, groupId, strategy, value, topics }), Op.RESET_OFFSETS_OK).offsets;
   }
 
-  /** Flushes and closes producers, closes consumers, then the connection. */
-  async close(): Promise<void> {
-    await Promise.allSettled([...this.#producers].map((p) => p.close()));
-    await Promise.allSettled([...this.#consumers].map((c) => c.close()));
-    this.connection.close();
+  /**
+   * Flushes and closes producers, closes consumers (a group member leaves), then the
+   * connection. If that takes longer than `timeoutMs` (the broker is gone, and sends retry
+   * for as long as it is), the connection closes anyway: what is still pending fails with
+   * CLIENT_CLOSED, as Kafka's producer fails records after delivery.timeout.ms.
+   */
+  async close(options: { timeoutMs?: number } = {}): Promise<void> {
+    const timeoutMs = options.timeoutMs ?? CLOSE_TIMEOUT_MS_DEFAULT;
+    if (!(Number.isFinite(timeoutMs) && timeoutMs >= 0)) throw new SluiceError('INVALID_ARGUMENT', `timeoutMs must be a number >= 0, got ${String(options.timeoutMs)}`);
+    const graceful = (async () => {
+      await Promise.allSettled([...this.#producers].map((p) => p.close()));
+      await Promise.allSettled([...this.#consumers].map((c) => c.close()));
+    })();
+    let timer: TimerHandle = null;
+    await Promise.race([graceful, new Promise<void>((resolve) => (timer = this.#clock.setTimeout(resolve, timeoutMs)))]);
+    this.#clock.clearTimeout(timer);
+    this.connection.close(); // fails every request still pending or waiting for a reconnect
+    await graceful;
   }
 
   #rememberPartitions(topic: string, count: number): void {

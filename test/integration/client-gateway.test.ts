@@ -139,6 +139,23 @@ describe('client through the real gateway', () => {
     await consumer.close();
   });
 
+  it('close({ timeoutMs }) ends while the broker is gone: what is still pending fails with CLIENT_CLOSED', async () => {
+    const { client, state } = await start();
+    await client.createTopic('orphan', { partitions: 1 });
+    const producer = client.producer({ lingerMs: 0 });
+    await producer.send({ topic: 'orphan', value: 'kept' });
+    await state.gateway.close(); // the client retries its connection from now on
+    const pending = producer.send({ topic: 'orphan', value: 'never' }).then(
+      () => 'stored',
+      (err: { code?: string }) => err.code,
+    );
+    const startedMs = Date.now();
+    await client.close({ timeoutMs: 300 });
+    expect(Date.now() - startedMs).toBeLessThan(5_000);
+    expect(await pending).toBe('CLIENT_CLOSED');
+    await expect(client.close({ timeoutMs: -1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+
   it('sendMany answers once for many records, with the partition and offset of each in order, and rejects with the first error', async () => {
     const { client } = await start();
     await client.createTopic('many', { partitions: 2 });
