@@ -13,7 +13,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { benchDefaults, formatWsBench, runWsBench, writeJson } from '../../bench/ws.bench.js';
-import { nonNegativeInt, positiveInt } from './client-common.js';
+import { brokerUrlProblem, nonNegativeInt, positiveInt } from './client-common.js';
 
 function recordBytes(value: string): number {
   const n = positiveInt(value);
@@ -23,7 +23,8 @@ function recordBytes(value: string): number {
 }
 
 function brokerUrl(value: string): string {
-  if (!/^wss?:\/\//.test(value)) throw new InvalidArgumentError('expected ws://host:port/');
+  const problem = brokerUrlProblem(value);
+  if (problem !== null) throw new InvalidArgumentError(problem);
   return value;
 }
 

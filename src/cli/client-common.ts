@@ -60,7 +60,8 @@ export function brokerUrl(flags: { broker?: string }): string {
   return fromEnv;
 }
 
-function brokerUrlProblem(value: string): string | null {
+/** Why `value` is not a broker URL (a ws:// or wss:// URL), or null when it is one. */
+export function brokerUrlProblem(value: string): string | null {
   let url: URL;
   try {
     url = new URL(value);

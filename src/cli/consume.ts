@@ -54,7 +54,7 @@ function startPosition(flags: ConsumeFlags): StartPosition {
     if (flags.fromBeginning) throw new UsageError('--offset and --from-beginning exclude each other');
     return { offset: flags.offset };
   }
-  return flags.fromBeginning ? 'earliest' : 'latest';
+  return resetPolicy(flags);
 }
 
 /**
@@ -167,23 +167,20 @@ async function consumeGroup(topic: string, groupId: string, flags: ConsumeFlags)
   const end = new Ending(flags.idleTimeoutMs);
   endOnEpipe(end);
   let failure: unknown = null;
-  let owned = 0;
   const consumer = client.consumer({
     groupId,
     topics: [topic],
     fromBeginning: flags.fromBeginning === true,
     resetPolicy: resetPolicy(flags),
     autoCommit: false,
-    onAssigned: (partitions) => {
-      owned += partitions.length;
-    },
     onRevoked: async (partitions) => {
-      owned -= partitions.length;
+      // The consumer still holds the revoked partitions while this runs.
+      const left = consumer.assignment().length - partitions.length;
       await commitPrinted(partitions.map((p) => `${p.partition}\u0000${p.topic}`));
       for (const p of partitions) printed.delete(`${p.partition}\u0000${p.topic}`);
       // Left with nothing: a group with more members than partitions waits for a share,
       // but a deleted topic ends the command as it ends a plain consumer.
-      if (owned === 0 && (await topicGone(client, topic))) {
+      if (left === 0 && (await topicGone(client, topic))) {
         failure ??= new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `topic ${topic} was deleted`);
         end.finish();
       }

@@ -55,6 +55,7 @@ import {
   FrameError,
   Op,
   opName,
+  protocolVersionOf,
   readFrameHeader,
   type ResponseFrame,
   type ClientFrame,
@@ -70,7 +71,7 @@ import {
 } from './frames.js';
 import type { FetchBuffers } from './fetch-buffers.js';
 import { GroupSession, isGroupRequest } from './group-session.js';
-import { BATCH_BYTES_MAX, FETCH_BYTES_MAX, GROUPS_PROTOCOL_VERSION, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN } from './limits.js';
+import { BATCH_BYTES_MAX, FETCH_BYTES_MAX, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN } from './limits.js';
 import type { GatewayMetrics } from './metrics.js';
 
 /** WebSocket close codes the protocol uses (RFC 6455 section 7.4.1). */
@@ -146,9 +147,6 @@ interface Subscription {
   retryTimer: ReturnType<typeof setTimeout> | null;
   unwatch: () => void;
 }
-
-/** Admin ops that came with protocol version 2, as the group ops did (protocol.md, Versioning): a version 1 connection is refused them. */
-const VERSION_2_ADMIN_OPS: ReadonlySet<number> = new Set([Op.CREATE_PARTITIONS, Op.CREATE_TOPIC_WITH_CONFIGS, Op.DESCRIBE_CONFIGS]);
 
 export class Connection {
   readonly #ws: uWS.WebSocket<SocketData>;
@@ -423,11 +421,11 @@ export class Connection {
 
   #execute(frame: ClientFrame, request: Pending): void {
     const engine = this.#ctx.engine;
-    const group = isGroupRequest(frame);
-    if ((group || VERSION_2_ADMIN_OPS.has(frame.op)) && this.#protocolVersion < GROUPS_PROTOCOL_VERSION) {
-      throw new SluiceError('UNSUPPORTED_VERSION', `${opName(frame.op)} needs protocol version ${GROUPS_PROTOCOL_VERSION}; this connection speaks ${this.#protocolVersion}`);
+    const since = protocolVersionOf(frame.op);
+    if (since > this.#protocolVersion) {
+      throw new SluiceError('UNSUPPORTED_VERSION', `${opName(frame.op)} needs protocol version ${since}; this connection speaks ${this.#protocolVersion}`);
     }
-    if (group) {
+    if (isGroupRequest(frame)) {
       this.#settle(request, this.#groups.handle(frame), (body) => encodeServerFrame({ ...body, correlationId: request.correlationId } as ResponseFrame));
       return;
     }

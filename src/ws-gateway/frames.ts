@@ -48,7 +48,7 @@
  */
 import { assert } from '../assert.js';
 import { errorCodeOf, errorNumber, isErrorCode, SluiceError, type ErrorCode } from '../errors.js';
-import { PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, STRING_BYTES_MAX } from './limits.js';
+import { GROUPS_PROTOCOL_VERSION, PROTOCOL_VERSION, PROTOCOL_VERSION_MIN, STRING_BYTES_MAX } from './limits.js';
 
 // ---------------------------------------------------------------- header
 
@@ -495,6 +495,26 @@ const CLIENT_SCHEMAS: ReadonlyMap<number, Schema> = new Map<number, Schema>([
   [Op.DESCRIBE_GROUP, GROUP_ONLY],
   [Op.RESET_OFFSETS, RESET_OFFSETS],
 ]);
+
+/** Client ops that came with protocol version 2 (limits.ts GROUPS_PROTOCOL_VERSION); every other op is in version 1. */
+const VERSION_2_OPS: ReadonlySet<number> = new Set<number>([
+  Op.CREATE_PARTITIONS,
+  Op.CREATE_TOPIC_WITH_CONFIGS,
+  Op.DESCRIBE_CONFIGS,
+  Op.JOIN_GROUP,
+  Op.HEARTBEAT,
+  Op.LEAVE_GROUP,
+  Op.COMMIT_OFFSETS,
+  Op.FETCH_COMMITTED,
+  Op.LIST_GROUPS,
+  Op.DESCRIBE_GROUP,
+  Op.RESET_OFFSETS,
+]);
+
+/** The protocol version a client op first appeared in: a connection that negotiated an older one is refused it (UNSUPPORTED_VERSION). */
+export function protocolVersionOf(op: number): number {
+  return VERSION_2_OPS.has(op) ? GROUPS_PROTOCOL_VERSION : PROTOCOL_VERSION_MIN;
+}
 
 const RESPONSE_SCHEMAS: ReadonlyMap<number, Schema> = new Map<number, Schema>([
   [Op.HELLO_OK, HELLO_OK],
