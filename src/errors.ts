@@ -48,6 +48,7 @@ const CATALOGUE = {
   CONNECTION_LOST: [1004, true, 'the connection dropped before the answer came; the outcome is unknown'],
   CLIENT_CLOSED: [1005, false, 'the client was closed by the application'],
   PARTITION_NOT_ASSIGNED: [1006, false, 'the member does not own this partition in its current assignment'],
+  DELIVERY_TIMEOUT: [1007, false, 'the producer gave up on records not acknowledged within its deliveryTimeoutMs; they may or may not be stored'],
 } as const satisfies Record<string, readonly [number, boolean, string]>;
 
 export type ErrorCode = keyof typeof CATALOGUE;

@@ -86,6 +86,20 @@ export class BatchAccumulator<C> {
     this.#options.onSeal(key, batch.content, batch.bytes);
   }
 
+  /** The open batch of `key`, if any, left open. */
+  peek(key: string): C | undefined {
+    return this.#open.get(key)?.content;
+  }
+
+  /** Removes the open batch of `key` without sealing it (its records are failed by the caller). */
+  take(key: string): { content: C; bytes: number } | undefined {
+    const batch = this.#open.get(key);
+    if (!batch) return undefined;
+    this.#open.delete(key);
+    if (batch.timer !== null) this.#options.clock.clearTimeout(batch.timer);
+    return { content: batch.content, bytes: batch.bytes };
+  }
+
   /** Seals the open batch of `key` if its linger ended while it could not send. */
   sealIfDue(key: string): void {
     if (this.#open.get(key)?.due === true) this.seal(key);

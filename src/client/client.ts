@@ -11,7 +11,7 @@ import type { Crc32cFunction } from '../persist/record-batch-codec.js';
 import { Op, ResetStrategy, type DescribeGroupOk, type DescribeTopicOk, type FetchCommittedOk, type ListGroupsOk, type MetadataOk, type ResetOffsetsOk, type ServerFrame } from '../ws-gateway/frames.js';
 import { backoffDelayMs, RETRY_BACKOFF } from './backoff.js';
 import { systemClock, type Clock, type Random, type TimerHandle } from './clock.js';
-import { Connection, isRetriableError, type ConnectionOptions, type RequestFrame } from './connection.js';
+import { ClientClosedError, Connection, isRetriableError, type ConnectionOptions, type RequestFrame } from './connection.js';
 import { Consumer, type ConsumerOptions } from './consumer.js';
 import { Producer, type ProducerOptions } from './producer.js';
 
@@ -43,7 +43,7 @@ export type OffsetSpec = 'earliest' | 'latest' | { timestamp: number };
 
 /** Read-only admin calls retry retriable errors this many times. */
 const ADMIN_RETRIES_MAX = 5;
-/** How long close() waits for producers to flush and consumers to leave before it closes the connection anyway (Kafka's delivery.timeout.ms). */
+/** How long close() waits for producers to flush and consumers to leave before it closes the connection anyway (a producer's own deliveryTimeoutMs default). */
 export const CLOSE_TIMEOUT_MS_DEFAULT = 120_000;
 /** How long a topic's partition count is trusted before the broker is asked again (Kafka's metadata.max.age.ms). */
 export const METADATA_MAX_AGE_MS = 300_000;
@@ -236,9 +236,9 @@ export class Sluice {
 
   /**
    * Flushes and closes producers, closes consumers (a group member leaves), then the
-   * connection. If that takes longer than `timeoutMs` (the broker is gone, and sends retry
-   * for as long as it is), the connection closes anyway: what is still pending fails with
-   * CLIENT_CLOSED, as Kafka's producer fails records after delivery.timeout.ms.
+   * connection. If that takes longer than `timeoutMs` (the broker is gone, and a producer
+   * waits up to its deliveryTimeoutMs), the connection closes anyway: what is still pending
+   * fails with CLIENT_CLOSED.
    */
   async close(options: { timeoutMs?: number } = {}): Promise<void> {
     const timeoutMs = options.timeoutMs ?? CLOSE_TIMEOUT_MS_DEFAULT;
@@ -251,6 +251,7 @@ export class Sluice {
     await Promise.race([graceful, new Promise<void>((resolve) => (timer = this.#clock.setTimeout(resolve, timeoutMs)))]);
     this.#clock.clearTimeout(timer);
     this.connection.close(); // fails every request still pending or waiting for a reconnect
+    for (const p of this.#producers) p.abort(new ClientClosedError()); // and what the producers hold back
     await graceful;
   }
 

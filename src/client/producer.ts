@@ -24,6 +24,17 @@
  * A batch refused for good (nothing is appended then) is rejected, and the batches after
  * it are renumbered from its sequence, so the partition carries on.
  *
+ * While the connection is down, a partition's batches wait here, not in the connection's
+ * outbox, and go out in order once it is back. Delivery timeout (Kafka's
+ * delivery.timeout.ms): records not acknowledged within `deliveryTimeoutMs` of their batch's
+ * first record fail with DELIVERY_TIMEOUT: a batch waiting here (for the broker, for a
+ * retry, for room in the window) is failed by a check every EXPIRY_CHECK_MS_MAX at most,
+ * and a batch answered with a retriable error after its deadline is not retried. A batch on
+ * the wire is waited for until it is answered or its socket drops. Failing a batch that was
+ * never sent renumbers the ones after it; failing one that was sent leaves its fate unknown
+ * (the broker may have stored it), so its partition takes a new producer id (INIT_PRODUCER)
+ * and numbers what follows from 0 under it: a sequence of the old id is never reused.
+ *
  * Browser-safe; owner: the client's thread.
  */
 import { assert } from '../assert.js';
@@ -34,7 +45,7 @@ import { Op, produceHeadBytes, writeProduceHead, type ProduceOk } from '../ws-ga
 import { BATCH_BYTES_MAX, IDEMPOTENT_BATCHES_PER_PARTITION } from '../ws-gateway/limits.js';
 import { BatchAccumulator } from './accumulator.js';
 import { backoffDelayMs, RETRY_BACKOFF, type BackoffOptions } from './backoff.js';
-import type { Clock, Random } from './clock.js';
+import type { Clock, Random, TimerHandle } from './clock.js';
 import { finishProducerBatch, recordSizeEstimate, type ClientCompression } from './codec.js';
 import { ClientClosedError, ConnectionLostError, isRetriableError, type Connection } from './connection.js';
 import { partitionForKey } from './murmur2.js';
@@ -47,6 +58,10 @@ export const BATCH_BYTES_DEFAULT = 64 * 1024;
 export const SEQUENCE_MAX = 0x7fff_ffff;
 /** Bytes of records accepted by send() and not yet acknowledged before send() waits (Kafka's buffer.memory is 32 MiB). */
 export const BUFFER_BYTES_MAX_DEFAULT = 32 * 1024 * 1024;
+/** Kafka's delivery.timeout.ms default: how long a record may wait for its acknowledgement. */
+export const DELIVERY_TIMEOUT_MS_DEFAULT = 120_000;
+/** The longest interval between two checks for batches past their delivery deadline. */
+export const EXPIRY_CHECK_MS_MAX = 1000;
 /** Slack between a batch's estimated records and the broker's limit: the 61-byte header and varint differences. */
 const BATCH_HEADER_SLACK_BYTES = 128;
 
@@ -63,6 +78,12 @@ export interface ProducerOptions {
   retries?: number;
   retryBackoff?: BackoffOptions;
   bufferBytesMax?: number;
+  /**
+   * How long a record may wait for its acknowledgement, counted from its batch's first
+   * record, before it fails with DELIVERY_TIMEOUT (Kafka's delivery.timeout.ms). Default
+   * DELIVERY_TIMEOUT_MS_DEFAULT (120 s); Infinity waits for ever; at least lingerMs.
+   */
+  deliveryTimeoutMs?: number;
 }
 
 /** Header values as bytes or strings (UTF-8), in an object or, to repeat a key or keep an order, an array. */
@@ -156,12 +177,15 @@ class SendGroup implements Answer {
  */
 class OpenBatch {
   readonly builder: RecordBatchBuilder;
+  /** When its first record came (the clock's ms): its delivery deadline counts from here. */
+  readonly createdMs: number;
   readonly answers: Answer[] = [];
   readonly runStarts: number[] = [];
   readonly runIndexes: number[] = [];
 
-  constructor(builder: RecordBatchBuilder) {
+  constructor(builder: RecordBatchBuilder, createdMs: number) {
     this.builder = builder;
+    this.createdMs = createdMs;
   }
 
   /** Appends a record answered by `answer` at `index`. */
@@ -182,6 +206,9 @@ interface SealedBatch {
   /** Its records (encoded) and who to answer for them. */
   open: OpenBatch;
   recordCount: number;
+  /** The producer id and epoch its header carries (its partition's, when it was numbered). */
+  producerId: number;
+  producerEpoch: number;
   baseSequence: number;
   /** Encoded bytes, once ready (encoding with gzip is async). */
   bytes: Uint8Array | null;
@@ -211,13 +238,24 @@ interface PartitionState {
   topicUtf8: Uint8Array;
   /** Size of the last batch sealed: the next one's first buffer is a quarter larger (full batches stay full without regrowing). */
   lastBatchBytes: number;
+  /** The producer id and epoch this partition's batches are numbered under (a partition takes a new one after an expired batch whose fate is unknown). */
+  producerId: number;
+  producerEpoch: number;
   nextSequence: number;
   /** Sealed, not yet sent, in sequence order. */
   queue: SealedBatch[];
   inFlight: SealedBatch[];
-  /** Answered with an error while recovering; `fatal` ones were rejected already and only mark where the sequence resumes. */
-  failed: { batch: SealedBatch; error: unknown; fatal: boolean }[];
+  /**
+   * Answered with an error while recovering; `fatal` ones were rejected already and only
+   * mark where the sequence resumes; `unknown` ones (fatal by their delivery deadline, not by
+   * a refusal) may be stored, so the partition needs a new producer id.
+   */
+  failed: { batch: SealedBatch; error: unknown; fatal: boolean; unknown: boolean }[];
   recovering: boolean;
+  /** A batch whose fate is unknown was failed: nothing is sent until the partition has a new producer id. */
+  needsNewId: boolean;
+  /** Its INIT_PRODUCER for that is in flight. */
+  renewing: boolean;
   backoffMs: number;
   /** lingerMs 0: a microtask is queued to seal the open batch (the partition had nothing in flight). */
   sealQueued: boolean;
@@ -292,6 +330,13 @@ export class Producer {
   #unsettledRecords = 0;
   readonly #idleWaiters: (() => void)[] = [];
   #closed = false;
+  readonly #deliveryTimeoutMs: number;
+  /** The delivery-deadline check, armed while records are unsettled (finite deliveryTimeoutMs only). */
+  #expiryTimer: TimerHandle | null = null;
+  /** The chain's step now waiting (for buffer room, the producer id or metadata): its deadline, and how to fail it. */
+  #chainDeadlineMs = Number.POSITIVE_INFINITY;
+  #chainAbort: ((err: unknown) => void) | null = null;
+  readonly #unlistenReconnect: () => void;
 
   constructor(ctx: ProducerContext, options: ProducerOptions = {}) {
     this.#ctx = ctx;
@@ -319,6 +364,10 @@ export class Producer {
     const lingerMs = options.lingerMs ?? LINGER_MS_DEFAULT;
     if (!(Number.isFinite(lingerMs) && lingerMs >= 0)) throw new SluiceError('INVALID_ARGUMENT', `lingerMs must be a number >= 0, got ${String(options.lingerMs)}`);
     this.#sealWhenIdle = lingerMs === 0 && this.#acks !== 0;
+    this.#deliveryTimeoutMs = options.deliveryTimeoutMs ?? DELIVERY_TIMEOUT_MS_DEFAULT;
+    if (!(this.#deliveryTimeoutMs === Number.POSITIVE_INFINITY || (Number.isFinite(this.#deliveryTimeoutMs) && this.#deliveryTimeoutMs > 0 && this.#deliveryTimeoutMs >= lingerMs))) {
+      throw new SluiceError('INVALID_ARGUMENT', `deliveryTimeoutMs must be a number > 0 and >= lingerMs (${lingerMs}), or Infinity, got ${String(options.deliveryTimeoutMs)}`);
+    }
     this.#accumulator = new BatchAccumulator<OpenBatch>({
       lingerMs,
       batchBytes: this.#batchBytes,
@@ -329,10 +378,14 @@ export class Producer {
         // or two, and a builder that outgrows its buffer allocates and copies another (an
         // ArrayBuffer costs about 3 µs here); never more than a full batch needs.
         const initial = Math.min(state.lastBatchBytes + (state.lastBatchBytes >> 2), this.#batchBytes + BATCH_HEADER_SLACK_BYTES);
-        return new OpenBatch(new RecordBatchBuilder(state.headBytes, initial));
+        return new OpenBatch(new RecordBatchBuilder(state.headBytes, initial), ctx.clock.now());
       },
       canSeal: (key) => this.#hasRoom(this.#partitions.get(key)!),
       onSeal: (key, open, bytes) => this.#onSeal(key, open, bytes),
+    });
+    // Batches held while the connection was down go out once it is back.
+    this.#unlistenReconnect = ctx.connection.onReconnected(() => {
+      for (const state of this.#partitions.values()) this.#pump(state);
     });
   }
 
@@ -385,19 +438,34 @@ export class Producer {
     if (sizeBytes > this.#batchBytes && sizeBytes > this.#ctx.connection.limits.batchBytesMax - BATCH_HEADER_SLACK_BYTES) {
       return answer.fail(index, 1, new SluiceError('MESSAGE_TOO_LARGE', `a record of about ${sizeBytes} bytes does not fit a batch: the broker takes batches of up to ${this.#ctx.connection.limits.batchBytesMax} bytes, ${BATCH_HEADER_SLACK_BYTES} of them the batch's own header`));
     }
-    this.#unsettledRecords++;
+    if (this.#unsettledRecords++ === 0) this.#armExpiry();
     const ready = this.#chain === null && this.#bufferedBytes < this.#bufferBytesMax ? this.#readySync(record.topic, record.partition, now) : null;
     if (ready !== null) {
       this.#enqueue(record, key, value, headers, timestamp, sizeBytes, answer, index, ready);
       return;
     }
     this.#chainDepth++;
+    const deadlineMs = now + this.#deliveryTimeoutMs;
     const step = (this.#chain ?? Promise.resolve())
       .then(async () => {
-        while (this.#bufferedBytes >= this.#bufferBytesMax && !this.#closed) await new Promise<void>((r) => this.#bufferWaiters.push(r));
-        await this.#ensureIdentity();
+        if (this.#bufferedBytes >= this.#bufferBytesMax && !this.#closed) {
+          // The expiry check wakes the waiters once this deadline has passed.
+          this.#chainDeadlineMs = deadlineMs;
+          try {
+            while (this.#bufferedBytes >= this.#bufferBytesMax && !this.#closed) {
+              if (this.#ctx.clock.now() >= deadlineMs) throw this.#timeoutError('waited for buffer room');
+              await new Promise<void>((r) => this.#bufferWaiters.push(r));
+            }
+          } finally {
+            this.#chainDeadlineMs = Number.POSITIVE_INFINITY;
+          }
+        }
+        if (this.#idempotent && this.#producerId < 0) await this.#chainWait(this.#ensureIdentity(), deadlineMs);
         const atLeast = typeof record.partition === 'number' ? record.partition + 1 : 0;
-        this.#enqueue(record, key, value, headers, timestamp, sizeBytes, answer, index, await this.#ctx.partitionCount(record.topic, atLeast));
+        const cached = this.#ctx.cachedPartitionCount(record.topic, this.#ctx.clock.now());
+        const partitions = cached !== undefined && cached >= atLeast ? cached : await this.#chainWait(this.#ctx.partitionCount(record.topic, atLeast), deadlineMs);
+        if (this.#closed) throw new ClientClosedError(); // aborted while this send waited
+        this.#enqueue(record, key, value, headers, timestamp, sizeBytes, answer, index, partitions);
       })
       .catch((err) => {
         answer.fail(index, 1, err);
@@ -416,15 +484,141 @@ export class Producer {
     while (this.#unsettledRecords > 0) await new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
   }
 
-  /** Flushes, then refuses further sends. */
+  /** Flushes, then refuses further sends. With the broker gone, that ends by the delivery timeout. */
   async close(): Promise<void> {
     await this.flush();
     this.#closed = true;
+    this.#unlistenReconnect();
+  }
+
+  /**
+   * Fails with `err` every record not on the wire (waiting to be sent, for a retry or for
+   * buffer room; what is on the wire fails as its connection closes) and refuses further
+   * sends. The client calls it when it closes its connection.
+   */
+  abort(err: unknown): void {
+    this.#closed = true;
+    this.#unlistenReconnect();
+    this.#chainAbort?.(err);
+    for (const wake of this.#bufferWaiters.splice(0)) wake();
+    for (const state of this.#partitions.values()) {
+      const held = [...state.failed.filter((f) => !f.fatal).map((f) => f.batch), ...state.queue];
+      state.failed = [];
+      state.queue = [];
+      for (const batch of held) if (batch.settled !== true) this.#settle(batch, err);
+      this.#failOpen(state, err);
+    }
   }
 
   #recordsDone(n: number): void {
     this.#unsettledRecords -= n;
-    if (this.#unsettledRecords === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
+    if (this.#unsettledRecords > 0) return;
+    if (this.#expiryTimer !== null) {
+      this.#ctx.clock.clearTimeout(this.#expiryTimer);
+      this.#expiryTimer = null;
+    }
+    for (const wake of this.#idleWaiters.splice(0)) wake();
+  }
+
+  /** Awaits `p` for a send waiting in the chain; the expiry check fails it once `deadlineMs` has passed. */
+  #chainWait<T>(p: Promise<T>, deadlineMs: number): Promise<T> {
+    if (this.#deliveryTimeoutMs === Number.POSITIVE_INFINITY) return p;
+    if (this.#ctx.clock.now() >= deadlineMs) return Promise.reject(this.#timeoutError('waited for the producer id or metadata'));
+    return new Promise<T>((resolve, reject) => {
+      this.#chainDeadlineMs = deadlineMs;
+      this.#chainAbort = reject;
+      const done = () => {
+        this.#chainAbort = null;
+        this.#chainDeadlineMs = Number.POSITIVE_INFINITY;
+      };
+      p.then(
+        (v) => {
+          done();
+          resolve(v);
+        },
+        (e) => {
+          done();
+          reject(e);
+        },
+      );
+    });
+  }
+
+  #timeoutError(where: string): SluiceError {
+    return new SluiceError('DELIVERY_TIMEOUT', `not acknowledged within deliveryTimeoutMs (${this.#deliveryTimeoutMs} ms; ${where}); the records may or may not be stored`);
+  }
+
+  /** Arms the delivery-deadline check (records became unsettled). */
+  #armExpiry(): void {
+    if (this.#expiryTimer !== null || this.#deliveryTimeoutMs === Number.POSITIVE_INFINITY) return;
+    const every = Math.max(1, Math.min(EXPIRY_CHECK_MS_MAX, Math.ceil(this.#deliveryTimeoutMs / 4)));
+    this.#expiryTimer = this.#ctx.clock.setTimeout(() => {
+      this.#expiryTimer = null;
+      this.#expire();
+      if (this.#unsettledRecords > 0) this.#armExpiry();
+    }, every);
+  }
+
+  /**
+   * Fails what waits here past its delivery deadline: the chain's waiting send, and per
+   * partition with nothing on the wire and no retry pending, the oldest queued batches and
+   * the open batch. See the top of this file for what it does to sequences.
+   */
+  #expire(): void {
+    const now = this.#ctx.clock.now();
+    if (now >= this.#chainDeadlineMs) {
+      // The send waiting in the chain is past its deadline: fail it (or wake it to find out).
+      this.#chainAbort?.(this.#timeoutError('waited for the producer id or metadata'));
+      for (const wake of this.#bufferWaiters.splice(0)) wake();
+    }
+    const cutoff = now - this.#deliveryTimeoutMs;
+    for (const state of this.#partitions.values()) {
+      if (state.inFlight.length > 0 || state.recovering) continue;
+      let n = 0;
+      while (n < state.queue.length && state.queue[n].open.createdMs <= cutoff && state.queue[n].bytes !== null) n++;
+      if (n > 0) {
+        const expired = state.queue.splice(0, n);
+        const error = this.#timeoutError(expired[0].attempts > 0 ? 'sent, not acknowledged' : 'never sent');
+        if (this.#idempotent && !state.needsNewId) {
+          if (expired.some((b) => b.attempts > 0)) {
+            state.needsNewId = true;
+          } else {
+            state.nextSequence = expired[0].baseSequence;
+            for (const b of state.queue) this.#renumber(state, b);
+          }
+        }
+        for (const batch of expired) if (batch.settled !== true) this.#settle(batch, error);
+      }
+      const open = this.#accumulator.peek(state.key);
+      if (state.queue.length === 0 && open !== undefined && open.createdMs <= cutoff) this.#failOpen(state, this.#timeoutError('never sent'));
+      if (state.needsNewId && !state.renewing) this.#renewId(state);
+      else this.#pump(state);
+    }
+  }
+
+  /** Fails the partition's open batch (never numbered: no sequence to mend). */
+  #failOpen(state: PartitionState, err: unknown): void {
+    const taken = this.#accumulator.take(state.key);
+    if (taken !== undefined) this.#answer(taken.content, taken.content.builder.recordCount, taken.bytes, state, err, -1);
+  }
+
+  /** A new producer id for a partition whose old one may have a stored batch the producer gave up on; its queue is renumbered from 0 under it. */
+  #renewId(state: PartitionState): void {
+    state.renewing = true;
+    this.#initProducer().then(
+      ({ producerId, producerEpoch }) => {
+        state.renewing = false;
+        state.needsNewId = false;
+        state.producerId = producerId;
+        state.producerEpoch = producerEpoch;
+        state.nextSequence = 0;
+        for (const b of state.queue) this.#renumber(state, b);
+        this.#pump(state);
+      },
+      () => {
+        state.renewing = false; // the next expiry check asks again; the batches wait or expire meanwhile
+      },
+    );
   }
 
   /** The partition count to send with now, or null when the async path must ask (no identity yet, no fresh count, or `partition` past it). */
@@ -511,7 +705,7 @@ export class Producer {
 
   /** The partition can send another batch now: nothing sealed waits and its window has room (acks 0 keeps none in flight). */
   #hasRoom(state: PartitionState): boolean {
-    return state.queue.length === 0 && !state.recovering && state.inFlight.length < IDEMPOTENT_BATCHES_PER_PARTITION;
+    return state.queue.length === 0 && !state.recovering && !state.needsNewId && state.inFlight.length < IDEMPOTENT_BATCHES_PER_PARTITION;
   }
 
   /** A topic's state, made on first use: the send path's one map lookup. */
@@ -534,11 +728,15 @@ export class Producer {
         headBytes: produceHeadBytes(topicName),
         topicUtf8: utf8.encode(topicName),
         lastBatchBytes: 0,
+        producerId: this.#idempotent ? this.#producerId : -1,
+        producerEpoch: this.#idempotent ? this.#producerEpoch : -1,
         nextSequence: 0,
         queue: [],
         inFlight: [],
         failed: [],
         recovering: false,
+        needsNewId: false,
+        renewing: false,
         backoffMs: 0,
         sealQueued: false,
         sealIfIdle: () => {
@@ -569,21 +767,21 @@ export class Producer {
     const recordCount = open.builder.recordCount;
     const baseSequence = this.#idempotent ? state.nextSequence : -1;
     if (this.#idempotent) state.nextSequence = (state.nextSequence + recordCount) % (SEQUENCE_MAX + 1);
-    const batch: SealedBatch = { topic: state.topic, partition: state.partition, open, recordCount, baseSequence, bytes: null, frame: null, encoding: Promise.resolve(), attempts: 0, sizeBytes };
-    const producerId = this.#idempotent ? this.#producerId : -1;
-    const producerEpoch = this.#idempotent ? this.#producerEpoch : -1;
+    const producerId = state.producerId;
+    const producerEpoch = state.producerEpoch;
+    const batch: SealedBatch = { topic: state.topic, partition: state.partition, open, recordCount, producerId, producerEpoch, baseSequence, bytes: null, frame: null, encoding: Promise.resolve(), attempts: 0, sizeBytes };
     const framed = (bytes: Uint8Array): void => {
       const frame = new Uint8Array(bytes.buffer, bytes.byteOffset - state.headBytes, state.headBytes + bytes.length);
-      writeProduceHead(frame, 1, producerId, state.partition, this.#acks, state.topicUtf8, bytes.length);
-      // Renumbered while gzip ran: the header takes the batch's sequence now.
-      if (batch.baseSequence !== baseSequence) restampProducerFields(this.#crc, bytes, producerId, producerEpoch, batch.baseSequence);
       batch.frame = frame;
       batch.bytes = bytes;
+      // Renumbered while gzip ran: the header takes the batch's id and sequence now.
+      if (batch.baseSequence !== baseSequence || batch.producerId !== producerId) this.#stamp(state, batch);
+      else writeProduceHead(frame, 1, producerId, state.partition, this.#acks, state.topicUtf8, bytes.length);
     };
     const failed = (err: unknown): void => {
       // An encoding failure is the records' fault: fail them, do not send.
       batch.bytes = new Uint8Array(0);
-      this.#settle(batch, err);
+      if (batch.settled !== true) this.#settle(batch, err); // unless it expired while encoding
     };
     try {
       const finished = finishProducerBatch(open.builder, { producerId, producerEpoch, baseSequence, compression: this.#compression, crc32c: this.#crc });
@@ -595,15 +793,25 @@ export class Producer {
     return batch;
   }
 
-  /** Gives a batch not sent yet a new base sequence (after a batch before it was refused for good). */
+  /** Gives a batch not sent yet the partition's producer id and next sequence (after a batch before it failed for good). */
   #renumber(state: PartitionState, batch: SealedBatch): void {
+    batch.producerId = state.producerId;
+    batch.producerEpoch = state.producerEpoch;
     batch.baseSequence = state.nextSequence;
     state.nextSequence = (state.nextSequence + batch.recordCount) % (SEQUENCE_MAX + 1);
-    if (batch.bytes !== null && batch.bytes.length > 0) restampProducerFields(this.#crc, batch.bytes, this.#producerId, this.#producerEpoch, batch.baseSequence);
+    if (batch.bytes !== null && batch.bytes.length > 0) this.#stamp(state, batch);
+  }
+
+  /** Writes a batch's producer id, epoch and sequence into its header (and CRC) and its PRODUCE head. */
+  #stamp(state: PartitionState, batch: SealedBatch): void {
+    const bytes = batch.bytes!;
+    restampProducerFields(this.#crc, bytes, batch.producerId, batch.producerEpoch, batch.baseSequence);
+    writeProduceHead(batch.frame!, 1, batch.producerId, state.partition, this.#acks, state.topicUtf8, bytes.length);
   }
 
   #pump(state: PartitionState): void {
-    if (state.recovering) return;
+    // While the connection is down, batches wait here (acks 0 is at most once and fails them).
+    if (state.recovering || state.needsNewId || (this.#acks !== 0 && this.#ctx.connection.state !== 'ready')) return;
     while (state.queue.length > 0 && state.inFlight.length < IDEMPOTENT_BATCHES_PER_PARTITION) {
       const batch = state.queue[0];
       if (batch.bytes === null) {
@@ -647,10 +855,14 @@ export class Producer {
       this.#settle(batch, null, baseOffset);
     } else {
       const lost = err instanceof ConnectionLostError;
-      const retriable = isRetriableError(err) && !this.#closedForGood(err) && (lost || batch.attempts <= this.#retries);
+      let retriable = isRetriableError(err) && !this.#closedForGood(err) && (lost || batch.attempts <= this.#retries);
+      // Past its deadline, a batch is not retried; whether an attempt was stored is unknown.
+      const expired = retriable && this.#ctx.clock.now() - batch.open.createdMs >= this.#deliveryTimeoutMs;
+      if (expired) retriable = false;
       state.recovering = true;
-      state.failed.push({ batch, error: err, fatal: !retriable });
-      if (!retriable) this.#settle(batch, err); // refused for good: tell the application now
+      state.failed.push({ batch, error: err, fatal: !retriable, unknown: expired });
+      if (expired) this.#settle(batch, this.#timeoutError(`the last attempt failed: ${err instanceof Error ? err.message : String(err)}`));
+      else if (!retriable) this.#settle(batch, err); // refused for good: tell the application now
       if (retriable && !lost) state.backoffMs = Math.max(state.backoffMs, this.#retryDelay(err, batch.attempts - 1));
     }
     if (state.recovering && state.inFlight.length === 0) {
@@ -675,31 +887,42 @@ export class Producer {
     if (fatalIndex < 0) {
       state.queue.unshift(...failed.map((f) => f.batch));
     } else {
-      // Nothing failed was appended (a refusal appends nothing; the retriable ones were
-      // refused as out of order), so the sequence resumes at the first failed batch.
       const survivors: SealedBatch[] = [];
       for (const f of failed) if (!f.fatal) survivors.push(f.batch);
       const rest = [...survivors, ...state.queue];
-      if (this.#idempotent && failed.length > 0) state.nextSequence = failed[0].batch.baseSequence;
-      if (this.#idempotent) for (const b of rest) this.#renumber(state, b);
       state.queue = rest;
+      if (failed.some((f) => f.unknown)) {
+        // A batch given up on may be stored: the rest go under a new producer id.
+        if (this.#idempotent) state.needsNewId = true;
+      } else if (this.#idempotent && !state.needsNewId) {
+        // Nothing failed was appended (a refusal appends nothing; the retriable ones were
+        // refused as out of order), so the sequence resumes at the first failed batch.
+        state.nextSequence = failed[0].batch.baseSequence;
+        for (const b of rest) this.#renumber(state, b);
+      }
     }
-    this.#pump(state);
+    if (state.needsNewId && !state.renewing) this.#renewId(state);
+    else this.#pump(state);
   }
 
   #settle(batch: SealedBatch, err: unknown, baseOffset = -1): void {
     assert(batch.settled !== true, 'a batch is answered once');
     batch.settled = true;
-    this.#bufferedBytes -= batch.sizeBytes;
+    this.#answer(batch.open, batch.recordCount, batch.sizeBytes, batch, err, baseOffset);
+  }
+
+  /** Answers the `recordCount` records of `open` (`sizeBytes` of the buffer) with `err`, or with their offsets from `baseOffset`. */
+  #answer(open: OpenBatch, recordCount: number, sizeBytes: number, where: { topic: string; partition: number }, err: unknown, baseOffset: number): void {
+    this.#bufferedBytes -= sizeBytes;
     while (this.#bufferWaiters.length > 0 && this.#bufferedBytes < this.#bufferBytesMax) this.#bufferWaiters.shift()!();
-    const { answers, runStarts, runIndexes } = batch.open;
+    const { answers, runStarts, runIndexes } = open;
     for (let r = 0; r < answers.length; r++) {
       const start = runStarts[r];
-      const count = (r + 1 < answers.length ? runStarts[r + 1] : batch.recordCount) - start;
+      const count = (r + 1 < answers.length ? runStarts[r + 1] : recordCount) - start;
       if (err) answers[r].fail(runIndexes[r], count, err);
-      else answers[r].done(runIndexes[r], count, batch.topic, batch.partition, baseOffset < 0 ? -1 : baseOffset + start);
+      else answers[r].done(runIndexes[r], count, where.topic, where.partition, baseOffset < 0 ? -1 : baseOffset + start);
     }
-    this.#recordsDone(batch.recordCount);
+    this.#recordsDone(recordCount);
   }
 
   #retryDelay(err: unknown, attempt: number): number {

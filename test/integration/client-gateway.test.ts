@@ -156,6 +156,34 @@ describe('client through the real gateway', () => {
     await expect(client.close({ timeoutMs: -1 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 
+  it('a record not acknowledged within deliveryTimeoutMs fails with DELIVERY_TIMEOUT, flush returns, and the producer goes on once the broker is back', async () => {
+    const { engine, state, client } = await start();
+    await client.createTopic('late', { partitions: 1 });
+    const producer = client.producer({ lingerMs: 0, deliveryTimeoutMs: 800 });
+    await producer.send({ topic: 'late', value: 'kept' });
+    const port = state.gateway.port;
+    await state.gateway.close();
+    const startedMs = Date.now();
+    const lost = producer.send({ topic: 'late', value: 'given-up' }).then(
+      () => 'stored',
+      (err: { code?: string }) => err.code,
+    );
+    await producer.flush();
+    const waitedMs = Date.now() - startedMs;
+    expect(await lost).toBe('DELIVERY_TIMEOUT');
+    expect(waitedMs).toBeGreaterThanOrEqual(700);
+    expect(waitedMs).toBeLessThan(5_000);
+    state.gateway = await S.startGateway({ engine, host: '127.0.0.1', port });
+    const after = await producer.send({ topic: 'late', value: 'after' });
+    expect(after.offset).toBe(1);
+    const consumer = client.consumer({ from: 'earliest' });
+    await consumer.subscribe('late');
+    const got = await take(consumer[Symbol.asyncIterator](), 2);
+    expect(got.map((r) => str(r.value))).toEqual(['kept', 'after']);
+    await consumer.close();
+    await producer.close();
+  });
+
   it('sendMany answers once for many records, with the partition and offset of each in order, and rejects with the first error', async () => {
     const { client } = await start();
     await client.createTopic('many', { partitions: 2 });

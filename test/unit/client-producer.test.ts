@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BatchAccumulator } from '../../src/client/accumulator.js';
-import { Connection, ConnectionLostError, type WebSocketLike } from '../../src/client/connection.js';
+import { ClientClosedError, Connection, ConnectionLostError, type WebSocketLike } from '../../src/client/connection.js';
 import { Producer } from '../../src/client/producer.js';
 import { SluiceError } from '../../src/errors.js';
 import { decodeBatch, readBatchHeader } from '../../src/persist/record-batch.js';
@@ -90,21 +90,51 @@ describe('batch accumulation', () => {
   });
 });
 
-/** A scripted Connection: answers INIT_PRODUCER, records PRODUCE frames, lets the test answer them. */
+/**
+ * A scripted Connection: answers INIT_PRODUCER (ids 77, 78, ...; or holds them while
+ * `holdInit`), records PRODUCE frames, lets the test answer them, and goes down and comes
+ * back when told (`down()` fails what is in flight, as the real one does).
+ */
 function fakeConnection() {
   const produces: { frame: Extract<ClientFrame, { op: typeof Op.PRODUCE }>; resolve: (f: ServerFrame) => void; reject: (e: unknown) => void }[] = [];
+  const reconnectListeners = new Set<() => void>();
+  const heldInits: (() => void)[] = [];
+  let nextProducerId = 77;
   const conn = {
     limits: { batchBytesMax: 1024 * 1024 + 12, inFlightMax: 64 },
     state: 'ready',
+    holdInit: false,
+    initRequests: 0,
     request(sent: any): Promise<ServerFrame> {
       // The producer sends PRODUCE encoded (its batch encoded in place); other requests as objects.
       const frame = sent instanceof Uint8Array ? decodeClientFrame(sent) : sent;
-      if (frame.op === Op.INIT_PRODUCER) return Promise.resolve({ op: Op.INIT_PRODUCER_OK, correlationId: 1, producerId: 77, producerEpoch: 0 });
+      if (frame.op === Op.INIT_PRODUCER) {
+        conn.initRequests++;
+        return new Promise((resolve) => {
+          const answer = () => resolve({ op: Op.INIT_PRODUCER_OK, correlationId: 1, producerId: nextProducerId++, producerEpoch: 0 });
+          if (conn.holdInit || conn.state !== 'ready') heldInits.push(answer);
+          else answer();
+        });
+      }
       return new Promise((resolve, reject) => produces.push({ frame, resolve, reject }));
     },
     sendNoResponse: () => true,
+    onReconnected: (listener: () => void) => {
+      reconnectListeners.add(listener);
+      return () => reconnectListeners.delete(listener);
+    },
+    down() {
+      conn.state = 'down';
+      for (const p of produces.splice(0)) p.reject(new ConnectionLostError('gone'));
+    },
+    up() {
+      conn.state = 'ready';
+      conn.holdInit = false;
+      for (const answer of heldInits.splice(0)) answer();
+      for (const listener of [...reconnectListeners]) listener();
+    },
   };
-  return { conn: conn as unknown as Connection, produces };
+  return { conn: conn as unknown as Connection, produces, fake: conn };
 }
 
 function seqOf(frame: { batch: Uint8Array }) {
@@ -316,6 +346,151 @@ describe('producer sequence numbering', () => {
     expect(produces).toHaveLength(1);
     produces[0].resolve({ op: Op.PRODUCE_OK, correlationId: 5, baseOffset: 3, logStartOffset: 0 });
     expect((await sent).offset).toBe(3);
+  });
+});
+
+describe('producer delivery timeout', () => {
+  const ok = (baseOffset: number): ServerFrame => ({ op: Op.PRODUCE_OK, correlationId: 1, baseOffset, logStartOffset: 0 });
+  const settle = async (clock: FakeClock, ms: number) => {
+    for (let t = 0; t < ms; t += 100) {
+      clock.advance(Math.min(100, ms - t));
+      await flush();
+    }
+  };
+
+  it('refuses a deliveryTimeoutMs that is not a number > 0 and >= lingerMs', () => {
+    const { conn } = fakeConnection();
+    const ctx = { connection: conn, clock: new FakeClock(), random: () => 0, partitionCount: async () => 1, cachedPartitionCount: () => 1 };
+    for (const deliveryTimeoutMs of [0, -1, Number.NaN, '5' as unknown as number]) {
+      expect(() => new Producer(ctx, { deliveryTimeoutMs })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    }
+    expect(() => new Producer(ctx, { lingerMs: 50, deliveryTimeoutMs: 10 })).toThrow(/lingerMs/);
+    expect(() => new Producer(ctx, { deliveryTimeoutMs: Number.POSITIVE_INFINITY })).not.toThrow();
+  });
+
+  it('holds batches while the connection is down and fails them after deliveryTimeoutMs; flush and close then return', async () => {
+    const clock = new FakeClock();
+    const { conn, produces, fake } = fakeConnection();
+    const producer = new Producer({ connection: conn, clock, random: () => 0, partitionCount: async () => 1, cachedPartitionCount: () => 1 }, { lingerMs: 0, deliveryTimeoutMs: 5000 });
+    const first = producer.send({ topic: 't', value: 'a' });
+    await flush();
+    produces.shift()!.resolve(ok(0));
+    expect((await first).offset).toBe(0);
+    fake.down();
+    const held = [producer.send({ topic: 't', value: 'b' }), producer.send({ topic: 't', value: 'c' })];
+    for (const p of held) p.catch(() => undefined);
+    await settle(clock, 4900);
+    expect(produces).toHaveLength(0); // nothing goes to a connection that is down
+    let flushed = false;
+    void producer.flush().then(() => (flushed = true));
+    await settle(clock, 1100); // the deadline, and at most one check interval more
+    for (const p of held) await expect(p).rejects.toMatchObject({ code: 'DELIVERY_TIMEOUT' });
+    expect(flushed).toBe(true);
+    // Never sent, so their sequence is free: the next batch takes it, under the same id.
+    const next = producer.send({ topic: 't', value: 'd' });
+    fake.up();
+    await flush();
+    expect(produces.map((p) => seqOf(p.frame))).toEqual([{ producerId: 77, baseSequence: 1, count: 1 }]);
+    produces.shift()!.resolve(ok(1));
+    expect((await next).offset).toBe(1);
+    await producer.close();
+    expect(clock.pending).toBe(0); // no check armed while nothing is unsettled
+  });
+
+  it('after giving up on a batch that was sent, numbers the partition from 0 under a new producer id', async () => {
+    const clock = new FakeClock();
+    const { conn, produces, fake } = fakeConnection();
+    const producer = new Producer({ connection: conn, clock, random: () => 0, partitionCount: async () => 2, cachedPartitionCount: () => 2 }, { lingerMs: 0, deliveryTimeoutMs: 3000 });
+    const a = producer.send({ topic: 't', value: 'a', partition: 0 });
+    const other = producer.send({ topic: 't', value: 'x', partition: 1 });
+    a.catch(() => undefined);
+    await flush();
+    expect(produces.map((p) => seqOf(p.frame))).toEqual([
+      { producerId: 77, baseSequence: 0, count: 1 },
+      { producerId: 77, baseSequence: 0, count: 1 },
+    ]);
+    produces.splice(1, 1)[0].resolve(ok(0)); // partition 1 is answered
+    expect((await other).offset).toBe(0);
+    fake.down(); // partition 0's batch was on the wire: stored or not, nobody knows
+    await settle(clock, 4000);
+    await expect(a).rejects.toMatchObject({ code: 'DELIVERY_TIMEOUT' });
+    const b = producer.send({ topic: 't', value: 'b', partition: 0 });
+    const y = producer.send({ topic: 't', value: 'y', partition: 1 });
+    await settle(clock, 1000);
+    fake.up();
+    await flush();
+    expect(fake.initRequests).toBe(2);
+    const sent = produces.splice(0).map((p) => ({ partition: p.frame.partition, producerId: p.frame.producerId, ...seqOf(p.frame), p }));
+    expect(sent.map(({ p: _p, ...rest }) => rest).sort((x, z) => x.partition - z.partition)).toEqual([
+      { partition: 0, producerId: 78, baseSequence: 0, count: 1 }, // a fresh id: sequence 0 of the old one is never reused
+      { partition: 1, producerId: 77, baseSequence: 1, count: 1 }, // the other partition carries on
+    ]);
+    for (const s of sent) s.p.resolve(ok(5));
+    expect([(await b).offset, (await y).offset]).toEqual([5, 5]);
+  });
+
+  it('does not retry a batch answered with a retriable error after its deadline', async () => {
+    const clock = new FakeClock();
+    const { conn, produces, fake } = fakeConnection();
+    const producer = new Producer(
+      { connection: conn, clock, random: () => 0, partitionCount: async () => 1, cachedPartitionCount: () => 1 },
+      { lingerMs: 0, deliveryTimeoutMs: 2000, retryBackoff: { initialMs: 300, maxMs: 300, multiplier: 1, jitter: 0 } },
+    );
+    let outcome: unknown = 'pending';
+    producer.send({ topic: 't', value: 'a' }).then(
+      () => (outcome = 'stored'),
+      (err) => (outcome = err),
+    );
+    let attempts = 0;
+    for (let t = 0; t < 3000 && produces.length + attempts < 100; t += 50) {
+      await flush();
+      while (produces.length > 0) {
+        attempts++;
+        produces.shift()!.reject(new SluiceError('STORAGE_ERROR', 'disk'));
+      }
+      clock.advance(50);
+    }
+    await flush();
+    expect(outcome).toMatchObject({ code: 'DELIVERY_TIMEOUT', message: expect.stringMatching(/disk/) });
+    expect(attempts).toBeGreaterThanOrEqual(5);
+    expect(attempts).toBeLessThanOrEqual(8); // about 2000 / 300 attempts, then none
+    expect(fake.initRequests).toBe(2); // the partition's next batches go under a new id
+  });
+
+  it('fails a send still waiting for its producer id after deliveryTimeoutMs', async () => {
+    const clock = new FakeClock();
+    const { conn, fake } = fakeConnection();
+    fake.holdInit = true;
+    const producer = new Producer({ connection: conn, clock, random: () => 0, partitionCount: async () => 1, cachedPartitionCount: () => 1 }, { deliveryTimeoutMs: 1000 });
+    const a = producer.send({ topic: 't', value: 'a' });
+    const b = producer.send({ topic: 't', value: 'b' });
+    a.catch(() => undefined);
+    b.catch(() => undefined);
+    await settle(clock, 1300);
+    await expect(a).rejects.toMatchObject({ code: 'DELIVERY_TIMEOUT' });
+    await expect(b).rejects.toMatchObject({ code: 'DELIVERY_TIMEOUT' });
+    await producer.flush();
+  });
+
+  it('abort() fails what is held back, and later sends', async () => {
+    const clock = new FakeClock();
+    const { conn, fake } = fakeConnection();
+    const producer = new Producer({ connection: conn, clock, random: () => 0, partitionCount: async () => 1, cachedPartitionCount: () => 1 }, { lingerMs: 0, bufferBytesMax: 1 });
+    fake.down();
+    const held = producer.send({ topic: 't', value: 'held' }); // waits for its producer id
+    await flush();
+    fake.up();
+    await flush();
+    fake.down(); // its batch is sealed and held: the connection is down
+    const waiting = producer.send({ topic: 't', value: 'waiting' }); // waits for buffer room
+    for (const p of [held, waiting]) p.catch(() => undefined);
+    await settle(clock, 500);
+    producer.abort(new ClientClosedError());
+    await expect(held).rejects.toMatchObject({ code: 'CLIENT_CLOSED' });
+    await expect(waiting).rejects.toMatchObject({ code: 'CLIENT_CLOSED' });
+    await expect(producer.send({ topic: 't', value: 'later' })).rejects.toMatchObject({ code: 'CLIENT_CLOSED' });
+    await producer.flush();
+    expect(clock.pending).toBe(0);
   });
 });
 
