@@ -9,7 +9,8 @@
  *                                     cleanupPolicy?, deleteRetentionMs?} -> 201 description
  *   DELETE /topics/:name        204
  *   GET    /sluice-client.js    the browser client, as an ES module re-exporting /sluice/client/index.js
- *   GET    /sluice/<path>.js    read-only files under dist/src/ (only .js, no '..', no symlink escape)
+ *   GET    /sluice/<path>.js    read-only files under dist/src/ (only .js and their .js.map source maps, which
+ *                                carry the TypeScript inline; no '..', no symlink escape)
  *
  * Errors are JSON `{"error":{"code","message","retriable"}}` with an HTTP status per code.
  *
@@ -32,8 +33,8 @@ import type { GatewayMetrics } from './metrics.js';
 const HTTP_BODY_BYTES_MAX = 64 * 1024;
 /** Largest static file served: the client's modules are tens of KiB. */
 const STATIC_FILE_BYTES_MAX = 4 * 1024 * 1024;
-/** A static path: letters, digits, '.', '_', '-' and '/', ending in .js. */
-const STATIC_PATH = /^[A-Za-z0-9._\-/]+\.js$/;
+/** A static path: letters, digits, '.', '_', '-' and '/', ending in .js or .js.map. */
+const STATIC_PATH = /^[A-Za-z0-9._\-/]+\.js(\.map)?$/;
 
 const STATUS_OF: Partial<Record<ErrorCode, string>> = {
   UNKNOWN_TOPIC_OR_PARTITION: '404 Not Found',
@@ -267,14 +268,14 @@ function registerStatic(app: uWS.TemplatedApp, ctx: HttpContext): void {
         return;
       }
       readStatic(ctx.staticRoot, path).then(
-        (bytes) => (bytes ? reply.send('200 OK', 'text/javascript; charset=utf-8', bytes) : notFound()),
+        (bytes) => (bytes ? reply.send('200 OK', path.endsWith('.map') ? 'application/json; charset=utf-8' : 'text/javascript; charset=utf-8', bytes) : notFound()),
         () => notFound(),
       );
     }),
   );
 }
 
-/** The file at `root/path` if it is a regular .js file whose real path stays inside root; else null. */
+/** The file at `root/path` if it is a regular .js or .js.map file whose real path stays inside root; else null. */
 async function readStatic(root: string, path: string): Promise<Uint8Array | null> {
   // All asynchronous: the gateway thread never waits on the disk.
   const rootReal = await realpath(root);
@@ -284,7 +285,7 @@ async function readStatic(root: string, path: string): Promise<Uint8Array | null
   } catch {
     return null;
   }
-  if (!real.startsWith(rootReal + sep) || !real.endsWith('.js')) return null;
+  if (!real.startsWith(rootReal + sep) || !(real.endsWith('.js') || real.endsWith('.js.map'))) return null;
   const info = await stat(real);
   if (!info.isFile() || info.size > STATIC_FILE_BYTES_MAX) return null;
   return readFile(real);

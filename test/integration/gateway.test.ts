@@ -389,12 +389,21 @@ describe('the gateway over HTTP', () => {
     c.close();
   });
 
-  it('serves dist/src .js files read-only under /sluice/ and refuses anything else', async () => {
+  it('serves dist/src .js files and their source maps read-only under /sluice/ and refuses anything else', async () => {
     const frames = await globalThis.fetch(`${base}/sluice/ws-gateway/frames.js`);
     expect(frames.status).toBe(200);
     expect(frames.headers.get('content-type')).toMatch(/javascript/);
-    expect(await frames.text()).toMatch(/export function decodeClientFrame/);
-    for (const path of ['/sluice/../package.json', '/sluice/ws-gateway/frames.js.map', '/sluice/ws-gateway/frames.d.ts', '/sluice/%2e%2e/x.js', '/sluice//etc/passwd.js', '/sluice/nope.js']) {
+    const text = await frames.text();
+    expect(text).toMatch(/export function decodeClientFrame/);
+    // The map the file names is served, with the TypeScript inside (browsers fetch nothing else).
+    const mapName = /\/\/# sourceMappingURL=(\S+)\s*$/.exec(text)![1];
+    const map = await globalThis.fetch(new URL(mapName, `${base}/sluice/ws-gateway/frames.js`));
+    expect(map.status).toBe(200);
+    expect(map.headers.get('content-type')).toMatch(/json/);
+    const parsed = (await map.json()) as { sources: string[]; sourcesContent?: string[] };
+    expect(parsed.sources).toHaveLength(1);
+    expect(parsed.sourcesContent?.[0]).toMatch(/export function decodeClientFrame\(/);
+    for (const path of ['/sluice/../package.json', '/sluice/ws-gateway/frames.d.ts', '/sluice/ws-gateway/frames.d.ts.map', '/sluice/%2e%2e/x.js', '/sluice//etc/passwd.js', '/sluice/nope.js']) {
       expect((await globalThis.fetch(`${base}${path}`)).status, path).toBe(404);
     }
     const client = await globalThis.fetch(`${base}/sluice-client.js`);
