@@ -6,7 +6,7 @@ import { cleanupsAfterEach, loadSluice, memoryLogger, openTestEngine, tempDir } 
 import { seededRandom } from '../helpers/random.js';
 
 type Sluice = Awaited<ReturnType<typeof loadSluice>>;
-type Engine = InstanceType<Sluice['Engine']>;
+type Engine = Awaited<ReturnType<Sluice['Engine']['open']>>;
 let S: Sluice;
 
 beforeAll(async () => {

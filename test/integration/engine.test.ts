@@ -24,7 +24,7 @@ function batchOf(n: number, prefix: string, timestamp?: number): Uint8Array {
   return S.encodeBatch(records);
 }
 
-async function readAll(engine: InstanceType<Sluice['Engine']>, topic: string, partition: number, from = 0) {
+async function readAll(engine: Awaited<ReturnType<Sluice['Engine']['open']>>, topic: string, partition: number, from = 0) {
   const values: { offset: number; value: string; timestamp: number }[] = [];
   let offset = from;
   for (;;) {
@@ -421,7 +421,7 @@ describe('Engine.fetchTail', () => {
 
 describe('Engine log rings', () => {
   const MiB = 1024 * 1024;
-  const ringBytes = (engine: InstanceType<Sluice['Engine']>) => engine.ownerStats().map((o) => o.logRingBytes);
+  const ringBytes = (engine: Awaited<ReturnType<Sluice['Engine']['open']>>) => engine.ownerStats().map((o) => o.logRingBytes);
 
   it('sizes each partition\'s log ring by the partitions its owner holds when it opens, keeps the sizes through an owner restart, and gives them back on delete', async () => {
     const { engine } = await openEngine({ workers: 2 });
@@ -711,7 +711,7 @@ describe('Engine retention and corruption', () => {
     const report = await S.verifyDataDir({ dataDir: dir.path, threads: 2 });
     expect(report.ok).toBe(false);
     const seg = report.partitions[0].report.segments.find((s: any) => s.file.endsWith('00000000000000000000.log'));
-    expect(seg.errors[0]).toMatchObject({ code: 'CORRUPT_MESSAGE', position: 0 });
+    expect(seg?.errors[0]).toMatchObject({ code: 'CORRUPT_MESSAGE', position: 0 });
     const { engine } = await openEngine({ dataDir: dir.path, workers: 1 });
     await expect(engine.fetch('c', 0, 0)).rejects.toMatchObject({ code: 'CORRUPT_MESSAGE' });
     // Later segments still serve.

@@ -86,7 +86,6 @@ function randomBytes(rng: Rng, n: number): Uint8Array {
 const i64 = (rng: Rng): number => pick(rng, [0, 0, 1, -1, -2, -3, 5, 1_700_000_000_000, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, int(rng, -1e12, 1e12)]);
 const i32 = (rng: Rng): number => pick(rng, [0, 0, 1, 1, -1, 2, 3, 1024, 0x7fff_ffff, -0x8000_0000, int(rng, -1e9, 1e9)]);
 const u32 = (rng: Rng): number => pick(rng, [0, 1, 2, 64, 4096, 0xffff_ffff, int(rng, 0, 0xffff_ffff)]);
-const u16 = (rng: Rng): number => pick(rng, [0, 1, 2, 0xffff, int(rng, 0, 0xffff)]);
 const topic = (rng: Rng): string => (rng() < 0.1 ? String.fromCharCode(...randomBytes(rng, int(rng, 1, 20)).map((b) => 0x61 + (b % 26))) : pick(rng, FUZZ_NAMES));
 
 /** A RecordBatch v2 for PRODUCE: mostly valid (plain producer), sometimes corrupt, short or random. */

@@ -9,6 +9,8 @@ import { loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
 const S = await loadSluice();
 const Op = F.Op;
 
+/** The JSON admin API's error body. */
+type ErrorBody = { error: { code: string; message: string; retriable: boolean } };
 let dir: ReturnType<typeof tempDir>;
 let engine: Awaited<ReturnType<typeof S.Engine.open>>;
 let gateway: Awaited<ReturnType<typeof S.startGateway>>;
@@ -326,16 +328,16 @@ describe('the gateway over HTTP', () => {
     expect(await again.json()).toEqual({ error: { code: 'TOPIC_ALREADY_EXISTS', message: expect.any(String), retriable: false } });
     const bad = await globalThis.fetch(`${base}/topics`, { method: 'POST', body: JSON.stringify({ name: 'no/slash' }) });
     expect(bad.status).toBe(400);
-    expect((await bad.json()).error.code).toBe('INVALID_TOPIC');
+    expect(((await bad.json()) as ErrorBody).error.code).toBe('INVALID_TOPIC');
     const notJson = await globalThis.fetch(`${base}/topics`, { method: 'POST', body: '{' });
     expect(notJson.status).toBe(400);
-    const list = await (await globalThis.fetch(`${base}/topics`)).json();
+    const list = (await (await globalThis.fetch(`${base}/topics`)).json()) as { topics: string[] };
     expect(list.topics).toContain('http-t');
     const one = await globalThis.fetch(`${base}/topics/http-t`);
-    expect((await one.json()).partitions).toHaveLength(2);
+    expect(((await one.json()) as { partitions: unknown[] }).partitions).toHaveLength(2);
     const missing = await globalThis.fetch(`${base}/topics/nope`);
     expect(missing.status).toBe(404);
-    expect((await missing.json()).error.code).toBe('UNKNOWN_TOPIC_OR_PARTITION');
+    expect(((await missing.json()) as ErrorBody).error.code).toBe('UNKNOWN_TOPIC_OR_PARTITION');
     // The WebSocket sees what HTTP created.
     const c = await RawClient.connect(gateway.port);
     as(await c.request((id) => F.encodeDescribeTopic({ correlationId: id, topic: 'http-t' })), Op.DESCRIBE_TOPIC_OK);
@@ -346,7 +348,7 @@ describe('the gateway over HTTP', () => {
     // Internal topics are the broker's, over HTTP as over WebSocket.
     const internal = await globalThis.fetch(`${base}/topics/__consumer_offsets`, { method: 'DELETE' });
     expect(internal.status).toBe(400);
-    expect((await internal.json()).error.code).toBe('INVALID_TOPIC');
+    expect(((await internal.json()) as ErrorBody).error.code).toBe('INVALID_TOPIC');
   });
 
   it('exposes Prometheus metrics: traffic per topic, latency, connections, owners, log end offsets', async () => {

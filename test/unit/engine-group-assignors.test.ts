@@ -21,7 +21,6 @@ import {
 import { testSeed } from './persist-helpers.js';
 
 const tp = (topic: string, partition: number): TopicPartition => ({ topic, partition });
-const range = (topic: string, from: number, to: number): TopicPartition[] => Array.from({ length: to - from }, (_, i) => tp(topic, from + i));
 const counts = (o: Record<string, number>): Map<string, number> => new Map(Object.entries(o));
 const asObject = (a: AssignmentMap): Record<string, string[]> =>
   Object.fromEntries([...a].map(([id, list]) => [id, list.map((p) => partitionKey(p.topic, p.partition))]));
