@@ -24,6 +24,8 @@ export const PROGRESS_INTERVAL_MS = 250;
 export const EXIT_OK = 0;
 export const EXIT_ERROR = 1;
 export const EXIT_USAGE = 2;
+/** The shell's codes for a process ended by SIGINT / SIGTERM (128 + the signal), used after a command's clean exit steps. */
+export const EXIT_SIGNAL: Readonly<Record<string, number>> = { SIGINT: 130, SIGTERM: 143 };
 
 /** A usage error found after commander's parsing (conflicting flags): exit 2. */
 export class UsageError extends Error {

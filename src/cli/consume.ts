@@ -24,6 +24,7 @@ import {
   clientCommand,
   errorLine,
   EXIT_OK,
+  EXIT_SIGNAL,
   exitWithError,
   nonEmpty,
   nonNegativeInt,
@@ -129,8 +130,6 @@ const REJOIN_CODES: ReadonlySet<string> = new Set(['UNKNOWN_MEMBER_ID', 'ILLEGAL
 
 /** How often a group consumer commits what it printed. */
 const COMMIT_INTERVAL_MS = 1_000;
-/** The shell's codes for a process ended by SIGINT / SIGTERM, after its clean exit steps. */
-const EXIT_SIGNAL: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
 
 async function consume(topic: string, flags: ConsumeFlags): Promise<number> {
   if (flags.group !== undefined) return consumeGroup(topic, flags.group, flags);

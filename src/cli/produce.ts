@@ -20,6 +20,7 @@ import {
   closeClient,
   EXIT_ERROR,
   EXIT_OK,
+  EXIT_SIGNAL,
   errorLine,
   exitWithError,
   nonEmpty,
@@ -80,9 +81,6 @@ class PendingWindow {
   }
 }
 
-/** The shell's code for a process ended by SIGINT (128 + 2), after a clean flush. */
-const EXIT_INTERRUPTED = 130;
-
 async function produce(topic: string, flags: ProduceFlags): Promise<number> {
   let startedMs = performance.now();
   let sent = 0;
@@ -114,17 +112,17 @@ async function produce(topic: string, flags: ProduceFlags): Promise<number> {
   progress = new Progress(() => `sluice produce: ${sent} records sent, ${acknowledged} acknowledged, ${sentBytes} bytes, ${seconds().toFixed(1)} s`);
   const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY, terminal: false });
   const sep = flags.keySeparator;
-  // Ctrl-C (or SIGTERM) stops reading: what was sent is flushed and summed up, then exit 130.
-  let interrupted = false;
-  const interrupt = () => {
-    interrupted = true;
+  // Ctrl-C (or SIGTERM) stops reading: what was sent is flushed and summed up, then exit 130 (143).
+  let interruptedBy: NodeJS.Signals | null = null;
+  const interrupt = (signal: NodeJS.Signals) => {
+    interruptedBy = signal;
     rl.close();
   };
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);
   try {
     for await (const line of rl) {
-      if (firstError !== null || interrupted) break;
+      if (firstError !== null || interruptedBy !== null) break;
       let key: string | null = null;
       let value = line;
       if (sep !== undefined) {
@@ -152,7 +150,7 @@ async function produce(topic: string, flags: ProduceFlags): Promise<number> {
     process.stderr.write(`sluice: ${errorLine(firstError)}\n`);
     return EXIT_ERROR;
   }
-  return interrupted ? EXIT_INTERRUPTED : EXIT_OK;
+  return interruptedBy !== null ? (EXIT_SIGNAL[interruptedBy] ?? EXIT_OK) : EXIT_OK;
 
   function send(p: Producer, record: { topic: string; key: string | null; value: string; partition?: number }, bytes: number): void {
     window.add(bytes);

@@ -235,9 +235,12 @@ describe('sluice client command errors', () => {
     }
   });
 
-  it('on Ctrl-C, produce stops reading, flushes what it sent, prints its summary and exits 130', async () => {
-    expect((await sluice(['topics', 'create', 'interrupted', '--partitions', '1', ...b])).status).toBe(0);
-    const child = spawn(process.execPath, [CLI, 'produce', 'interrupted', ...b], { stdio: ['pipe', 'pipe', 'pipe'] });
+  it.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)('on %s, produce stops reading, flushes what it sent, prints its summary and exits %i', async (signal, code) => {
+    expect((await sluice(['topics', 'create', `interrupted-${signal}`, '--partitions', '1', ...b])).status).toBe(0);
+    const child = spawn(process.execPath, [CLI, 'produce', `interrupted-${signal}`, ...b], { stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -246,13 +249,13 @@ describe('sluice client command errors', () => {
     const deadline = Date.now() + 10_000;
     let stored = 0;
     while (stored < 50 && Date.now() < deadline) {
-      const d = await sluice(['topics', 'describe', 'interrupted', '--json', ...b]);
+      const d = await sluice(['topics', 'describe', `interrupted-${signal}`, '--json', ...b]);
       stored = JSON.parse(d.stdout).partitions[0].logEndOffset;
       if (stored < 50) await new Promise((r) => setTimeout(r, 50));
     }
     expect(stored).toBe(50);
-    child.kill('SIGINT');
-    expect(await exited).toBe(130);
+    child.kill(signal);
+    expect(await exited).toBe(code);
     expect(stderr).toMatch(/^sluice produce: 50 records, /m);
     child.stdin.destroy();
   });
