@@ -28,7 +28,11 @@ export type StartPosition = 'earliest' | 'latest' | { offset: number } | { times
 export interface ConsumerOptions extends Partial<GroupOptions> {
   /** Where partitions without a position start. Default 'latest' (Kafka's auto.offset.reset). */
   from?: StartPosition;
-  /** What to do when the position is out of range (retention removed it). Default 'earliest'. */
+  /**
+   * Where a position out of range goes (retention removed it, or it is past the end). As
+   * Kafka's one auto.offset.reset covers both cases, the default follows the start setting:
+   * 'earliest' when `from` is 'earliest' (a group: `fromBeginning`), else 'latest'.
+   */
   resetPolicy?: 'earliest' | 'latest';
   /** Record bytes the server may push per partition before the application consumes them. */
   windowBytes?: number;
@@ -98,6 +102,8 @@ interface Assignment {
   seeks: number;
   /** Being revoked by the group: hand out nothing more. */
   revoking: boolean;
+  /** Assigned by the group and its onAssigned not done yet: its records wait (in its credit window, as when paused). */
+  held: boolean;
 }
 
 const key = partitionKey;
@@ -123,7 +129,11 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
   constructor(ctx: ConsumerContext, options: ConsumerOptions = {}) {
     this.#ctx = ctx;
     this.#from = options.from ?? 'latest';
-    this.#resetPolicy = options.resetPolicy ?? 'earliest';
+    const fromStart = options.groupId !== undefined ? options.fromBeginning === true : this.#from === 'earliest';
+    this.#resetPolicy = options.resetPolicy ?? (fromStart ? 'earliest' : 'latest');
+    if (this.#resetPolicy !== 'earliest' && this.#resetPolicy !== 'latest') {
+      throw new SluiceError('INVALID_ARGUMENT', `resetPolicy must be 'earliest' or 'latest', got ${String(options.resetPolicy)}`);
+    }
     this.#windowBytes = options.windowBytes ?? CONSUMER_WINDOW_BYTES_DEFAULT;
     if (!Number.isInteger(this.#windowBytes) || this.#windowBytes < 1 || this.#windowBytes > 0xffff_ffff) {
       throw new SluiceError('INVALID_ARGUMENT', `windowBytes must be an integer in [1, 2^32 - 1], got ${this.#windowBytes}`);
@@ -137,7 +147,14 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
         ctx.clock,
         ctx.random,
         {
-          assign: (partitions) => Promise.all(partitions.map((p) => this.#assign(p.topic, p.partition, p.from ?? this.#from))).then(() => undefined),
+          assign: (partitions) => Promise.all(partitions.map((p) => this.#assign(p.topic, p.partition, p.from ?? this.#from, true))).then(() => undefined),
+          release: (partitions) => {
+            for (const p of partitions) {
+              const a = this.#assignments.get(key(p.topic, p.partition));
+              if (a) a.held = false;
+            }
+            this.#signal();
+          },
           unassign: (partitions) => Promise.all(partitions.map((p) => this.#unassign(p.topic, p.partition))).then(() => undefined),
           quiesce: (partitions, timeoutMs) => this.quiesce(partitions, timeoutMs),
           processedOffsets: (partitions) => this.processedOffsets(partitions),
@@ -383,7 +400,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
           this.#finished(b);
           continue;
         }
-        if (b.assignment.paused) continue;
+        if (b.assignment.paused || b.assignment.held) continue;
         this.#ready.splice(i, 1);
         return b;
       }
@@ -456,7 +473,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     if (this.#closed) throw new ClientClosedError();
   }
 
-  async #assign(topic: string, partition: number, from: StartPosition): Promise<void> {
+  async #assign(topic: string, partition: number, from: StartPosition, held = false): Promise<void> {
     if (this.#assignments.has(key(topic, partition))) return;
     const a: Assignment = {
       topic,
@@ -476,6 +493,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
       inHand: false,
       seeks: 0,
       revoking: false,
+      held,
     };
     this.#assignments.set(key(topic, partition), a);
     await this.#resubscribe(a);

@@ -9,7 +9,7 @@
  *                                     processed (autoCommit), unsubscribe
  *     added   = assigned - owned   -> fetch their committed offsets, subscribe from there
  *                                     (no commit: earliest with fromBeginning, else latest),
- *                                     onAssigned
+ *                                     onAssigned, and only then hand out their records
  *     then acknowledge g with a HEARTBEAT, which lets the coordinator hand the revoked
  *     partitions to their new owners.
  *
@@ -57,9 +57,12 @@ export const SESSION_TIMEOUT_MS_DEFAULT = 10_000;
 
 /** What the member needs from its consumer. */
 export interface GroupHost {
+  /** Subscribes `partitions`, holding their records back until release(). */
   assign(partitions: (TopicPartition & { from?: StartPosition })[]): Promise<void>;
   unassign(partitions: TopicPartition[]): Promise<void>;
   quiesce(partitions: TopicPartition[], timeoutMs: number): Promise<void>;
+  /** Starts handing out the records of partitions assigned held (their onAssigned has run). */
+  release(partitions: TopicPartition[]): void;
   processedOffsets(partitions?: TopicPartition[]): { topic: string; partition: number; offset: number }[];
   fail(err: unknown): void;
 }
@@ -97,6 +100,8 @@ export class GroupMember {
   #heartbeatTimer: TimerHandle | null = null;
   #commitTimer: TimerHandle | null = null;
   #closed = false;
+  /** close() began: assignments that arrive now are not applied (the member is leaving). */
+  #closing = false;
   #joining = false;
   readonly #unlisten: (() => void)[] = [];
   #joined: { resolve: () => void; promise: Promise<void> };
@@ -199,7 +204,7 @@ export class GroupMember {
   }
 
   async #apply(a: AssignmentFrame): Promise<void> {
-    if (this.#closed || a.memberId !== this.#memberId || a.generation < this.#generation) return;
+    if (this.#closed || this.#closing || a.memberId !== this.#memberId || a.generation < this.#generation) return;
     // Within one generation a member's partitions only grow (others release them): an
     // assignment of the applied generation matters only if it adds partitions.
     if (a.generation === this.#generation && a.partitions.every((p) => this.#owned.has(key(p.topic, p.partition)))) return;
@@ -218,8 +223,8 @@ export class GroupMember {
       await this.#host.unassign(revoked);
     }
     // Revocations are done: this generation is applied as far as the coordinator is
-    // concerned, and records of the added partitions may be committed under it as soon as
-    // they are handed out (before onAssigned returns).
+    // concerned, and records of the added partitions may be committed under it once they
+    // are handed out (after onAssigned).
     this.#generation = a.generation;
     if (added.length > 0) {
       const committed = await this.#fetchCommitted(added, a.generation);
@@ -235,7 +240,13 @@ export class GroupMember {
         const offset = committed.get(key(p.topic, p.partition));
         if (offset !== undefined) this.#committed.set(key(p.topic, p.partition), offset);
       }
-      await this.#options.onAssigned?.(added);
+      try {
+        await this.#options.onAssigned?.(added);
+      } finally {
+        // Their records are handed out from now on (Kafka's poll returns none before
+        // onPartitionsAssigned ran); a seek inside onAssigned has set where they start.
+        this.#host.release(added);
+      }
     }
     this.#joined.resolve();
     // Acknowledge at once: revoked partitions are released to their new owners.
@@ -352,10 +363,26 @@ export class GroupMember {
 
   // ------------------------------------------------------------ leaving
 
-  /** Commits what was processed (autoCommit), leaves the group, gives up every partition. */
+  /**
+   * Leaves the group as a revocation of everything: stops handing out records, waits until
+   * the application is done with what it holds (up to rebalanceTimeoutMs / 2: a handler that
+   * awaits close() itself waits that long), onRevoked, commits what was processed
+   * (autoCommit), then LEAVE_GROUP and gives up every partition. Only then can the
+   * coordinator hand them to another member, so no record is with two members at once.
+   */
   async close(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#closed || this.#closing) return;
+    this.#closing = true;
     await this.#chain.catch(() => undefined);
+    const owned = this.owned();
+    await this.#host.quiesce(owned, Math.floor(this.#options.rebalanceTimeoutMs / 2));
+    if (owned.length > 0) {
+      try {
+        await this.#options.onRevoked?.(owned);
+      } catch {
+        // The member leaves all the same; what was not committed is read again by the next owner.
+      }
+    }
     if (this.#options.autoCommit) await this.#commitQuietly(undefined, this.#generation);
     this.#closed = true;
     this.#cancelHeartbeat();

@@ -239,5 +239,96 @@ describe('consumer groups through the gateway', () => {
     const seen = new Set([...first, ...second].map((r) => `${r.partition}:${r.offset}`));
     expect(seen.size).toBe(60);
   });
+
+  it('close() waits for the batch in hand, calls onRevoked and commits it before another member gets the partition', async () => {
+    const { client, connect } = await start();
+    await client.createTopic('handover', { partitions: 1 });
+    await produce(client, 'handover', 10);
+    const events: string[] = [];
+    let handlerEnd = 0;
+    const a = client.consumer({
+      groupId: 'h',
+      topics: ['handover'],
+      fromBeginning: true,
+      onRevoked: (ps) => void events.push(`revoked ${ps.map((p) => p.partition).join(',')}`),
+    });
+    let inHandler!: () => void;
+    const started = new Promise<void>((r) => (inHandler = r));
+    const running = a.run({
+      eachBatch: async (batch) => {
+        events.push(`batch ${batch.records[0].offset}-${batch.records.at(-1)!.offset}`);
+        inHandler();
+        await new Promise((r) => setTimeout(r, 600));
+        handlerEnd = Date.now();
+        events.push('handler done');
+      },
+    });
+    await started;
+    await a.close();
+    events.push('closed');
+    await running;
+    expect(events[0]).toMatch(/^batch 0-/);
+    expect(events.slice(1)).toEqual(['handler done', 'revoked 0', 'closed']);
+    const lastOffset = Number(/-(\d+)$/.exec(events[0])![1]);
+    expect(await client.committedOffsets('h')).toMatchObject([{ topic: 'handover', partition: 0, offset: lastOffset + 1 }]);
+    // The next member starts after the batch, and only after the first was done with it.
+    await produce(client, 'handover', 1, 10);
+    const b = (await connect('b')).consumer({ groupId: 'h', topics: ['handover'], fromBeginning: true });
+    const it = b[Symbol.asyncIterator]();
+    const first = await it.next();
+    expect(Date.now()).toBeGreaterThanOrEqual(handlerEnd);
+    expect(first.value.offset).toBe(lastOffset + 1);
+    await it.return?.();
+    await b.close();
+  });
+
+  it('hands out no record of an assigned partition before onAssigned resolves; a seek in it sets the start', async () => {
+    const { client } = await start();
+    await client.createTopic('assigned', { partitions: 1 });
+    await produce(client, 'assigned', 50);
+    const events: string[] = [];
+    const c = client.consumer({
+      groupId: 'oa',
+      topics: ['assigned'],
+      fromBeginning: true,
+      onAssigned: async (ps) => {
+        events.push('onAssigned start');
+        await new Promise((r) => setTimeout(r, 300)); // records arrive meanwhile
+        c.seek(ps[0].topic, ps[0].partition, 30);
+        events.push('onAssigned done');
+      },
+    });
+    const it = c[Symbol.asyncIterator]();
+    const first = await it.next();
+    events.push(`record ${first.value.offset}`);
+    expect(events).toEqual(['onAssigned start', 'onAssigned done', 'record 30']);
+    await it.return?.();
+    await c.close();
+  });
+
+  it('a position out of range goes where the start setting points, as Kafka\'s one auto.offset.reset: latest by default', async () => {
+    const { client } = await start();
+    await client.createTopic('range', { partitions: 1 });
+    await produce(client, 'range', 20);
+    const past = client.consumer({ from: { offset: 500 } });
+    await past.subscribe('range');
+    const early = client.consumer({ from: 'earliest' });
+    await early.subscribe('range');
+    early.seek('range', 0, 10_000);
+    const chosen = client.consumer({ from: { offset: 500 }, resetPolicy: 'earliest' });
+    await chosen.subscribe('range');
+    await produce(client, 'range', 1, 20);
+    const firstOf = async (c: typeof past) => {
+      const it = c[Symbol.asyncIterator]();
+      const r = await it.next();
+      await it.return?.();
+      await c.close();
+      return r.value.offset;
+    };
+    expect(await firstOf(past)).toBe(20); // at the end: only the record produced after
+    expect(await firstOf(early)).toBe(0); // from 'earliest': back to the start
+    expect(await firstOf(chosen)).toBe(0);
+    expect(() => client.consumer({ resetPolicy: 'nearest' as never })).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+  });
 });
 
