@@ -81,7 +81,34 @@ class PendingWindow {
   }
 }
 
+/** The signal that stopped the reading (null: none yet), and what stops it. */
+interface Interruption {
+  by: NodeJS.Signals | null;
+  stopReading: () => void;
+}
+
+/**
+ * Ctrl-C (or SIGTERM) stops the reading: what was sent is flushed and summed up, then exit
+ * 130 (143). Caught from the start to the summary, so a signal while connecting or flushing
+ * ends the same way; a second one ends the process at once.
+ */
 async function produce(topic: string, flags: ProduceFlags): Promise<number> {
+  const interruption: Interruption = { by: null, stopReading: () => undefined };
+  const interrupt = (signal: NodeJS.Signals) => {
+    interruption.by = signal;
+    interruption.stopReading();
+  };
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  try {
+    return await produceLines(topic, flags, interruption);
+  } finally {
+    process.removeListener('SIGINT', interrupt);
+    process.removeListener('SIGTERM', interrupt);
+  }
+}
+
+async function produceLines(topic: string, flags: ProduceFlags, interruption: Interruption): Promise<number> {
   let startedMs = performance.now();
   let sent = 0;
   let sentBytes = 0;
@@ -112,17 +139,11 @@ async function produce(topic: string, flags: ProduceFlags): Promise<number> {
   progress = new Progress(() => `sluice produce: ${sent} records sent, ${acknowledged} acknowledged, ${sentBytes} bytes, ${seconds().toFixed(1)} s`);
   const rl = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY, terminal: false });
   const sep = flags.keySeparator;
-  // Ctrl-C (or SIGTERM) stops reading: what was sent is flushed and summed up, then exit 130 (143).
-  let interruptedBy: NodeJS.Signals | null = null;
-  const interrupt = (signal: NodeJS.Signals) => {
-    interruptedBy = signal;
-    rl.close();
-  };
-  process.once('SIGINT', interrupt);
-  process.once('SIGTERM', interrupt);
+  interruption.stopReading = () => rl.close();
+  if (interruption.by !== null) rl.close(); // while connecting
   try {
     for await (const line of rl) {
-      if (firstError !== null || interruptedBy !== null) break;
+      if (firstError !== null || interruption.by !== null) break;
       let key: string | null = null;
       let value = line;
       if (sep !== undefined) {
@@ -140,8 +161,6 @@ async function produce(topic: string, flags: ProduceFlags): Promise<number> {
     }
   } finally {
     rl.close();
-    process.removeListener('SIGINT', interrupt);
-    process.removeListener('SIGTERM', interrupt);
   }
   await producer.flush();
   printSummary();
@@ -150,7 +169,7 @@ async function produce(topic: string, flags: ProduceFlags): Promise<number> {
     process.stderr.write(`sluice: ${errorLine(firstError)}\n`);
     return EXIT_ERROR;
   }
-  return interruptedBy !== null ? (EXIT_SIGNAL[interruptedBy] ?? EXIT_OK) : EXIT_OK;
+  return interruption.by !== null ? (EXIT_SIGNAL[interruption.by] ?? EXIT_OK) : EXIT_OK;
 
   function send(p: Producer, record: { topic: string; key: string | null; value: string; partition?: number }, bytes: number): void {
     window.add(bytes);

@@ -615,7 +615,12 @@ export class Connection {
     }
   }
 
-  /** acks=0: no answer, no in-flight slot; errors and drops are counted only. A decodable frame with bad acks cannot be acks=0. */
+  /**
+   * acks=0: no answer, no in-flight slot; errors and drops are counted only. The engine is
+   * asked with acks 1 so that the owner's verdict comes back: a batch it refuses (a bad CRC,
+   * a keyless record on a compacted topic) is counted as an error, not as records in. A
+   * decodable frame with bad acks cannot be acks=0.
+   */
   #produceAcks0(frame: ProduceRequest): void {
     const op = opName(Op.PRODUCE);
     try {
@@ -628,13 +633,18 @@ export class Connection {
       }
       const records = recordCountOf(frame.batch);
       const bytes = frame.batch.length;
-      this.#ctx.engine.produce(frame.topic, frame.partition, frame.batch, { acks: 0 }).then(
+      this.#ctx.engine.produce(frame.topic, frame.partition, frame.batch, { acks: 1 }).then(
         () => this.#countIn(frame.topic, bytes, records),
-        (err: unknown) => this.#ctx.metrics.errors.inc({ op, code: err instanceof SluiceError ? err.code : 'INTERNAL' }),
+        (err: unknown) => this.#countAcks0Error(op, err),
       );
     } catch (err) {
-      this.#ctx.metrics.errors.inc({ op, code: err instanceof SluiceError ? err.code : 'INTERNAL' });
+      this.#countAcks0Error(op, err);
     }
+  }
+
+  #countAcks0Error(op: string, err: unknown): void {
+    if (err instanceof SluiceError && err.code === 'THROTTLED') this.#ctx.metrics.throttled.inc({ cause: 'owner' });
+    else this.#ctx.metrics.errors.inc({ op, code: err instanceof SluiceError ? err.code : 'INTERNAL' });
   }
 
   #fetch(frame: FetchRequest, request: Pending): void {

@@ -13,6 +13,8 @@
  *                                carry the TypeScript inline; no '..', no symlink escape)
  *
  * Errors are JSON `{"error":{"code","message","retriable"}}` with an HTTP status per code.
+ * HEAD answers as GET without the body; a known path asked with another method gets 405 and
+ * `Allow` (OPTIONS: 204 and `Allow`); anything else 404 NOT_FOUND.
  *
  * uWS rules kept here: the HttpRequest is read synchronously before any await (it dies when
  * the handler returns); every response that completes later registers onAborted first and
@@ -63,16 +65,19 @@ export interface HttpContext {
 /** A response that completes later: tracks abortion so nothing writes to a dead HttpResponse. */
 class Reply {
   readonly #res: uWS.HttpResponse;
+  /** A HEAD request: the status and headers of GET, no body. */
+  readonly #head: boolean;
   #done = false;
 
-  constructor(res: uWS.HttpResponse) {
+  constructor(res: uWS.HttpResponse, head = false) {
     this.#res = res;
+    this.#head = head;
     res.onAborted(() => {
       this.#done = true;
     });
   }
 
-  send(status: string, contentType: string | null, body: string | Uint8Array): void {
+  send(status: string, contentType: string | null, body: string | Uint8Array, headers: [string, string][] = []): void {
     if (this.#done) return;
     this.#done = true;
     this.#res.cork(() => {
@@ -81,12 +86,19 @@ class Reply {
       // The client's modules are public: a page on another origin imports them (module scripts need CORS).
       if (contentType?.startsWith('text/javascript')) this.#res.writeHeader('Access-Control-Allow-Origin', '*');
       this.#res.writeHeader('Cache-Control', 'no-store');
-      this.#res.end(body);
+      for (const [name, value] of headers) this.#res.writeHeader(name, value);
+      if (this.#head) {
+        // GET's length, written by hand: this uWS's endWithoutBody(length) leaves the response open.
+        this.#res.writeHeader('Content-Length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.length));
+        this.#res.endWithoutBody();
+      } else {
+        this.#res.end(body);
+      }
     });
   }
 
-  json(status: string, value: unknown): void {
-    this.send(status, 'application/json; charset=utf-8', JSON.stringify(value));
+  json(status: string, value: unknown, headers: [string, string][] = []): void {
+    this.send(status, 'application/json; charset=utf-8', JSON.stringify(value), headers);
   }
 
   error(err: unknown): void {
@@ -126,50 +138,63 @@ function guard(ctx: HttpContext, handler: (res: uWS.HttpResponse, req: uWS.HttpR
   };
 }
 
+/** A GET route, and HEAD on the same pattern answering the same without the body. */
+function getAndHead(app: uWS.TemplatedApp, ctx: HttpContext, pattern: string, handler: (reply: Reply, req: uWS.HttpRequest) => void): void {
+  app.get(
+    pattern,
+    guard(ctx, (res, req) => handler(new Reply(res), req)),
+  );
+  app.head(
+    pattern,
+    guard(ctx, (res, req) => handler(new Reply(res, true), req)),
+  );
+}
+
+/** A path parameter, percent-decoded; a malformed escape is INVALID_REQUEST (decodeURIComponent throws URIError). */
+function pathParameter(req: uWS.HttpRequest, index: number): string {
+  const raw = req.getParameter(index) ?? '';
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new SluiceError('INVALID_REQUEST', `malformed percent-encoding in the path: ${JSON.stringify(raw)}`);
+  }
+}
+
+/** The methods a known path answers to (for 405 and OPTIONS); null for a path with no route. */
+function allowedMethods(url: string): string | null {
+  if (url === '/healthz' || url === '/metrics' || url === '/sluice-client.js' || url.startsWith('/sluice/')) return 'GET, HEAD';
+  if (url === '/topics') return 'GET, HEAD, POST';
+  if (/^\/topics\/[^/]+$/.test(url)) return 'GET, HEAD, DELETE';
+  return null;
+}
+
 export function registerHttpRoutes(app: uWS.TemplatedApp, ctx: HttpContext): void {
-  app.get(
-    '/healthz',
-    guard(ctx, (res) => {
-      const body = JSON.stringify({ status: ctx.closing ? 'closing' : 'ok', ...ctx.health() });
-      res.writeStatus(ctx.closing ? '503 Service Unavailable' : '200 OK').writeHeader('Content-Type', 'application/json; charset=utf-8').end(body);
-    }),
-  );
+  getAndHead(app, ctx, '/healthz', (reply) => {
+    reply.json(ctx.closing ? '503 Service Unavailable' : '200 OK', { status: ctx.closing ? 'closing' : 'ok', ...ctx.health() });
+  });
 
-  app.get(
-    '/metrics',
-    guard(ctx, (res) => {
-      const reply = new Reply(res);
-      ctx.metrics.registry.metrics().then(
-        (text) => reply.send('200 OK', ctx.metrics.registry.contentType, text),
-        (err: unknown) => reply.error(err),
-      );
-    }),
-  );
+  getAndHead(app, ctx, '/metrics', (reply) => {
+    ctx.metrics.registry.metrics().then(
+      (text) => reply.send('200 OK', ctx.metrics.registry.contentType, text),
+      (err: unknown) => reply.error(err),
+    );
+  });
 
-  app.get(
-    '/topics',
-    guard(ctx, (res) => {
-      const reply = new Reply(res);
-      try {
-        reply.json('200 OK', { topics: ctx.engine.listTopics() });
-      } catch (err) {
-        reply.error(err);
-      }
-    }),
-  );
+  getAndHead(app, ctx, '/topics', (reply) => {
+    try {
+      reply.json('200 OK', { topics: ctx.engine.listTopics() });
+    } catch (err) {
+      reply.error(err);
+    }
+  });
 
-  app.get(
-    '/topics/:name',
-    guard(ctx, (res, req) => {
-      const name = decodeURIComponent(req.getParameter(0));
-      const reply = new Reply(res);
-      try {
-        reply.json('200 OK', describeJson(ctx.engine.describeTopic(name)));
-      } catch (err) {
-        reply.error(err);
-      }
-    }),
-  );
+  getAndHead(app, ctx, '/topics/:name', (reply, req) => {
+    try {
+      reply.json('200 OK', describeJson(ctx.engine.describeTopic(pathParameter(req, 0))));
+    } catch (err) {
+      reply.error(err);
+    }
+  });
 
   app.post(
     '/topics',
@@ -207,13 +232,14 @@ export function registerHttpRoutes(app: uWS.TemplatedApp, ctx: HttpContext): voi
   app.del(
     '/topics/:name',
     guard(ctx, (res, req) => {
-      const name = decodeURIComponent(req.getParameter(0));
       const reply = new Reply(res);
       if (ctx.closing) {
         reply.error(new SluiceError('ENGINE_CLOSED', 'the server is shutting down'));
         return;
       }
+      let name: string;
       try {
+        name = pathParameter(req, 0);
         checkNotInternal(name);
       } catch (err) {
         reply.error(err);
@@ -234,45 +260,46 @@ export function registerHttpRoutes(app: uWS.TemplatedApp, ctx: HttpContext): voi
   app.any(
     '/*',
     guard(ctx, (res, req) => {
-      const body = JSON.stringify({ error: { code: 'NOT_FOUND', message: `no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}`, retriable: false } });
-      res.writeStatus('404 Not Found').writeHeader('Content-Type', 'application/json; charset=utf-8').end(body);
+      const method = req.getMethod().toUpperCase();
+      const url = req.getUrl();
+      const reply = new Reply(res, method === 'HEAD');
+      const allow = allowedMethods(url);
+      if (allow === null) {
+        reply.json('404 Not Found', { error: { code: 'NOT_FOUND', message: `no route for ${method} ${url}`, retriable: false } });
+      } else if (method === 'OPTIONS') {
+        reply.send('204 No Content', null, '', [['Allow', allow]]);
+      } else {
+        reply.json('405 Method Not Allowed', { error: { code: 'METHOD_NOT_ALLOWED', message: `${url} answers ${allow}, not ${method}`, retriable: false } }, [['Allow', allow]]);
+      }
     }),
   );
 }
 
 function registerStatic(app: uWS.TemplatedApp, ctx: HttpContext): void {
-  app.get(
-    '/sluice-client.js',
-    guard(ctx, (res) => {
-      const reply = new Reply(res);
-      stat(`${ctx.staticRoot}${sep}client${sep}index.js`).then(
-        () => reply.send('200 OK', 'text/javascript; charset=utf-8', "export * from './sluice/client/index.js';\n"),
-        () =>
-          reply.send(
-            '503 Service Unavailable',
-            'text/plain; charset=utf-8',
-            'the browser client is not built: dist/src/client/index.js does not exist (run `npm run build` once src/client exists)\n',
-          ),
-      );
-    }),
-  );
+  getAndHead(app, ctx, '/sluice-client.js', (reply) => {
+    stat(`${ctx.staticRoot}${sep}client${sep}index.js`).then(
+      () => reply.send('200 OK', 'text/javascript; charset=utf-8', "export * from './sluice/client/index.js';\n"),
+      () =>
+        reply.send(
+          '503 Service Unavailable',
+          'text/plain; charset=utf-8',
+          'the browser client is not built: dist/src/client/index.js does not exist (run `npm run build` once src/client exists)\n',
+        ),
+    );
+  });
 
-  app.get(
-    '/sluice/*',
-    guard(ctx, (res, req) => {
-      const path = req.getUrl().slice('/sluice/'.length);
-      const reply = new Reply(res);
-      const notFound = () => reply.send('404 Not Found', 'text/plain; charset=utf-8', 'not found\n');
-      if (!STATIC_PATH.test(path) || path.split('/').some((part) => part === '' || part === '.' || part === '..')) {
-        notFound();
-        return;
-      }
-      readStatic(ctx.staticRoot, path).then(
-        (bytes) => (bytes ? reply.send('200 OK', path.endsWith('.map') ? 'application/json; charset=utf-8' : 'text/javascript; charset=utf-8', bytes) : notFound()),
-        () => notFound(),
-      );
-    }),
-  );
+  getAndHead(app, ctx, '/sluice/*', (reply, req) => {
+    const path = req.getUrl().slice('/sluice/'.length);
+    const notFound = () => reply.json('404 Not Found', { error: { code: 'NOT_FOUND', message: `no file /sluice/${path}`, retriable: false } });
+    if (!STATIC_PATH.test(path) || path.split('/').some((part) => part === '' || part === '.' || part === '..')) {
+      notFound();
+      return;
+    }
+    readStatic(ctx.staticRoot, path).then(
+      (bytes) => (bytes ? reply.send('200 OK', path.endsWith('.map') ? 'application/json; charset=utf-8' : 'text/javascript; charset=utf-8', bytes) : notFound()),
+      () => notFound(),
+    );
+  });
 }
 
 /** The file at `root/path` if it is a regular .js or .js.map file whose real path stays inside root; else null. */

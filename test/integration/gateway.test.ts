@@ -2,6 +2,7 @@
  * The gateway end to end on a real socket: every operation of docs/protocol.md through a
  * raw `ws` client, and the HTTP endpoints.
  */
+import * as http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { as, F, RawClient } from '../fixtures/gateway-client.js';
 import { loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
@@ -319,6 +320,50 @@ describe('the gateway over HTTP', () => {
     expect(await res.json()).toMatchObject({ status: 'ok', owners: 2 });
   });
 
+  it('answers HEAD as GET without a body (the connection stays usable), 405 with Allow for another method, OPTIONS with Allow', async () => {
+    // One kept-alive socket for all: a body after a HEAD answer would be read as the next response.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const ask = (method: string, path: string) =>
+      new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
+        const req = http.request(`${base}${path}`, { method, agent }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      for (const path of ['/healthz', '/metrics', '/topics', '/sluice-client.js', '/sluice/ws-gateway/frames.js']) {
+        const get = await ask('GET', path);
+        const head = await ask('HEAD', path);
+        expect([head.status, head.headers['content-type'], head.body], path).toEqual([get.status, get.headers['content-type'], '']);
+      }
+      expect((await ask('HEAD', '/topics/nope')).status).toBe(404);
+      expect((await ask('HEAD', '/nothing-here')).status).toBe(404);
+      const put = await ask('PUT', '/topics');
+      expect([put.status, put.headers.allow, (JSON.parse(put.body) as ErrorBody).error.code]).toEqual([405, 'GET, HEAD, POST', 'METHOD_NOT_ALLOWED']);
+      const post = await ask('POST', '/healthz');
+      expect([post.status, post.headers.allow]).toEqual([405, 'GET, HEAD']);
+      const options = await ask('OPTIONS', '/topics/some-topic');
+      expect([options.status, options.headers.allow, options.body]).toEqual([204, 'GET, HEAD, DELETE', '']);
+      expect((await ask('GET', '/healthz')).status).toBe(200); // the same socket, still in step
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('answers a malformed percent escape in a topic path with 400 INVALID_REQUEST, and an unknown file with a JSON 404', async () => {
+    for (const method of ['GET', 'DELETE']) {
+      const res = await globalThis.fetch(`${base}/topics/%ZZ`, { method });
+      expect(res.status, method).toBe(400);
+      expect(((await res.json()) as ErrorBody).error.code).toBe('INVALID_REQUEST');
+    }
+    const missing = await globalThis.fetch(`${base}/sluice/nope.js`);
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as ErrorBody).error.code).toBe('NOT_FOUND');
+  });
+
   it('serves the topic admin API with typed errors and HTTP statuses', async () => {
     const created = await globalThis.fetch(`${base}/topics`, { method: 'POST', body: JSON.stringify({ name: 'http-t', partitions: 2, retentionMs: 60_000 }) });
     expect(created.status).toBe(201);
@@ -388,6 +433,27 @@ describe('the gateway over HTTP', () => {
     await createTopic(c, 'metered');
     as(await produce(c, 'metered', batchOf(['n1'])), Op.PRODUCE_OK);
     expect(await (await globalThis.fetch(`${base}/metrics`)).text()).toMatch(/^sluice_records_in_total\{topic="metered"\} 1$/m);
+    c.close();
+  });
+
+  it('counts an acks=0 batch the broker refuses as an error, not as records in', async () => {
+    const c = await RawClient.connect(gateway.port);
+    await createTopic(c, 'quiet');
+    const scrape = async () => {
+      const text = await (await globalThis.fetch(`${base}/metrics`)).text();
+      const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? 0);
+      return { recordsIn: value(/^sluice_records_in_total\{topic="quiet"\} (\d+)$/m), corrupt: value(/^sluice_request_errors_total\{op="PRODUCE",code="CORRUPT_MESSAGE"\} (\d+)$/m) };
+    };
+    const before = await scrape();
+    const bad = batchOf(['x1', 'x2', 'x3']);
+    bad[bad.length - 1] ^= 0xff; // the last value byte: the CRC no longer matches
+    c.send(F.encodeProduce({ correlationId: 999, producerId: -1, partition: 0, acks: 0, topic: 'quiet', batch: bad }));
+    c.send(F.encodeProduce({ correlationId: 998, producerId: -1, partition: 0, acks: 0, topic: 'quiet', batch: batchOf(['ok-0']) }));
+    // Answered after the owner took the two before it (one owner per partition, in order).
+    as(await produce(c, 'quiet', batchOf(['ok-1'])), Op.PRODUCE_OK);
+    const after = await scrape();
+    expect(after.recordsIn - before.recordsIn).toBe(2);
+    expect(after.corrupt - before.corrupt).toBe(1);
     c.close();
   });
 
