@@ -33,6 +33,7 @@ const CATALOGUE = {
   INVALID_REQUEST: [42, false, 'the request is malformed'],
   UNSUPPORTED_FOR_MESSAGE_FORMAT: [43, false, 'only RecordBatch v2 (magic 2) is accepted'],
   OUT_OF_ORDER_SEQUENCE: [45, true, 'an idempotent batch does not follow the last stored sequence of its producer'],
+  DUPLICATE_SEQUENCE_NUMBER: [46, false, 'an idempotent batch older than the ones the broker remembers for its producer: it was stored already, at an offset no longer known'],
   INVALID_PRODUCER_EPOCH: [47, false, 'the producer epoch is not the one the broker issued for this producer id'],
   STORAGE_ERROR: [56, true, 'the disk failed a read, write or sync'],
   UNKNOWN_PRODUCER_ID: [59, false, 'the broker never issued this producer id'],

@@ -103,7 +103,7 @@ export interface ProducerRecord {
 export interface RecordMetadata {
   topic: string;
   partition: number;
-  /** -1 with acks 0 (no answer). */
+  /** -1 with acks 0 (no answer), or when a resent batch was stored by an earlier attempt whose offset the broker no longer remembers (DUPLICATE_SEQUENCE_NUMBER). */
   offset: number;
 }
 
@@ -853,6 +853,9 @@ export class Producer {
     state.inFlight.splice(i, 1);
     if (err === null) {
       this.#settle(batch, null, baseOffset);
+    } else if (err instanceof SluiceError && err.code === 'DUPLICATE_SEQUENCE_NUMBER') {
+      // Stored by an earlier attempt, its offset no longer known: as Kafka's producer, a success with offset -1.
+      this.#settle(batch, null, -1);
     } else {
       const lost = err instanceof ConnectionLostError;
       let retriable = isRetriableError(err) && !this.#closedForGood(err) && (lost || batch.attempts <= this.#retries);

@@ -56,7 +56,7 @@ import { AssertionError, assert } from '../assert.js';
 import { asStorageError, SluiceError } from '../errors.js';
 import type { FileSystem } from './fs.js';
 import { joinPath } from './fs.js';
-import { BATCH_BYTES_LIMIT, SCAN_CHUNK_BYTES } from './limits.js';
+import { BATCH_BYTES_LIMIT, INFLATED_BATCH_BYTES_MAX, SCAN_CHUNK_BYTES } from './limits.js';
 import {
   BATCH_HEADER_BYTES,
   BATCH_LENGTH_OFFSET,
@@ -386,8 +386,11 @@ function recordsSection(bytes: Uint8Array, header: BatchHeader): Uint8Array | nu
   if (compression === Compression.none) return blob;
   if (compression !== Compression.gzip) return null;
   try {
-    return gunzipSync(blob);
+    return gunzipSync(blob, { maxOutputLength: INFLATED_BATCH_BYTES_MAX });
   } catch (err) {
+    // Inflating past the limit (stored before the produce check, or before the topic was
+    // compacted): kept whole, as a codec the broker cannot decode.
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return null;
     throw new SluiceError('CORRUPT_MESSAGE', `batch at offset ${header.baseOffset} does not inflate: ${(err as Error).message}`, { cause: err });
   }
 }

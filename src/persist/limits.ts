@@ -17,6 +17,12 @@ export const SEGMENT_BYTES_MIN = 256;
  * cut batches that were stored under the old one.
  */
 export const BATCH_BYTES_LIMIT = 64 * 1024 * 1024;
+/**
+ * The most a gzip batch may inflate to where the broker inflates one (the key check of a
+ * compacted topic's produce, compaction): as large as the largest batch a topic may take
+ * uncompressed. A "gzip bomb" stops there instead of taking the owner thread and gigabytes.
+ */
+export const INFLATED_BATCH_BYTES_MAX = BATCH_BYTES_LIMIT;
 /** The smallest batch: the header plus one minimal record. */
 export const BATCH_BYTES_MIN = BATCH_HEADER_BYTES + RECORD_BYTES_MIN;
 /** batchLength counts the bytes after itself. */

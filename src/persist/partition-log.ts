@@ -11,6 +11,8 @@
  *   .clean-shutdown                             empty; present only between a clean close and the next open
  *   .recovery-point                             base offset of the oldest segment not known to be on stable
  *                                               storage (18 bytes, recovery-point.ts); replaced by a rename
+ *   <20-digit offset>.snapshot                  the owner's idempotent-producer state as of that offset
+ *                                               (producer-snapshot.ts; written at each roll, not by this class)
  *   *.deleted, *.tmp                            ours, on their way out; open removes them
  *   *.cleaned, <base>.log.swap                  a compaction pass's files (compaction.ts); open removes
  *                                               the first and completes the second
@@ -306,6 +308,8 @@ export class PartitionLog {
    * syncAsync() call back tells the owner then), so that it can publish the new value.
    */
   onSealDurable: (() => void) | null = null;
+  /** Called on the owner thread after each roll, with the new active segment's base offset (the owner snapshots its producer state there). */
+  onRoll: ((baseOffset: number) => void) | null = null;
   /** The recovery point last written to `.recovery-point` (-1: none written by this log). */
   #recoveryPointWritten: number;
   /** Zeros to keep ahead of the active segment's batches; 0 once a refill failed. */
@@ -597,6 +601,7 @@ export class PartitionLog {
     }
     this.#closedBytes += old.sizeBytes;
     this.#segments.push(next);
+    this.onRoll?.(next.baseOffset);
   }
 
   /**
@@ -778,30 +783,37 @@ export class PartitionLog {
   }
 
   /**
-   * Calls `fn` with the header of every batch of the active segment, oldest first (the
-   * owner rebuilds its idempotent-producer state from them when the partition opens).
-   * Reads the segment in chunks of HEADER_SCAN_CHUNK_BYTES and walks the headers in
-   * memory: about 0.2 s per GiB from the page cache. Stops at the first header that does
-   * not frame (recovery has already cut any torn tail).
+   * Calls `fn` with the header of every batch from `offset` on (or from the log start, when
+   * retention removed `offset`), segment by segment through the active one, in offset
+   * order. A walk of the headers only (one large read at a time); it stops in a segment at
+   * the first header that does not frame (open has cut a torn tail already).
    */
-  forEachActiveBatchHeader(fn: (header: BatchHeader) => void): void {
-    const segment = this.#active;
+  forEachBatchHeaderFrom(offset: number, fn: (header: BatchHeader) => void): void {
     const chunk = new Uint8Array(HEADER_SCAN_CHUNK_BYTES);
     const view = new DataView(chunk.buffer);
-    let position = 0;
-    while (position + BATCH_HEADER_BYTES <= segment.sizeBytes) {
-      const n = segment.read(chunk, position);
-      let p = 0;
-      while (p + BATCH_HEADER_BYTES <= n) {
-        const header = readBatchHeader(view, p);
-        if (header.batchLength < BATCH_LENGTH_MIN || header.batchLength > BATCH_LENGTH_MAX) return;
-        fn(header);
-        p += header.sizeBytes;
+    for (const segment of this.#segments) {
+      if (segment.nextOffset <= offset && segment !== this.#active) continue;
+      let position = 0;
+      walk: while (position + BATCH_HEADER_BYTES <= segment.sizeBytes) {
+        const n = segment.read(chunk, position);
+        let p = 0;
+        while (p + BATCH_HEADER_BYTES <= n) {
+          const header = readBatchHeader(view, p);
+          if (header.batchLength < BATCH_LENGTH_MIN || header.batchLength > BATCH_LENGTH_MAX) break walk;
+          if (header.baseOffset >= offset) fn(header);
+          p += header.sizeBytes;
+        }
+        if (p === 0) break;
+        position += p;
       }
-      if (p === 0) return;
-      position += p;
     }
   }
+
+  /** The headers of the active segment's batches (forEachBatchHeaderFrom its base). */
+  forEachActiveBatchHeader(fn: (header: BatchHeader) => void): void {
+    this.forEachBatchHeaderFrom(this.#active.baseOffset, fn);
+  }
+
 
   /** True while a syncAsync() callback has not run (its fdatasync, or a seal it waits for, runs). */
   get syncInFlight(): boolean {

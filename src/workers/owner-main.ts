@@ -48,7 +48,9 @@ import { SluiceError, asStorageError, errorNumber, type WireError } from '../err
 import { isCompacted } from '../persist/cleanup-policy.js';
 import type { CompactionResult } from '../persist/compaction.js';
 import { nodeFileSystem } from '../persist/fs.js';
+import { INFLATED_BATCH_BYTES_MAX } from '../persist/limits.js';
 import { PartitionLog } from '../persist/partition-log.js';
+import { loadNewestSnapshot, writeSnapshot } from '../persist/producer-snapshot.js';
 import {
   checkBatchFrameAt,
   Compression,
@@ -765,9 +767,15 @@ class Owner {
     const p = new OwnedPartition(req.slot, partitionLog, ring, new SeqlockCells(req.cells));
     // A roll's fdatasync that returns on an idle partition: show the durable offset now, not at the next pass.
     partitionLog.onSealDurable = () => p.publishCells();
-    partitionLog.forEachActiveBatchHeader((h) => {
-      if (h.producerId >= 0 && h.baseSequence >= 0) p.producers.record(h.producerId, h.producerEpoch, h.baseSequence, h.recordCount, h.baseOffset);
-    });
+    this.#restoreProducers(p, req.dir);
+    // At each roll, the producer state as of the new segment's base: what the batches below it say.
+    partitionLog.onRoll = (base) => {
+      try {
+        writeSnapshot(nodeFileSystem, req.dir, base, p.producers.snapshotBelow(base));
+      } catch (err) {
+        log('warn', 'writing a producer state snapshot failed; a restart replays more of the log', { dir: req.dir, base, err: String(err) });
+      }
+    };
     p.publishCells();
     this.#partitions[req.slot] = p;
     const r = partitionLog.recoveryReport;
@@ -777,6 +785,25 @@ class Owner {
       segmentsDropped: [...r.segmentsDropped],
       indexesRebuilt: [...r.indexesRebuilt],
     };
+  }
+
+  /**
+   * Rebuilds the partition's idempotent-producer state: the newest usable snapshot, then
+   * every batch header after it; without one, the active segment's headers only (a data dir
+   * from before snapshots, or both lost: older duplicates are then not recognised).
+   */
+  #restoreProducers(p: OwnedPartition, dir: string): void {
+    const problems: string[] = [];
+    const snapshot = loadNewestSnapshot(nodeFileSystem, dir, p.log.logEndOffset, problems);
+    for (const problem of problems) log('warn', 'producer state snapshot', { dir, problem });
+    let from = p.log.activeSegmentBaseOffset;
+    if (snapshot !== null) {
+      p.producers.restore(snapshot.producers);
+      from = snapshot.offset;
+    }
+    p.log.forEachBatchHeaderFrom(from, (h) => {
+      if (h.producerId >= 0 && h.baseSequence >= 0) p.producers.record(h.producerId, h.producerEpoch, h.baseSequence, h.recordCount, h.baseOffset);
+    });
   }
 
   async #close(slot: number, deleteFiles: boolean): Promise<void> {
@@ -821,8 +848,11 @@ function checkKeys(bytes: Uint8Array, batchOff: number, header: BatchHeader): vo
   const codec = header.attributes & COMPRESSION_MASK;
   if (codec === Compression.gzip) {
     try {
-      section = gunzipSync(section);
+      section = gunzipSync(section, { maxOutputLength: INFLATED_BATCH_BYTES_MAX });
     } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+        throw new SluiceError('MESSAGE_TOO_LARGE', `a gzip batch inflates to more than ${INFLATED_BATCH_BYTES_MAX} bytes, the most the broker inflates to check its keys`);
+      }
       throw new SluiceError('CORRUPT_MESSAGE', `a gzip batch does not inflate: ${(err as Error).message}`);
     }
   } else if (codec !== Compression.none) return;

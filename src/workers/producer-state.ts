@@ -15,17 +15,26 @@
  * | epoch < E                           | first != 0                             | OUT_OF_ORDER_SEQUENCE       |
  * | epoch = E                           | [first, last] equals a remembered one  | duplicate: its base offset  |
  * | epoch = E                           | first = last stored + 1                | append                      |
- * | epoch = E                           | anything else                          | OUT_OF_ORDER_SEQUENCE       |
+ * | epoch = E                           | first before that (already passed)     | DUPLICATE_SEQUENCE_NUMBER   |
+ * | epoch = E                           | first after it (a gap)                 | OUT_OF_ORDER_SEQUENCE       |
  *
- * "State lost" covers a producer not seen since the state was rebuilt (from the batch
- * headers of the active segment when the partition opens): then duplicates older than
- * that segment are not recognised, which is Kafka's behaviour once producer state expires.
+ * DUPLICATE_SEQUENCE_NUMBER (not retriable) is a batch older than the ones remembered: it
+ * was stored, but its offset is no longer known (as Kafka; its clients count the batch as
+ * stored, offset unknown). OUT_OF_ORDER_SEQUENCE (retriable) is a batch whose predecessor is
+ * not stored yet. "Before" and "after" are within half the sequence space, with wrap.
+ *
+ * The state survives restarts: at each roll the owner writes it as of the new segment's
+ * base (persist/producer-snapshot.ts, `snapshotBelow`), and an open loads the newest
+ * snapshot (`restore`) and replays the batch headers after it. "State lost" covers a
+ * producer evicted (PRODUCERS_MAX) or a data dir without a usable snapshot (then only the
+ * active segment is replayed), which is Kafka's behaviour once producer state expires.
  *
  * Owner: the partition's owner thread. Memory: one small object per producer id, with a
  * fixed ring of RECENT_BATCHES entries; producers beyond PRODUCERS_MAX evict the least
  * recently used.
  */
 import { SluiceError } from '../errors.js';
+import type { ProducerSnapshotEntry } from '../persist/producer-snapshot.js';
 
 /**
  * Batches remembered per producer: at least the produces a client keeps in flight per
@@ -36,6 +45,8 @@ export const RECENT_BATCHES = 16;
 /** Producer ids tracked per partition; the least recently used beyond it is forgotten. */
 export const PRODUCERS_MAX = 10_000;
 const SEQUENCE_MAX = 0x7fff_ffff;
+/** Sequences wrap at this; a batch within half of it before the next expected one has passed. */
+const SEQUENCE_SPACE = SEQUENCE_MAX + 1;
 
 /** Last sequence of a batch: int32 arithmetic wrapping to 0, as Kafka's. */
 export function lastSequence(baseSequence: number, recordCount: number): number {
@@ -88,6 +99,17 @@ class Producer {
     return this.count > 0;
   }
 
+  /** The remembered batches below `offset`, oldest first, as [firstSeq, lastSeq, baseOffset]. */
+  batchesBelow(offset: number): [number, number, number][] {
+    const out: [number, number, number][] = [];
+    const start = this.count < RECENT_BATCHES ? 0 : this.next;
+    for (let k = 0; k < this.count; k++) {
+      const at = ((start + k) % RECENT_BATCHES) * 3;
+      if (this.recent[at + 2] < offset) out.push([this.recent[at], this.recent[at + 1], this.recent[at + 2]]);
+    }
+    return out;
+  }
+
   duplicateOf(firstSeq: number, lastSeq: number): number {
     for (let i = 0; i < this.count; i++) {
       if (this.recent[i * 3] === firstSeq && this.recent[i * 3 + 1] === lastSeq) return this.recent[i * 3 + 2];
@@ -122,11 +144,41 @@ export class ProducerStates {
     const last = lastSequence(baseSequence, recordCount);
     const original = p.duplicateOf(baseSequence, last);
     if (original >= 0) return { kind: 'duplicate', baseOffset: original };
-    if (baseSequence === nextSequence(p.lastSeq)) return APPEND;
-    throw new SluiceError(
-      'OUT_OF_ORDER_SEQUENCE',
-      `producer ${producerId} sent sequence ${baseSequence}; the next expected is ${nextSequence(p.lastSeq)}`,
-    );
+    const next = nextSequence(p.lastSeq);
+    if (baseSequence === next) return APPEND;
+    const behind = (next - baseSequence + SEQUENCE_SPACE) % SEQUENCE_SPACE;
+    if (behind <= SEQUENCE_SPACE / 2) {
+      throw new SluiceError(
+        'DUPLICATE_SEQUENCE_NUMBER',
+        `producer ${producerId} sent sequence ${baseSequence}, older than the ${p.count} batches remembered (the next expected is ${next}): it was stored already`,
+      );
+    }
+    throw new SluiceError('OUT_OF_ORDER_SEQUENCE', `producer ${producerId} sent sequence ${baseSequence}; the next expected is ${next}`);
+  }
+
+  /**
+   * The state as of `offset`: what the batches below it say (the ones at or after it are
+   * left out; a producer with none below it is left out), least recently used first.
+   */
+  snapshotBelow(offset: number): ProducerSnapshotEntry[] {
+    const out: ProducerSnapshotEntry[] = [];
+    for (const [producerId, p] of this.#producers) {
+      const batches = p.batchesBelow(offset);
+      if (batches.length > 0) out.push({ producerId, epoch: p.epoch, lastSequence: batches[batches.length - 1][1], batches });
+    }
+    return out;
+  }
+
+  /** Replaces the state with a snapshot's (before the batches after it are replayed with `record`). */
+  restore(entries: ProducerSnapshotEntry[]): void {
+    this.#producers.clear();
+    for (const e of entries) {
+      const p = new Producer(e.epoch, e.lastSequence);
+      for (const [first, last, base] of e.batches) p.remember(first, last, base);
+      p.lastSeq = e.lastSequence;
+      this.#producers.set(e.producerId, p);
+    }
+    while (this.#producers.size > PRODUCERS_MAX) this.#producers.delete(this.#producers.keys().next().value as number);
   }
 
   /** Records a batch that was appended (after check said append, or during a rebuild). */

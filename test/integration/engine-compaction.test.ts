@@ -159,6 +159,18 @@ describe('compacted topics', () => {
     expect(await engine.produce('d', 0, batchOf(records))).toBe(0);
   });
 
+  it('refuses a gzip batch that inflates past INFLATED_BATCH_BYTES_MAX on a compacted topic, without inflating it all', async () => {
+    const { engine } = await openEngine();
+    await engine.createTopic('bomb', { cleanupPolicy: 'compact' });
+    // 80 MiB of zeros deflate to about 80 KB: a small batch that would take the owner a while and 80 MiB.
+    const blob = gzipSync(new Uint8Array(80 * 1024 * 1024), { level: 1 });
+    expect(blob.length).toBeLessThan(1024 * 1024);
+    const bomb = S.encodeBatch([{ key: S.utf8('k'), value: S.utf8('v') }], { compression: 'gzip', compressedRecords: blob });
+    await expect(engine.produce('bomb', 0, bomb)).rejects.toMatchObject({ code: 'MESSAGE_TOO_LARGE', message: expect.stringMatching(/inflates to more than/) });
+    expect(engine.describeTopic('bomb').partitions[0].logEndOffset).toBe(0);
+    expect(await engine.produce('bomb', 0, batchOf([{ key: 'a', value: '1' }]))).toBe(0);
+  });
+
   it('describes cleanupPolicy and deleteRetentionMs, checks them, and compacts only compacted topics', async () => {
     const { engine } = await openEngine();
     const plain = await engine.createTopic('plain');

@@ -1,4 +1,4 @@
-import { mkdirSync, rmdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cleanupsAfterEach, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
@@ -10,8 +10,8 @@ beforeAll(async () => {
 });
 const cleanups = cleanupsAfterEach();
 
-function batch(producerId: number, producerEpoch: number, baseSequence: number, n: number, tag: string): Uint8Array {
-  const records = Array.from({ length: n }, (_, i) => ({ value: S.utf8(`${tag}-${baseSequence + i}`) }));
+function batch(producerId: number, producerEpoch: number, baseSequence: number, n: number, tag: string, padBytes = 0): Uint8Array {
+  const records = Array.from({ length: n }, (_, i) => ({ value: S.utf8(`${tag}-${baseSequence + i}`), key: padBytes > 0 ? new Uint8Array(padBytes) : null }));
   return S.encodeBatch(records, { producerId, producerEpoch, baseSequence });
 }
 
@@ -108,6 +108,54 @@ describe('idempotent produce', () => {
     const second = await e2.initProducerId();
     expect(second.producerId).not.toBe(first.producerId);
     expect(second.producerId).toBeGreaterThan(first.producerId);
+  });
+
+  it('recognises re-sent batches stored segments before the active one after a restart, clean or not', async () => {
+    const dir = tempDir('idem-snapshots');
+    cleanups.push(() => dir.remove());
+    const e1 = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
+    // Small segments: each of a's batches (about 9 KB) fills one, so they end up in closed segments.
+    await e1.createTopic('s', { partitions: 1, segmentBytes: 16 * 1024 });
+    const pad = 3000;
+    const a = await e1.initProducerId();
+    const b = await e1.initProducerId();
+    const stored: number[] = [];
+    for (let i = 0; i < 6; i++) stored.push(await e1.produce('s', 0, batch(a.producerId, 0, i * 3, 3, 'a', pad)));
+    // Another producer's batches fill the segments after a's.
+    for (let i = 0; i < 6; i++) await e1.produce('s', 0, batch(b.producerId, 0, i * 2, 2, 'b', pad));
+    expect(e1.describeTopic('s').partitions[0].logEndOffset).toBe(30);
+    await e1.close();
+    const e2 = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
+    // Every one of a's batches is answered with its original offset, none stored again.
+    for (let i = 0; i < 6; i++) expect(await e2.produce('s', 0, batch(a.producerId, 0, i * 3, 3, 'a', pad))).toBe(stored[i]);
+    expect(await e2.produce('s', 0, batch(a.producerId, 0, 18, 1, 'a'))).toBe(30);
+    expect(await values(e2, 's')).toHaveLength(31);
+    await e2.close();
+    // Without the newest snapshot (as if a crash spoiled it), the one before it and a longer replay give the same answers.
+    const partitionDir = join(dir.path, 's-0');
+    const snapshots = readdirSync(partitionDir).filter((n) => n.endsWith('.snapshot')).sort();
+    expect(snapshots.length).toBe(2);
+    writeFileSync(join(partitionDir, snapshots[1]), 'garbage');
+    const e3 = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
+    cleanups.unshift(() => e3.close());
+    for (let i = 0; i < 6; i++) expect(await e3.produce('s', 0, batch(a.producerId, 0, i * 3, 3, 'a', pad))).toBe(stored[i]);
+    expect(await values(e3, 's')).toHaveLength(31);
+  });
+
+  it('answers a re-sent batch older than the remembered ones with DUPLICATE_SEQUENCE_NUMBER, not a retriable error', async () => {
+    const dir = tempDir('idem-old');
+    cleanups.push(() => dir.remove());
+    const engine = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
+    cleanups.unshift(() => engine.close());
+    await engine.createTopic('o', { partitions: 1 });
+    const { producerId } = await engine.initProducerId();
+    for (let i = 0; i < 20; i++) await engine.produce('o', 0, batch(producerId, 0, i, 1, 'o'));
+    // 16 batches are remembered (RECENT_BATCHES): the first four are past.
+    expect(await engine.produce('o', 0, batch(producerId, 0, 4, 1, 'o'))).toBe(4);
+    const err = await engine.produce('o', 0, batch(producerId, 0, 0, 1, 'o')).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'DUPLICATE_SEQUENCE_NUMBER', retriable: false });
+    await expect(engine.produce('o', 0, batch(producerId, 0, 25, 1, 'o'))).rejects.toMatchObject({ code: 'OUT_OF_ORDER_SEQUENCE', retriable: true });
+    expect(await values(engine, 'o')).toHaveLength(20);
   });
 
   it('fences a zombie producer with an older epoch', async () => {

@@ -333,6 +333,21 @@ describe('producer sequence numbering', () => {
     expect((await b).offset).toBe(0);
   });
 
+  it('counts a batch answered DUPLICATE_SEQUENCE_NUMBER as stored, offset unknown, and carries on', async () => {
+    const clock = new FakeClock();
+    const { conn, produces } = fakeConnection();
+    const producer = new Producer({ connection: conn, clock, random: () => 0, partitionCount: async () => 1, cachedPartitionCount: () => 1 }, { lingerMs: 0 });
+    const a = producer.send({ topic: 't', value: 'a' });
+    await flush();
+    produces.shift()!.reject(new SluiceError('DUPLICATE_SEQUENCE_NUMBER', 'stored already'));
+    expect(await a).toMatchObject({ partition: 0, offset: -1 });
+    const b = producer.send({ topic: 't', value: 'b' });
+    await flush();
+    expect(produces.map((p) => seqOf(p.frame).baseSequence)).toEqual([1]);
+    produces.shift()!.resolve({ op: Op.PRODUCE_OK, correlationId: 2, baseOffset: 7, logStartOffset: 0 });
+    expect((await b).offset).toBe(7);
+  });
+
   it('resends unacknowledged batches after a lost connection without counting a retry', async () => {
     const clock = new FakeClock();
     const { conn, produces } = fakeConnection();

@@ -31,11 +31,40 @@ describe('idempotent producer state (the decision table, row by row)', () => {
     expect(s.check(7, 0, 20, 10)).toEqual({ kind: 'duplicate', baseOffset: 120 });
   });
 
-  it('refuses a gap or an overlap with OUT_OF_ORDER_SEQUENCE (retriable)', () => {
+  it('refuses a gap with OUT_OF_ORDER_SEQUENCE (retriable), and a batch before the next expected one with DUPLICATE_SEQUENCE_NUMBER (not)', () => {
     const s = new ProducerStates();
     s.record(7, 0, 0, 10, 100);
     expect(() => s.check(7, 0, 11, 1)).toThrow(expect.objectContaining({ code: 'OUT_OF_ORDER_SEQUENCE', retriable: true }));
-    expect(() => s.check(7, 0, 5, 10)).toThrow(expect.objectContaining({ code: 'OUT_OF_ORDER_SEQUENCE' }));
+    expect(() => s.check(7, 0, 5, 10)).toThrow(expect.objectContaining({ code: 'DUPLICATE_SEQUENCE_NUMBER', retriable: false }));
+  });
+
+  it('tells behind from ahead across the wrap of the sequence', () => {
+    const s = new ProducerStates();
+    s.record(7, 0, 0x7fff_fff0, 0x20, 100); // ends at sequence 0x0f: next is 0x10
+    expect(s.check(7, 0, 0x10, 1)).toEqual({ kind: 'append' });
+    expect(() => s.check(7, 0, 0x7fff_ff00, 1)).toThrow(expect.objectContaining({ code: 'DUPLICATE_SEQUENCE_NUMBER' })); // before the wrap: behind
+    expect(() => s.check(7, 0, 0x20, 1)).toThrow(expect.objectContaining({ code: 'OUT_OF_ORDER_SEQUENCE' })); // ahead
+  });
+
+  it('snapshots the state below an offset and restores it: duplicates, the next sequence and the recency order come back', () => {
+    const s = new ProducerStates();
+    for (let i = 0; i < RECENT_BATCHES + 3; i++) s.record(7, 0, i * 10, 10, 100 + i * 10); // the ring wrapped
+    s.record(8, 2, 0, 5, 400);
+    s.record(9, 0, 0, 1, 500); // at the cut: left out
+    s.record(8, 2, 5, 5, 510); // at the cut: left out, 8 keeps its batch below
+    const entries = s.snapshotBelow(500);
+    expect(entries.map((e) => [e.producerId, e.epoch, e.lastSequence, e.batches.length])).toEqual([
+      [7, 0, 189, RECENT_BATCHES],
+      [8, 2, 4, 1],
+    ]);
+    const r = new ProducerStates();
+    r.restore(entries);
+    expect(r.check(7, 0, 180, 10)).toEqual({ kind: 'duplicate', baseOffset: 280 });
+    expect(r.check(7, 0, 190, 10)).toEqual({ kind: 'append' });
+    expect(r.check(8, 2, 0, 5)).toEqual({ kind: 'duplicate', baseOffset: 400 });
+    expect(r.check(8, 2, 5, 5)).toEqual({ kind: 'append' }); // replayed next, from the log
+    expect(r.check(9, 0, 3, 1)).toEqual({ kind: 'append' }); // unknown: its batch is replayed from the log
+    expect(() => r.check(7, 0, 0, 10)).toThrow(expect.objectContaining({ code: 'DUPLICATE_SEQUENCE_NUMBER' }));
   });
 
   it('fences an older epoch and lets a newer one start again at 0 only', () => {
@@ -52,7 +81,7 @@ describe('idempotent producer state (the decision table, row by row)', () => {
     expect(RECENT_BATCHES).toBeGreaterThanOrEqual(IDEMPOTENT_BATCHES_PER_PARTITION);
     const s = new ProducerStates();
     for (let i = 0; i < RECENT_BATCHES + 1; i++) s.record(1, 0, i, 1, 1000 + i);
-    expect(() => s.check(1, 0, 0, 1)).toThrow(expect.objectContaining({ code: 'OUT_OF_ORDER_SEQUENCE' }));
+    expect(() => s.check(1, 0, 0, 1)).toThrow(expect.objectContaining({ code: 'DUPLICATE_SEQUENCE_NUMBER' }));
     expect(s.check(1, 0, 1, 1)).toEqual({ kind: 'duplicate', baseOffset: 1001 });
   });
 
