@@ -239,6 +239,10 @@ export class Engine {
   /** Long polls in progress, ended at close. */
   readonly #pollers = new Set<() => void>();
   #producerIdsReservedEnd = -1;
+  /** The highest producer id any partition's idempotence state holds, as the partitions opened. */
+  #producerIdSeenMax = -1;
+  /** producer-ids.json was missing at open (see #loadProducerIds). */
+  #producerIdsMissing = false;
   /** onTopicsChanged listeners, told after each topic-level change. */
   readonly #topicListeners = new Set<(event: TopicsChangedEvent) => void>();
   #closed = false;
@@ -316,6 +320,15 @@ export class Engine {
       const state = await this.#openTopic(name, config, entry.createdAt);
       this.#topics.set(name, state);
     }
+    if (this.#producerIdsMissing && this.#producerIdSeenMax >= 0) {
+      // The file is gone but the logs remember producers: counting from 0 again would hand out
+      // their ids, and a new producer's first batches would be taken for their duplicates.
+      // Ids no partition remembers are safe to reuse (no state holds them).
+      const next = this.#producerIdSeenMax + 1;
+      this.#logger.warn({ file: join(this.dataDir, PRODUCER_IDS_FILE), next }, 'producer-ids.json is missing: producer ids continue after the highest one the partitions remember');
+      this.#nextProducerId = next;
+      this.#producerIdsReservedEnd = next;
+    }
   }
 
   #loadTopicsFile(): TopicsFile {
@@ -387,6 +400,7 @@ export class Engine {
       if (report.indexesRebuilt.length > 0) {
         this.#logger.warn({ topic: name, partition: p, indexes: report.indexesRebuilt }, 'recovery rebuilt indexes');
       }
+      if (report.producerIdMax > this.#producerIdSeenMax) this.#producerIdSeenMax = report.producerIdMax;
     });
     return partitions;
   }
@@ -794,6 +808,7 @@ export class Engine {
   #loadProducerIds(): void {
     const path = join(this.dataDir, PRODUCER_IDS_FILE);
     const stored = readJsonFile(this.#fs, path) as { next?: unknown } | undefined;
+    this.#producerIdsMissing = stored === undefined;
     const next = stored?.next ?? 0;
     if (typeof next !== 'number' || !Number.isSafeInteger(next) || next < 0) {
       throw new SluiceError('STORAGE_ERROR', `${path} is corrupt: "next" must be a non-negative integer`);

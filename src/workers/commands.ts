@@ -115,6 +115,8 @@ export interface RecoveryReportSummary {
   /** Segments deleted after a torn segment that was not known to be synced (PartitionLog.open). */
   segmentsDropped: string[];
   indexesRebuilt: string[];
+  /** The highest producer id in the partition's idempotent-producer state (-1: none). */
+  producerIdMax: number;
 }
 
 export interface OwnerInit {

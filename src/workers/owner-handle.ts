@@ -358,7 +358,7 @@ export class OwnerHandle {
     const cells = SeqlockCells.create(CELL_COUNT);
     const reply = await this.#request({ kind: 'open', id: 0, slot, dir, config, logRing: logRing.sab, cells: cells.sab });
     this.#slots[slot] = { dir, config, logRing, logRingView: logRingView(logRing), cells };
-    return reply.kind === 'ok' && reply.report ? reply.report : { scanned: false, truncations: [], segmentsDropped: [], indexesRebuilt: [] };
+    return reply.kind === 'ok' && reply.report ? reply.report : { scanned: false, truncations: [], segmentsDropped: [], indexesRebuilt: [], producerIdMax: -1 };
   }
 
   /**

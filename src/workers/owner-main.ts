@@ -784,6 +784,7 @@ class Owner {
       truncations: r.truncations.map((t) => ({ segment: t.segment, bytesTruncated: t.bytesTruncated, reason: t.reason })),
       segmentsDropped: [...r.segmentsDropped],
       indexesRebuilt: [...r.indexesRebuilt],
+      producerIdMax: p.producers.producerIdMax(),
     };
   }
 

@@ -130,6 +130,13 @@ export class ProducerStates {
     return this.#producers.size;
   }
 
+  /** The highest producer id tracked (-1: none). */
+  producerIdMax(): number {
+    let max = -1;
+    for (const id of this.#producers.keys()) if (id > max) max = id;
+    return max;
+  }
+
   /** Decides per the table above; throws OUT_OF_ORDER_SEQUENCE or INVALID_PRODUCER_EPOCH. */
   check(producerId: number, epoch: number, baseSequence: number, recordCount: number): Verdict {
     const p = this.#producers.get(producerId);

@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cleanupsAfterEach, loadSluice, memoryLogger, tempDir } from '../helpers/dist.js';
@@ -156,6 +156,27 @@ describe('idempotent produce', () => {
     expect(err).toMatchObject({ code: 'DUPLICATE_SEQUENCE_NUMBER', retriable: false });
     await expect(engine.produce('o', 0, batch(producerId, 0, 25, 1, 'o'))).rejects.toMatchObject({ code: 'OUT_OF_ORDER_SEQUENCE', retriable: true });
     expect(await values(engine, 'o')).toHaveLength(20);
+  });
+
+  it('without producer-ids.json, continues ids after the highest one the partitions remember', async () => {
+    const dir = tempDir('idem-ids-lost');
+    cleanups.push(() => dir.remove());
+    const e1 = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
+    await e1.createTopic('l', { partitions: 2 });
+    const ids: number[] = [];
+    for (let i = 0; i < 5; i++) ids.push((await e1.initProducerId()).producerId);
+    await e1.produce('l', 1, batch(ids[4], 0, 0, 3, 'old'));
+    await e1.close();
+    unlinkSync(join(dir.path, 'producer-ids.json'));
+    const logger = memoryLogger();
+    const e2 = await S.Engine.open({ dataDir: dir.path, workers: 1, logger });
+    cleanups.unshift(() => e2.close());
+    expect(logger.lines.some((l: { msg?: string }) => /producer-ids.json is missing/.test(l.msg ?? ''))).toBe(true);
+    const fresh = await e2.initProducerId();
+    expect(fresh.producerId).toBeGreaterThan(ids[4]);
+    // The new producer's first batch is stored, not taken for the old producer's.
+    expect(await e2.produce('l', 1, batch(fresh.producerId, 0, 0, 3, 'new'))).toBe(3);
+    expect(await e2.produce('l', 1, batch(ids[4], 0, 0, 3, 'old'))).toBe(0);
   });
 
   it('fences a zombie producer with an older epoch', async () => {
