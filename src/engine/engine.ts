@@ -25,7 +25,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import { assert } from '../assert.js';
-import { SluiceError } from '../errors.js';
+import { SluiceError, asStorageError } from '../errors.js';
 import { crc32cImplementation } from '../persist/crc32c.js';
 import { nodeFileSystem, type FileSystem } from '../persist/fs.js';
 import { DELETE_RETENTION_MS_MAX, isCompacted, parseCleanupPolicy } from '../persist/cleanup-policy.js';
@@ -272,7 +272,11 @@ export class Engine {
     const logger = options.logger ?? defaultLogger();
     const fs = options.fs ?? nodeFileSystem;
     const defaults = checkTopicConfig({ ...DEFAULT_TOPIC_CONFIG, ...options.topicDefaults });
-    fs.mkdirp(options.dataDir);
+    try {
+      fs.mkdirp(options.dataDir);
+    } catch (err) {
+      throw asStorageError(err, `create the data dir ${options.dataDir}`);
+    }
     const lock = DataDirLock.acquire(options.dataDir);
     const { logRingBytes: logRingBytesFixed, ...ownerLimits } = options.limits ?? {};
     const limits: OwnerLimits = {
@@ -320,6 +324,7 @@ export class Engine {
       const state = await this.#openTopic(name, config, entry.createdAt);
       this.#topics.set(name, state);
     }
+    this.#warnOfStrayPartitionDirs(file.topics);
     if (this.#producerIdsMissing && this.#producerIdSeenMax >= 0) {
       // The file is gone but the logs remember producers: counting from 0 again would hand out
       // their ids, and a new producer's first batches would be taken for their duplicates.
@@ -774,6 +779,26 @@ export class Engine {
     }
     const found = await owner.offsetForTime(slot, timestamp);
     return found < 0 ? null : found;
+  }
+
+  /**
+   * Logs partition folders that belong to no partition of topics.json: left by a crash in
+   * the middle of a topic's deletion or creation, or by a create that failed (a full disk).
+   * They are not removed (topics.json is the record, and the operator may know better); the
+   * warning repeats at each start until they are.
+   */
+  #warnOfStrayPartitionDirs(topics: Record<string, { partitions: number }>): void {
+    const expected = new Set<string>();
+    for (const [name, entry] of Object.entries(topics)) for (let p = 0; p < entry.partitions; p++) expected.add(partitionDirName(name, p));
+    let stray: string[];
+    try {
+      stray = this.#fs.readdir(this.dataDir).filter((n) => /-\d+$/.test(n) && !expected.has(n));
+    } catch {
+      return; // only a warning
+    }
+    if (stray.length > 0) {
+      this.#logger.warn({ dataDir: this.dataDir, folders: stray }, 'partition folders of no topic in topics.json (a crash during a topic delete or create left them): remove them to free their space');
+    }
   }
 
   /**

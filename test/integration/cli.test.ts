@@ -101,6 +101,14 @@ describe('the sluice command', () => {
         expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(message)]);
       }
       expect(existsSync(dataDir)).toBe(false);
+      // A data dir that cannot be one: the catalogue's code, not the system call's.
+      const aFile = join(dir.path, 'a-file');
+      writeFileSync(aFile, '');
+      for (const dataDir of [aFile, join(aFile, 'sub')]) {
+        const r = spawnSync(process.execPath, [CLI, 'start', '--port', '0', '--data-dir', dataDir], { encoding: 'utf8' });
+        expect(r.status).toBe(1);
+        expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^sluice: STORAGE_ERROR: create the data dir .*(EEXIST|ENOTDIR)/)]);
+      }
     } finally {
       dir.remove();
     }

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, readdirSync, readlinkSync, renameSync, statSync, unlinkSync, openSync, readSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, statSync, unlinkSync, openSync, readSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cleanupsAfterEach, loadSluice, memoryLogger, openTestEngine, tempDir } from '../helpers/dist.js';
@@ -815,5 +815,24 @@ describe('Engine long polls and watches', () => {
     expect(await engine.listOffset('w', 0, -2)).toBe(0);
     expect(await engine.listOffset('w', 0, -1)).toBe(6);
     expect(engine.ownerCount).toBe(2);
+  });
+});
+
+describe('Engine stray folders', () => {
+  it('warns at open of partition folders no topic in topics.json owns, and leaves them', async () => {
+    const dir = tempDir('engine-stray');
+    cleanups.push(() => dir.remove());
+    const e1 = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
+    await e1.createTopic('kept', { partitions: 1 });
+    await e1.close();
+    mkdirSync(join(dir.path, 'gone-0')); // a topic deleted in topics.json, its folder not yet
+    mkdirSync(join(dir.path, 'kept-3')); // a partition a failed createPartitions left
+    const logger = memoryLogger();
+    const e2 = await S.Engine.open({ dataDir: dir.path, workers: 1, logger });
+    cleanups.unshift(() => e2.close());
+    const warning = logger.lines.find((l) => /partition folders of no topic/.test(l.msg ?? ''));
+    expect((warning?.obj as { folders?: string[] } | undefined)?.folders?.sort()).toEqual(['gone-0', 'kept-3']);
+    expect(existsSync(join(dir.path, 'gone-0'))).toBe(true);
+    expect(e2.listTopics()).toEqual(['kept']);
   });
 });
