@@ -489,6 +489,7 @@ export class Producer {
     await this.flush();
     this.#closed = true;
     this.#unlistenReconnect();
+    this.#stopExpiry();
   }
 
   /**
@@ -499,6 +500,7 @@ export class Producer {
   abort(err: unknown): void {
     this.#closed = true;
     this.#unlistenReconnect();
+    this.#stopExpiry();
     this.#chainAbort?.(err);
     for (const wake of this.#bufferWaiters.splice(0)) wake();
     for (const state of this.#partitions.values()) {
@@ -512,12 +514,14 @@ export class Producer {
 
   #recordsDone(n: number): void {
     this.#unsettledRecords -= n;
-    if (this.#unsettledRecords > 0) return;
-    if (this.#expiryTimer !== null) {
-      this.#ctx.clock.clearTimeout(this.#expiryTimer);
-      this.#expiryTimer = null;
-    }
-    for (const wake of this.#idleWaiters.splice(0)) wake();
+    // The expiry check is left to run out (it re-arms only while records are unsettled): a
+    // producer that empties and refills every batch would otherwise make a timer per batch.
+    if (this.#unsettledRecords === 0) for (const wake of this.#idleWaiters.splice(0)) wake();
+  }
+
+  #stopExpiry(): void {
+    if (this.#expiryTimer !== null) this.#ctx.clock.clearTimeout(this.#expiryTimer);
+    this.#expiryTimer = null;
   }
 
   /** Awaits `p` for a send waiting in the chain; the expiry check fails it once `deadlineMs` has passed. */
@@ -550,13 +554,15 @@ export class Producer {
 
   /** Arms the delivery-deadline check (records became unsettled). */
   #armExpiry(): void {
-    if (this.#expiryTimer !== null || this.#deliveryTimeoutMs === Number.POSITIVE_INFINITY) return;
+    if (this.#expiryTimer !== null || this.#closed || this.#deliveryTimeoutMs === Number.POSITIVE_INFINITY) return;
     const every = Math.max(1, Math.min(EXPIRY_CHECK_MS_MAX, Math.ceil(this.#deliveryTimeoutMs / 4)));
     this.#expiryTimer = this.#ctx.clock.setTimeout(() => {
       this.#expiryTimer = null;
       this.#expire();
       if (this.#unsettledRecords > 0) this.#armExpiry();
     }, every);
+    // In Node, the check alone never keeps a process alive (browsers' handles are numbers).
+    (this.#expiryTimer as { unref?: () => void } | null)?.unref?.();
   }
 
   /**
