@@ -864,7 +864,10 @@ export class Producer {
       this.#settle(batch, null, -1);
     } else {
       const lost = err instanceof ConnectionLostError;
-      let retriable = isRetriableError(err) && !this.#closedForGood(err) && (lost || batch.attempts <= this.#retries);
+      // ENGINE_CLOSED here is a broker shutting down: nothing was appended, and the connection
+      // drops next; retried after the reconnect like a lost connection (the deadline bounds it).
+      const shuttingDown = err instanceof SluiceError && err.code === 'ENGINE_CLOSED';
+      let retriable = (isRetriableError(err) || shuttingDown) && !this.#closedForGood(err) && (lost || batch.attempts <= this.#retries);
       // Past its deadline, a batch is not retried; whether an attempt was stored is unknown.
       const expired = retriable && this.#ctx.clock.now() - batch.open.createdMs >= this.#deliveryTimeoutMs;
       if (expired) retriable = false;

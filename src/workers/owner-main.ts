@@ -790,17 +790,23 @@ class Owner {
 
   /**
    * Rebuilds the partition's idempotent-producer state: the newest usable snapshot, then
-   * every batch header after it; without one, the active segment's headers only (a data dir
-   * from before snapshots, or both lost: older duplicates are then not recognised).
+   * every batch header after it. Without one (a data dir from before snapshots, or both
+   * lost), the headers of the active segment and the one before it, with a warning: a
+   * producer keeps at most 16 batches in flight, so its resends after a crash fall there
+   * unless the segments are tiny; older duplicates are not recognised.
    */
   #restoreProducers(p: OwnedPartition, dir: string): void {
     const problems: string[] = [];
     const snapshot = loadNewestSnapshot(nodeFileSystem, dir, p.log.logEndOffset, problems);
     for (const problem of problems) log('warn', 'producer state snapshot', { dir, problem });
-    let from = p.log.activeSegmentBaseOffset;
+    let from: number;
     if (snapshot !== null) {
       p.producers.restore(snapshot.producers);
       from = snapshot.offset;
+    } else {
+      const bases = p.log.segmentBaseOffsets();
+      from = bases[Math.max(0, bases.length - 2)];
+      if (bases.length > 1) log('warn', 'no producer state snapshot: idempotence state rebuilt from the last two segments only', { dir, from });
     }
     p.log.forEachBatchHeaderFrom(from, (h) => {
       if (h.producerId >= 0 && h.baseSequence >= 0) p.producers.record(h.producerId, h.producerEpoch, h.baseSequence, h.recordCount, h.baseOffset);

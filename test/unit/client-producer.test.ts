@@ -348,6 +348,24 @@ describe('producer sequence numbering', () => {
     expect((await b).offset).toBe(7);
   });
 
+  it('retries a batch refused ENGINE_CLOSED (a broker shutting down), which appended nothing', async () => {
+    const clock = new FakeClock();
+    const { conn, produces } = fakeConnection();
+    const producer = new Producer(
+      { connection: conn, clock, random: () => 0, partitionCount: async () => 1, cachedPartitionCount: () => 1 },
+      { lingerMs: 0, retryBackoff: { initialMs: 50, maxMs: 50, multiplier: 1, jitter: 0 } },
+    );
+    const a = producer.send({ topic: 't', value: 'a' });
+    await flush();
+    produces.shift()!.reject(new SluiceError('ENGINE_CLOSED', 'the server is shutting down'));
+    await flush();
+    clock.advance(50);
+    await flush();
+    expect(produces.map((p) => seqOf(p.frame).baseSequence)).toEqual([0]); // the same batch again
+    produces.shift()!.resolve({ op: Op.PRODUCE_OK, correlationId: 2, baseOffset: 4, logStartOffset: 0 });
+    expect((await a).offset).toBe(4);
+  });
+
   it('resends unacknowledged batches after a lost connection without counting a retry', async () => {
     const clock = new FakeClock();
     const { conn, produces } = fakeConnection();
