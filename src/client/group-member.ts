@@ -100,8 +100,8 @@ export class GroupMember {
   #heartbeatTimer: TimerHandle | null = null;
   #commitTimer: TimerHandle | null = null;
   #closed = false;
-  /** close() began: assignments that arrive now are not applied (the member is leaving). */
-  #closing = false;
+  /** close() began (its promise: a second call waits for the same leave); assignments that arrive now are not applied. */
+  #closing: Promise<void> | null = null;
   #joining = false;
   readonly #unlisten: (() => void)[] = [];
   #joined: { resolve: () => void; promise: Promise<void> };
@@ -204,7 +204,7 @@ export class GroupMember {
   }
 
   async #apply(a: AssignmentFrame): Promise<void> {
-    if (this.#closed || this.#closing || a.memberId !== this.#memberId || a.generation < this.#generation) return;
+    if (this.#closed || this.#closing !== null || a.memberId !== this.#memberId || a.generation < this.#generation) return;
     // Within one generation a member's partitions only grow (others release them): an
     // assignment of the applied generation matters only if it adds partitions.
     if (a.generation === this.#generation && a.partitions.every((p) => this.#owned.has(key(p.topic, p.partition)))) return;
@@ -370,9 +370,13 @@ export class GroupMember {
    * (autoCommit), then LEAVE_GROUP and gives up every partition. Only then can the
    * coordinator hand them to another member, so no record is with two members at once.
    */
-  async close(): Promise<void> {
-    if (this.#closed || this.#closing) return;
-    this.#closing = true;
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#closing ??= this.#leave();
+    return this.#closing;
+  }
+
+  async #leave(): Promise<void> {
     await this.#chain.catch(() => undefined);
     const owned = this.owned();
     await this.#host.quiesce(owned, Math.floor(this.#options.rebalanceTimeoutMs / 2));
