@@ -586,19 +586,14 @@ export class Producer {
         const expired = state.queue.splice(0, n);
         const error = this.#timeoutError(expired[0].attempts > 0 ? 'sent, not acknowledged' : 'never sent');
         if (this.#idempotent && !state.needsNewId) {
-          if (expired.some((b) => b.attempts > 0)) {
-            state.needsNewId = true;
-          } else {
-            state.nextSequence = expired[0].baseSequence;
-            for (const b of state.queue) this.#renumber(state, b);
-          }
+          if (expired.some((b) => b.attempts > 0)) state.needsNewId = true;
+          else this.#renumberQueue(state, expired[0].baseSequence);
         }
         for (const batch of expired) if (batch.settled !== true) this.#settle(batch, error);
       }
       const open = this.#accumulator.peek(state.key);
       if (state.queue.length === 0 && open !== undefined && open.createdMs <= cutoff) this.#failOpen(state, this.#timeoutError('never sent'));
-      if (state.needsNewId && !state.renewing) this.#renewId(state);
-      else this.#pump(state);
+      this.#pump(state);
     }
   }
 
@@ -617,8 +612,7 @@ export class Producer {
         state.needsNewId = false;
         state.producerId = producerId;
         state.producerEpoch = producerEpoch;
-        state.nextSequence = 0;
-        for (const b of state.queue) this.#renumber(state, b);
+        this.#renumberQueue(state, 0);
         this.#pump(state);
       },
       () => {
@@ -799,13 +793,17 @@ export class Producer {
     return batch;
   }
 
-  /** Gives a batch not sent yet the partition's producer id and next sequence (after a batch before it failed for good). */
-  #renumber(state: PartitionState, batch: SealedBatch): void {
-    batch.producerId = state.producerId;
-    batch.producerEpoch = state.producerEpoch;
-    batch.baseSequence = state.nextSequence;
-    state.nextSequence = (state.nextSequence + batch.recordCount) % (SEQUENCE_MAX + 1);
-    if (batch.bytes !== null && batch.bytes.length > 0) this.#stamp(state, batch);
+  /** Numbers the partition's queued batches from `sequence` under its producer id (after a batch before them failed for good, or a new id). */
+  #renumberQueue(state: PartitionState, sequence: number): void {
+    state.nextSequence = sequence;
+    for (const batch of state.queue) {
+      batch.producerId = state.producerId;
+      batch.producerEpoch = state.producerEpoch;
+      batch.baseSequence = state.nextSequence;
+      state.nextSequence = (state.nextSequence + batch.recordCount) % (SEQUENCE_MAX + 1);
+      // Still encoding (gzip): its header is stamped when the encoding ends.
+      if (batch.bytes !== null && batch.bytes.length > 0) this.#stamp(state, batch);
+    }
   }
 
   /** Writes a batch's producer id, epoch and sequence into its header (and CRC) and its PRODUCE head. */
@@ -816,8 +814,14 @@ export class Producer {
   }
 
   #pump(state: PartitionState): void {
+    if (state.recovering) return;
+    if (state.needsNewId) {
+      // Nothing goes out under the old id: ask for the new one (once at a time).
+      if (!state.renewing) this.#renewId(state);
+      return;
+    }
     // While the connection is down, batches wait here (acks 0 is at most once and fails them).
-    if (state.recovering || state.needsNewId || (this.#acks !== 0 && this.#ctx.connection.state !== 'ready')) return;
+    if (this.#acks !== 0 && this.#ctx.connection.state !== 'ready') return;
     while (state.queue.length > 0 && state.inFlight.length < IDEMPOTENT_BATCHES_PER_PARTITION) {
       const batch = state.queue[0];
       if (batch.bytes === null) {
@@ -909,12 +913,10 @@ export class Producer {
       } else if (this.#idempotent && !state.needsNewId) {
         // Nothing failed was appended (a refusal appends nothing; the retriable ones were
         // refused as out of order), so the sequence resumes at the first failed batch.
-        state.nextSequence = failed[0].batch.baseSequence;
-        for (const b of rest) this.#renumber(state, b);
+        this.#renumberQueue(state, failed[0].batch.baseSequence);
       }
     }
-    if (state.needsNewId && !state.renewing) this.#renewId(state);
-    else this.#pump(state);
+    this.#pump(state);
   }
 
   #settle(batch: SealedBatch, err: unknown, baseOffset = -1): void {

@@ -245,7 +245,7 @@ function closeReplaced(segment: Segment): void {
   }
 }
 
-/** Read size of the header walk of forEachActiveBatchHeader: large reads, few syscalls. */
+/** Read size of the header walk of forEachBatchHeaderFrom: large reads, few syscalls. */
 const HEADER_SCAN_CHUNK_BYTES = 1024 * 1024;
 
 /** Rethrows anything but assertions and typed errors as STORAGE_ERROR with context. */
@@ -808,12 +808,6 @@ export class PartitionLog {
       }
     }
   }
-
-  /** The headers of the active segment's batches (forEachBatchHeaderFrom its base). */
-  forEachActiveBatchHeader(fn: (header: BatchHeader) => void): void {
-    this.forEachBatchHeaderFrom(this.#active.baseOffset, fn);
-  }
-
 
   /** True while a syncAsync() callback has not run (its fdatasync, or a seal it waits for, runs). */
   get syncInFlight(): boolean {

@@ -32,13 +32,14 @@
 import { assert } from '../assert.js';
 import { crc32c } from './crc32c.js';
 import { joinPath, type FileSystem } from './fs.js';
+import { parseOffsetFileName, segmentFileName } from './segment.js';
 
 export const SNAPSHOT_SUFFIX = '.snapshot';
 export const SNAPSHOT_MAGIC = 0x534c5053;
 export const SNAPSHOT_VERSION = 1;
-/** Producers one snapshot may hold: producer-state.ts's PRODUCERS_MAX. */
+/** Producers one snapshot may hold: producer-state.ts's PRODUCERS_MAX fits (checked there). */
 export const SNAPSHOT_PRODUCERS_MAX = 10_000;
-/** Batches one producer entry may hold: producer-state.ts's RECENT_BATCHES. */
+/** Batches one producer entry may hold: producer-state.ts's RECENT_BATCHES fits (checked there). */
 export const SNAPSHOT_BATCHES_MAX = 16;
 
 /** Snapshots kept per partition: the newest, and one to fall back on if a crash spoiled it. */
@@ -62,17 +63,14 @@ export interface ProducerSnapshotEntry {
 
 export type DecodedProducerSnapshot = { ok: true; offset: number; producers: ProducerSnapshotEntry[] } | { ok: false; reason: string };
 
-/** The file name of the snapshot at `offset`. */
+/** The file name of the snapshot at `offset` (20 digits, as a segment's). */
 export function snapshotFileName(offset: number): string {
-  return `${String(offset).padStart(20, '0')}${SNAPSHOT_SUFFIX}`;
+  return segmentFileName(offset, SNAPSHOT_SUFFIX);
 }
 
 /** The offset a snapshot file name stands for, or null when `name` is not one. */
 export function parseSnapshotFileName(name: string): number | null {
-  const m = /^(\d{20})\.snapshot$/.exec(name);
-  if (!m) return null;
-  const offset = Number(m[1]);
-  return Number.isSafeInteger(offset) ? offset : null;
+  return parseOffsetFileName(name, SNAPSHOT_SUFFIX);
 }
 
 export function encodeProducerSnapshot(offset: number, producers: ProducerSnapshotEntry[]): Uint8Array {

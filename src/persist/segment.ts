@@ -69,19 +69,24 @@ export const TIME_INDEX_SUFFIX = '.timeindex';
 /** Suffix of files on their way out (retention): renamed first, unlinked after; open() removes leftovers. */
 export const DELETED_SUFFIX = '.deleted';
 
-const SEGMENT_LOG_NAME = /^(\d{20})\.log$/;
-
+/** The name of a file named by an offset: its 20 digits, then `suffix` (segments, producer snapshots). */
 export function segmentFileName(baseOffset: number, suffix: string): string {
   assert(Number.isSafeInteger(baseOffset) && baseOffset >= 0, () => `base offset ${baseOffset}`);
   return String(baseOffset).padStart(SEGMENT_NAME_DIGITS, '0') + suffix;
 }
 
+/** The offset of a `<20 digits><suffix>` name, or null for any other name. */
+export function parseOffsetFileName(name: string, suffix: string): number | null {
+  if (name.length !== SEGMENT_NAME_DIGITS + suffix.length || !name.endsWith(suffix)) return null;
+  const digits = name.slice(0, SEGMENT_NAME_DIGITS);
+  if (!/^\d+$/.test(digits)) return null;
+  const offset = Number(digits);
+  return Number.isSafeInteger(offset) ? offset : null;
+}
+
 /** Base offset of a `<20 digits>.log` name, or null for any other name. */
 export function parseSegmentLogName(name: string): number | null {
-  const m = SEGMENT_LOG_NAME.exec(name);
-  if (m === null) return null;
-  const base = Number(m[1]);
-  return Number.isSafeInteger(base) ? base : null;
+  return parseOffsetFileName(name, LOG_SUFFIX);
 }
 
 /** Big-endian int64 without a BigInt (no allocation per batch); exact for safe integers. */

@@ -27,14 +27,15 @@
  * base (persist/producer-snapshot.ts, `snapshotBelow`), and an open loads the newest
  * snapshot (`restore`) and replays the batch headers after it. "State lost" covers a
  * producer evicted (PRODUCERS_MAX) or a data dir without a usable snapshot (then only the
- * active segment is replayed), which is Kafka's behaviour once producer state expires.
+ * last two segments are replayed), which is Kafka's behaviour once producer state expires.
  *
  * Owner: the partition's owner thread. Memory: one small object per producer id, with a
  * fixed ring of RECENT_BATCHES entries; producers beyond PRODUCERS_MAX evict the least
  * recently used.
  */
+import { assert } from '../assert.js';
 import { SluiceError } from '../errors.js';
-import type { ProducerSnapshotEntry } from '../persist/producer-snapshot.js';
+import { SNAPSHOT_BATCHES_MAX, SNAPSHOT_PRODUCERS_MAX, type ProducerSnapshotEntry } from '../persist/producer-snapshot.js';
 
 /**
  * Batches remembered per producer: at least the produces a client keeps in flight per
@@ -45,6 +46,7 @@ export const RECENT_BATCHES = 16;
 /** Producer ids tracked per partition; the least recently used beyond it is forgotten. */
 export const PRODUCERS_MAX = 10_000;
 const SEQUENCE_MAX = 0x7fff_ffff;
+assert(RECENT_BATCHES <= SNAPSHOT_BATCHES_MAX && PRODUCERS_MAX <= SNAPSHOT_PRODUCERS_MAX, 'a snapshot holds the whole state');
 /** Sequences wrap at this; a batch within half of it before the next expected one has passed. */
 const SEQUENCE_SPACE = SEQUENCE_MAX + 1;
 
