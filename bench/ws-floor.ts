@@ -194,29 +194,40 @@ async function produce(url: string, seconds: number, warmupSeconds: number, rate
   const total = Math.round((seconds + warmupSeconds) * rate);
   const warmup = Math.round(warmupSeconds * rate);
   const sleeper = new Int32Array(new SharedArrayBuffer(4));
-  let batch: Buffer[] = [];
+  // Records are written into one staging buffer and each batch is copied out of it once, as
+  // the client's batch builder does: no buffer per record (the latency run's sender makes no
+  // garbage per record either, ws-load.ts).
+  const staging = Buffer.alloc(SLOT_BYTES);
+  let staged = 0;
   let timer: NodeJS.Timeout | null = null;
   const seal = (): void => {
     timer = null;
-    if (batch.length === 0) return;
-    ws.send(Buffer.concat(batch));
-    batch = [];
+    if (staged === 0) return;
+    ws.send(Buffer.from(staging.subarray(0, staged)));
+    staged = 0;
   };
   const startNs = nowNs() + 10e6;
   const deadlineNs = startNs + (seconds + warmupSeconds) * 1e9 + DEADLINE_SLACK_MS * 1e6;
   let sent = 0;
-  while (sent < total && nowNs() < deadlineNs) {
-    const waitUs = (startNs + sent * intervalNs - nowNs()) / 1e3;
-    if (waitUs > SCHEDULE_BLOCK_US_MIN) Atomics.wait(sleeper, 0, 0, Math.min(waitUs, SCHEDULE_BLOCK_US_MAX) / 1000);
-    const now = nowNs();
-    for (; sent < total && startNs + sent * intervalNs <= now; sent++) {
-      const value = Buffer.alloc(recordBytes);
-      value.writeDoubleLE(sent >= warmup ? startNs + sent * intervalNs : -1, 0);
-      batch.push(value);
-      timer ??= setTimeout(seal, 0); // lingerMs 0: Node's timers wait at least 1 ms
-    }
-    await new Promise((resolve) => setImmediate(resolve));
-  }
+  await new Promise<void>((resolve) => {
+    // One turn of the event loop per wake-up, as a callback (not an awaited promise per turn).
+    const tick = (): void => {
+      if (sent >= total || nowNs() >= deadlineNs) return resolve();
+      const waitUs = (startNs + sent * intervalNs - nowNs()) / 1e3;
+      if (waitUs > SCHEDULE_BLOCK_US_MIN) Atomics.wait(sleeper, 0, 0, Math.min(waitUs, SCHEDULE_BLOCK_US_MAX) / 1000);
+      const now = nowNs();
+      for (; sent < total && startNs + sent * intervalNs <= now; sent++) {
+        if (staged + recordBytes > staging.length) seal();
+        staging.fill(0, staged, staged + recordBytes);
+        staging.writeDoubleLE(sent >= warmup ? startNs + sent * intervalNs : -1, staged);
+        staged += recordBytes;
+        timer ??= setTimeout(seal, 0); // lingerMs 0: Node's timers wait at least 1 ms
+      }
+      setImmediate(tick);
+    };
+    tick();
+  });
+  if (timer) clearTimeout(timer);
   seal();
   await new Promise((resolve) => setTimeout(resolve, 200));
   ws.close();
@@ -266,7 +277,7 @@ async function firstLine(lines: AsyncIterableIterator<string>, what: string): Pr
 
 /** Runs the three processes once and returns the consumer's JSON line. */
 export async function runFloor(options: { seconds: number; warmupSeconds: number; rate: number; recordBytes: number; sync: boolean }): Promise<string> {
-  if (!Number.isInteger(options.recordBytes) || options.recordBytes < STAMP_BYTES) throw new Error(`recordBytes must be an integer >= ${STAMP_BYTES}`);
+  if (!Number.isInteger(options.recordBytes) || options.recordBytes < STAMP_BYTES || options.recordBytes > SLOT_BYTES) throw new Error(`recordBytes must be an integer from ${STAMP_BYTES} to ${SLOT_BYTES}`);
   const server = child(['server', ...(options.sync ? [] : ['--no-sync'])]);
   try {
     const port = Number((await firstLine(server.lines, 'server')).replace('port ', ''));
