@@ -866,10 +866,11 @@ export class Engine {
     }
     const refs = partition === undefined ? state.partitions : [this.#partition(topic, partition)];
     const results = await Promise.all(refs.map(({ owner, slot }) => owner.compactPartition(slot)));
-    const total: CompactionResult = { segmentsExamined: 0, segmentsRewritten: 0, bytesBefore: 0, bytesAfter: 0, recordsRemoved: 0 };
+    const total: CompactionResult = { segmentsExamined: 0, segmentsRewritten: 0, segmentsMerged: 0, bytesBefore: 0, bytesAfter: 0, recordsRemoved: 0 };
     for (const r of results) {
       total.segmentsExamined += r.segmentsExamined;
       total.segmentsRewritten += r.segmentsRewritten;
+      total.segmentsMerged += r.segmentsMerged;
       total.bytesBefore += r.bytesBefore;
       total.bytesAfter += r.bytesAfter;
       total.recordsRemoved += r.recordsRemoved;

@@ -14,7 +14,12 @@
  *    bytes (a Map keyed by the key's latin1 string: one char per byte). The map stops
  *    growing after the segment in which it passed KEYS_MAX; the pass then covers only the
  *    segments mapped so far (and everything below them), the rest stays dirty for the next.
- * 2. Rewrite: each closed segment below the mapped end is read batch by batch (CRC checked).
+ * 2. Rewrite: the closed segments below the mapped end are taken in groups of adjacent
+ *    segments whose sizes add up to at most `mergeBytesMax` (the log's segmentBytes) and whose
+ *    offsets fit one segment's relative offsets, as Kafka's cleaner groups segments; each
+ *    group of two or more is rewritten into one segment named by its first base offset, so a
+ *    compacted log whose segments shrink does not keep a file per roll for ever (the offsets
+ *    topic rolls every hour). Each segment of a group is read batch by batch (CRC checked).
  *    A record is kept iff no later offset of its key is in the map (offset >= map[key]);
  *    records without a key are kept; a tombstone (null value) is kept too until its
  *    segment's largest timestamp is more than deleteRetentionMs before now, then dropped.
@@ -29,18 +34,22 @@
  *    byte, their offsetDelta and timestampDelta unchanged. A batch with nothing kept is
  *    dropped. Compression: a gzip batch is inflated, thinned and deflated again (it stays
  *    gzip); a batch of a codec the broker cannot decode (snappy, lz4, zstd), a control
- *    batch and a batch with nothing to drop are copied whole. A segment with nothing to
- *    drop is not rewritten at all, so a second pass over a clean log writes nothing.
+ *    batch and a batch with nothing to drop are copied whole. A segment alone in its group
+ *    with nothing to drop is not rewritten at all, so a pass over a clean log whose segments
+ *    no longer merge writes nothing. A merged segment's largest timestamp is its group's
+ *    newest, so the tombstones of its older members expire with the newest (the price of
+ *    fewer files, as Kafka's per-segment clock).
  *
  * On-disk steps of a pass, and what a crash after each leaves (recoverCompactionFiles
  * applies the last column when the log opens):
  *
  * | step | what                                                                 | a crash after it leaves                  | open does                               |
  * |-----:|----------------------------------------------------------------------|------------------------------------------|-----------------------------------------|
- * |    1 | write `<base>.log.cleaned`, `.index.cleaned`, `.timeindex.cleaned`, fdatasync each (async, in slices) | old segment intact + `.cleaned` files | delete every `*.cleaned` |
- * |    2 | rename each `<base>.log.cleaned` to `<base>.log.swap`; fsync the folder (the commit point) | `.log.swap` beside the old segment | unlink `<base>.index`, `.timeindex`; fsync; rename `.log.swap` over `<base>.log`; fsync; the load rebuilds the indexes by a scan |
- * |    3 | unlink the old `<base>.index` and `<base>.timeindex`; fsync the folder | the same, without old indexes             | the same                                |
+ * |    1 | write `<base>.log.cleaned`, `.index.cleaned`, `.timeindex.cleaned`, fdatasync each (async, in slices) | old segments intact + `.cleaned` files | delete every `*.cleaned` |
+ * |    2 | rename each `<base>.log.cleaned` to `<base>.log.swap` (a merged group's: `<base>.log.<last member's base>.swap`); fsync the folder (the commit point) | the swap beside the old segments | unlink `<base>.index`, `.timeindex` and every segment (.log and indexes) above `<base>` up to the last member the name gives; fsync; rename the swap over `<base>.log`; fsync; the load rebuilds the indexes by a scan |
+ * |    3 | unlink the old `<base>.index` and `<base>.timeindex`, and the other members' files; fsync the folder | the same, without old indexes or members | the same                                |
  * |    4 | rename `.log.swap` over `<base>.log`, each `.index.cleaned` / `.timeindex.cleaned` to its index; fsync the folder | new .log, new or missing indexes | delete `*.cleaned`; a missing index is rebuilt by a scan |
+
  *
  * Step 3 comes with its own fsync before step 4 so that an old index can never stand
  * beside a new .log. Steps 2 to 4 run in one synchronous owner step (PartitionLog), so a read
@@ -56,7 +65,7 @@ import { AssertionError, assert } from '../assert.js';
 import { asStorageError, SluiceError } from '../errors.js';
 import type { FileSystem } from './fs.js';
 import { joinPath } from './fs.js';
-import { BATCH_BYTES_LIMIT, INFLATED_BATCH_BYTES_MAX, SCAN_CHUNK_BYTES } from './limits.js';
+import { BATCH_BYTES_LIMIT, INFLATED_BATCH_BYTES_MAX, RELATIVE_OFFSET_MAX, SCAN_CHUNK_BYTES } from './limits.js';
 import {
   BATCH_HEADER_BYTES,
   BATCH_LENGTH_OFFSET,
@@ -71,7 +80,7 @@ import {
   type BatchHeader,
   type RecordSpan,
 } from './record-batch.js';
-import { INDEX_SUFFIX, LOG_SUFFIX, segmentFileName, TIME_INDEX_SUFFIX } from './segment.js';
+import { INDEX_SUFFIX, LOG_SUFFIX, parseOffsetFileName, parseSegmentLogName, segmentFileName, TIME_INDEX_SUFFIX } from './segment.js';
 import { SegmentIndexes } from './segment-indexes.js';
 
 // ---------------------------------------------------------------- limits and names
@@ -123,13 +132,19 @@ export interface CompactionOptions {
   yieldNow: () => Promise<void>;
   /** Checked between slices: true abandons the pass (its files are removed). */
   isCancelled?: () => boolean;
+  /** Adjacent segments whose sizes add up to at most this are merged into one (the log's segmentBytes); absent: none are. */
+  mergeBytesMax?: number;
   keysMax?: number;
   sliceBytes?: number;
 }
 
 /** One segment the pass rewrote: its three `.cleaned` files are written and fdatasynced. */
 export interface CleanedSegment {
+  /** The first source's base offset: the rewritten segment's name. */
   baseOffset: number;
+  /** The segments it replaces, oldest first (one, or the members of a merged group), as the pass saw them. */
+  sources: { baseOffset: number; sizeBytes: number }[];
+  /** The sources' bytes together. */
   sizeBytesBefore: number;
   sizeBytes: number;
   /** The last kept batch's last offset + 1 (the base offset when nothing is kept). */
@@ -155,6 +170,8 @@ export interface CompactionPlan {
 export interface CompactionResult {
   segmentsExamined: number;
   segmentsRewritten: number;
+  /** Segments that merged into another (the log has this many fewer). */
+  segmentsMerged: number;
   bytesBefore: number;
   bytesAfter: number;
   recordsRemoved: number;
@@ -213,16 +230,16 @@ class Pass {
       }
     }
     const cleanedUpTo = mappedEnd < segments.length ? segments[mappedEnd].baseOffset : o.closedEndOffset;
-    // 2. Rewrite every segment below the mapped end that has something to drop.
+    // 2. Rewrite every group below the mapped end: merged, or alone with something to drop.
     const plan: CompactionPlan = {
       cleaned: [], cleanedUpTo, segmentsExamined: mappedEnd, bytesBefore: 0, bytesAfter: 0, recordsRemoved: 0, tombstoneDeadlineMs: Infinity,
     };
-    for (let i = 0; i < mappedEnd; i++) {
-      const segment = segments[i];
-      plan.bytesBefore += segment.sizeBytes;
-      const cleaned = await this.#rewriteSegment(segment, plan);
+    for (const group of groupSegments(segments.slice(0, mappedEnd), cleanedUpTo, o.mergeBytesMax ?? 0)) {
+      const before = group.reduce((n, g) => n + g.sizeBytes, 0);
+      plan.bytesBefore += before;
+      const cleaned = group.length === 1 ? await this.#rewriteSegment(group[0], plan) : await this.#mergeGroup(group, plan);
       if (cleaned === null) {
-        plan.bytesAfter += segment.sizeBytes;
+        plan.bytesAfter += before;
         continue;
       }
       plan.cleaned.push(cleaned);
@@ -327,7 +344,36 @@ class Pass {
     if (tombstoneKept) plan.tombstoneDeadlineMs = Math.min(plan.tombstoneDeadlineMs, segment.largestTimestamp + o.deleteRetentionMs + 1);
     if (out === null) return null;
     const done = await out.finish();
-    return { baseOffset: segment.baseOffset, sizeBytesBefore: segment.sizeBytes, ...done, recordsRemoved };
+    return { baseOffset: segment.baseOffset, sources: [{ baseOffset: segment.baseOffset, sizeBytes: segment.sizeBytes }], sizeBytesBefore: segment.sizeBytes, ...done, recordsRemoved };
+  }
+
+  /** Rewrites a group of two or more adjacent segments into one segment's `.cleaned` files, named by the first. */
+  async #mergeGroup(group: readonly CompactionSegment[], plan: CompactionPlan): Promise<CleanedSegment> {
+    const o = this.#o;
+    this.#checkCancelled();
+    const out = new CleanedWriter(o.fs, o.dir, group[0].baseOffset, o.indexIntervalBytes, this.#written, this.#openFds);
+    let recordsRemoved = 0;
+    let tombstoneKept = false;
+    let largestTimestamp = -1;
+    for (const segment of group) {
+      this.#checkCancelled();
+      largestTimestamp = Math.max(largestTimestamp, segment.largestTimestamp);
+      const tombstonesExpired = o.nowMs - segment.largestTimestamp > o.deleteRetentionMs;
+      const { fd, cursor } = this.#openLog(segment);
+      for (let b = cursor.next(); b !== null; b = cursor.next()) {
+        const thinned = this.#thin(b.bytes, b.header, tombstonesExpired);
+        if (thinned.tombstoneKept) tombstoneKept = true;
+        recordsRemoved += thinned.removed;
+        if (thinned.bytes !== null) out.append(thinned.bytes, b.header.baseOffset, b.header.maxTimestamp, b.header.baseOffset + b.header.lastOffsetDelta);
+        await this.#pause(b.header.sizeBytes);
+      }
+      this.#close(fd);
+    }
+    // The merged segment's clock is its newest member's: its tombstones expire by that.
+    if (tombstoneKept) plan.tombstoneDeadlineMs = Math.min(plan.tombstoneDeadlineMs, largestTimestamp + o.deleteRetentionMs + 1);
+    const done = await out.finish();
+    const sources = group.map((g) => ({ baseOffset: g.baseOffset, sizeBytes: g.sizeBytes }));
+    return { baseOffset: group[0].baseOffset, sources, sizeBytesBefore: sources.reduce((n, g) => n + g.sizeBytes, 0), ...done, recordsRemoved };
   }
 
   /**
@@ -393,6 +439,29 @@ function recordsSection(bytes: Uint8Array, header: BatchHeader): Uint8Array | nu
     if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') return null;
     throw new SluiceError('CORRUPT_MESSAGE', `batch at offset ${header.baseOffset} does not inflate: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/**
+ * The segments in groups of adjacent ones to rewrite together (Kafka's groupSegmentsBySize):
+ * a group's sizes add up to at most `mergeBytesMax`, and its offsets, up to where the next
+ * segment (or `endOffset`) begins, fit one segment's relative offsets. 0 merges nothing.
+ */
+export function groupSegments(segments: readonly CompactionSegment[], endOffset: number, mergeBytesMax: number): CompactionSegment[][] {
+  const groups: CompactionSegment[][] = [];
+  for (let i = 0; i < segments.length; ) {
+    const group = [segments[i]];
+    let bytes = segments[i].sizeBytes;
+    let j = i + 1;
+    for (; j < segments.length; j++) {
+      const end = j + 1 < segments.length ? segments[j + 1].baseOffset : endOffset;
+      if (bytes + segments[j].sizeBytes > mergeBytesMax || end - 1 - segments[i].baseOffset > RELATIVE_OFFSET_MAX) break;
+      bytes += segments[j].sizeBytes;
+      group.push(segments[j]);
+    }
+    groups.push(group);
+    i = j;
+  }
+  return groups;
 }
 
 // ---------------------------------------------------------------- reading a segment
@@ -590,26 +659,51 @@ export function cleanedPath(dir: string, baseOffset: number, suffix: string): st
   return joinPath(dir, segmentFileName(baseOffset, suffix) + CLEANED_SUFFIX);
 }
 
-/** `<dir>/<base>.log.swap`. */
-export function swapPath(dir: string, baseOffset: number): string {
-  return joinPath(dir, segmentFileName(baseOffset, LOG_SUFFIX) + SWAP_SUFFIX);
+/**
+ * `<dir>/<base>.log.swap`, or for a merged group `<dir>/<base>.log.<last>.swap` where `last`
+ * is the base offset of its last member (20 digits too): the name says which segments the
+ * swap replaces, so an open after a crash removes exactly those, also members that lost
+ * every record.
+ */
+export function swapPath(dir: string, baseOffset: number, lastMember = baseOffset): string {
+  const name = lastMember === baseOffset ? segmentFileName(baseOffset, LOG_SUFFIX) + SWAP_SUFFIX : segmentFileName(baseOffset, LOG_SUFFIX + '.' + segmentFileName(lastMember, SWAP_SUFFIX));
+  return joinPath(dir, name);
 }
 
+/** The base and last member of a swap's name (see swapPath), or null for any other name. */
+export function parseSwapName(name: string): { baseOffset: number; lastMember: number } | null {
+  const single = parseOffsetFileName(name, LOG_SUFFIX + SWAP_SUFFIX);
+  if (single !== null) return { baseOffset: single, lastMember: single };
+  const m = MERGED_SWAP_NAME.exec(name);
+  if (m === null) return null;
+  const baseOffset = parseOffsetFileName(m[1] + LOG_SUFFIX, LOG_SUFFIX);
+  const lastMember = parseOffsetFileName(m[2] + SWAP_SUFFIX, SWAP_SUFFIX);
+  return baseOffset !== null && lastMember !== null && lastMember > baseOffset ? { baseOffset, lastMember } : null;
+}
+
+const MERGED_SWAP_NAME = /^(\d+)\.log\.(\d+)\.swap$/;
+
 /**
- * Steps 2 to 4 for the segments `bases` (their `.cleaned` files written): after this,
- * each `<base>.log`, `.index` and `.timeindex` is the rewritten one. Synchronous; throws
- * the file system's error (whatever it left is completed or undone by the next open).
+ * Steps 2 to 4 for the rewritten segments (their `.cleaned` files written; `members`: the
+ * base offsets of the segments each replaces, its own first): after this, each `<base>.log`,
+ * `.index` and `.timeindex` is the rewritten one and the other members' files are gone.
+ * Synchronous; throws the file system's error (whatever it left is completed or undone by
+ * the next open).
  */
-export function commitCleanedSegments(fs: FileSystem, dir: string, bases: readonly number[]): void {
-  if (bases.length === 0) return;
-  for (const base of bases) fs.rename(cleanedPath(dir, base, LOG_SUFFIX), swapPath(dir, base));
+export function commitCleanedSegments(fs: FileSystem, dir: string, segments: readonly { baseOffset: number; members: readonly number[] }[]): void {
+  if (segments.length === 0) return;
+  const swaps = segments.map(({ baseOffset, members }) => ({ baseOffset, members, swap: swapPath(dir, baseOffset, members[members.length - 1]) }));
+  for (const { baseOffset, swap } of swaps) fs.rename(cleanedPath(dir, baseOffset, LOG_SUFFIX), swap);
   fs.fsyncDir(dir); // the commit point
-  for (const base of bases) unlinkIndexes(fs, dir, base);
+  for (const { baseOffset, members } of swaps) {
+    unlinkIndexes(fs, dir, baseOffset);
+    for (const member of members) if (member !== baseOffset) unlinkSegment(fs, dir, member);
+  }
   fs.fsyncDir(dir);
-  for (const base of bases) {
-    fs.rename(swapPath(dir, base), joinPath(dir, segmentFileName(base, LOG_SUFFIX)));
-    fs.rename(cleanedPath(dir, base, INDEX_SUFFIX), joinPath(dir, segmentFileName(base, INDEX_SUFFIX)));
-    fs.rename(cleanedPath(dir, base, TIME_INDEX_SUFFIX), joinPath(dir, segmentFileName(base, TIME_INDEX_SUFFIX)));
+  for (const { baseOffset, swap } of swaps) {
+    fs.rename(swap, joinPath(dir, segmentFileName(baseOffset, LOG_SUFFIX)));
+    fs.rename(cleanedPath(dir, baseOffset, INDEX_SUFFIX), joinPath(dir, segmentFileName(baseOffset, INDEX_SUFFIX)));
+    fs.rename(cleanedPath(dir, baseOffset, TIME_INDEX_SUFFIX), joinPath(dir, segmentFileName(baseOffset, TIME_INDEX_SUFFIX)));
   }
   fs.fsyncDir(dir);
 }
@@ -626,6 +720,13 @@ export function discardCleanedSegment(fs: FileSystem, dir: string, baseOffset: n
   }
 }
 
+/** Unlinks a merged-away segment: its .log, then its indexes. */
+function unlinkSegment(fs: FileSystem, dir: string, base: number): void {
+  const log = joinPath(dir, segmentFileName(base, LOG_SUFFIX));
+  if (fs.exists(log)) fs.unlink(log);
+  unlinkIndexes(fs, dir, base);
+}
+
 function unlinkIndexes(fs: FileSystem, dir: string, base: number): void {
   for (const suffix of [INDEX_SUFFIX, TIME_INDEX_SUFFIX]) {
     const path = joinPath(dir, segmentFileName(base, suffix));
@@ -633,36 +734,46 @@ function unlinkIndexes(fs: FileSystem, dir: string, base: number): void {
   }
 }
 
-const SWAP_LOG_NAME = /^(\d{20})\.log\.swap$/;
 
 /**
  * Recovery of an interrupted pass, when the log opens (the table at the top): deletes every
- * `*.cleaned` file, and completes every `<base>.log.swap` (old indexes unlinked first, then
- * the swap renamed over `<base>.log`; the segment's load rebuilds the indexes by a scan).
+ * `*.cleaned` file, and completes every `<base>.log.swap` (old indexes and the other members
+ * of a merged group unlinked first, then the swap renamed over `<base>.log`; the segment's
+ * load rebuilds the indexes by a scan).
  * Returns one sentence per file it handled. Throws the file system's error.
  */
 export function recoverCompactionFiles(fs: FileSystem, dir: string): string[] {
   const notes: string[] = [];
   const names = fs.readdir(dir);
-  const swaps: number[] = [];
+  const swaps: { name: string; baseOffset: number; lastMember: number }[] = [];
   for (const name of names) {
     if (name.endsWith(CLEANED_SUFFIX)) {
       fs.unlink(joinPath(dir, name));
       notes.push(`removed leftover ${name} (an uncommitted compaction)`);
       continue;
     }
-    const m = SWAP_LOG_NAME.exec(name);
-    if (m !== null) swaps.push(Number(m[1]));
+    const swap = parseSwapName(name);
+    if (swap !== null) swaps.push({ name, ...swap });
   }
   if (swaps.length === 0) {
     if (notes.length > 0) fs.fsyncDir(dir);
     return notes;
   }
-  for (const base of swaps) unlinkIndexes(fs, dir, base);
+  const segmentBases = names.map((n) => parseSegmentLogName(n)).filter((b): b is number => b !== null);
+  for (const { baseOffset, lastMember } of swaps) {
+    unlinkIndexes(fs, dir, baseOffset);
+    // The other members of a merged group (the swap's name says up to which).
+    for (const member of segmentBases) {
+      if (member > baseOffset && member <= lastMember) {
+        unlinkSegment(fs, dir, member);
+        notes.push(`removed ${segmentFileName(member, LOG_SUFFIX)}, merged into ${segmentFileName(baseOffset, LOG_SUFFIX)} by a compaction`);
+      }
+    }
+  }
   fs.fsyncDir(dir);
-  for (const base of swaps) {
-    fs.rename(swapPath(dir, base), joinPath(dir, segmentFileName(base, LOG_SUFFIX)));
-    notes.push(`completed the compaction of ${segmentFileName(base, LOG_SUFFIX)} (its indexes are rebuilt)`);
+  for (const { name, baseOffset } of swaps) {
+    fs.rename(joinPath(dir, name), joinPath(dir, segmentFileName(baseOffset, LOG_SUFFIX)));
+    notes.push(`completed the compaction of ${segmentFileName(baseOffset, LOG_SUFFIX)} (its indexes are rebuilt)`);
   }
   fs.fsyncDir(dir);
   return notes;

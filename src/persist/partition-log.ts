@@ -14,8 +14,9 @@
  *   <20-digit offset>.snapshot                  the owner's idempotent-producer state as of that offset
  *                                               (producer-snapshot.ts; written at each roll, not by this class)
  *   *.deleted, *.tmp                            ours, on their way out; open removes them
- *   *.cleaned, <base>.log.swap                  a compaction pass's files (compaction.ts); open removes
- *                                               the first and completes the second
+ *   *.cleaned, <base>.log.swap,                 a compaction pass's files (compaction.ts); open removes
+ *   <base>.log.<last>.swap                      the first and completes the others (a merged group's
+ *                                               swap names its last member, which open removes)
  *
  * Invariants:
  * - segments are sorted and contiguous: segment i+1's base offset = segment i's next offset,
@@ -1067,6 +1068,7 @@ export class PartitionLog {
         yieldNow: options.yieldNow ?? (() => Promise.resolve()),
         isCancelled: () => this.#closed || (options.isCancelled?.() ?? false),
         sliceBytes: options.sliceBytes,
+        mergeBytesMax: this.config.segmentBytes,
       });
       return this.#applyCompaction(plan);
     } finally {
@@ -1076,32 +1078,42 @@ export class PartitionLog {
 
   /**
    * The swap of a pass, one synchronous step (so no read sees a half-swapped segment):
-   * commits the rewritten segments that are still closed segments of this log (steps 2 to 4
-   * of compaction.ts), closes their old file handles and opens the new files. A failure
+   * commits the rewritten segments whose sources are still closed segments of this log
+   * (steps 2 to 4 of compaction.ts; a merged group's members become one segment), closes
+   * their old file handles and opens the new files. A failure
    * here leaves the folder for the next open to complete, and the log refuses writes until
    * then, as after a failed fdatasync.
    */
   #applyCompaction(plan: CompactionPlan): CompactionResult {
     const byBase = new Map<number, number>();
     for (let i = 0; i < this.#segments.length - 1; i++) byBase.set(this.#segments[i].baseOffset, i);
+    // Each rewrite still replaces closed segments as the pass saw them (retention may have deleted some meanwhile).
     const committed = plan.cleaned.filter((c) => {
       const i = byBase.get(c.baseOffset);
-      const ok = !this.#closed && i !== undefined && this.#segments[i].sizeBytes === c.sizeBytesBefore;
+      const ok =
+        !this.#closed &&
+        i !== undefined &&
+        c.sources.every((src, k) => i + k < this.#segments.length - 1 && this.#segments[i + k].baseOffset === src.baseOffset && this.#segments[i + k].sizeBytes === src.sizeBytes);
       if (!ok) discardCleanedSegment(this.#fs, this.dir, c.baseOffset);
       return ok;
     });
     if (this.#closed) throw new SluiceError('UNKNOWN_TOPIC_OR_PARTITION', `${this.dir} closed during compaction`);
     try {
-      commitCleanedSegments(this.#fs, this.dir, committed.map((c) => c.baseOffset));
-      for (const c of committed) {
+      commitCleanedSegments(this.#fs, this.dir, committed.map((c) => ({ baseOffset: c.baseOffset, members: c.sources.map((src) => src.baseOffset) })));
+      // Newest first, so that the indexes of the older ones stay valid as merged groups shrink the list.
+      for (let k = committed.length - 1; k >= 0; k--) {
+        const c = committed[k];
         const i = byBase.get(c.baseOffset)!;
-        const old = this.#segments[i];
-        const fresh = Segment.openCompacted(this.#ctx, c.baseOffset, c, old.createdMs);
-        this.#segments[i] = fresh;
-        this.#closedBytes += fresh.sizeBytes - old.sizeBytes;
-        // An fdatasync of it may still run (it rolled during the sync): close after that.
-        if (this.#syncingSegments.has(old)) this.#closeAfterSync.add(old);
-        else closeReplaced(old);
+        const olds = this.#segments.slice(i, i + c.sources.length);
+        const fresh = Segment.openCompacted(this.#ctx, c.baseOffset, c, olds[0].createdMs);
+        this.#segments.splice(i, olds.length, fresh);
+        for (const old of olds) {
+          this.#closedBytes -= old.sizeBytes;
+          // An fdatasync of it may still run (it rolled during the sync): close after that.
+          if (this.#syncingSegments.has(old)) this.#closeAfterSync.add(old);
+          else closeReplaced(old);
+        }
+        this.#closedBytes += fresh.sizeBytes;
       }
     } catch (err) {
       this.#failure = `compaction swap in ${this.dir}`;
@@ -1112,6 +1124,7 @@ export class PartitionLog {
     const result: CompactionResult = {
       segmentsExamined: plan.segmentsExamined,
       segmentsRewritten: committed.length,
+      segmentsMerged: committed.reduce((n, c) => n + c.sources.length - 1, 0),
       bytesBefore: plan.bytesBefore,
       bytesAfter: plan.bytesBefore - committed.reduce((n, c) => n + c.sizeBytesBefore - c.sizeBytes, 0),
       recordsRemoved: committed.reduce((n, c) => n + c.recordsRemoved, 0),

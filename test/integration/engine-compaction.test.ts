@@ -129,7 +129,10 @@ describe('compacted topics', () => {
     };
     const before = await check(engine);
     const d = engine.describeTopic('kv').partitions[0];
-    expect(d.segmentCount).toBeGreaterThan(2);
+    // About 14 segments rolled; the closed ones merged as they shrank (200 live keys of about
+    // 60 bytes, in thinned batches, fill one or two 16 KiB segments beside the active one).
+    expect(d.segmentCount).toBeGreaterThanOrEqual(2);
+    expect(d.segmentCount).toBeLessThanOrEqual(4);
     expect(d.highWatermark).toBe(RECORDS);
     const verified = await S.verifyDataDir({ dataDir, threads: 1 });
     expect(verified.ok).toBe(true);
@@ -183,7 +186,7 @@ describe('compacted topics', () => {
     await expect(engine.createTopic('bad', { deleteRetentionMs: 1.5 })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(engine.compact('plain')).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(engine.compact('both', 3)).rejects.toMatchObject({ code: 'UNKNOWN_TOPIC_OR_PARTITION' });
-    expect(await engine.compact('both')).toEqual({ segmentsExamined: 0, segmentsRewritten: 0, bytesBefore: 0, bytesAfter: 0, recordsRemoved: 0 });
+    expect(await engine.compact('both')).toEqual({ segmentsExamined: 0, segmentsRewritten: 0, segmentsMerged: 0, bytesBefore: 0, bytesAfter: 0, recordsRemoved: 0 });
   });
 
   it('loads a topics.json written before cleanupPolicy existed as delete topics', async () => {

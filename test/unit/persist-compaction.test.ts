@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { compactSegments } from '../../src/persist/compaction.js';
+import { compactSegments, groupSegments, parseSwapName, swapPath } from '../../src/persist/compaction.js';
 import { FaultyFileSystem, nodeFileSystem, type FileSystem } from '../../src/persist/fs.js';
 import { PartitionLog, segmentLogName, type LogConfig } from '../../src/persist/partition-log.js';
 import {
@@ -368,18 +368,85 @@ describe('compaction', () => {
     a.log.close({ clean: true });
   });
 
-  it('a second pass with nothing new changes no byte', async () => {
+  it('a pass over a clean log whose segments no longer merge changes no byte', async () => {
     const dir = tempDir();
-    const { log } = filled(dir);
-    await log.compact({ now: T0 });
+    const { log, produced } = filled(dir);
+    const active = log.activeSegmentBaseOffset;
+    // The first pass thins the full segments; the next ones merge the thinned ones until no two fit segmentBytes.
+    let passes = 0;
+    while ((await log.compact({ now: T0 })).segmentsRewritten > 0) expect(++passes).toBeLessThan(6);
+    expect(readAll(log)).toEqual(expected(produced, active, false));
     log.close({ clean: true });
     const again = open(dir);
     const files = filesOf(dir);
     const result = await again.compact({ now: T0 });
-    expect(result).toMatchObject({ segmentsRewritten: 0, recordsRemoved: 0 });
+    expect(result).toMatchObject({ segmentsRewritten: 0, segmentsMerged: 0, recordsRemoved: 0 });
     expect(result.bytesAfter).toBe(result.bytesBefore);
     again.close({ clean: true });
     expect(filesOf(dir)).toEqual(files);
+  });
+
+  it('merges adjacent small segments into one of at most segmentBytes, offsets and reads unchanged', async () => {
+    const dir = tempDir();
+    const clock = new FakeClock(T0);
+    const config: LogConfig = { ...CONFIG, segmentMs: 1000 };
+    const a = appender(PartitionLog.open({ dir, config, clock }));
+    // One small segment per "hour": a few updates of the same keys, rolled by segmentMs (as the offsets topic rolls).
+    for (let round = 0; round < 30; round++) {
+      a.batch([{ key: `g${round % 4}`, value: `offset-${round}` }, { key: 'keep', value: `r${round}` }]);
+      clock.nowMs += 1000;
+      a.log.maybeRoll(clock.nowMs);
+    }
+    a.batch([{ key: 'g0', value: 'in-the-active-segment' }]);
+    const before = a.log.segmentCount;
+    expect(before).toBe(31);
+    const result = await a.log.compact({ now: clock.nowMs });
+    expect(result.segmentsMerged).toBeGreaterThan(20);
+    expect(a.log.segmentCount).toBe(before - result.segmentsMerged);
+    const want = expected(a.produced, a.log.activeSegmentBaseOffset, false);
+    expect(readAll(a.log)).toEqual(want);
+    const bases = a.log.segmentBaseOffsets();
+    expect(bases[0]).toBe(0);
+    const logFiles = readdirSync(dir).filter((n) => n.endsWith('.log')).sort();
+    expect(logFiles).toEqual(bases.map(segmentLogName));
+    for (const name of logFiles.slice(0, -1)) expect(readFileSync(join(dir, name)).length).toBeLessThanOrEqual(config.segmentBytes);
+    expect(a.log.offsetForTimestamp(T0)).toBe(firstBatchBase(a.log, 0));
+    a.log.close({ clean: true });
+    const reopened = PartitionLog.open({ dir, config, clock });
+    expect(reopened.recoveryReport.problems).toEqual([]);
+    expect(readAll(reopened)).toEqual(want);
+    expect(reopened.verify()).toMatchObject({ ok: true });
+    reopened.close({ clean: true });
+  });
+
+  it('keeps the segment count bounded over many roll and compaction rounds', async () => {
+    const clock = new FakeClock(T0);
+    const config: LogConfig = { ...CONFIG, segmentMs: 1000 };
+    const a = appender(PartitionLog.open({ dir: tempDir(), config, clock }));
+    let most = 0;
+    for (let round = 0; round < 200; round++) {
+      a.batch([{ key: `g${round % 8}`, value: `offset-${round}-${'x'.repeat(40)}` }]);
+      clock.nowMs += 1000;
+      a.log.maybeRoll(clock.nowMs);
+      if (a.log.compactionDue(clock.nowMs)) await a.log.compact({ now: clock.nowMs });
+      most = Math.max(most, a.log.segmentCount);
+    }
+    // 8 live keys of about 80 bytes fit one 2 KiB segment: a handful of files, not 200.
+    expect(most).toBeLessThanOrEqual(4);
+    expect(readAll(a.log)).toEqual(expected(a.produced, a.log.activeSegmentBaseOffset, false));
+    a.log.close({ clean: true });
+  });
+
+  it('groups only segments that fit segmentBytes and one segment\'s relative offsets', () => {
+    const seg = (baseOffset: number, sizeBytes: number) => ({ baseOffset, sizeBytes, largestTimestamp: T0 });
+    const bases = (groups: { baseOffset: number }[][]) => groups.map((g) => g.map((s) => s.baseOffset));
+    expect(bases(groupSegments([seg(0, 100), seg(10, 100), seg(20, 900), seg(30, 50)], 40, 1000))).toEqual([[0, 10], [20, 30]]);
+    expect(bases(groupSegments([seg(0, 100), seg(10, 100)], 20, 0))).toEqual([[0], [10]]);
+    expect(bases(groupSegments([seg(0, 1000), seg(10, 1)], 20, 1000))).toEqual([[0], [10]]);
+    // Offsets up to the next segment's base must fit a u32 relative offset from the group's base.
+    const far = 2 ** 32;
+    expect(bases(groupSegments([seg(0, 1), seg(10, 1), seg(far - 5, 1), seg(far + 10, 1)], far + 20, 1000))).toEqual([[0, 10], [far - 5, far + 10]]);
+    expect(bases(groupSegments([seg(0, 1), seg(far, 1)], far + 1, 1000))).toEqual([[0], [far]]);
   });
 
   it('a later pass cleans the new segments against the old ones', async () => {
@@ -516,6 +583,78 @@ describe('compaction crash recovery', () => {
       reopened.close({ clean: true });
     });
   }
+
+  /** 30 small segments rolled by segmentMs (a clock per log: each build is the same bytes), most of them merged by a pass. */
+  function smallSegments(dir: string, fs?: FileSystem): { log: PartitionLog; clock: FakeClock; config: LogConfig } {
+    const clock = new FakeClock(T0);
+    const config: LogConfig = { ...CONFIG, segmentMs: 1000 };
+    const a = appender(PartitionLog.open({ dir, config, clock, fs }));
+    for (let round = 0; round < 30; round++) {
+      a.batch([{ key: `g${round % 4}`, value: `offset-${round}` }]);
+      clock.nowMs += 1000;
+      a.log.maybeRoll(clock.nowMs);
+    }
+    a.batch([{ key: 'g0', value: 'active' }]);
+    return { log: a.log, clock, config };
+  }
+
+  for (const [state, { fault, committed }] of Object.entries(STATES)) {
+    it(`recovers a merge from ${state}: ${committed ? 'completes it, removing the merged members' : 'keeps the old segments'}`, async () => {
+      const ref = smallSegments(tempDir());
+      const { segmentsRewritten, segmentsMerged } = await ref.log.compact({ now: ref.clock.nowMs });
+      expect(segmentsMerged).toBeGreaterThan(10);
+      const compacted = readAll(ref.log);
+      const compactedBases = ref.log.segmentBaseOffsets();
+      ref.log.close({ clean: true });
+
+      const dir = tempDir();
+      const fs = new FaultyFileSystem();
+      const { log, clock, config } = smallSegments(dir, fs);
+      await sealed(log);
+      const original = readAll(log);
+      const originalBases = log.segmentBaseOffsets();
+      const skip = fault.skip === 'segments+1' ? segmentsRewritten + 1 : fault.skip;
+      fs.inject({ op: fault.op, skip, code: 'EIO' });
+      await expect(log.compact({ now: clock.nowMs })).rejects.toMatchObject({ code: 'STORAGE_ERROR' });
+      log.close({ clean: false });
+
+      const reopened = PartitionLog.open({ dir, config, clock });
+      expect(readdirSync(dir).filter((n) => n.endsWith('.cleaned') || n.endsWith('.swap'))).toEqual([]);
+      expect(readAll(reopened)).toEqual(committed ? compacted : original);
+      expect(reopened.segmentBaseOffsets()).toEqual(committed ? compactedBases : originalBases);
+      expect(readdirSync(dir).filter((n) => n.endsWith('.log')).sort()).toEqual(reopened.segmentBaseOffsets().map(segmentLogName));
+      expect(reopened.verify()).toMatchObject({ ok: true });
+      reopened.close({ clean: true });
+    });
+  }
+
+  it('a merged swap replaces exactly the members its name gives, also those that lost every record', async () => {
+    const dir = tempDir();
+    const { log, config, clock } = smallSegments(dir);
+    const bases = log.segmentBaseOffsets();
+    const original = readAll(log);
+    log.close({ clean: true });
+    // A committed merge of segments 0-2 in which 1 and 2 lost every record: the swap holds segment 0's records only.
+    const fs = nodeFileSystem;
+    const swap = swapPath(dir, bases[0], bases[2]);
+    expect(swap.endsWith(`${segmentLogName(bases[0])}.${segmentLogName(bases[2]).replace('.log', '.swap')}`)).toBe(true);
+    fs.writeFile(swap, fs.readFile(join(dir, segmentLogName(bases[0]))));
+    const reopened = PartitionLog.open({ dir, config, clock });
+    expect(reopened.segmentBaseOffsets()).toEqual([bases[0], ...bases.slice(3)]);
+    expect(readAll(reopened)).toEqual(original.filter((r) => r.offset < bases[1] || r.offset >= bases[3]));
+    expect(reopened.recoveryReport.problems.filter((p) => p.includes('merged into'))).toHaveLength(2);
+    expect(reopened.verify()).toMatchObject({ ok: true });
+    reopened.close({ clean: true });
+  });
+
+  it('reads swap names: a single segment\'s, a merged group\'s, and nothing else', () => {
+    expect(parseSwapName('00000000000000000007.log.swap')).toEqual({ baseOffset: 7, lastMember: 7 });
+    expect(parseSwapName('00000000000000000007.log.00000000000000000042.swap')).toEqual({ baseOffset: 7, lastMember: 42 });
+    expect(parseSwapName(swapPath('', 7, 42).replace(/^\//, ''))).toEqual({ baseOffset: 7, lastMember: 42 });
+    for (const bad of ['00000000000000000007.log', '7.log.swap', '00000000000000000042.log.00000000000000000007.swap', '00000000000000000007.log.42.swap', '00000000000000000007.log.00000000000000000042.swap.x']) {
+      expect(parseSwapName(bad)).toBeNull();
+    }
+  });
 
   it('removes a stray .cleaned file and completes a .log.swap left without any other file', async () => {
     const dir = tempDir();
