@@ -1,7 +1,9 @@
 /**
  * `sluice consume TOPIC [--from-beginning] [--partition P [--offset O]] [--max-messages N]
- * [--idle-timeout-ms MS] [--print-key] [--key-separator SEP] [--group G]`: one value per
- * line on stdout, in offset order per partition.
+ * [--idle-timeout-ms MS] [--print-key] [--print-timestamp] [--key-separator SEP] [--group G]`:
+ * one value per line on stdout, in offset order per partition (with --print-timestamp,
+ * `CreateTime:<ms>` or `LogAppendTime:<ms>` and the separator first, as Kafka's console
+ * consumer's print.timestamp).
  *
  * Starts at the latest offset unless --from-beginning or --offset says otherwise (as
  * Kafka's console consumer; so does an --offset out of range), ends after N records or MS
@@ -46,6 +48,7 @@ interface ConsumeFlags {
   maxMessages?: number;
   idleTimeoutMs?: number;
   printKey?: boolean;
+  printTimestamp?: boolean;
   keySeparator?: string;
 }
 
@@ -258,14 +261,14 @@ async function printUntilDone(
 ): Promise<void> {
   let count = 0;
   const max = flags.maxMessages ?? Number.POSITIVE_INFINITY;
-  const sepBytes = flags.printKey === true ? Buffer.from(flags.keySeparator ?? KEY_SEPARATOR_DEFAULT) : null;
+  const format: LineFormat = { keySep: flags.printKey === true ? Buffer.from(flags.keySeparator ?? KEY_SEPARATOR_DEFAULT) : null, timestampSep: flags.printTimestamp === true ? Buffer.from(flags.keySeparator ?? KEY_SEPARATOR_DEFAULT) : null };
   const progress = new Progress(() => `sluice consume: ${count} records${label}`);
   const running = consumer.run({
     eachBatch: async (batch) => {
       if (end.stopped) return;
       const take = Math.min(batch.records.length, max - count);
       try {
-        await printBatch(batch.records, take, sepBytes, end);
+        await printBatch(batch.records, take, format, end);
       } catch (err) {
         if (!isEpipe(err)) throw err;
         end.finish(); // the reader went away: these records were not printed
@@ -285,13 +288,19 @@ async function printUntilDone(
 }
 
 /** Prints the first `take` records of a batch; the idle clock then starts again (writing to a slow stdout is not idleness). */
-async function printBatch(records: ConsumerRecord[], take: number, sep: Buffer | null, end: Ending): Promise<void> {
+async function printBatch(records: ConsumerRecord[], take: number, format: LineFormat, end: Ending): Promise<void> {
   end.busy();
-  await write(formatLines(records, take, sep));
+  await write(formatLines(records, take, format));
   end.idle();
 }
 
 const NULL_TEXT = Buffer.from('null');
+
+/** What goes before each value: the key and the timestamp, each followed by its separator, or nothing. */
+interface LineFormat {
+  keySep: Buffer | null;
+  timestampSep: Buffer | null;
+}
 const NEWLINE = 0x0a;
 
 /**
@@ -300,17 +309,26 @@ const NEWLINE = 0x0a;
  * goes back as credit, so they are copied, once. A null key or value prints as `null`
  * (as Kafka's console consumer).
  */
-function formatLines(records: ConsumerRecord[], count: number, sep: Buffer | null): Buffer {
+function formatLines(records: ConsumerRecord[], count: number, format: LineFormat): Buffer {
+  const { keySep: sep, timestampSep } = format;
+  const stamps = timestampSep === null ? null : records.slice(0, count).map((r) => Buffer.from(`${r.timestampType}:${r.timestamp}`));
   let size = 0;
   for (let i = 0; i < count; i++) {
     const r = records[i];
     size += (r.value ?? NULL_TEXT).length + 1;
     if (sep !== null) size += (r.key ?? NULL_TEXT).length + sep.length;
+    if (stamps !== null) size += stamps[i].length + timestampSep!.length;
   }
   const out = Buffer.allocUnsafe(size);
   let at = 0;
   for (let i = 0; i < count; i++) {
     const r = records[i];
+    if (stamps !== null) {
+      out.set(stamps[i], at);
+      at += stamps[i].length;
+      out.set(timestampSep!, at);
+      at += timestampSep!.length;
+    }
     if (sep !== null) {
       const key = r.key ?? NULL_TEXT;
       out.set(key, at);
@@ -336,6 +354,7 @@ export function consumeCommand(): Command {
     .option('--max-messages <n>', 'exit after N records', positiveInt)
     .option('--idle-timeout-ms <ms>', 'exit after MS without a record', positiveInt)
     .option('--print-key', 'print the key before the value')
-    .option('--key-separator <sep>', 'between key and value with --print-key (default: a tab)', nonEmpty)
+    .option('--print-timestamp', "print the record's timestamp first, as CreateTime:<ms> or LogAppendTime:<ms>")
+    .option('--key-separator <sep>', 'after the timestamp and the key with --print-timestamp and --print-key (default: a tab)', nonEmpty)
     .action(clientAction(consume));
 }

@@ -25,7 +25,8 @@ function unlimited(n: number): string {
 /** The human-readable form of a description: settings on one line, then an aligned table. */
 export function describeTable(d: TopicDescription, configs: Record<string, string> = {}): string {
   const compaction = configs['cleanup.policy'] === undefined ? '' : `  cleanup.policy ${configs['cleanup.policy']}  delete.retention.ms ${configs['delete.retention.ms']}`;
-  const head = `topic ${d.topic}  partitions ${d.partitions.length}  retention.ms ${unlimited(d.retentionMs)}  retention.bytes ${unlimited(d.retentionBytes)}  segment.bytes ${d.segmentBytes}  segment.ms ${unlimited(d.segmentMs)}${compaction}`;
+  const timestamps = configs['message.timestamp.type'] === undefined ? '' : `  message.timestamp.type ${configs['message.timestamp.type']}`;
+  const head = `topic ${d.topic}  partitions ${d.partitions.length}  retention.ms ${unlimited(d.retentionMs)}  retention.bytes ${unlimited(d.retentionBytes)}  segment.bytes ${d.segmentBytes}  segment.ms ${unlimited(d.segmentMs)}${compaction}${timestamps}`;
   const rows: string[][] = [['PARTITION', 'OWNER', 'LOG-START', 'LOG-END', 'HIGH-WATERMARK', 'DURABLE', 'SIZE-BYTES']];
   d.partitions.forEach((p, i) => {
     rows.push([i, p.owner, p.logStartOffset, p.logEndOffset, p.highWatermark, p.durableOffset, p.sizeBytes].map(String));
@@ -52,7 +53,7 @@ export function topicsCommand(): Command {
       .option('--retention-ms <ms>', "delete segments older than this; -1 unlimited (default: the broker's)", limitOrUnlimited)
       .option('--retention-bytes <b>', "keep at most this many bytes per partition; -1 unlimited (default: the broker's)", limitOrUnlimited)
       .option('--segment-bytes <b>', "roll segments at this size (default: the broker's)", positiveInt)
-      .option('--config <name=value>', 'a setting by its Kafka name (repeatable): cleanup.policy, delete.retention.ms, retention.ms, retention.bytes, segment.ms, segment.bytes', configEntry)
+      .option('--config <name=value>', 'a setting by its Kafka name (repeatable): cleanup.policy, delete.retention.ms, message.timestamp.type, retention.ms, retention.bytes, segment.ms, segment.bytes', configEntry)
       .action(
         clientAction(async (name: string, flags: BrokerFlags & { partitions?: number; retentionMs?: number; retentionBytes?: number; segmentBytes?: number; config?: Record<string, string> }) => {
           const d = await withClient(flags, (c) =>

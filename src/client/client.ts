@@ -30,6 +30,8 @@ export interface TopicSettings {
   cleanupPolicy?: 'delete' | 'compact' | 'compact,delete';
   /** How long a compacted topic keeps tombstones. */
   deleteRetentionMs?: number;
+  /** 'CreateTime' (default: the producer's timestamps) or 'LogAppendTime' (the broker's, at append). */
+  timestampType?: 'CreateTime' | 'LogAppendTime';
   /** More settings by their Kafka names (`{ 'cleanup.policy': 'compact' }`). */
   configs?: Record<string, string>;
 }
@@ -121,12 +123,13 @@ export class Sluice {
   }
 
   async createTopic(topic: string, settings: TopicSettings = {}): Promise<TopicDescription> {
-    if (settings.cleanupPolicy !== undefined || settings.deleteRetentionMs !== undefined || settings.configs !== undefined) {
+    if (settings.cleanupPolicy !== undefined || settings.deleteRetentionMs !== undefined || settings.timestampType !== undefined || settings.configs !== undefined) {
       // Settings beyond CREATE_TOPIC's fixed ones travel as Kafka-named configs (version 2).
       const configs = new Map(Object.entries(settings.configs ?? {}));
       const named: [string, unknown][] = [
         ['cleanup.policy', settings.cleanupPolicy],
         ['delete.retention.ms', settings.deleteRetentionMs],
+        ['message.timestamp.type', settings.timestampType],
         ['retention.ms', settings.retentionMs],
         ['retention.bytes', settings.retentionBytes],
         ['segment.ms', settings.segmentMs],

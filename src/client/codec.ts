@@ -12,6 +12,7 @@ import { crc32cJs } from '../persist/crc32c-js.js';
 import {
   compressionOf,
   decodeRecordsWith,
+  logAppendTimeOf,
   RECORDS_OFFSET,
   validateBatchAtWith,
   type RecordBatchBuilder,
@@ -19,6 +20,7 @@ import {
   type Crc32cFunction,
   type RecordHeader,
 } from '../persist/record-batch-codec.js';
+import type { TimestampType } from '../persist/timestamp-type.js';
 
 export type ClientCompression = 'none' | 'gzip';
 
@@ -33,7 +35,10 @@ export interface ConsumerRecord {
   topic: string;
   partition: number;
   offset: number;
+  /** ms since the epoch: the producer's (CreateTime) or the broker's at append (LogAppendTime), as `timestampType` says. */
   timestamp: number;
+  /** The topic's message.timestamp.type when the record was stored. */
+  timestampType: TimestampType;
   key: Uint8Array | null;
   value: Uint8Array | null;
   headers: RecordHeader[];
@@ -170,7 +175,8 @@ function validateStoredBatchAt(payload: Uint8Array, view: DataView, pos: number,
 function decodeBatch(section: Uint8Array, compression: ReturnType<typeof compressionOf>, pos: number, header: BatchHeader, where: PayloadPlace, out: DecodedPayload): number {
   if (compression !== 'none' && compression !== 'gzip') throw new SluiceError('CORRUPT_MESSAGE', `${compression} batches are not supported by this client (none and gzip are)`);
   const { topic, partition } = where;
-  decodeRecordsWith<ConsumerRecord>(section, header, where.offsetMin, (offset, timestamp, key, value, headers) => ({ topic, partition, offset, timestamp, key, value, headers }), out.records);
+  const timestampType: TimestampType = logAppendTimeOf(header) === null ? 'CreateTime' : 'LogAppendTime';
+  decodeRecordsWith<ConsumerRecord>(section, header, where.offsetMin, (offset, timestamp, key, value, headers) => ({ topic, partition, offset, timestamp, timestampType, key, value, headers }), out.records);
   out.nextOffset = header.baseOffset + header.lastOffsetDelta + 1;
   return pos + header.sizeBytes;
 }

@@ -20,5 +20,6 @@ export { Producer, type Acks, type HeadersInput, type ProducerOptions, type Prod
 export { Consumer, type ConsumerBatch, type ConsumerOptions, type RunOptions, type StartPosition, type TopicPartition } from './consumer.js';
 export { ClientClosedError, Connection, ConnectionLostError, type WebSocketConstructor, type WebSocketLike } from './connection.js';
 export type { ClientCompression, ConsumerRecord } from './codec.js';
+export type { TimestampType } from '../persist/timestamp-type.js';
 export { murmur2, partitionForKey, toPositive } from './murmur2.js';
 export { SluiceError, type ErrorCode } from '../errors.js';

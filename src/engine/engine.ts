@@ -29,6 +29,7 @@ import { SluiceError, asStorageError } from '../errors.js';
 import { crc32cImplementation } from '../persist/crc32c.js';
 import { nodeFileSystem, type FileSystem } from '../persist/fs.js';
 import { DELETE_RETENTION_MS_MAX, isCompacted, parseCleanupPolicy } from '../persist/cleanup-policy.js';
+import { parseTimestampType } from '../persist/timestamp-type.js';
 import type { CompactionResult } from '../persist/compaction.js';
 import { DEFAULT_LOG_CONFIG, removeDeletedPartitionDirs, type LogConfig } from '../persist/partition-log.js';
 import { loadTopics, readJsonFile, saveTopics, writeJsonFile, type TopicFileConfig, type TopicsFile } from '../persist/metadata.js';
@@ -199,6 +200,7 @@ const DEFAULT_TOPIC_CONFIG: TopicConfig = {
   segmentMs: DEFAULT_LOG_CONFIG.segmentMs,
   cleanupPolicy: DEFAULT_LOG_CONFIG.cleanupPolicy,
   deleteRetentionMs: DEFAULT_LOG_CONFIG.deleteRetentionMs,
+  timestampType: DEFAULT_LOG_CONFIG.timestampType,
 };
 
 /** Smallest segment: a segment must hold at least one maximal batch comfortably. */
@@ -375,6 +377,7 @@ export class Engine {
       retentionBytes: config.retentionBytes,
       cleanupPolicy: config.cleanupPolicy,
       deleteRetentionMs: config.deleteRetentionMs,
+      timestampType: config.timestampType,
     };
     const partitions = Array.from({ length: to - from }, (_, k) => {
       const owner = this.#owners[ownerOf(name, from + k, this.#owners.length)];
@@ -933,6 +936,7 @@ function checkTopicConfig(c: TopicConfig): TopicConfig {
   checkInteger(c.segmentMs, 'segmentMs', 1, DURATION_MS_MAX);
   const cleanupPolicy = parseCleanupPolicy(c.cleanupPolicy);
   checkInteger(c.deleteRetentionMs, 'deleteRetentionMs', 0, DELETE_RETENTION_MS_MAX);
+  const timestampType = parseTimestampType(c.timestampType);
   return {
     partitions: c.partitions,
     retentionMs: c.retentionMs,
@@ -941,6 +945,7 @@ function checkTopicConfig(c: TopicConfig): TopicConfig {
     segmentMs: c.segmentMs,
     cleanupPolicy,
     deleteRetentionMs: c.deleteRetentionMs,
+    timestampType,
   };
 }
 

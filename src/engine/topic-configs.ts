@@ -15,9 +15,10 @@ export const TOPIC_CONFIG_NAMES: Readonly<Record<string, Exclude<keyof TopicConf
   'retention.bytes': 'retentionBytes',
   'segment.ms': 'segmentMs',
   'segment.bytes': 'segmentBytes',
+  'message.timestamp.type': 'timestampType',
 });
 
-/** At most this many entries per request (there are 6 names; duplicates are refused anyway). */
+/** At most this many entries per request (there are 7 names; duplicates are refused anyway). */
 export const TOPIC_CONFIG_ENTRIES_MAX = 64;
 
 export interface ConfigEntry {
@@ -36,8 +37,8 @@ export function topicConfigFromEntries(entries: readonly ConfigEntry[]): Partial
     const field = Object.prototype.hasOwnProperty.call(TOPIC_CONFIG_NAMES, name) ? TOPIC_CONFIG_NAMES[name] : undefined;
     if (field === undefined) throw new SluiceError('INVALID_ARGUMENT', `unknown topic config ${JSON.stringify(name)}; known: ${Object.keys(TOPIC_CONFIG_NAMES).join(', ')}`);
     if (field in out) throw new SluiceError('INVALID_ARGUMENT', `topic config ${name} given twice`);
-    if (field === 'cleanupPolicy') {
-      out[field] = value;
+    if (field === 'cleanupPolicy' || field === 'timestampType') {
+      out[field] = value; // checked by the engine, with the message for a bad value
     } else {
       if (!/^-?\d+$/.test(value)) throw new SluiceError('INVALID_ARGUMENT', `topic config ${name} takes an integer, got ${JSON.stringify(value)}`);
       out[field] = Number(value);

@@ -14,18 +14,20 @@
  *                              "config": { "retentionMs": .., "retentionBytes": ..,
  *                                          "segmentBytes": .., "segmentMs": ..,
  *                                          "cleanupPolicy": "delete" | "compact" | "compact,delete",
- *                                          "deleteRetentionMs": .. },
+ *                                          "deleteRetentionMs": ..,
+ *                                          "timestampType": "CreateTime" | "LogAppendTime" },
  *                              "createdAt": <ms since epoch> } } }
  * Validated on load: a file that does not parse or does not match is a STORAGE_ERROR
  * naming the file and the field, never silently replaced (that would forget topics whose
- * data is still on disk). cleanupPolicy and deleteRetentionMs came later: a file written
- * before them loads with 'delete' and Kafka's default 86400000 (what those topics had);
- * every save writes them.
+ * data is still on disk). cleanupPolicy, deleteRetentionMs and timestampType came later: a
+ * file written before them loads with 'delete', Kafka's default 86400000 and 'CreateTime'
+ * (what those topics had); every save writes them.
  */
 import { AssertionError } from '../assert.js';
 import { asStorageError, SluiceError } from '../errors.js';
 import { CLEANUP_POLICY_DEFAULT, DELETE_RETENTION_MS_DEFAULT, isCleanupPolicy, type CleanupPolicy } from './cleanup-policy.js';
 import type { FileSystem } from './fs.js';
+import { isTimestampType, TIMESTAMP_TYPE_DEFAULT, type TimestampType } from './timestamp-type.js';
 import { dirName, writeFileDurable } from './fs.js';
 
 /** Suffix of the temporary file of an atomic write. */
@@ -99,6 +101,8 @@ export interface TopicFileConfig {
   cleanupPolicy: CleanupPolicy;
   /** Kafka's delete.retention.ms: how long compaction keeps a tombstone (null value) after its segment's newest record; default a day. */
   deleteRetentionMs: number;
+  /** Kafka's message.timestamp.type: 'CreateTime' (the producer's, default) or 'LogAppendTime' (the broker's, stamped at append). */
+  timestampType: TimestampType;
 }
 
 export interface TopicEntry {
@@ -151,7 +155,12 @@ export function validateTopicsFile(value: unknown, path: string): TopicsFile {
       segmentMs: int(c.segmentMs, 'config.segmentMs', 1),
       cleanupPolicy: CLEANUP_POLICY_DEFAULT,
       deleteRetentionMs: c.deleteRetentionMs === undefined ? DELETE_RETENTION_MS_DEFAULT : int(c.deleteRetentionMs, 'config.deleteRetentionMs', 0),
+      timestampType: TIMESTAMP_TYPE_DEFAULT,
     };
+    if (c.timestampType !== undefined) {
+      if (!isTimestampType(c.timestampType)) throw bad(`${where}: config.timestampType is ${JSON.stringify(c.timestampType)}`);
+      config.timestampType = c.timestampType;
+    }
     if (c.cleanupPolicy !== undefined) {
       if (!isCleanupPolicy(c.cleanupPolicy)) throw bad(`${where}: config.cleanupPolicy is ${JSON.stringify(c.cleanupPolicy)}`);
       config.cleanupPolicy = c.cleanupPolicy;

@@ -123,6 +123,7 @@ import {
   TIME_INDEX_SUFFIX,
 } from './segment.js';
 import { verifyPartitionDir, type VerifyReport } from './verify.js';
+import { isTimestampType, TIMESTAMP_TYPE_DEFAULT, TIMESTAMP_TYPES, type TimestampType } from './timestamp-type.js';
 import { decodeRecoveryPoint, encodeRecoveryPoint, RECOVERY_POINT_FILE } from './recovery-point.js';
 import {
   commitCleanedSegments,
@@ -157,6 +158,8 @@ export interface LogConfig {
   cleanupPolicy: CleanupPolicy;
   /** How long compaction keeps a tombstone after its segment's newest record (delete.retention.ms). */
   deleteRetentionMs: number;
+  /** 'CreateTime' or 'LogAppendTime' (message.timestamp.type): under the second, the owner stamps batches as it appends them (timestamp-type.ts). */
+  timestampType: TimestampType;
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -170,6 +173,7 @@ export const DEFAULT_LOG_CONFIG: Readonly<LogConfig> = Object.freeze({
   batchBytesMax: 1024 * 1024 + 12, // Kafka's message.max.bytes (1048588)
   cleanupPolicy: CLEANUP_POLICY_DEFAULT, // Kafka's default: retention, no compaction
   deleteRetentionMs: DELETE_RETENTION_MS_DEFAULT, // Kafka's default: a day
+  timestampType: TIMESTAMP_TYPE_DEFAULT, // Kafka's default: the producer's timestamps
 });
 
 /** Name of the clean-shutdown marker in the partition folder. */
@@ -261,7 +265,7 @@ function invalid(message: string): SluiceError {
 
 /** Checks a LogConfig; throws INVALID_ARGUMENT naming the bad field. */
 export function validateLogConfig(config: LogConfig): void {
-  const int = (name: Exclude<keyof LogConfig, 'cleanupPolicy'>, min: number, max: number): void => {
+  const int = (name: Exclude<keyof LogConfig, 'cleanupPolicy' | 'timestampType'>, min: number, max: number): void => {
     const v = config[name];
     if (!Number.isSafeInteger(v) || v < min || v > max) throw invalid(`log config ${name} = ${v}, must be an integer in [${min}, ${max}]`);
   };
@@ -273,6 +277,7 @@ export function validateLogConfig(config: LogConfig): void {
   int('batchBytesMax', BATCH_BYTES_MIN, BATCH_BYTES_LIMIT);
   int('deleteRetentionMs', 0, DELETE_RETENTION_MS_MAX);
   if (!isCleanupPolicy(config.cleanupPolicy)) throw invalid(`log config cleanupPolicy = ${JSON.stringify(config.cleanupPolicy)}, must be one of ${CLEANUP_POLICIES.join(' | ')}`);
+  if (!isTimestampType(config.timestampType)) throw invalid(`log config timestampType = ${JSON.stringify(config.timestampType)}, must be one of ${TIMESTAMP_TYPES.join(' | ')}`);
 }
 
 export class PartitionLog {

@@ -551,6 +551,23 @@ export function restampProducerFields(crc32c: Crc32cFunction, batch: Uint8Array,
   view.setUint32(CRC_OFFSET, crc32c(batch.subarray(ATTRIBUTES_OFFSET)), false);
 }
 
+/**
+ * LogAppendTime (timestamp-type.ts): sets the batch's timestampType bit and its maxTimestamp
+ * to `nowMs`, and rewrites its CRC, in place (the batch at `pos`, `sizeBytes` long, already
+ * validated). Kafka's broker does this to every batch appended to such a topic.
+ */
+export function stampLogAppendTime(crc32c: Crc32cFunction, bytes: Uint8Array, view: DataView, pos: number, sizeBytes: number, nowMs: number): void {
+  view.setInt16(pos + ATTRIBUTES_OFFSET, view.getInt16(pos + ATTRIBUTES_OFFSET, false) | TIMESTAMP_TYPE_BIT, false);
+  view.setInt32(pos + MAX_TIMESTAMP_OFFSET, Math.floor(nowMs / 4294967296), false);
+  view.setUint32(pos + MAX_TIMESTAMP_OFFSET + 4, nowMs >>> 0, false);
+  view.setUint32(pos + CRC_OFFSET, crc32c(bytes.subarray(pos + ATTRIBUTES_OFFSET, pos + sizeBytes)), false);
+}
+
+/** A batch's timestamp for its records: its maxTimestamp under LogAppendTime, else null (each record's own). */
+export function logAppendTimeOf(header: Pick<BatchHeader, 'attributes' | 'maxTimestamp'>): number | null {
+  return (header.attributes & TIMESTAMP_TYPE_BIT) !== 0 ? header.maxTimestamp : null;
+}
+
 // ---------------------------------------------------------------- header and validation
 
 function dataView(bytes: Uint8Array): DataView {
@@ -689,22 +706,26 @@ export function compressionOf(attributes: number): CompressionName {
  * Decodes the records of an uncompressed records section (or of a decompressed blob),
  * calling `make` for each record at or after `offsetMin`, so that a caller builds the one
  * object it needs per record and no other. Views, not copies: keys and values point into
- * `recordsBytes`. Records without headers share one frozen empty array.
+ * `recordsBytes`. Records without headers share one frozen empty array. Under
+ * LogAppendTime (the header's timestampType bit) every record's timestamp is the batch's
+ * maxTimestamp, as Kafka's readers take it.
  */
 export function decodeRecordsWith<T>(
   recordsBytes: Uint8Array,
-  header: Pick<BatchHeader, 'baseOffset' | 'baseTimestamp' | 'recordCount'>,
+  header: Pick<BatchHeader, 'baseOffset' | 'baseTimestamp' | 'recordCount' | 'attributes' | 'maxTimestamp'>,
   offsetMin: number,
   make: (offset: number, timestamp: number, key: Uint8Array | null, value: Uint8Array | null, headers: RecordHeader[]) => T,
   out: T[],
 ): T[] {
   const r = new Reader(recordsBytes, 0, recordsBytes.length);
+  const appendTime = logAppendTimeOf(header);
   for (let i = 0; i < header.recordCount; i++) {
     const length = r.varint();
     if (length < RECORD_BYTES_MIN - 1 || r.pos + length > r.end) throw corrupt(`record ${i} length ${length} is out of range`);
     const end = r.pos + length;
     r.pos++; // attributes
-    const timestamp = header.baseTimestamp + r.varint();
+    const createTime = header.baseTimestamp + r.varint();
+    const timestamp = appendTime ?? createTime;
     const offset = header.baseOffset + r.varint();
     const key = r.nullableBytes();
     const value = r.nullableBytes();
@@ -739,7 +760,7 @@ function decodedRecord(offset: number, timestamp: number, key: Uint8Array | null
  */
 export function decodeRecords(
   recordsBytes: Uint8Array,
-  header: Pick<BatchHeader, 'baseOffset' | 'baseTimestamp' | 'recordCount'>,
+  header: Pick<BatchHeader, 'baseOffset' | 'baseTimestamp' | 'recordCount' | 'attributes' | 'maxTimestamp'>,
 ): DecodedRecord[] {
   return decodeRecordsWith(recordsBytes, header, Number.NEGATIVE_INFINITY, decodedRecord, []);
 }

@@ -59,10 +59,12 @@ import {
   nullKeyRecordIndex,
   RECORDS_OFFSET,
   readBatchHeader,
+  stampLogAppendTime,
   validateBatchAt,
   writeBaseOffset,
   type BatchHeader,
 } from '../persist/record-batch.js';
+import { crc32c } from '../persist/crc32c.js';
 import { LogRing } from '../ring/log-ring.js';
 import { ProducerStates } from './producer-state.js';
 import { SeqlockCells } from '../ring/seqlock-cells.js';
@@ -136,6 +138,8 @@ class OwnedPartition {
   notifiedHighWatermark = -1;
   /** cleanupPolicy 'compact' or 'compact,delete': records need keys; housekeeping compacts. */
   readonly compacted: boolean;
+  /** message.timestamp.type LogAppendTime: each appended batch gets the owner's clock (timestamp-type.ts). */
+  readonly logAppendTime: boolean;
   /** The compaction pass running or queued (null when none). */
   compaction: Promise<CompactionResult> | null = null;
   /** Set when the partition starts closing: a running compaction pass stops at its next slice. */
@@ -149,6 +153,7 @@ class OwnedPartition {
     this.cells = cells;
     this.nextOffset = log.logEndOffset;
     this.compacted = isCompacted(log.config.cleanupPolicy);
+    this.logAppendTime = log.config.timestampType === 'LogAppendTime';
   }
 
   publishCells(): void {
@@ -382,6 +387,7 @@ class Owner {
     }
     const base = this.#assign(p, admitted);
     writeBaseOffset(p.ringView, at, base);
+    if (p.logAppendTime) stampLogAppendTime(crc32c, ring.data, p.ringView, at, length, Date.now());
     ring.append(entry, base, p.nextOffset, position, length);
     p.unflushed.push(requestId, acks, base);
   }
@@ -413,6 +419,7 @@ class Owner {
     }
     const base = p.nextOffset;
     writeBaseOffset(view, batchOff, base);
+    if (p.logAppendTime) stampLogAppendTime(crc32c, ring.data, view, batchOff, length, Date.now());
     try {
       p.log.append(ring.data.subarray(batchOff, batchOff + length), base, base + admitted.recordCount);
     } catch (err) {

@@ -6,7 +6,7 @@
  *   GET    /topics              {"topics":[names]}
  *   GET    /topics/:name        the topic's description (config and partitions)
  *   POST   /topics              body {name, partitions?, retentionMs?, retentionBytes?, segmentMs?, segmentBytes?,
- *                                     cleanupPolicy?, deleteRetentionMs?} -> 201 description
+ *                                     cleanupPolicy?, deleteRetentionMs?, timestampType?} -> 201 description
  *   DELETE /topics/:name        204
  *   GET    /sluice-client.js    the browser client, as an ES module re-exporting /sluice/client/index.js
  *   GET    /sluice/<path>.js    read-only files under dist/src/ (only .js and their .js.map source maps, which
@@ -214,7 +214,7 @@ export function registerHttpRoutes(app: uWS.TemplatedApp, ctx: HttpContext): voi
           if (typeof name !== 'string') throw new SluiceError('INVALID_TOPIC', 'the body needs "name", a string');
           checkNotInternal(name);
           for (const key of Object.keys(options)) {
-            if (!['partitions', 'retentionMs', 'retentionBytes', 'segmentMs', 'segmentBytes', 'cleanupPolicy', 'deleteRetentionMs'].includes(key)) {
+            if (!['partitions', 'retentionMs', 'retentionBytes', 'segmentMs', 'segmentBytes', 'cleanupPolicy', 'deleteRetentionMs', 'timestampType'].includes(key)) {
               throw new SluiceError('INVALID_ARGUMENT', `unknown topic setting ${JSON.stringify(key)}`);
             }
           }

@@ -131,6 +131,22 @@ describe('sluice consume --group and sluice groups', () => {
     expect(keyless.stderr).toMatch(/INVALID_RECORD/);
   });
 
+  it('creates a LogAppendTime topic with --config; consume --print-timestamp prints each record\'s type and time first', async () => {
+    await ok(['topics', 'create', 'stamped', '--config', 'message.timestamp.type=LogAppendTime']);
+    expect(lines((await ok(['topics', 'describe', 'stamped'])).stdout)[0]).toMatch(/message\.timestamp\.type LogAppendTime/);
+    const before = Date.now();
+    await ok(['produce', 'stamped', '--key-separator', ':'], 'k1:v1\n');
+    const after = Date.now();
+    const out = lines((await ok(['consume', 'stamped', '--from-beginning', '--max-messages', '1', '--print-timestamp', '--print-key', '--key-separator', '|'])).stdout);
+    const m = /^LogAppendTime:(\d+)\|k1\|v1$/.exec(out[0]);
+    expect(m, out[0]).not.toBeNull();
+    expect(Number(m![1])).toBeGreaterThanOrEqual(before);
+    expect(Number(m![1])).toBeLessThanOrEqual(after);
+    await ok(['topics', 'create', 'plain']);
+    await ok(['produce', 'plain'], 'v\n');
+    expect(lines((await ok(['consume', 'plain', '--from-beginning', '--max-messages', '1', '--print-timestamp'])).stdout)[0]).toMatch(/^CreateTime:\d+\tv$/);
+  });
+
   it('starts a new group at the latest offset without --from-beginning, and refuses bad flags', async () => {
     await ok(['topics', 'create', 'late', '--partitions', '1']);
     await ok(['produce', 'late'], 'old-1\nold-2\n');

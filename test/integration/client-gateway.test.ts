@@ -184,6 +184,50 @@ describe('client through the real gateway', () => {
     await producer.close();
   });
 
+  it("a LogAppendTime topic stamps each batch with the broker's clock: consumers see that time and the type, lookups by time use it, and the setting survives a restart", async () => {
+    const { client, engine, state } = await start();
+    await client.createTopic('appended', { partitions: 1, timestampType: 'LogAppendTime' });
+    await client.createTopic('created', { partitions: 1, configs: { 'message.timestamp.type': 'CreateTime' } });
+    await expect(client.createTopic('bad', { configs: { 'message.timestamp.type': 'LogApendTime' } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(await client.describeConfigs('appended')).toMatchObject({ 'message.timestamp.type': 'LogAppendTime' });
+    expect(await client.describeConfigs('created')).toMatchObject({ 'message.timestamp.type': 'CreateTime' });
+    const producer = client.producer({ lingerMs: 0 });
+    const before = Date.now();
+    await producer.sendMany([{ topic: 'appended', value: 'a1', timestamp: 1000 }, { topic: 'appended', value: 'a2', timestamp: 2000 }]);
+    await producer.send({ topic: 'created', value: 'c', timestamp: 1000 });
+    const after = Date.now();
+    const read = async (topic: string) => {
+      const consumer = client.consumer({ from: 'earliest' });
+      await consumer.subscribe(topic);
+      const got = await take(consumer[Symbol.asyncIterator](), topic === 'appended' ? 2 : 1);
+      await consumer.close();
+      return got;
+    };
+    const appended = await read('appended');
+    expect(appended.map((r) => r.timestampType)).toEqual(['LogAppendTime', 'LogAppendTime']);
+    for (const r of appended) {
+      expect(r.timestamp).toBeGreaterThanOrEqual(before);
+      expect(r.timestamp).toBeLessThanOrEqual(after);
+    }
+    expect((await read('created')).map((r) => [r.timestampType, r.timestamp])).toEqual([['CreateTime', 1000]]);
+    // By the broker's clock: the batch is at its append time (the producer's 1000 and 2000 do not count).
+    expect(await client.listOffsets('appended', 0, { timestamp: 1000 })).toBe(0);
+    expect(await client.listOffsets('appended', 0, { timestamp: before })).toBe(0);
+    expect(await client.listOffsets('appended', 0, { timestamp: after + 60_000 })).toBe(-1); // none that late (Kafka's answer too)
+    await state.gateway.close();
+    await engine.close();
+    const reopened = await S.Engine.open({ dataDir: engine.dataDir, workers: 2, logger: memoryLogger() });
+    cleanups.push(() => reopened.close());
+    expect(reopened.describeTopic('appended').config.timestampType).toBe('LogAppendTime');
+    const base = await reopened.produce('appended', 0, S.encodeBatch([{ key: null, value: new TextEncoder().encode('a3'), timestamp: 3000, headers: [] }]));
+    const fetched = await reopened.fetch('appended', 0, base);
+    let stamped = -1;
+    S.forEachBatch(fetched.records, (batch) => {
+      for (const r of S.decodeBatch(batch).records) stamped = r.timestamp;
+    });
+    expect(stamped).toBeGreaterThanOrEqual(after);
+  });
+
   it('sendMany answers once for many records, with the partition and offset of each in order, and rejects with the first error', async () => {
     const { client } = await start();
     await client.createTopic('many', { partitions: 2 });

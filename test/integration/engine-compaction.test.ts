@@ -198,7 +198,7 @@ describe('compacted topics', () => {
     );
     const { engine } = await openEngine(dir.path);
     expect(engine.describeTopic('legacy').config).toEqual({
-      partitions: 2, retentionMs: 1000, retentionBytes: -1, segmentBytes: 16384, segmentMs: 60000, cleanupPolicy: 'delete', deleteRetentionMs: 86_400_000,
+      partitions: 2, retentionMs: 1000, retentionBytes: -1, segmentBytes: 16384, segmentMs: 60000, cleanupPolicy: 'delete', deleteRetentionMs: 86_400_000, timestampType: 'CreateTime',
     });
   });
 

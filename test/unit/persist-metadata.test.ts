@@ -10,11 +10,11 @@ const text = (s: string) => new TextEncoder().encode(s);
 // Parsed from text, as loadTopics sees it: in an object literal, a "__proto__" key would set
 // the prototype instead of making an own property.
 const sample: TopicsFile = JSON.parse(`{"version": 1, "topics": {
-  "__proto__": {"partitions": 1, "config": {"retentionMs": -1, "retentionBytes": 1000, "segmentBytes": 16384, "segmentMs": 1000, "cleanupPolicy": "compact", "deleteRetentionMs": 0}, "createdAt": 0},
-  "events": {"partitions": 3, "config": {"retentionMs": 604800000, "retentionBytes": -1, "segmentBytes": 1073741824, "segmentMs": 604800000, "cleanupPolicy": "compact,delete", "deleteRetentionMs": 5000}, "createdAt": 1700000000000}
+  "__proto__": {"partitions": 1, "config": {"retentionMs": -1, "retentionBytes": 1000, "segmentBytes": 16384, "segmentMs": 1000, "cleanupPolicy": "compact", "deleteRetentionMs": 0, "timestampType": "LogAppendTime"}, "createdAt": 0},
+  "events": {"partitions": 3, "config": {"retentionMs": 604800000, "retentionBytes": -1, "segmentBytes": 1073741824, "segmentMs": 604800000, "cleanupPolicy": "compact,delete", "deleteRetentionMs": 5000, "timestampType": "CreateTime"}, "createdAt": 1700000000000}
 }}`);
 
-// A file written before cleanupPolicy and deleteRetentionMs existed.
+// A file written before cleanupPolicy, deleteRetentionMs and timestampType existed.
 const OLD_FORMAT = `{"version": 1, "topics": {
   "old": {"partitions": 2, "config": {"retentionMs": 1000, "retentionBytes": -1, "segmentBytes": 16384, "segmentMs": 1000}, "createdAt": 5}
 }}`;
@@ -74,17 +74,17 @@ describe('topics.json', () => {
     expect(JSON.parse(readFileSync(path, 'utf8'))).toEqual(JSON.parse(JSON.stringify(sample)));
   });
 
-  it('loads a file written before cleanupPolicy existed with delete and a day of tombstone retention, and saves them', () => {
+  it('loads a file written before cleanupPolicy existed with delete, a day of tombstone retention and CreateTime, and saves them', () => {
     const path = join(tempDir(), 'topics.json');
     writeFileSync(path, OLD_FORMAT);
     const loaded = loadTopics(nodeFileSystem, path);
     expect(loaded.topics.old).toEqual({
       partitions: 2,
-      config: { retentionMs: 1000, retentionBytes: -1, segmentBytes: 16384, segmentMs: 1000, cleanupPolicy: 'delete', deleteRetentionMs: 86_400_000 },
+      config: { retentionMs: 1000, retentionBytes: -1, segmentBytes: 16384, segmentMs: 1000, cleanupPolicy: 'delete', deleteRetentionMs: 86_400_000, timestampType: 'CreateTime' },
       createdAt: 5,
     });
     saveTopics(nodeFileSystem, path, loaded);
-    expect(JSON.parse(readFileSync(path, 'utf8')).topics.old.config).toMatchObject({ cleanupPolicy: 'delete', deleteRetentionMs: 86_400_000 });
+    expect(JSON.parse(readFileSync(path, 'utf8')).topics.old.config).toMatchObject({ cleanupPolicy: 'delete', deleteRetentionMs: 86_400_000, timestampType: 'CreateTime' });
   });
 
   const garbled: [string, string][] = [
@@ -96,6 +96,7 @@ describe('topics.json', () => {
     ['a missing config field', '{"version":1,"topics":{"a":{"partitions":1,"config":{"retentionMs":1,"retentionBytes":1,"segmentBytes":1},"createdAt":0}}}'],
     ['a string where a number belongs', '{"version":1,"topics":{"a":{"partitions":"1","config":{"retentionMs":1,"retentionBytes":1,"segmentBytes":1,"segmentMs":1},"createdAt":0}}}'],
     ['an unknown cleanupPolicy', '{"version":1,"topics":{"a":{"partitions":1,"config":{"retentionMs":1,"retentionBytes":1,"segmentBytes":1,"segmentMs":1,"cleanupPolicy":"shred"},"createdAt":0}}}'],
+    ['an unknown timestampType', '{"version":1,"topics":{"a":{"partitions":1,"config":{"retentionMs":1,"retentionBytes":1,"segmentBytes":1,"segmentMs":1,"timestampType":"LogApendTime"},"createdAt":0}}}'],
     ['a negative deleteRetentionMs', '{"version":1,"topics":{"a":{"partitions":1,"config":{"retentionMs":1,"retentionBytes":1,"segmentBytes":1,"segmentMs":1,"deleteRetentionMs":-1},"createdAt":0}}}'],
     ['invalid UTF-8', '\xff\xfe'],
   ];

@@ -52,6 +52,7 @@ describe('PartitionLog basics', () => {
       batchBytesMax: 1048588,
       cleanupPolicy: 'delete',
       deleteRetentionMs: 86_400_000,
+      timestampType: 'CreateTime',
     });
   });
 

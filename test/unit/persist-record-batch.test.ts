@@ -7,7 +7,9 @@ import {
   forEachBatch,
   readBatchHeader,
   RecordBatchBuilder,
+  logAppendTimeOf,
   restampProducerFields,
+  stampLogAppendTime,
   validateBatch,
   type RecordInput,
 } from '../../src/persist/record-batch.js';
@@ -208,5 +210,35 @@ describe('RecordBatch v2 codec (properties)', () => {
       forEachBatch(all.subarray(0, k), (_batch, h) => seen.push(h.baseOffset));
       expect(seen).toEqual(k < a.length ? [] : k < all.length ? [0] : [0, 1]);
     }
+  });
+});
+
+describe('LogAppendTime', () => {
+  it('stamps a batch where it lies: the type bit, maxTimestamp and a CRC that verifies; readers take that time for every record', () => {
+    fc.assert(
+      fc.property(fc.array(fc.record({ key: nullableBytes(8), value: nullableBytes(40), timestamp: fc.integer({ min: 0, max: 2 ** 42 }) }), { minLength: 1, maxLength: 20 }), fc.integer({ min: 0, max: 2 ** 47 }), fc.nat(64), (records, now, pad) => {
+        const batch = encodeBatch(records.map((r) => ({ ...r, headers: [] })), { baseOffset: 7, compression: 'none' });
+        // At an arbitrary place inside a larger buffer, as in the owner's log ring.
+        const ring = new Uint8Array(pad + batch.length + 16);
+        ring.set(batch, pad);
+        const view = new DataView(ring.buffer);
+        stampLogAppendTime(crc32c, ring, view, pad, batch.length, now);
+        const stamped = ring.subarray(pad, pad + batch.length);
+        const header = validateBatch(stamped, Number.MAX_SAFE_INTEGER, 'stored');
+        expect(header.maxTimestamp).toBe(now);
+        expect(logAppendTimeOf(header)).toBe(now);
+        expect(header.attributes & ~0x08).toBe(validateBatch(batch).attributes);
+        const decoded = decodeBatch(stamped);
+        expect(decoded.records.map((r) => r.timestamp)).toEqual(records.map(() => now));
+        expect(decoded.records.map((r) => r.value)).toEqual(records.map((r) => r.value));
+        expect(ring.subarray(0, pad).every((b) => b === 0) && ring.subarray(pad + batch.length).every((b) => b === 0)).toBe(true);
+      }),
+    );
+  });
+
+  it('leaves a CreateTime batch to its records\' own timestamps', () => {
+    const batch = encodeBatch([{ key: null, value: null, timestamp: 5, headers: [] }, { key: null, value: null, timestamp: 9, headers: [] }]);
+    expect(logAppendTimeOf(validateBatch(batch))).toBeNull();
+    expect(decodeBatch(batch).records.map((r) => r.timestamp)).toEqual([5, 9]);
   });
 });
