@@ -163,6 +163,7 @@ async function consume(topic: string, flags: ConsumeFlags): Promise<number> {
  */
 async function consumeGroup(topic: string, groupId: string, flags: ConsumeFlags): Promise<number> {
   if (flags.partition !== undefined || flags.offset !== undefined) throw new UsageError('--group takes its partitions from the group: no --partition or --offset');
+  if (groupId === '') throw new UsageError('--group needs a group id');
   const client = await openClient(brokerUrl(flags), exitWithError);
   const printed = new Map<string, { topic: string; partition: number; offset: number }>();
   const committed = new Map<string, number>();
@@ -189,7 +190,10 @@ async function consumeGroup(topic: string, groupId: string, flags: ConsumeFlags)
     },
   });
   const commitPrinted = async (keys?: string[]): Promise<void> => {
-    const offsets = [...printed.entries()].filter(([k, o]) => (keys === undefined || keys.includes(k)) && committed.get(k) !== o.offset);
+    // Only partitions the member holds: a commit is all or nothing, and one it no longer owns
+    // (its revocation not seen yet, after a broker restart) would fail the others' too.
+    const owned = new Set(consumer.assignment().map((p) => `${p.partition}\u0000${p.topic}`));
+    const offsets = [...printed.entries()].filter(([k, o]) => (keys === undefined || keys.includes(k)) && owned.has(k) && committed.get(k) !== o.offset);
     if (offsets.length === 0) return;
     try {
       await consumer.commit(offsets.map(([, o]) => o));

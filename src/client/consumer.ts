@@ -320,7 +320,12 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
         if (a.seeks === seeks) a.processed = record.offset + 1;
       }
     } finally {
-      if (current) this.#finished(current);
+      if (current) {
+        // Left mid-batch (a break, a return or a throw in the loop's body): the rest waits for
+        // the next reader, as after a pause; dropping it would skip those records.
+        if (current.next < current.records.length && this.#isCurrent(current) && !this.#closed) this.#ready.unshift(current);
+        else this.#finished(current);
+      }
       this.#reading = false;
     }
   }

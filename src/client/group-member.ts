@@ -90,6 +90,8 @@ export class GroupMember {
   readonly #host: GroupHost;
   readonly #options: ResolvedGroupOptions;
   #memberId = '';
+  /** A fencing is queued or running (#onError queues one, however many requests fail). */
+  #fencing = false;
   /** The generation applied last (-1: none). */
   #generation = -1;
   #heartbeatIntervalMs = 1000;
@@ -149,11 +151,13 @@ export class GroupMember {
     this.#joining = true;
     try {
       for (let attempt = 0; !this.#closed; attempt++) {
+        // The id this attempt asks with: a fencing meanwhile may clear this.#memberId.
+        const memberId = this.#memberId;
         try {
           const ok = await this.#connection.request({
             op: Op.JOIN_GROUP,
             groupId: this.#options.groupId,
-            memberId: this.#memberId,
+            memberId,
             instanceId: this.#options.instanceId ?? '',
             clientId: '',
             sessionTimeoutMs: this.#options.sessionTimeoutMs,
@@ -170,8 +174,19 @@ export class GroupMember {
         } catch (err) {
           if (this.#closed || err instanceof ClientClosedError) return;
           if (err instanceof ConnectionLostError) return; // the reconnect listener joins again
-          if (err instanceof SluiceError && err.code === 'UNKNOWN_MEMBER_ID' && this.#memberId !== '') {
-            this.#memberId = '';
+          if (err instanceof SluiceError && err.code === 'UNKNOWN_MEMBER_ID' && memberId !== '') {
+            // The coordinator forgot this member (its session ran out, or the broker
+            // restarted and counts generations from 1 again): as when fenced, its partitions
+            // go without a commit, and it joins as a new member.
+            if (this.#memberId === memberId) this.#memberId = '';
+            const lost = this.#chain.then(() => this.#lose());
+            this.#chain = lost.catch(() => undefined);
+            try {
+              await lost;
+            } catch (e) {
+              this.#host.fail(e);
+              return;
+            }
             continue;
           }
           if (!isRetriableError(err)) {
@@ -267,22 +282,36 @@ export class GroupMember {
 
   /** The coordinator dropped this member: give everything up without committing, join anew. */
   async #fenced(err: SluiceError): Promise<void> {
+    if (err.code === 'UNKNOWN_MEMBER_ID') this.#memberId = '';
+    await this.#lose();
+    this.#cancelHeartbeat();
+    void this.#join();
+  }
+
+  /** Gives up every partition without committing (Kafka's partitions lost); the next assignment of any generation applies. */
+  async #lose(): Promise<void> {
     const all = [...this.#owned.values()];
     this.#owned.clear();
     this.#committed.clear();
     this.#generation = -1;
-    if (err.code === 'UNKNOWN_MEMBER_ID') this.#memberId = '';
+    if (all.length === 0) return;
     await this.#host.quiesce(all, 0);
     await this.#options.onRevoked?.(all);
     await this.#host.unassign(all);
-    this.#cancelHeartbeat();
-    void this.#join();
   }
 
   #onError(err: unknown): void {
     if (this.#closed || err instanceof ClientClosedError || err instanceof ConnectionLostError) return;
     if (err instanceof SluiceError && (err.code === 'UNKNOWN_MEMBER_ID' || err.code === 'ILLEGAL_GENERATION')) {
-      this.#chain = this.#chain.then(() => this.#fenced(err)).catch((e) => this.#host.fail(e));
+      // Once: every heartbeat and commit of a fenced member fails alike until it has joined again.
+      if (this.#fencing) return;
+      this.#fencing = true;
+      this.#chain = this.#chain
+        .then(() => this.#fenced(err))
+        .catch((e) => this.#host.fail(e))
+        .finally(() => {
+          this.#fencing = false;
+        });
       return;
     }
     if (isRetriableError(err)) return; // the next heartbeat brings the assignment again

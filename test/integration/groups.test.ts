@@ -240,6 +240,85 @@ describe('consumer groups through the gateway', () => {
     expect(seen.size).toBe(60);
   });
 
+  it('a member rejoins as a new member after the broker restarts and forgets it, also with commits and heartbeats in flight', async () => {
+    const dir = tempDir('groups-restart');
+    const engine = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
+    let groups = await S.openGroups(engine);
+    let gateway = await S.startGateway({ engine, groups, host: '127.0.0.1', port: await restartablePort() });
+    const port = gateway.port;
+    cleanups.push(async () => {
+      await gateway.close();
+      groups.close();
+      await engine.close();
+      dir.remove();
+    });
+    const client = await C.connect({ url: `ws://127.0.0.1:${port}/`, clientId: 'r', WebSocket: WebSocket as never, reconnectBackoff: { initialMs: 5, maxMs: 20, multiplier: 2, jitter: 0 } });
+    cleanups.push(() => client.close());
+    await client.createTopic('t', { partitions: 2 });
+    // Commits and heartbeats are nearly always in flight: one of them meets the new coordinator
+    // before the rejoin's answer does (UNKNOWN_MEMBER_ID both ways).
+    const c = client.consumer({ groupId: 'g', topics: ['t'], fromBeginning: true, autoCommitIntervalMs: 5, sessionTimeoutMs: 6_000 });
+    const seen = new Set<string>();
+    // At least once: records read again after a restart (their commit was lost with the
+    // connection) are fine; the member must go on until it has seen every one.
+    const readUntil = async (total: number) => {
+      while (seen.size < total) {
+        let got;
+        try { got = await collect(c, 1, 4000); } catch (e) { console.log('DBG stuck at', seen.size, 'of', total, JSON.stringify(await client.describeGroup('g')), JSON.stringify(await client.committedOffsets('g'))); throw e; }
+        for (const r of got) seen.add(`${r.partition}:${r.offset}`);
+      }
+    };
+    for (let round = 0; round < 4; round++) {
+      await produce(client, 't', 20, round * 20);
+      await readUntil((round + 1) * 20);
+      // The coordinator's memberships go with the broker; committed offsets stay in the engine.
+      await gateway.close();
+      groups.close();
+      groups = await S.openGroups(engine);
+      for (let attempt = 0; ; attempt++) {
+        try {
+          gateway = await S.startGateway({ engine, groups, host: '127.0.0.1', port });
+          break;
+        } catch (err) {
+          if (attempt >= 40) throw err; // the old listen socket is released asynchronously
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+    }
+    await produce(client, 't', 20, 80);
+    await readUntil(100);
+    expect((await client.describeGroup('g')).members).toHaveLength(1);
+  });
+
+  it('a member fenced while a slow onRevoked runs gives up its partitions once, rejoins and consumes again', async () => {
+    const { client, connect } = await start();
+    await client.createTopic('slow', { partitions: 4 });
+    await produce(client, 'slow', 40);
+    const revokedCalls: number[] = [];
+    const a = client.consumer({
+      groupId: 'sr', topics: ['slow'], fromBeginning: true, sessionTimeoutMs: 600, rebalanceTimeoutMs: 600,
+      onRevoked: async (ps) => {
+        revokedCalls.push(ps.length);
+        // Longer than the rebalance timeout: the coordinator drops the member meanwhile, and
+        // each heartbeat and commit in between is refused as it is.
+        await new Promise((r) => setTimeout(r, 1500));
+      },
+    });
+    await collect(a, 40);
+    const other = await connect('other');
+    const b = other.consumer({ groupId: 'sr', topics: ['slow'], fromBeginning: true, sessionTimeoutMs: 6000 });
+    const bRead = collect(b, 1, 20_000);
+    await bRead;
+    // a is fenced during its revocation; once it has rejoined, a new record for each partition reaches one of the two.
+    await new Promise((r) => setTimeout(r, 2500));
+    expect(revokedCalls.filter((n) => n === 0)).toEqual([]);
+    expect(revokedCalls.length).toBeLessThanOrEqual(2);
+    await produce(client, 'slow', 40, 40);
+    const both = await Promise.all([collect(a, 1, 20_000), collect(b, 1, 20_000)]);
+    expect(both.flat()).toHaveLength(2);
+    expect(new Set((await client.describeGroup('sr')).members.map((m) => m.partitions.length))).not.toContain(0);
+  });
+
   it('close() waits for the batch in hand, calls onRevoked and commits it before another member gets the partition', async () => {
     const { client, connect } = await start();
     await client.createTopic('handover', { partitions: 1 });
