@@ -899,8 +899,8 @@ export class Engine {
   }
 
 
-  /** Per owner: serving or not, restarts, requests in flight, command ring fill, log ring bytes of its partitions (for /metrics). */
-  ownerStats(): { owner: number; up: boolean; restarts: number; inFlight: number; commandRingUsedBytes: number; commandRingBytes: number; logRingBytes: number }[] {
+  /** Per owner: serving or not, restarts, requests in flight, command ring fill, log ring bytes of its partitions and spare ones kept for reuse (for /metrics). */
+  ownerStats(): { owner: number; up: boolean; restarts: number; inFlight: number; commandRingUsedBytes: number; commandRingBytes: number; logRingBytes: number; spareLogRingBytes: number }[] {
     return this.#owners.map((o) => ({ owner: o.index, ...o.stats() }));
   }
 

@@ -251,6 +251,27 @@ export class LogRing {
   }
 
   /**
+   * Makes a ring's shared memory what `LogRing.create` made (the same sizes), so that it can
+   * serve another partition once no thread uses it: control cells and entry table zeroed;
+   * the data bytes are left as they are (no entry refers to them). Reusing a ring instead
+   * of making a new one keeps a broker whose topics come and go at its peak of ring memory:
+   * a dropped ring's memory returns only once both threads' collectors let it go, which
+   * small heaps seldom do, and a fresh one is written whole when the allocator clears it.
+   */
+  static reset(sab: SharedArrayBuffer): void {
+    const cells = new Int32Array(sab, 0, ENTRY_TABLE_OFFSET >> 2);
+    assert(Atomics.load(cells, MAGIC_CELL) === LOG_RING_MAGIC, 'SharedArrayBuffer is not a LogRing');
+    const dataBytes = Atomics.load(cells, DATA_BYTES_CELL);
+    const entriesMax = Atomics.load(cells, ENTRIES_MAX_CELL);
+    validateOptions(dataBytes, entriesMax);
+    new Uint8Array(sab, ENTRY_TABLE_OFFSET, entriesMax * ENTRY_SLOT_BYTES).fill(0);
+    cells.fill(0);
+    cells[DATA_BYTES_CELL] = dataBytes;
+    cells[ENTRIES_MAX_CELL] = entriesMax;
+    Atomics.store(cells, MAGIC_CELL, LOG_RING_MAGIC);
+  }
+
+  /**
    * Attaches to a ring made by `LogRing.create`, in any role. A writer attaching to a ring
    * in use continues from its published state: entries committed or appended but not
    * published by a previous writer instance are not recoverable (Sluice makes a fresh ring

@@ -145,6 +145,8 @@ export class OwnerHandle {
   #generation = 0;
   /** 'closing': shutdown() has asked the thread to end, so its exit is expected. */
   #state: 'starting' | 'running' | 'restarting' | 'closing' | 'closed' = 'starting';
+  /** Log rings of closed partitions, by data size, kept for the next partitions opened (see LogRing.reset). */
+  readonly #spareRings = new Map<number, SharedArrayBuffer[]>();
   #startedAtMs = 0;
   #restartDelayMs = RESTART_DELAY_MS_MIN;
   #ready!: Promise<void>;
@@ -307,11 +309,14 @@ export class OwnerHandle {
   }
 
   /** State for metrics: whether the thread serves, requests in flight, command ring fill, the log rings' bytes. */
-  stats(): { up: boolean; restarts: number; inFlight: number; commandRingUsedBytes: number; commandRingBytes: number; logRingBytes: number } {
+  stats(): { up: boolean; restarts: number; inFlight: number; commandRingUsedBytes: number; commandRingBytes: number; logRingBytes: number; spareLogRingBytes: number } {
     const ring = this.#commands;
     let logRingBytes = 0;
     for (const s of this.#slots) if (s) logRingBytes += s.logRing.dataBytes;
+    let spareLogRingBytes = 0;
+    for (const [bytes, spares] of this.#spareRings) spareLogRingBytes += bytes * spares.length;
     return {
+      spareLogRingBytes,
       up: this.#state === 'running',
       restarts: this.restarts,
       inFlight: this.#pending.size,
@@ -354,7 +359,7 @@ export class OwnerHandle {
   /** Opens a partition in `slot`, its log ring `logRingBytes` large (a power of two). */
   async openPartition(slot: number, dir: string, config: LogConfig, logRingBytes: number): Promise<RecoveryReportSummary> {
     this.#available();
-    const logRing = LogRing.create({ dataBytes: logRingBytes, entriesMax: this.#limits.logRingEntries });
+    const logRing = this.#logRing(logRingBytes);
     const cells = SeqlockCells.create(CELL_COUNT);
     const reply = await this.#request({ kind: 'open', id: 0, slot, dir, config, logRing: logRing.sab, cells: cells.sab });
     this.#slots[slot] = { dir, config, logRing, logRingView: logRingView(logRing), cells };
@@ -391,7 +396,22 @@ export class OwnerHandle {
         throw err;
       }
     }
+    // The owner thread has let the ring go: it serves the next partition opened with its size.
+    const ring = this.#slots[slot]?.logRing;
+    if (ring) {
+      const spares = this.#spareRings.get(ring.dataBytes) ?? [];
+      spares.push(ring.sab);
+      this.#spareRings.set(ring.dataBytes, spares);
+    }
     this.#slots[slot] = undefined;
+  }
+
+  /** A log ring of `dataBytes`: a spare one (a closed partition's, reset) when there is one, else a new one. */
+  #logRing(dataBytes: number): LogRing {
+    const sab = this.#spareRings.get(dataBytes)?.pop();
+    if (sab === undefined) return LogRing.create({ dataBytes, entriesMax: this.#limits.logRingEntries });
+    LogRing.reset(sab);
+    return new LogRing(sab);
   }
 
   async runHousekeeping(): Promise<void> {

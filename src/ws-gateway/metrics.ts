@@ -110,6 +110,7 @@ export class GatewayMetrics {
     ownerGauge('sluice_owner_requests_in_flight', 'requests sent to the owner and not yet answered', (s) => s.inFlight);
     ownerGauge('sluice_command_ring_fill_ratio', 'share of the owner command ring holding unread commands', (s) => s.commandRingUsedBytes / s.commandRingBytes);
     ownerGauge('sluice_log_ring_bytes', "shared memory in the log rings of the owner's partitions", (s) => s.logRingBytes);
+    ownerGauge('sluice_log_ring_spare_bytes', "shared memory in log rings of closed partitions, kept for the owner's next partitions", (s) => s.spareLogRingBytes);
     const partitionGauge = (name: string, help: string, field: 'logEndOffset' | 'highWatermark' | 'logStartOffset' | 'durableOffset' | 'sizeBytes') =>
       new Gauge({
         name,

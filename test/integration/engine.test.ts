@@ -42,6 +42,29 @@ async function readAll(engine: Awaited<ReturnType<Sluice['Engine']['open']>>, to
 }
 
 describe('Engine', () => {
+  it("reuses the log rings of deleted partitions: topics created and deleted in turn keep the broker's memory where it was", async () => {
+    const { engine } = await openEngine({ workers: 2 });
+    const sum = (k: 'logRingBytes' | 'spareLogRingBytes') => engine.ownerStats().reduce((n, s) => n + s[k], 0);
+    let ringBytes = 0;
+    for (let round = 0; round < 4; round++) {
+      await engine.createTopic('churn', { partitions: 64 });
+      // Every ring written to, as a busy topic's are.
+      await Promise.all(Array.from({ length: 64 }, (_, p) => engine.produce('churn', p, batchOf(20, `r${round}p${p}`), { acks: 1 })));
+      if (round === 0) ringBytes = sum('logRingBytes');
+      expect(sum('logRingBytes')).toBe(ringBytes);
+      expect(sum('spareLogRingBytes')).toBe(0); // all taken again
+      await engine.deleteTopic('churn');
+      expect(sum('logRingBytes')).toBe(0);
+      expect(sum('spareLogRingBytes')).toBe(ringBytes);
+    }
+    // Every ring of a round is one of the first round's (the sums above). Measured outside the
+    // suite (/tmp scripts, 2026-11-28; RSS in a test worker is too noisy to assert): 256
+    // partitions created, written and deleted 8 times took a broker process from 170 to 1,270
+    // MB before, 163 to 201 MB with the reuse; freed rings came back late, and fresh ones made
+    // of recycled heap memory are cleared, so resident.
+    expect(ringBytes).toBeGreaterThanOrEqual(64 * 2 * 1024 * 1024);
+  });
+
   it('appends batches with every acks level and reads them back in order with contiguous offsets', async () => {
     const { engine } = await openEngine();
     await engine.createTopic('orders', { partitions: 3 });
