@@ -2,7 +2,7 @@
 /**
  * The `sluice` command. Exit codes: 0 ok, 1 error, 2 usage.
  *
- *   sluice start [--data-dir D] [--workers N] [--host H] [--port P] [--flush-interval-ms MS] [--config FILE]
+ *   sluice start [--data-dir D] [--workers N] [--host H] [--port P] [--flush-interval-ms MS] [--allowed-origins LIST] [--config FILE]
  *   sluice verify [--data-dir D] [--threads N]
  *   sluice topics create|list|describe|delete ...   (./topics.ts)
  *   sluice produce TOPIC ...                         (./produce.ts)
@@ -12,7 +12,7 @@
  *
  * The client commands take --broker URL (default ws://127.0.0.1:7070, or SLUICE_BROKER).
  * Settings come, from strongest to weakest, from flags, environment variables
- * (SLUICE_DATA_DIR, SLUICE_WORKERS, SLUICE_HOST, SLUICE_PORT, SLUICE_FLUSH_INTERVAL_MS), the config file (JSON) and
+ * (SLUICE_DATA_DIR, SLUICE_WORKERS, SLUICE_HOST, SLUICE_PORT, SLUICE_FLUSH_INTERVAL_MS, SLUICE_ALLOWED_ORIGINS), the config file (JSON) and
  * the defaults. `start` serves the WebSocket protocol and HTTP on one port (0: any free
  * port; the start line says which). Owner: the main thread of the CLI process.
  */
@@ -22,6 +22,7 @@ import pino from 'pino';
 import { Engine } from '../engine/engine.js';
 import { SluiceError } from '../errors.js';
 import { crc32cImplementation } from '../persist/crc32c.js';
+import { parseAllowedOrigins } from '../ws-gateway/origins.js';
 import { startGateway } from '../ws-gateway/server.js';
 import { verifyDataDir } from '../workers/verify-pool.js';
 import { benchCommand } from './bench.js';
@@ -42,6 +43,13 @@ interface StartSettings {
   port: number;
   /** fsync acks=1 data at least this often (ms); -1 or absent: never (Engine's default). */
   flushIntervalMs?: number;
+  /** Web origins whose pages may use the broker besides its own (ws-gateway/origins.ts). */
+  allowedOrigins: string[];
+}
+
+/** A comma-separated list of origins, checked (INVALID_ARGUMENT names the bad one). */
+function originList(value: string): string[] {
+  return parseAllowedOrigins(value.split(',').filter((v) => v.trim() !== ''));
 }
 
 /** A flush interval: -1 (never) or 1 ms to a day (Engine.open checks the range). */
@@ -80,6 +88,7 @@ const CONFIG_FILE_SETTINGS: Readonly<Record<string, 'string' | 'number'>> = {
   host: 'string',
   port: 'number',
   flushIntervalMs: 'number',
+  allowedOrigins: 'string',
 };
 
 /**
@@ -122,6 +131,7 @@ function startSettings(flags: Record<string, unknown>): StartSettings {
     host: pick(flags.host, process.env.SLUICE_HOST || undefined, file.host, DEFAULT_HOST),
     port: pick(flags.port, fromEnv('SLUICE_PORT', portNumber), file.port, DEFAULT_PORT),
     flushIntervalMs: pick<number | undefined>(flags.flushIntervalMs, fromEnv('SLUICE_FLUSH_INTERVAL_MS', flushInterval), file.flushIntervalMs, undefined),
+    allowedOrigins: originList(pick(flags.allowedOrigins, process.env.SLUICE_ALLOWED_ORIGINS || undefined, file.allowedOrigins, '') as string),
   };
 }
 
@@ -139,13 +149,13 @@ async function start(flags: Record<string, unknown>): Promise<void> {
   const engine = await Engine.open({ dataDir: settings.dataDir, workers: settings.workers, flushIntervalMs: settings.flushIntervalMs, logger });
   let gateway;
   try {
-    gateway = await startGateway({ engine, host: settings.host, port: settings.port, logger });
+    gateway = await startGateway({ engine, host: settings.host, port: settings.port, logger, allowedOrigins: settings.allowedOrigins });
   } catch (err) {
     await engine.close();
     throw err;
   }
   logger.info(
-    { host: settings.host, port: gateway.port, dataDir: settings.dataDir, owners: engine.ownerCount, crc32c: crc32cImplementation },
+    { host: settings.host, port: gateway.port, dataDir: settings.dataDir, owners: engine.ownerCount, crc32c: crc32cImplementation, allowedOrigins: settings.allowedOrigins },
     'sluice started',
   );
   const signal = await stopped;
@@ -195,7 +205,8 @@ function program(): Command {
     .option('--data-dir <dir>', `data directory (default ${DEFAULT_DATA_DIR}, or SLUICE_DATA_DIR)`)
     .option('--workers <n>', 'owner threads (default: one per core, or SLUICE_WORKERS)', positiveInt)
     .option('--flush-interval-ms <ms>', 'fsync acks=1 data at least this often (default -1: never, as Kafka; or SLUICE_FLUSH_INTERVAL_MS)', flushInterval)
-    .option('--config <file>', 'JSON config file with dataDir, workers, host, port, flushIntervalMs')
+    .option('--allowed-origins <list>', "web origins (http://host:port, comma-separated; * for any) whose pages may use the broker besides its own (default none, or SLUICE_ALLOWED_ORIGINS)")
+    .option('--config <file>', 'JSON config file with dataDir, workers, host, port, flushIntervalMs, allowedOrigins')
     .action(start);
   cmd
     .command('verify')

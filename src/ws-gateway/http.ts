@@ -27,6 +27,7 @@ import { sep } from 'node:path';
 import type * as uWS from 'uWebSockets.js';
 import type { Engine, TopicConfig } from '../engine/engine.js';
 import { checkNotInternal } from '../engine/names.js';
+import { originAllowed } from './origins.js';
 import { SluiceError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../workers/owner-handle.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -57,6 +58,8 @@ export interface HttpContext {
   metrics: GatewayMetrics;
   /** dist/src/: the root of the files served at /sluice/. */
   staticRoot: string;
+  /** Origins besides the gateway's own whose pages may create and delete topics (./origins.ts). */
+  allowedOrigins: readonly string[];
   readonly closing: boolean;
   topicDeleted(topic: string): void;
   health(): Record<string, unknown>;
@@ -160,6 +163,15 @@ function pathParameter(req: uWS.HttpRequest, index: number): string {
   }
 }
 
+/** Answers 403 to a change asked by a page of an origin not allowed (./origins.ts); true when it did. */
+function refusedOrigin(ctx: HttpContext, reply: Reply, req: uWS.HttpRequest): boolean {
+  const origin = req.getHeader('origin');
+  if (originAllowed(ctx.allowedOrigins, origin, req.getHeader('host'))) return false;
+  ctx.metrics.originsRefused.inc();
+  reply.json('403 Forbidden', { error: { code: 'ORIGIN_NOT_ALLOWED', message: `pages of ${origin} may not change topics: start the broker with --allowed-origins ${origin} to allow it`, retriable: false } });
+  return true;
+}
+
 /** The methods a known path answers to (for 405 and OPTIONS); null for a path with no route. */
 function allowedMethods(url: string): string | null {
   if (url === '/healthz' || url === '/metrics' || url === '/sluice-client.js' || url.startsWith('/sluice/')) return 'GET, HEAD';
@@ -198,8 +210,15 @@ export function registerHttpRoutes(app: uWS.TemplatedApp, ctx: HttpContext): voi
 
   app.post(
     '/topics',
-    guard(ctx, (res) => {
+    guard(ctx, (res, req) => {
       const reply = new Reply(res);
+      if (refusedOrigin(ctx, reply, req)) return;
+      // Only JSON: a page may send a form or text/plain to any origin without asking first.
+      const type = req.getHeader('content-type').split(';')[0].trim().toLowerCase();
+      if (type !== 'application/json') {
+        reply.json('415 Unsupported Media Type', { error: { code: 'UNSUPPORTED_MEDIA_TYPE', message: `the body must be application/json, not ${JSON.stringify(type || 'none')}`, retriable: false } });
+        return;
+      }
       reply
         .body(HTTP_BODY_BYTES_MAX)
         .then((raw) => {
@@ -233,6 +252,7 @@ export function registerHttpRoutes(app: uWS.TemplatedApp, ctx: HttpContext): voi
     '/topics/:name',
     guard(ctx, (res, req) => {
       const reply = new Reply(res);
+      if (refusedOrigin(ctx, reply, req)) return;
       if (ctx.closing) {
         reply.error(new SluiceError('ENGINE_CLOSED', 'the server is shutting down'));
         return;

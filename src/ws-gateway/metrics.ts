@@ -34,6 +34,7 @@ export class GatewayMetrics {
   readonly throttled: Counter<'cause'>;
   readonly connections: Gauge;
   readonly connectionsTotal: Counter;
+  readonly originsRefused: Counter;
   readonly sendsDropped: Counter;
   readonly bufferedBytes: Gauge;
   readonly subscriptions: Gauge;
@@ -68,6 +69,7 @@ export class GatewayMetrics {
     this.throttled = new Counter({ name: 'sluice_throttled_total', help: 'requests answered THROTTLED, by cause', labelNames: ['cause'], registers });
     this.connections = new Gauge({ name: 'sluice_connections', help: 'open WebSocket connections', registers });
     this.connectionsTotal = new Counter({ name: 'sluice_connections_total', help: 'WebSocket connections opened', registers });
+    this.originsRefused = new Counter({ name: 'sluice_origin_refused_total', help: 'WebSocket handshakes and topic changes refused: the page origin is not allowed', registers });
     this.sendsDropped = new Counter({ name: 'sluice_sends_dropped_total', help: 'frames uWS dropped at maxBackpressure (the socket is then closed)', registers });
     this.bufferedBytes = new Gauge({
       name: 'sluice_gateway_buffered_bytes',

@@ -26,6 +26,7 @@ import { crc32cImplementation } from '../persist/crc32c.js';
 import type { Logger } from '../workers/owner-handle.js';
 import { CloseCode, Connection, type GatewayContext, type GatewayLimits, type SocketData } from './connection.js';
 import { FetchBuffers } from './fetch-buffers.js';
+import { originAllowed, parseAllowedOrigins } from './origins.js';
 import { registerHttpRoutes } from './http.js';
 import {
   FETCH_WAIT_MS_MAX,
@@ -80,6 +81,12 @@ export interface GatewayOptions {
   serverVersion?: string;
   /** The group coordinator to serve (shared with other listeners); default: one opened over `engine` and closed with the gateway. */
   groups?: Groups;
+  /**
+   * Web origins (`scheme://host[:port]`, or `*` for any) whose pages may open WebSockets and
+   * create or delete topics over HTTP, besides the gateway's own; requests without an Origin
+   * (programs) are always served (./origins.ts). Default: none.
+   */
+  allowedOrigins?: readonly string[];
 }
 
 export interface Gateway {
@@ -177,6 +184,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const groups = options.groups ?? (await openGroups(options.engine, { logger }));
   const server = new GatewayServer(options.engine, groups, logger, limits, options.serverVersion ?? packageVersion());
   const staticRoot = options.staticRoot ?? fileURLToPath(new URL('../', import.meta.url));
+  const allowedOrigins = parseAllowedOrigins(options.allowedOrigins ?? []);
 
   const app = uws.App();
   app.ws<SocketData>('/*', {
@@ -192,6 +200,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       try {
         if (server.closing) {
           res.writeStatus('503 Service Unavailable').end('shutting down');
+          return;
+        }
+        const origin = req.getHeader('origin');
+        if (!originAllowed(allowedOrigins, origin, req.getHeader('host'))) {
+          server.metrics.originsRefused.inc();
+          res.writeStatus('403 Forbidden').end(`origin ${origin} may not connect: start the broker with --allowed-origins ${origin} to allow it`);
           return;
         }
         res.upgrade<SocketData>(
@@ -239,6 +253,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     logger,
     metrics: server.metrics,
     staticRoot,
+    allowedOrigins,
     get closing() {
       return server.closing;
     },

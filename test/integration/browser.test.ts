@@ -42,7 +42,6 @@ beforeAll(async () => {
   }
   dir = tempDir('browser');
   engine = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
-  gateway = await S.startGateway({ engine, host: '127.0.0.1', port: 0 });
   browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS, timeout: LAUNCH_TIMEOUT_MS });
   // A page on another origin than the gateway, as an application would host it.
   pageServer = createServer((req, res) => {
@@ -51,6 +50,8 @@ beforeAll(async () => {
     else res.writeHead(404).end();
   });
   await new Promise<void>((resolve) => pageServer.listen(0, '127.0.0.1', resolve));
+  // That origin is allowed, as an operator would allow the application's site; others are not.
+  gateway = await S.startGateway({ engine, host: '127.0.0.1', port: 0, allowedOrigins: [`http://127.0.0.1:${(pageServer.address() as AddressInfo).port}`] });
 });
 
 afterAll(async () => {
@@ -222,6 +223,27 @@ describe('the client in Chromium', () => {
     const result = await page.evaluate(`window.sluiceTest.smoke(${JSON.stringify(spec)})`).catch((err: unknown) => ({ failed: String(err) }));
     expect(result, `errors in the page: ${errors.join('; ')}`).toEqual({ offset: 0, key: 'k', value: 'from another origin', header: 'x' });
     expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('refuses the WebSocket of a page whose origin the broker does not allow, and its topic changes over HTTP', async () => {
+    const { port } = pageServer.address() as AddressInfo;
+    // The same server under another name: another origin, not in the gateway's list.
+    const { page } = await openPage(`http://localhost:${port}/index.html`);
+    const spec = { clientUrl: `${gatewayOrigin()}/sluice-client.js`, wsUrl: wsUrl(), topic: 'browser-refused' };
+    const result = await page.evaluate(`window.sluiceTest.smoke(${JSON.stringify(spec)})`).then(
+      () => 'connected',
+      (err: unknown) => String(err),
+    );
+    expect(result).toMatch(/CONNECTION_LOST|could not connect|closed/i);
+    // A page's fetch without a preflight (a text/plain POST) is refused too; the topic is not made.
+    const posted = await page.evaluate(`fetch(${JSON.stringify(`${gatewayOrigin()}/topics`)}, { method: 'POST', mode: 'no-cors', headers: { 'Content-Type': 'text/plain' }, body: JSON.stringify({ name: 'made-by-a-page' }) }).then(() => 'sent', (e) => String(e))`);
+    expect(posted).toBe('sent');
+    expect(engine.listTopics()).not.toContain('made-by-a-page');
+    expect(engine.listTopics()).not.toContain('browser-refused');
+    // Both refused by the origin check (not by the browser): the handshake and the POST.
+    const metrics = await (await globalThis.fetch(`${gatewayOrigin()}/metrics`)).text();
+    expect(Number(/^sluice_origin_refused_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(2);
     await page.close();
   });
 });

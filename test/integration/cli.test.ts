@@ -91,7 +91,9 @@ describe('the sluice command', () => {
       writeFileSync(wrongType, '{"port": "7071"}');
       const dataDir = join(dir.path, 'never');
       for (const [args, env, message] of [
-        [['start', '--config', unknownKey, '--data-dir', dataDir], {}, /^sluice: INVALID_ARGUMENT: config file .*unknown setting prot \(known: dataDir, workers, host, port, flushIntervalMs\)$/],
+        [['start', '--config', unknownKey, '--data-dir', dataDir], {}, /^sluice: INVALID_ARGUMENT: config file .*unknown setting prot \(known: dataDir, workers, host, port, flushIntervalMs, allowedOrigins\)$/],
+        [['start', '--allowed-origins', 'http://ok.test,app.test', '--data-dir', dataDir], {}, /^sluice: INVALID_ARGUMENT: allowed origin "app.test" is not a URL like http:\/\/host:port$/],
+        [['start', '--data-dir', dataDir], { SLUICE_ALLOWED_ORIGINS: 'http://a.test/path' }, /^sluice: INVALID_ARGUMENT: allowed origin "http:\/\/a.test\/path" must be scheme/],
         [['start', '--config', wrongType, '--data-dir', dataDir], {}, /^sluice: INVALID_ARGUMENT: config file .*port must be a JSON number, got "7071"$/],
         [['start', '--data-dir', dataDir], { SLUICE_LOG_LEVEL: 'bogus' }, /^sluice: INVALID_ARGUMENT: SLUICE_LOG_LEVEL=bogus: expected one of fatal, error/],
         [['verify', '--data-dir', dataDir], {}, new RegExp(`^sluice: INVALID_ARGUMENT: no data directory at ${dataDir}$`)],

@@ -364,18 +364,61 @@ describe('the gateway over HTTP', () => {
     expect(((await missing.json()) as ErrorBody).error.code).toBe('NOT_FOUND');
   });
 
+  it('refuses the WebSocket handshake of a page of another origin, unless the broker allows it', async () => {
+    const { WebSocket } = await import('ws');
+    const open = (url: string, origin?: string) =>
+      new Promise<string>((resolve) => {
+        const ws = new WebSocket(url, origin === undefined ? {} : { origin });
+        ws.once('open', () => {
+          ws.close();
+          resolve('open');
+        });
+        ws.once('unexpected-response', (_req, res) => {
+          resolve(String(res.statusCode));
+          ws.terminate();
+        });
+        ws.once('error', (err) => resolve(String(err)));
+      });
+    const url = `ws://127.0.0.1:${gateway.port}/`;
+    expect(await open(url)).toBe('open'); // a program sends no Origin
+    expect(await open(url, base)).toBe('open'); // a page the gateway served
+    expect(await open(url, 'http://example.test')).toBe('403');
+    expect(await open(url, 'null')).toBe('403');
+    const open2 = await S.startGateway({ engine, host: '127.0.0.1', port: 0, allowedOrigins: ['http://example.test'] });
+    try {
+      const url2 = `ws://127.0.0.1:${open2.port}/`;
+      expect(await open(url2, 'http://example.test')).toBe('open');
+      expect(await open(url2, 'http://example.test:8080')).toBe('403');
+    } finally {
+      await open2.close();
+    }
+    await expect(S.startGateway({ engine, host: '127.0.0.1', port: 0, allowedOrigins: ['example.test'] })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
+
   it('serves the topic admin API with typed errors and HTTP statuses', async () => {
-    const created = await globalThis.fetch(`${base}/topics`, { method: 'POST', body: JSON.stringify({ name: 'http-t', partitions: 2, retentionMs: 60_000 }) });
+    const json = { 'Content-Type': 'application/json' };
+    const created = await globalThis.fetch(`${base}/topics`, { method: 'POST', headers: json, body: JSON.stringify({ name: 'http-t', partitions: 2, retentionMs: 60_000 }) });
     expect(created.status).toBe(201);
     expect(await created.json()).toMatchObject({ name: 'http-t', config: { partitions: 2, retentionMs: 60_000 } });
-    const again = await globalThis.fetch(`${base}/topics`, { method: 'POST', body: JSON.stringify({ name: 'http-t' }) });
+    const again = await globalThis.fetch(`${base}/topics`, { method: 'POST', headers: json, body: JSON.stringify({ name: 'http-t' }) });
     expect(again.status).toBe(409);
     expect(await again.json()).toEqual({ error: { code: 'TOPIC_ALREADY_EXISTS', message: expect.any(String), retriable: false } });
-    const bad = await globalThis.fetch(`${base}/topics`, { method: 'POST', body: JSON.stringify({ name: 'no/slash' }) });
+    const bad = await globalThis.fetch(`${base}/topics`, { method: 'POST', headers: json, body: JSON.stringify({ name: 'no/slash' }) });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as ErrorBody).error.code).toBe('INVALID_TOPIC');
-    const notJson = await globalThis.fetch(`${base}/topics`, { method: 'POST', body: '{' });
+    const notJson = await globalThis.fetch(`${base}/topics`, { method: 'POST', headers: json, body: '{' });
     expect(notJson.status).toBe(400);
+    // A page may POST text/plain or a form anywhere without asking first: only JSON is taken.
+    const plain = await globalThis.fetch(`${base}/topics`, { method: 'POST', body: JSON.stringify({ name: 'plain-t' }) });
+    expect(plain.status).toBe(415);
+    expect(((await plain.json()) as ErrorBody).error.code).toBe('UNSUPPORTED_MEDIA_TYPE');
+    // A page of another origin may not change topics; the gateway's own origin may.
+    const foreign = await globalThis.fetch(`${base}/topics`, { method: 'POST', headers: { ...json, Origin: 'http://example.test' }, body: JSON.stringify({ name: 'foreign-t' }) });
+    expect(foreign.status).toBe(403);
+    expect(((await foreign.json()) as ErrorBody).error.code).toBe('ORIGIN_NOT_ALLOWED');
+    expect((await globalThis.fetch(`${base}/topics/http-t`, { method: 'DELETE', headers: { Origin: 'http://example.test' } })).status).toBe(403);
+    const own = await globalThis.fetch(`${base}/topics`, { method: 'POST', headers: { ...json, Origin: base }, body: JSON.stringify({ name: 'own-t' }) });
+    expect(own.status).toBe(201);
     const list = (await (await globalThis.fetch(`${base}/topics`)).json()) as { topics: string[] };
     expect(list.topics).toContain('http-t');
     const one = await globalThis.fetch(`${base}/topics/http-t`);
