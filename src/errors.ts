@@ -40,6 +40,7 @@ const CATALOGUE = {
   NON_EMPTY_GROUP: [68, false, 'the group has live members'],
   GROUP_ID_NOT_FOUND: [69, false, 'no live group and no committed offsets under this group id'],
   GROUP_MAX_SIZE_REACHED: [81, false, 'the group has as many members as allowed, or the coordinator as many live groups'],
+  FENCED_INSTANCE_ID: [82, false, 'another member joined with this instanceId (static membership) and replaced this one for good'],
   INVALID_RECORD: [87, false, 'a record breaks a rule of its topic (a compacted topic needs a key on every record)'],
   THROTTLED: [89, true, 'a queue is full; retry after the back-off hint'],
   INVALID_ARGUMENT: [1000, false, 'an argument is missing, of the wrong type or out of range'],

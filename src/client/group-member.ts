@@ -18,9 +18,12 @@
  * processed the records (see Consumer.processedOffsets), every autoCommitIntervalMs, on
  * revocation and on close.
  *
- * Fencing: UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION on a heartbeat means the coordinator
- * dropped this member (its session expired); it gives up every partition without
- * committing and joins again as a new member.
+ * Fencing: UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION on a heartbeat, a commit or a rejoin
+ * means the coordinator dropped this member (its session expired, or the broker restarted
+ * and counts generations from 1 again); it gives up every partition without committing
+ * (once, however many requests failed) and joins again as a new member.
+ * FENCED_INSTANCE_ID (another member joined with this one's instanceId) is final: the
+ * consumer fails with it, as Kafka's.
  *
  * Browser-safe; owner: the client's thread.
  */
@@ -376,7 +379,7 @@ export class GroupMember {
     try {
       await this.#commit(this.#uncommitted(partitions), generation);
     } catch (err) {
-      if (err instanceof SluiceError && (err.code === 'UNKNOWN_MEMBER_ID' || err.code === 'ILLEGAL_GENERATION')) this.#onError(err);
+      if (err instanceof SluiceError && (err.code === 'UNKNOWN_MEMBER_ID' || err.code === 'ILLEGAL_GENERATION' || err.code === 'FENCED_INSTANCE_ID')) this.#onError(err);
     }
   }
 

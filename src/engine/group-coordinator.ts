@@ -46,7 +46,8 @@
  *   - leave frees everything at once (the member committed before leaving).
  *   - a join with the instanceId of a live member replaces it (static membership): the new
  *     member gets a new memberId and the old one's current partitions and generation; the
- *     old memberId is fenced; what the old one was revoking is released at once (the old
+ *     old memberId is fenced (its calls get FENCED_INSTANCE_ID, not UNKNOWN_MEMBER_ID, so its
+ *     process stops instead of joining again); what the old one was revoking is released at once (the old
  *     process can no longer commit; the new one never consumed it).
  *
  * Listeners are called synchronously after the state change is complete, just before the
@@ -257,9 +258,22 @@ interface Group {
   readonly members: Map<string, Member>;
   /** instanceId -> memberId of the live static members. */
   readonly byInstance: Map<string, string>;
+  /** memberId -> instanceId of static members replaced by a join with their instanceId: their calls get FENCED_INSTANCE_ID (the newest FENCED_MEMBERS_MAX). */
+  readonly fenced: Map<string, string>;
 }
 
+/** Replaced static members a group remembers, so that each old process learns it is fenced instead of joining again (Kafka's FENCED_INSTANCE_ID). */
+const FENCED_MEMBERS_MAX = 64;
+
 type RemovalReason = 'left' | 'session expired' | 'rebalance timeout';
+
+/** FENCED_INSTANCE_ID for a static member another join with its instanceId replaced. */
+function checkNotFenced(group: Group | undefined, memberId: string): void {
+  const instanceId = group?.fenced.get(memberId);
+  if (instanceId !== undefined) {
+    throw new SluiceError('FENCED_INSTANCE_ID', `member ${memberId} of group ${group!.groupId} was replaced by another member with instanceId ${instanceId}; two consumers may not share one instanceId`);
+  }
+}
 
 // ---------------------------------------------------------------- the coordinator
 
@@ -310,6 +324,7 @@ export class GroupCoordinator {
     let existing: Member | undefined;
     let replaced: Member | undefined;
     if (memberId !== '') {
+      checkNotFenced(group, memberId);
       existing = group?.members.get(memberId);
       if (!existing) throw new SluiceError('UNKNOWN_MEMBER_ID', `group ${groupId} has no live member ${memberId}; join with memberId ''`);
       if (existing.instanceId !== instanceId) {
@@ -339,7 +354,7 @@ export class GroupCoordinator {
 
     // Everything is valid: change state.
     if (!group) {
-      group = { groupId, epoch: 0, members: new Map(), byInstance: new Map() };
+      group = { groupId, epoch: 0, members: new Map(), byInstance: new Map(), fenced: new Map() };
       this.#groups.set(groupId, group);
     }
     const settings = { clientId, topics, sessionTimeoutMs, rebalanceTimeoutMs, assignor, listener };
@@ -358,6 +373,10 @@ export class GroupCoordinator {
         member.generation = replaced.generation;
         member.current = replaced.current;
         member.target = replaced.target;
+        // The old process may still run (two processes given one instanceId): its next call
+        // tells it so, for good, instead of letting it join again and replace this one.
+        group.fenced.set(replaced.memberId, instanceId!);
+        if (group.fenced.size > FENCED_MEMBERS_MAX) group.fenced.delete(group.fenced.keys().next().value!);
         this.#logger.info({ groupId, memberId: member.memberId, instanceId, replacedMemberId: replaced.memberId }, 'static group member replaced');
       } else {
         isNew = true;
@@ -651,7 +670,9 @@ export class GroupCoordinator {
   }
 
   #liveMember(groupId: string, memberId: string): Member {
-    const member = this.#groups.get(groupId)?.members.get(memberId);
+    const group = this.#groups.get(groupId);
+    checkNotFenced(group, memberId);
+    const member = group?.members.get(memberId);
     if (!member) throw new SluiceError('UNKNOWN_MEMBER_ID', `group ${groupId} has no live member ${JSON.stringify(memberId)}; join again with memberId ''`);
     return member;
   }

@@ -319,6 +319,31 @@ describe('consumer groups through the gateway', () => {
     expect(new Set((await client.describeGroup('sr')).members.map((m) => m.partitions.length))).not.toContain(0);
   });
 
+  it('of two consumers given one instanceId, the one replaced fails with FENCED_INSTANCE_ID instead of taking the place back', async () => {
+    const { client, connect } = await start();
+    await client.createTopic('static', { partitions: 2 });
+    await produce(client, 'static', 20);
+    const first = client.consumer({ groupId: 'st', topics: ['static'], instanceId: 'worker-1', fromBeginning: true, sessionTimeoutMs: 3000 });
+    await collect(first, 20);
+    const other = await connect('second');
+    const second = other.consumer({ groupId: 'st', topics: ['static'], instanceId: 'worker-1', fromBeginning: true, sessionTimeoutMs: 3000 });
+    const failed = (async () => {
+      try {
+        for await (const _ of first) void _;
+        return 'ended';
+      } catch (err) {
+        return (err as { code?: string }).code ?? String(err);
+      }
+    })();
+    await produce(client, 'static', 20, 20);
+    await collect(second, 1);
+    expect(await failed).toBe('FENCED_INSTANCE_ID');
+    // No ping-pong: the second stays the member, with both partitions.
+    await new Promise((r) => setTimeout(r, 2500));
+    const d = await client.describeGroup('st');
+    expect(d.members.map((m) => [m.clientId, m.instanceId, m.partitions.length])).toEqual([['second', 'worker-1', 2]]);
+  });
+
   it('close() waits for the batch in hand, calls onRevoked and commits it before another member gets the partition', async () => {
     const { client, connect } = await start();
     await client.createTopic('handover', { partitions: 1 });

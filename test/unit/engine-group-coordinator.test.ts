@@ -564,7 +564,7 @@ describe('group coordinator: sessions and fencing', () => {
     expect(h.coordinator.fetchCommitted('g', '', -1).map((c) => [key(c), c.offset])).toEqual([['t:2', 42], ['t:3', 42]]);
   });
 
-  it('replaces a static member: the new one takes its partitions and generation; the old one is fenced', async () => {
+  it('replaces a static member: the new one takes its partitions and generation; the old one is fenced (FENCED_INSTANCE_ID)', async () => {
     const h = setup({ t: 6 });
     const a = h.join({ instanceId: 'i-a' });
     const b = h.join({ instanceId: 'i-b' });
@@ -579,9 +579,10 @@ describe('group coordinator: sessions and fencing', () => {
     expect(h.coordinator.describeGroup('g')).toMatchObject({ state: 'stable', generation: epoch });
     expect(b.pushes.length).toBe(bPushes);
     expect(h.logs).toContainEqual(expect.objectContaining({ msg: 'static group member replaced', o: expect.objectContaining({ replacedMemberId: a.id }) }));
-    h.expectRejected(() => a.ack(), 'UNKNOWN_MEMBER_ID');
-    await h.expectRejectedAsync(() => a.commit(a.owned), 'UNKNOWN_MEMBER_ID');
-    h.expectRejected(() => h.coordinator.join({ ...a.request, memberId: a.id }, a.listener), 'UNKNOWN_MEMBER_ID');
+    // The old process (two given one instanceId) learns it is fenced for good, as with Kafka's FENCED_INSTANCE_ID, rather than joining again and replacing the new one.
+    h.expectRejected(() => a.ack(), 'FENCED_INSTANCE_ID');
+    await h.expectRejectedAsync(() => a.commit(a.owned), 'FENCED_INSTANCE_ID');
+    h.expectRejected(() => h.coordinator.join({ ...a.request, memberId: a.id }, a.listener), 'FENCED_INSTANCE_ID');
     await a2.commit(a2.owned);
     expect(h.coordinator.describeGroup('g').members.map((m) => [m.instanceId, m.clientId])).toEqual([['i-a', 'c2'], ['i-b', 'c']]);
   });
