@@ -584,6 +584,8 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
           a.start = this.#resetPolicy;
           continue;
         }
+        // Assigned a partition of a topic being deleted: the next assignment takes it back.
+        if (this.#group && err instanceof SluiceError && err.code === 'UNKNOWN_TOPIC_OR_PARTITION') return;
         if (!isRetriableError(err)) {
           this.#fail(err);
           throw err;
@@ -654,6 +656,10 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
       a.position = null;
       a.start = this.#resetPolicy;
       void this.#resubscribe(a).catch(() => undefined);
+    } else if (this.#group && err.code === 'UNKNOWN_TOPIC_OR_PARTITION') {
+      // A group member's topic was deleted: the coordinator takes the partition back in its
+      // next assignment, and the member goes on with its other topics (as Kafka's consumer).
+      return;
     } else if (err.code === 'ENGINE_CLOSED' || push.retriable) {
       // The server is going away (the reconnect resubscribes) or asks for a later retry.
       this.#ctx.clock.setTimeout(() => {

@@ -344,6 +344,24 @@ describe('consumer groups through the gateway', () => {
     expect(d.members.map((m) => [m.clientId, m.instanceId, m.partitions.length])).toEqual([['second', 'worker-1', 2]]);
   });
 
+  it('a member of a group over two topics goes on with the other when one is deleted', async () => {
+    const { client } = await start();
+    await client.createTopic('keep', { partitions: 1 });
+    await client.createTopic('drop', { partitions: 1 });
+    await produce(client, 'keep', 5);
+    await produce(client, 'drop', 5);
+    const revoked: string[] = [];
+    const c = client.consumer({ groupId: 'two', topics: ['keep', 'drop'], fromBeginning: true, onRevoked: (ps) => void revoked.push(...ps.map((p) => p.topic)) });
+    expect(await collect(c, 10)).toHaveLength(10);
+    await client.deleteTopic('drop');
+    await produce(client, 'keep', 5, 5);
+    const after = await collect(c, 5);
+    expect(after.map((r) => r.offset)).toEqual([5, 6, 7, 8, 9]);
+    expect(revoked).toContain('drop');
+    const d = await client.describeGroup('two');
+    expect(d.members.map((m) => m.partitions.map((p) => p.topic))).toEqual([['keep']]);
+  });
+
   it('close() waits for the batch in hand, calls onRevoked and commits it before another member gets the partition', async () => {
     const { client, connect } = await start();
     await client.createTopic('handover', { partitions: 1 });
