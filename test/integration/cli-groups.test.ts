@@ -157,6 +157,9 @@ describe('sluice consume --group and sluice groups', () => {
     expect(usage.stderr).toMatch(/--offset/);
     const mixed = await sluice(['consume', 'late', '--group', 'g', '--partition', '0', ...b]);
     expect(mixed.status).toBe(2);
+    const empty = await sluice(['consume', 'late', '--group', '', ...b]);
+    expect(empty.status).toBe(2);
+    expect(empty.stderr).toMatch(/--group needs a group id/);
     const unknown = await sluice(['groups', 'describe', 'never-seen', ...b]);
     expect(unknown.status).toBe(1);
     expect(unknown.stderr).toMatch(/GROUP_ID_NOT_FOUND/);
