@@ -42,7 +42,7 @@ export function checkTopicName(name: unknown): string {
 
 export function checkInteger(value: unknown, what: string, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
-    throw new SluiceError('INVALID_ARGUMENT', `${what} must be an integer from ${min} to ${max}, got ${String(value)}`);
+    throw new SluiceError('INVALID_ARGUMENT', `${what} must be an integer from ${min} to ${max}, got ${typeof value === 'string' ? JSON.stringify(value) : String(value)}`);
   }
   return value;
 }
