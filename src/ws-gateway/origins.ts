@@ -3,9 +3,12 @@
  * header of every WebSocket handshake and of every cross-origin POST or DELETE, and any
  * page the user opens could otherwise produce, consume, create and delete topics on a
  * broker the browser can reach (127.0.0.1 included). Allowed: requests without an Origin
- * (programs: the Node client, the CLI, curl), the gateway's own origin (a page it serves:
- * the Origin's host and port are the request's Host), and the origins the operator lists
- * (`sluice start --allowed-origins`; `*` allows any, as NATS' allowed_origins empty does).
+ * (programs: the Node client, the CLI, curl), the gateway's own origin when it is an
+ * address or localhost (a page it served: the Origin's host and port are the request's
+ * Host), and the origins the operator lists (`sluice start --allowed-origins`; `*` allows
+ * any, as NATS' allowed_origins empty does). A page whose own origin is a DNS name needs
+ * that name listed: otherwise a page of any site could point its name at 127.0.0.1 (DNS
+ * rebinding) and pass for one the gateway served.
  * Pure. Owner: the gateway thread.
  */
 import { SluiceError } from '../errors.js';
@@ -41,6 +44,11 @@ export function originAllowed(allowed: readonly string[], origin: string, host: 
   } catch {
     return false; // "null" (a sandboxed page, a file) or garbage
   }
-  if (url.host === host.toLowerCase()) return true;
+  if (url.host === host.toLowerCase() && isAddressOrLocalhost(url.hostname)) return true;
   return allowed.includes(url.origin);
+}
+
+/** An IPv4 or IPv6 literal (as URL.hostname writes them), or localhost: names no other site can point here. */
+function isAddressOrLocalhost(hostname: string): boolean {
+  return hostname === 'localhost' || /^\d{1,3}(\.\d{1,3}){3}$/.test(hostname) || (hostname.startsWith('[') && hostname.endsWith(']'));
 }

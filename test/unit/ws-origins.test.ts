@@ -20,6 +20,15 @@ describe('allowed origins', () => {
     expect(originAllowed([], 'http://anything.test', host)).toBe(false);
   });
 
+  it('takes a page as the gateway\'s own only on an address or localhost: a DNS name may have been pointed here (DNS rebinding)', () => {
+    expect(originAllowed([], 'http://evil.example:7070', 'evil.example:7070')).toBe(false);
+    expect(originAllowed([], 'http://[::1]:7070', '[::1]:7070')).toBe(true);
+    expect(originAllowed([], 'http://10.1.2.3:7070', '10.1.2.3:7070')).toBe(true);
+    expect(originAllowed([], 'http://localhost:7070', 'localhost:7070')).toBe(true);
+    // A name the operator serves pages under is listed.
+    expect(originAllowed(parseAllowedOrigins(['http://broker.internal:7070']), 'http://broker.internal:7070', 'broker.internal:7070')).toBe(true);
+  });
+
   it('refuses a listed origin that is not scheme://host[:port]', () => {
     expect(parseAllowedOrigins(['*', ' http://a.test:8080 ', 'HTTPS://B.TEST'])).toEqual(['*', 'http://a.test:8080', 'https://b.test']);
     for (const bad of ['a.test', 'ftp://a.test', 'http://a.test/', 'http://a.test/app', 'http://a.test?x=1', 'http://user@a.test']) {
