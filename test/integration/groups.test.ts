@@ -40,6 +40,44 @@ async function start() {
   return { engine, gateway, url, connect, client: await connect() };
 }
 
+/**
+ * A broker whose gateway can stop and come back on the same port (and, with forgetGroups,
+ * a new coordinator over the same engine: what a broker restart leaves of groups), and a
+ * client that reconnects to it with the given back-off.
+ */
+async function restartableBroker(label: string, backoff: { initialMs: number; maxMs: number }) {
+  const dir = tempDir(label);
+  const engine = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
+  let groups = await S.openGroups(engine);
+  let gateway = await S.startGateway({ engine, groups, host: '127.0.0.1', port: await restartablePort() });
+  const port = gateway.port;
+  cleanups.push(async () => {
+    await gateway.close();
+    groups.close();
+    await engine.close();
+    dir.remove();
+  });
+  const client = await C.connect({ url: `ws://127.0.0.1:${port}/`, clientId: 'r', WebSocket: WebSocket as never, reconnectBackoff: { ...backoff, multiplier: 2, jitter: 0 } });
+  cleanups.push(() => client.close());
+  const restart = async ({ forgetGroups }: { forgetGroups: boolean }) => {
+    await gateway.close();
+    if (forgetGroups) {
+      groups.close();
+      groups = await S.openGroups(engine);
+    }
+    for (let attempt = 0; ; attempt++) {
+      try {
+        gateway = await S.startGateway({ engine, groups, host: '127.0.0.1', port });
+        return;
+      } catch (err) {
+        if (attempt >= 40) throw err; // the old listen socket is released asynchronously
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  };
+  return { client, restart };
+}
+
 async function produce(client: Awaited<ReturnType<typeof C.connect>>, topic: string, count: number, from = 0): Promise<void> {
   const p = client.producer({ lingerMs: 1 });
   await Promise.all(Array.from({ length: count }, (_, i) => p.send({ topic, key: `k${from + i}`, value: `v${from + i}` })));
@@ -200,19 +238,7 @@ describe('consumer groups through the gateway', () => {
   });
 
   it('a member whose connection drops rejoins with its member id and keeps its partitions', async () => {
-    const dir = tempDir('groups-reconnect');
-    const engine = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
-    const groups = await S.openGroups(engine);
-    let gateway = await S.startGateway({ engine, groups, host: '127.0.0.1', port: await restartablePort() });
-    const port = gateway.port;
-    cleanups.push(async () => {
-      await gateway.close();
-      groups.close();
-      await engine.close();
-      dir.remove();
-    });
-    const client = await C.connect({ url: `ws://127.0.0.1:${port}/`, clientId: 'r', WebSocket: WebSocket as never, reconnectBackoff: { initialMs: 20, maxMs: 100, multiplier: 2, jitter: 0 } });
-    cleanups.push(() => client.close());
+    const { client, restart } = await restartableBroker('groups-reconnect', { initialMs: 20, maxMs: 100 });
     await client.createTopic('t', { partitions: 3 });
     await produce(client, 't', 30);
     const revoked: unknown[] = [];
@@ -221,16 +247,7 @@ describe('consumer groups through the gateway', () => {
     const before = await client.describeGroup('g');
     // The gateway goes away (every socket closed) and comes back on the same port; the
     // coordinator (shared) keeps the member until its session timeout.
-    await gateway.close();
-    for (let attempt = 0; ; attempt++) {
-      try {
-        gateway = await S.startGateway({ engine, groups, host: '127.0.0.1', port });
-        break;
-      } catch (err) {
-        if (attempt >= 40) throw err; // the old listen socket is released asynchronously
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+    await restart({ forgetGroups: false });
     await produce(client, 't', 30, 30);
     const second = await collect(c, 30);
     const after = await client.describeGroup('g');
@@ -241,19 +258,7 @@ describe('consumer groups through the gateway', () => {
   });
 
   it('a member rejoins as a new member after the broker restarts and forgets it, also with commits and heartbeats in flight', async () => {
-    const dir = tempDir('groups-restart');
-    const engine = await S.Engine.open({ dataDir: dir.path, workers: 1, logger: memoryLogger() });
-    let groups = await S.openGroups(engine);
-    let gateway = await S.startGateway({ engine, groups, host: '127.0.0.1', port: await restartablePort() });
-    const port = gateway.port;
-    cleanups.push(async () => {
-      await gateway.close();
-      groups.close();
-      await engine.close();
-      dir.remove();
-    });
-    const client = await C.connect({ url: `ws://127.0.0.1:${port}/`, clientId: 'r', WebSocket: WebSocket as never, reconnectBackoff: { initialMs: 5, maxMs: 20, multiplier: 2, jitter: 0 } });
-    cleanups.push(() => client.close());
+    const { client, restart } = await restartableBroker('groups-restart', { initialMs: 5, maxMs: 20 });
     await client.createTopic('t', { partitions: 2 });
     // Commits and heartbeats are nearly always in flight: one of them meets the new coordinator
     // before the rejoin's answer does (UNKNOWN_MEMBER_ID both ways).
@@ -272,18 +277,7 @@ describe('consumer groups through the gateway', () => {
       await produce(client, 't', 20, round * 20);
       await readUntil((round + 1) * 20);
       // The coordinator's memberships go with the broker; committed offsets stay in the engine.
-      await gateway.close();
-      groups.close();
-      groups = await S.openGroups(engine);
-      for (let attempt = 0; ; attempt++) {
-        try {
-          gateway = await S.startGateway({ engine, groups, host: '127.0.0.1', port });
-          break;
-        } catch (err) {
-          if (attempt >= 40) throw err; // the old listen socket is released asynchronously
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      }
+      await restart({ forgetGroups: true });
     }
     await produce(client, 't', 20, 80);
     await readUntil(100);
