@@ -230,10 +230,19 @@ export class GroupMember {
     const target = new Map(a.partitions.map((p) => [key(p.topic, p.partition), { topic: p.topic, partition: p.partition }]));
     const revoked = [...this.#owned].filter(([k]) => !target.has(k)).map(([, p]) => p);
     const added = [...target].filter(([k]) => !this.#owned.has(k)).map(([, p]) => p);
+    // A throwing onRevoked does not stop the revocation (the partitions would stay with this
+    // member, and the hook run again at every heartbeat, until the rebalance timeout fenced
+    // it): they go, uncommitted (the hook may not have finished what the records were for),
+    // and the application hears of the error once, when the assignment is applied.
+    let hookFailure: { error: unknown } | null = null;
     if (revoked.length > 0) {
       await this.#host.quiesce(revoked, Math.floor(this.#options.rebalanceTimeoutMs / 2));
-      await this.#options.onRevoked?.(revoked);
-      if (this.#options.autoCommit) await this.#commitQuietly(revoked, a.generation);
+      try {
+        await this.#options.onRevoked?.(revoked);
+      } catch (error) {
+        hookFailure = { error };
+      }
+      if (this.#options.autoCommit && hookFailure === null) await this.#commitQuietly(revoked, a.generation);
       for (const p of revoked) {
         this.#owned.delete(key(p.topic, p.partition));
         this.#committed.delete(key(p.topic, p.partition));
@@ -269,6 +278,7 @@ export class GroupMember {
     this.#joined.resolve();
     // Acknowledge at once: revoked partitions are released to their new owners.
     if (revoked.length > 0) await this.#heartbeat();
+    if (hookFailure !== null) throw hookFailure.error;
   }
 
   async #fetchCommitted(partitions: TopicPartition[], generation: number): Promise<Map<string, number>> {

@@ -356,6 +356,44 @@ describe('consumer groups through the gateway', () => {
     expect(d.members.map((m) => m.partitions.map((p) => p.topic))).toEqual([['keep']]);
   });
 
+  it('an onRevoked that throws still lets the partitions go at once; the error reaches the application once, and the member goes on', async () => {
+    const { client, connect } = await start();
+    await client.createTopic('hook', { partitions: 4 });
+    await produce(client, 'hook', 40);
+    let calls = 0;
+    const a = client.consumer({
+      groupId: 'hk', topics: ['hook'], fromBeginning: true, sessionTimeoutMs: 30_000, rebalanceTimeoutMs: 30_000,
+      onRevoked: () => {
+        calls++;
+        throw new Error('the hook failed');
+      },
+    });
+    await collect(a, 40);
+    const errors: string[] = [];
+    const reading = (async () => {
+      for (let i = 0; i < 2; i++) {
+        try {
+          for await (const _ of a) void _;
+          return;
+        } catch (err) {
+          errors.push((err as Error).message);
+        }
+      }
+    })();
+    const other = await connect('other');
+    const b = other.consumer({ groupId: 'hk', topics: ['hook'], fromBeginning: true, sessionTimeoutMs: 30_000 });
+    // Well within the 30 s rebalance timeout: the revocation was not held up by the hook.
+    const started = Date.now();
+    await collect(b, 1, 10_000);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    await expect.poll(() => errors).toEqual(['the hook failed']);
+    expect(calls).toBe(1);
+    const d = await client.describeGroup('hk');
+    expect(d.members.map((m) => m.partitions.length).sort()).toEqual([2, 2]);
+    await a.close();
+    await reading;
+  });
+
   it('close() waits for the batch in hand, calls onRevoked and commits it before another member gets the partition', async () => {
     const { client, connect } = await start();
     await client.createTopic('handover', { partitions: 1 });
