@@ -265,7 +265,7 @@ async function printUntilDone(
 ): Promise<void> {
   let count = 0;
   const max = flags.maxMessages ?? Number.POSITIVE_INFINITY;
-  const format: LineFormat = { keySep: flags.printKey === true ? Buffer.from(flags.keySeparator ?? KEY_SEPARATOR_DEFAULT) : null, timestampSep: flags.printTimestamp === true ? Buffer.from(flags.keySeparator ?? KEY_SEPARATOR_DEFAULT) : null };
+  const format: LineFormat = { key: flags.printKey === true, timestamp: flags.printTimestamp === true, sep: Buffer.from(flags.keySeparator ?? KEY_SEPARATOR_DEFAULT) };
   const progress = new Progress(() => `sluice consume: ${count} records${label}`);
   const running = consumer.run({
     eachBatch: async (batch) => {
@@ -299,29 +299,30 @@ async function printBatch(records: ConsumerRecord[], take: number, format: LineF
 }
 
 const NULL_TEXT = Buffer.from('null');
-
-/** What goes before each value: the key and the timestamp, each followed by its separator, or nothing. */
-interface LineFormat {
-  keySep: Buffer | null;
-  timestampSep: Buffer | null;
-}
 const NEWLINE = 0x0a;
 
+/** What goes before each value: the timestamp and the key, as asked, each followed by the separator. */
+interface LineFormat {
+  key: boolean;
+  timestamp: boolean;
+  sep: Buffer;
+}
+
 /**
- * The first `count` records as lines (`key SEP value` with a separator, else `value`), in
+ * The first `count` records as lines (`[type:timestamp SEP][key SEP]value`), in
  * one buffer sized first and filled once: the record bytes are views into a frame that
  * goes back as credit, so they are copied, once. A null key or value prints as `null`
  * (as Kafka's console consumer).
  */
 function formatLines(records: ConsumerRecord[], count: number, format: LineFormat): Buffer {
-  const { keySep: sep, timestampSep } = format;
-  const stamps = timestampSep === null ? null : records.slice(0, count).map((r) => Buffer.from(`${r.timestampType}:${r.timestamp}`));
+  const { key: printKey, sep } = format;
+  const stamps = format.timestamp ? records.slice(0, count).map((r) => Buffer.from(`${r.timestampType}:${r.timestamp}`)) : null;
   let size = 0;
   for (let i = 0; i < count; i++) {
     const r = records[i];
     size += (r.value ?? NULL_TEXT).length + 1;
-    if (sep !== null) size += (r.key ?? NULL_TEXT).length + sep.length;
-    if (stamps !== null) size += stamps[i].length + timestampSep!.length;
+    if (printKey) size += (r.key ?? NULL_TEXT).length + sep.length;
+    if (stamps !== null) size += stamps[i].length + sep.length;
   }
   const out = Buffer.allocUnsafe(size);
   let at = 0;
@@ -330,10 +331,10 @@ function formatLines(records: ConsumerRecord[], count: number, format: LineForma
     if (stamps !== null) {
       out.set(stamps[i], at);
       at += stamps[i].length;
-      out.set(timestampSep!, at);
-      at += timestampSep!.length;
+      out.set(sep, at);
+      at += sep.length;
     }
-    if (sep !== null) {
+    if (printKey) {
       const key = r.key ?? NULL_TEXT;
       out.set(key, at);
       at += key.length;

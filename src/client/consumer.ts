@@ -584,8 +584,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
           a.start = this.#resetPolicy;
           continue;
         }
-        // Assigned a partition of a topic being deleted: the next assignment takes it back.
-        if (this.#group && err instanceof SluiceError && err.code === 'UNKNOWN_TOPIC_OR_PARTITION') return;
+        if (this.#deletedUnderGroup(err)) return;
         if (!isRetriableError(err)) {
           this.#fail(err);
           throw err;
@@ -647,6 +646,15 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
     this.#signal();
   }
 
+  /**
+   * A group member's partition whose topic was deleted (its subscription closed, or refused):
+   * the coordinator takes it back in its next assignment and the member goes on with its
+   * other topics, as Kafka's consumer. A consumer without a group fails instead.
+   */
+  #deletedUnderGroup(err: unknown): boolean {
+    return this.#group !== null && err instanceof SluiceError && err.code === 'UNKNOWN_TOPIC_OR_PARTITION';
+  }
+
   #onClosed(a: Assignment, generation: number, push: SubscriptionClosedPush): void {
     if (generation !== a.generation || !a.active) return;
     this.#ctx.connection.removeSubscription(push.subscriptionId);
@@ -656,9 +664,7 @@ export class Consumer implements AsyncIterable<ConsumerRecord> {
       a.position = null;
       a.start = this.#resetPolicy;
       void this.#resubscribe(a).catch(() => undefined);
-    } else if (this.#group && err.code === 'UNKNOWN_TOPIC_OR_PARTITION') {
-      // A group member's topic was deleted: the coordinator takes the partition back in its
-      // next assignment, and the member goes on with its other topics (as Kafka's consumer).
+    } else if (this.#deletedUnderGroup(err)) {
       return;
     } else if (err.code === 'ENGINE_CLOSED' || push.retriable) {
       // The server is going away (the reconnect resubscribes) or asks for a later retry.

@@ -65,7 +65,7 @@ import { AssertionError, assert } from '../assert.js';
 import { asStorageError, SluiceError } from '../errors.js';
 import type { FileSystem } from './fs.js';
 import { joinPath } from './fs.js';
-import { BATCH_BYTES_LIMIT, INFLATED_BATCH_BYTES_MAX, RELATIVE_OFFSET_MAX, SCAN_CHUNK_BYTES } from './limits.js';
+import { BATCH_BYTES_LIMIT, INFLATED_BATCH_BYTES_MAX, RELATIVE_OFFSET_MAX, SCAN_CHUNK_BYTES, SEGMENT_NAME_DIGITS } from './limits.js';
 import {
   BATCH_HEADER_BYTES,
   BATCH_LENGTH_OFFSET,
@@ -237,7 +237,7 @@ class Pass {
     for (const group of groupSegments(segments.slice(0, mappedEnd), cleanedUpTo, o.mergeBytesMax ?? 0)) {
       const before = group.reduce((n, g) => n + g.sizeBytes, 0);
       plan.bytesBefore += before;
-      const cleaned = group.length === 1 ? await this.#rewriteSegment(group[0], plan) : await this.#mergeGroup(group, plan);
+      const cleaned = await this.#rewriteGroup(group, plan);
       if (cleaned === null) {
         plan.bytesAfter += before;
         continue;
@@ -311,66 +311,47 @@ class Pass {
     this.#close(fd);
   }
 
-  /** Rewrites one segment into `.cleaned` files, or returns null when nothing in it is dropped. */
-  async #rewriteSegment(segment: CompactionSegment, plan: CompactionPlan): Promise<CleanedSegment | null> {
+  /**
+   * Rewrites a group of adjacent segments into one segment's `.cleaned` files, named by the
+   * first: a merge always, a group of one only when something in it is dropped (else null).
+   * A lone segment's batches before its first change are copied later, from the file,
+   * without decoding again.
+   */
+  async #rewriteGroup(group: readonly CompactionSegment[], plan: CompactionPlan): Promise<CleanedSegment | null> {
     const o = this.#o;
-    this.#checkCancelled();
-    const tombstonesExpired = o.nowMs - segment.largestTimestamp > o.deleteRetentionMs;
-    const { fd, cursor } = this.#openLog(segment);
-    // Batches before the first change are copied later, from the file, without decoding again.
+    const writer = (): CleanedWriter => new CleanedWriter(o.fs, o.dir, group[0].baseOffset, o.indexIntervalBytes, this.#written, this.#openFds);
+    let out: CleanedWriter | null = group.length > 1 ? writer() : null;
     const prefix: { position: number; baseOffset: number; maxTimestamp: number; lastOffset: number }[] = [];
-    let out: CleanedWriter | null = null;
     let recordsRemoved = 0;
     let tombstoneKept = false;
-    for (let b = cursor.next(); b !== null; b = cursor.next()) {
-      const thinned = this.#thin(b.bytes, b.header, tombstonesExpired);
-      if (thinned.tombstoneKept) tombstoneKept = true;
-      const lastOffset = b.header.baseOffset + b.header.lastOffsetDelta;
-      if (thinned.bytes === b.bytes) {
-        if (out === null) prefix.push({ position: b.position, baseOffset: b.header.baseOffset, maxTimestamp: b.header.maxTimestamp, lastOffset });
-        else out.append(b.bytes, b.header.baseOffset, b.header.maxTimestamp, lastOffset);
-      } else {
-        recordsRemoved += thinned.removed;
-        if (out === null) {
-          out = new CleanedWriter(o.fs, o.dir, segment.baseOffset, o.indexIntervalBytes, this.#written, this.#openFds);
-          // Reads the file into the writer's own buffer: the cursor's buffer is untouched.
-          await out.copyPrefix(fd, b.position, prefix, (n) => this.#pause(n));
-        }
-        if (thinned.bytes !== null) out.append(thinned.bytes, b.header.baseOffset, b.header.maxTimestamp, lastOffset);
-      }
-      await this.#pause(b.header.sizeBytes);
-    }
-    this.#close(fd);
-    if (tombstoneKept) plan.tombstoneDeadlineMs = Math.min(plan.tombstoneDeadlineMs, segment.largestTimestamp + o.deleteRetentionMs + 1);
-    if (out === null) return null;
-    const done = await out.finish();
-    return { baseOffset: segment.baseOffset, sources: [{ baseOffset: segment.baseOffset, sizeBytes: segment.sizeBytes }], sizeBytesBefore: segment.sizeBytes, ...done, recordsRemoved };
-  }
-
-  /** Rewrites a group of two or more adjacent segments into one segment's `.cleaned` files, named by the first. */
-  async #mergeGroup(group: readonly CompactionSegment[], plan: CompactionPlan): Promise<CleanedSegment> {
-    const o = this.#o;
-    this.#checkCancelled();
-    const out = new CleanedWriter(o.fs, o.dir, group[0].baseOffset, o.indexIntervalBytes, this.#written, this.#openFds);
-    let recordsRemoved = 0;
-    let tombstoneKept = false;
-    let largestTimestamp = -1;
     for (const segment of group) {
       this.#checkCancelled();
-      largestTimestamp = Math.max(largestTimestamp, segment.largestTimestamp);
       const tombstonesExpired = o.nowMs - segment.largestTimestamp > o.deleteRetentionMs;
       const { fd, cursor } = this.#openLog(segment);
       for (let b = cursor.next(); b !== null; b = cursor.next()) {
         const thinned = this.#thin(b.bytes, b.header, tombstonesExpired);
         if (thinned.tombstoneKept) tombstoneKept = true;
         recordsRemoved += thinned.removed;
-        if (thinned.bytes !== null) out.append(thinned.bytes, b.header.baseOffset, b.header.maxTimestamp, b.header.baseOffset + b.header.lastOffsetDelta);
+        const lastOffset = b.header.baseOffset + b.header.lastOffsetDelta;
+        if (out === null) {
+          if (thinned.bytes === b.bytes) {
+            prefix.push({ position: b.position, baseOffset: b.header.baseOffset, maxTimestamp: b.header.maxTimestamp, lastOffset });
+            await this.#pause(b.header.sizeBytes);
+            continue;
+          }
+          out = writer();
+          // Reads the file into the writer's own buffer: the cursor's buffer is untouched.
+          await out.copyPrefix(fd, b.position, prefix, (n) => this.#pause(n));
+        }
+        if (thinned.bytes !== null) out.append(thinned.bytes, b.header.baseOffset, b.header.maxTimestamp, lastOffset);
         await this.#pause(b.header.sizeBytes);
       }
       this.#close(fd);
     }
-    // The merged segment's clock is its newest member's: its tombstones expire by that.
+    // A merged segment's clock is its newest member's: its tombstones expire by that.
+    const largestTimestamp = Math.max(...group.map((g) => g.largestTimestamp));
     if (tombstoneKept) plan.tombstoneDeadlineMs = Math.min(plan.tombstoneDeadlineMs, largestTimestamp + o.deleteRetentionMs + 1);
+    if (out === null) return null;
     const done = await out.finish();
     const sources = group.map((g) => ({ baseOffset: g.baseOffset, sizeBytes: g.sizeBytes }));
     return { baseOffset: group[0].baseOffset, sources, sizeBytesBefore: sources.reduce((n, g) => n + g.sizeBytes, 0), ...done, recordsRemoved };
@@ -674,14 +655,13 @@ export function swapPath(dir: string, baseOffset: number, lastMember = baseOffse
 export function parseSwapName(name: string): { baseOffset: number; lastMember: number } | null {
   const single = parseOffsetFileName(name, LOG_SUFFIX + SWAP_SUFFIX);
   if (single !== null) return { baseOffset: single, lastMember: single };
-  const m = MERGED_SWAP_NAME.exec(name);
-  if (m === null) return null;
-  const baseOffset = parseOffsetFileName(m[1] + LOG_SUFFIX, LOG_SUFFIX);
-  const lastMember = parseOffsetFileName(m[2] + SWAP_SUFFIX, SWAP_SUFFIX);
+  // A merged group's: `<base>.log` and `<last>.swap` joined by a dot.
+  const head = SEGMENT_NAME_DIGITS + LOG_SUFFIX.length;
+  if (name[head] !== '.') return null;
+  const baseOffset = parseOffsetFileName(name.slice(0, head), LOG_SUFFIX);
+  const lastMember = parseOffsetFileName(name.slice(head + 1), SWAP_SUFFIX);
   return baseOffset !== null && lastMember !== null && lastMember > baseOffset ? { baseOffset, lastMember } : null;
 }
-
-const MERGED_SWAP_NAME = /^(\d+)\.log\.(\d+)\.swap$/;
 
 /**
  * Steps 2 to 4 for the rewritten segments (their `.cleaned` files written; `members`: the

@@ -56,9 +56,24 @@ export interface FileSystem {
   fsyncDir(path: string): void;
 }
 
+/** Suffix of a file written in full before it is renamed over its name (a partition's open removes leftovers). */
+export const TMP_SUFFIX = '.tmp';
+
+/**
+ * Writes `bytes` to `<path>.tmp` and renames that over `path`: a reader finds the old file
+ * or the new one, never a part. `durable` fdatasyncs it before the rename; the folder is
+ * not synced (metadata.writeFileAtomic does that too).
+ */
+export function replaceFile(fs: FileSystem, path: string, bytes: Uint8Array, { durable }: { durable: boolean }): void {
+  const tmp = path + TMP_SUFFIX;
+  if (durable) writeFileDurable(fs, tmp, bytes);
+  else fs.writeFile(tmp, bytes);
+  fs.rename(tmp, path);
+}
+
 /**
  * Creates or truncates `path`, writes `bytes`, fdatasyncs and closes it: durable, not
- * atomic (metadata.writeFileAtomic adds the temp file and rename around it).
+ * atomic (replaceFile and metadata.writeFileAtomic add the temp file and rename around it).
  */
 export function writeFileDurable(fs: FileSystem, path: string, bytes: Uint8Array): void {
   const fd = fs.open(path, 'create');

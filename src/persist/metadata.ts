@@ -28,10 +28,8 @@ import { asStorageError, SluiceError } from '../errors.js';
 import { CLEANUP_POLICY_DEFAULT, DELETE_RETENTION_MS_DEFAULT, isCleanupPolicy, type CleanupPolicy } from './cleanup-policy.js';
 import type { FileSystem } from './fs.js';
 import { isTimestampType, TIMESTAMP_TYPE_DEFAULT, type TimestampType } from './timestamp-type.js';
-import { dirName, writeFileDurable } from './fs.js';
+import { dirName, TMP_SUFFIX, writeFileDurable } from './fs.js';
 
-/** Suffix of the temporary file of an atomic write. */
-export const ATOMIC_TMP_SUFFIX = '.tmp';
 export const TOPICS_FILE_VERSION = 1;
 /** Larger than any sane registry (thousands of topics), small enough to read at start without thinking. */
 export const METADATA_FILE_BYTES_MAX = 64 * 1024 * 1024;
@@ -46,7 +44,7 @@ function storageError(err: unknown, what: string): Error {
 
 /** Replaces `path` with `bytes` atomically and durably (see the top of the file). */
 export function writeFileAtomic(fs: FileSystem, path: string, bytes: Uint8Array): void {
-  const tmp = path + ATOMIC_TMP_SUFFIX;
+  const tmp = path + TMP_SUFFIX;
   try {
     writeFileDurable(fs, tmp, bytes);
     fs.rename(tmp, path);

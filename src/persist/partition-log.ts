@@ -76,7 +76,7 @@ import {
 } from './cleanup-policy.js';
 import { crc32c } from './crc32c.js';
 import type { FileSystem } from './fs.js';
-import { baseName, dirName, joinPath, nodeFileSystem, writeFileDurable } from './fs.js';
+import { baseName, dirName, joinPath, nodeFileSystem, replaceFile, TMP_SUFFIX } from './fs.js';
 import {
   APPEND_BYTES_MAX,
   BATCH_BYTES_LIMIT,
@@ -178,8 +178,6 @@ export const DEFAULT_LOG_CONFIG: Readonly<LogConfig> = Object.freeze({
 
 /** Name of the clean-shutdown marker in the partition folder. */
 export const CLEAN_SHUTDOWN_MARKER = '.clean-shutdown';
-/** Suffix of temporary files in the partition folder (see metadata.writeFileAtomic). */
-export const TMP_SUFFIX = '.tmp';
 /** Infix of a deleted partition folder: `<dir>.deleted-<n>`, removed by rm -rf. */
 export const DELETED_DIR_INFIX = '.deleted-';
 /** A file name's limit on Linux filesystems (NAME_MAX): a deleted folder's name is cut to fit it. */
@@ -1355,12 +1353,7 @@ function readRecoveryPoint(fs: FileSystem, dir: string): number | string {
  * lost, which the CRC catches (every segment is scanned then).
  */
 function writeRecoveryPoint(fs: FileSystem, dir: string, recoveryPoint: number, { durable }: { durable: boolean }): void {
-  const path = joinPath(dir, RECOVERY_POINT_FILE);
-  const tmp = path + TMP_SUFFIX;
-  const bytes = encodeRecoveryPoint(recoveryPoint);
-  if (durable) writeFileDurable(fs, tmp, bytes);
-  else fs.writeFile(tmp, bytes);
-  fs.rename(tmp, path);
+  replaceFile(fs, joinPath(dir, RECOVERY_POINT_FILE), encodeRecoveryPoint(recoveryPoint), { durable });
 }
 
 /**

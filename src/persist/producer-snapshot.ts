@@ -31,7 +31,7 @@
  */
 import { assert } from '../assert.js';
 import { crc32c } from './crc32c.js';
-import { joinPath, type FileSystem } from './fs.js';
+import { joinPath, replaceFile, type FileSystem } from './fs.js';
 import { parseOffsetFileName, segmentFileName } from './segment.js';
 
 export const SNAPSHOT_SUFFIX = '.snapshot';
@@ -175,9 +175,6 @@ export function loadNewestSnapshot(fs: FileSystem, dir: string, logEndOffset: nu
 
 /** Writes the snapshot at `offset` (a temporary file renamed into place) and removes all but the newest SNAPSHOTS_KEPT. */
 export function writeSnapshot(fs: FileSystem, dir: string, offset: number, producers: ProducerSnapshotEntry[]): void {
-  const name = snapshotFileName(offset);
-  const tmp = joinPath(dir, `${name}.tmp`);
-  fs.writeFile(tmp, encodeProducerSnapshot(offset, producers));
-  fs.rename(tmp, joinPath(dir, name));
+  replaceFile(fs, joinPath(dir, snapshotFileName(offset)), encodeProducerSnapshot(offset, producers), { durable: false });
   for (const old of listSnapshots(fs, dir).slice(SNAPSHOTS_KEPT)) fs.unlink(joinPath(dir, snapshotFileName(old)));
 }

@@ -27,6 +27,7 @@ import { sep } from 'node:path';
 import type * as uWS from 'uWebSockets.js';
 import type { Engine, TopicConfig } from '../engine/engine.js';
 import { checkNotInternal } from '../engine/names.js';
+import { TOPIC_CONFIG_NAMES } from '../engine/topic-configs.js';
 import { originAllowed } from './origins.js';
 import { SluiceError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../workers/owner-handle.js';
@@ -34,6 +35,8 @@ import type { GatewayMetrics } from './metrics.js';
 
 /** Largest admin request body: a topic's settings are a few hundred bytes. */
 const HTTP_BODY_BYTES_MAX = 64 * 1024;
+/** The settings POST /topics takes besides `partitions`: every TopicConfig field, as the engine names it. */
+const TOPIC_SETTINGS: ReadonlySet<string> = new Set(Object.values(TOPIC_CONFIG_NAMES));
 /** Largest static file served: the client's modules are tens of KiB. */
 const STATIC_FILE_BYTES_MAX = 4 * 1024 * 1024;
 /** A static path: letters, digits, '.', '_', '-' and '/', ending in .js or .js.map. */
@@ -109,6 +112,11 @@ class Reply {
     this.json(STATUS_OF[e.code] ?? '400 Bad Request', { error: { code: e.code, message: e.message, retriable: e.retriable } });
   }
 
+  /** An error of HTTP's own (a route, a method, a media type, an origin), in the same JSON shape as error()'s; never retriable. */
+  httpError(status: string, code: string, message: string, headers: [string, string][] = []): void {
+    this.json(status, { error: { code, message, retriable: false } }, headers);
+  }
+
   /** Collects the request body up to `bytesMax`, copying each chunk (uWS reuses them). */
   body(bytesMax: number): Promise<Buffer> {
     return new Promise((resolve, reject) => {
@@ -168,7 +176,7 @@ function refusedOrigin(ctx: HttpContext, reply: Reply, req: uWS.HttpRequest): bo
   const origin = req.getHeader('origin');
   if (originAllowed(ctx.allowedOrigins, origin, req.getHeader('host'))) return false;
   ctx.metrics.originsRefused.inc();
-  reply.json('403 Forbidden', { error: { code: 'ORIGIN_NOT_ALLOWED', message: `pages of ${origin} may not change topics: start the broker with --allowed-origins ${origin} to allow it`, retriable: false } });
+  reply.httpError('403 Forbidden', 'ORIGIN_NOT_ALLOWED', `pages of ${origin} may not change topics: start the broker with --allowed-origins ${origin} to allow it`);
   return true;
 }
 
@@ -216,7 +224,7 @@ export function registerHttpRoutes(app: uWS.TemplatedApp, ctx: HttpContext): voi
       // Only JSON: a page may send a form or text/plain to any origin without asking first.
       const type = req.getHeader('content-type').split(';')[0].trim().toLowerCase();
       if (type !== 'application/json') {
-        reply.json('415 Unsupported Media Type', { error: { code: 'UNSUPPORTED_MEDIA_TYPE', message: `the body must be application/json, not ${JSON.stringify(type || 'none')}`, retriable: false } });
+        reply.httpError('415 Unsupported Media Type', 'UNSUPPORTED_MEDIA_TYPE', `the body must be application/json, not ${JSON.stringify(type || 'none')}`);
         return;
       }
       reply
@@ -233,7 +241,7 @@ export function registerHttpRoutes(app: uWS.TemplatedApp, ctx: HttpContext): voi
           if (typeof name !== 'string') throw new SluiceError('INVALID_TOPIC', 'the body needs "name", a string');
           checkNotInternal(name);
           for (const key of Object.keys(options)) {
-            if (!['partitions', 'retentionMs', 'retentionBytes', 'segmentMs', 'segmentBytes', 'cleanupPolicy', 'deleteRetentionMs', 'timestampType'].includes(key)) {
+            if (key !== 'partitions' && !TOPIC_SETTINGS.has(key)) {
               throw new SluiceError('INVALID_ARGUMENT', `unknown topic setting ${JSON.stringify(key)}`);
             }
           }
@@ -285,11 +293,11 @@ export function registerHttpRoutes(app: uWS.TemplatedApp, ctx: HttpContext): voi
       const reply = new Reply(res, method === 'HEAD');
       const allow = allowedMethods(url);
       if (allow === null) {
-        reply.json('404 Not Found', { error: { code: 'NOT_FOUND', message: `no route for ${method} ${url}`, retriable: false } });
+        reply.httpError('404 Not Found', 'NOT_FOUND', `no route for ${method} ${url}`);
       } else if (method === 'OPTIONS') {
         reply.send('204 No Content', null, '', [['Allow', allow]]);
       } else {
-        reply.json('405 Method Not Allowed', { error: { code: 'METHOD_NOT_ALLOWED', message: `${url} answers ${allow}, not ${method}`, retriable: false } }, [['Allow', allow]]);
+        reply.httpError('405 Method Not Allowed', 'METHOD_NOT_ALLOWED', `${url} answers ${allow}, not ${method}`, [['Allow', allow]]);
       }
     }),
   );
@@ -310,7 +318,7 @@ function registerStatic(app: uWS.TemplatedApp, ctx: HttpContext): void {
 
   getAndHead(app, ctx, '/sluice/*', (reply, req) => {
     const path = req.getUrl().slice('/sluice/'.length);
-    const notFound = () => reply.json('404 Not Found', { error: { code: 'NOT_FOUND', message: `no file /sluice/${path}`, retriable: false } });
+    const notFound = () => reply.httpError('404 Not Found', 'NOT_FOUND', `no file /sluice/${path}`);
     if (!STATIC_PATH.test(path) || path.split('/').some((part) => part === '' || part === '.' || part === '..')) {
       notFound();
       return;

@@ -59,7 +59,7 @@ describe('Engine', () => {
     }
     // Every ring of a round is one of the first round's (the sums above). Measured outside the
     // suite (/tmp scripts, 2026-11-28; RSS in a test worker is too noisy to assert): 256
-    // partitions created, written and deleted 8 times took a broker process from 170 to 1,270
+    // partitions created, written and deleted 8 times took a process running the engine from 170 to 1,270
     // MB before, 163 to 201 MB with the reuse; freed rings came back late, and fresh ones made
     // of recycled heap memory are cleared, so resident.
     expect(ringBytes).toBeGreaterThanOrEqual(64 * 2 * 1024 * 1024);
