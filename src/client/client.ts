@@ -7,7 +7,6 @@
  * injected (`crc32c`). Owner: the thread that created it.
  */
 import { SluiceError } from '../errors.js';
-import { TOPIC_CONFIG_NAMES } from '../engine/topic-configs.js';
 import type { Crc32cFunction } from '../persist/record-batch-codec.js';
 import { Op, ResetStrategy, type DescribeGroupOk, type DescribeTopicOk, type FetchCommittedOk, type ListGroupsOk, type MetadataOk, type ResetOffsetsOk, type ServerFrame } from '../ws-gateway/frames.js';
 import { backoffDelayMs, RETRY_BACKOFF } from './backoff.js';
@@ -127,10 +126,18 @@ export class Sluice {
     if (settings.cleanupPolicy !== undefined || settings.deleteRetentionMs !== undefined || settings.timestampType !== undefined || settings.configs !== undefined) {
       // Settings beyond CREATE_TOPIC's fixed ones travel as Kafka-named configs (version 2).
       const configs = new Map(Object.entries(settings.configs ?? {}));
-      for (const [name, field] of Object.entries(TOPIC_CONFIG_NAMES)) {
-        const value = settings[field];
-        if (value !== undefined) configs.set(name, String(value));
-      }
+      // The broker's names (engine/topic-configs.ts), written out here: the browser path
+      // imports nothing of the engine's.
+      const named: [string, unknown][] = [
+        ['cleanup.policy', settings.cleanupPolicy],
+        ['delete.retention.ms', settings.deleteRetentionMs],
+        ['message.timestamp.type', settings.timestampType],
+        ['retention.ms', settings.retentionMs],
+        ['retention.bytes', settings.retentionBytes],
+        ['segment.ms', settings.segmentMs],
+        ['segment.bytes', settings.segmentBytes],
+      ];
+      for (const [name, value] of named) if (value !== undefined) configs.set(name, String(value));
       const ok = await this.connection.request({
         op: Op.CREATE_TOPIC_WITH_CONFIGS,
         topic,
